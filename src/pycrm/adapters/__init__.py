@@ -1,0 +1,1 @@
+"""Storage adapters: ``memory`` for tests, ``sqlalchemy`` for SQLite and PostgreSQL."""

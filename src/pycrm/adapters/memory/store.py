@@ -1,0 +1,232 @@
+"""Tables as dicts, units of work as overlays."""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+from pycrm.domain.query import (
+    And,
+    Contains,
+    Eq,
+    Filter,
+    HasKey,
+    In,
+    IsNull,
+    Not,
+    Or,
+    OrderBy,
+    Range,
+)
+from pycrm.domain.records import Record, Stored
+from pycrm.errors import ConcurrencyError, DuplicateError, NotFound
+
+__all__ = ["MemoryStore", "matches"]
+
+S = TypeVar("S", bound=Stored)
+
+#: table → tenant → id → record
+_Tables = dict[type[Stored], dict[str, dict[str, Stored]]]
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def matches(record: Stored, where: Filter | None) -> bool:
+    """Evaluate a filter against one record, with the semantics the SQL adapter compiles to."""
+    if where is None:
+        return True
+    match where:
+        case Eq(field, value):
+            return bool(_plain(getattr(record, field)) == _plain(value))
+        case In(field, values):
+            return _plain(getattr(record, field)) in {_plain(v) for v in values}
+        case Range(field, low, high):
+            actual = getattr(record, field)
+            if actual is None:
+                return False
+            return (low is None or actual >= low) and (high is None or actual < high)
+        case Contains(field, text):
+            actual = getattr(record, field)
+            return isinstance(actual, str) and text in actual
+        case IsNull(field):
+            return getattr(record, field) is None
+        case HasKey(kind, key):
+            return (kind, key) in set(record.match_keys())
+        case And(parts):
+            return all(matches(record, p) for p in parts)
+        case Or(parts):
+            return any(matches(record, p) for p in parts)
+        case Not(part):
+            return not matches(record, part)
+    raise TypeError(f"unknown filter {where!r}")
+
+
+def sort_records(records: list[S], order_by: Sequence[OrderBy]) -> list[S]:
+    """Sort like SQL does here: by each key in turn (NULLs last), then by id."""
+    ordered = sorted(records, key=lambda r: r.id)
+    for order in reversed(order_by):
+        present = [r for r in ordered if getattr(r, order.field) is not None]
+        missing = [r for r in ordered if getattr(r, order.field) is None]
+        present.sort(key=lambda r: _plain(getattr(r, order.field)), reverse=order.descending)
+        ordered = present + missing
+    return ordered
+
+
+class MemoryStore:
+    """A store that keeps everything in this process's memory."""
+
+    def __init__(self) -> None:
+        self._tables: _Tables = {}
+        self._lock = threading.RLock()
+
+    def begin(self, tenant_id: str) -> MemoryUnitOfWork:
+        """Start a unit of work scoped to ``tenant_id``."""
+        return MemoryUnitOfWork(self, tenant_id)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def _base(self, cls: type[Stored], tenant_id: str) -> dict[str, Stored]:
+        return self._tables.setdefault(cls, {}).setdefault(tenant_id, {})
+
+
+class MemoryUnitOfWork:
+    """One transaction: writes go to an overlay until commit."""
+
+    def __init__(self, store: MemoryStore, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
+        self._store = store
+        #: table → id → (record, version it replaced, or None for a new record)
+        self._writes: dict[type[Stored], dict[str, tuple[Stored, int | None]]] = {}
+        self._repos: dict[type[Stored], MemoryRepository[Any]] = {}
+
+    def repo(self, cls: type[S]) -> MemoryRepository[S]:
+        """The repository for ``cls`` in this unit of work."""
+        if cls not in self._repos:
+            self._repos[cls] = MemoryRepository(self, cls)
+        return self._repos[cls]
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undo the block's writes if it raises."""
+        saved = {cls: dict(writes) for cls, writes in self._writes.items()}
+        try:
+            yield
+        except BaseException:
+            self._writes = saved
+            raise
+
+    def commit(self) -> None:
+        """Check versions and unique keys against committed data, then apply."""
+        with self._store._lock:
+            for cls, writes in self._writes.items():
+                base = self._store._base(cls, self.tenant_id)
+                for id, (_, replaced) in writes.items():
+                    current = base.get(id)
+                    if replaced is None and current is not None:
+                        raise DuplicateError(f"{cls.resource} {id!r} exists", [id])
+                    if replaced is not None:
+                        actual = current.version if isinstance(current, Record) else None
+                        if actual != replaced:
+                            raise ConcurrencyError(cls.resource, id, replaced, actual)
+                for record, _ in writes.values():
+                    self._check_unique(cls, record, base)
+            for cls, writes in self._writes.items():
+                base = self._store._base(cls, self.tenant_id)
+                for id, (record, _) in writes.items():
+                    base[id] = record
+            self._writes = {}
+
+    def rollback(self) -> None:
+        """Forget every write."""
+        self._writes = {}
+
+    def _visible(self, cls: type[S]) -> dict[str, S]:
+        base = self._store._base(cls, self.tenant_id)
+        with self._store._lock:
+            rows: dict[str, Any] = dict(base)
+        for id, (record, _) in self._writes.get(cls, {}).items():
+            rows[id] = record
+        return rows
+
+    def _check_unique(self, cls: type[Stored], record: Stored, rows: dict[str, Stored]) -> None:
+        for columns in cls.unique:
+            key = tuple(_plain(getattr(record, c)) for c in columns)
+            for other in rows.values():
+                if (
+                    other.id != record.id
+                    and tuple(_plain(getattr(other, c)) for c in columns) == key
+                ):
+                    raise DuplicateError(
+                        f"a {cls.resource} with {', '.join(columns)} = {key!r} exists", [other.id]
+                    )
+
+
+class MemoryRepository(Generic[S]):
+    """One record type in one memory unit of work."""
+
+    def __init__(self, uow: MemoryUnitOfWork, cls: type[S]) -> None:
+        self._uow = uow
+        self._cls = cls
+
+    def _write(self, record: S, replaced: int | None) -> None:
+        if record.tenant_id != self._uow.tenant_id:
+            raise NotFound(self._cls.resource, record.id)
+        self._uow._writes.setdefault(self._cls, {})
+        earlier = self._uow._writes[self._cls].get(record.id)
+        # Within one unit of work the version committed against is the first one seen.
+        if earlier is not None:
+            replaced = earlier[1]
+        self._uow._writes[self._cls][record.id] = (record, replaced)
+
+    def add(self, record: S) -> None:
+        """Store a new record."""
+        rows = self._uow._visible(self._cls)
+        if record.id in rows:
+            raise DuplicateError(f"{self._cls.resource} {record.id!r} exists", [record.id])
+        self._uow._check_unique(self._cls, record, rows)  # type: ignore[arg-type]
+        self._write(record, None)
+
+    def get(self, id: str) -> S | None:
+        """Return the record with ``id``, or None."""
+        return self._uow._visible(self._cls).get(id)
+
+    def get_many(self, ids: Sequence[str]) -> dict[str, S]:
+        """Return the records among ``ids`` that exist."""
+        rows = self._uow._visible(self._cls)
+        return {id: rows[id] for id in ids if id in rows}
+
+    def replace(self, record: S, expected_version: int) -> None:
+        """Overwrite the record if it is still at ``expected_version``."""
+        rows = self._uow._visible(self._cls)
+        current = rows.get(record.id)
+        if current is None:
+            raise NotFound(self._cls.resource, record.id)
+        actual = current.version if isinstance(current, Record) else None
+        if actual != expected_version:
+            raise ConcurrencyError(self._cls.resource, record.id, expected_version, actual)
+        self._uow._check_unique(self._cls, record, rows)  # type: ignore[arg-type]
+        self._write(record, expected_version)
+
+    def find(
+        self,
+        where: Filter | None = None,
+        *,
+        order_by: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[S]:
+        """Return the matching records, in order."""
+        found = [r for r in self._uow._visible(self._cls).values() if matches(r, where)]
+        found = sort_records(found, order_by)
+        end = None if limit is None else offset + limit
+        return found[offset:end]
+
+    def count(self, where: Filter | None = None) -> int:
+        """Count the matching records."""
+        return sum(1 for r in self._uow._visible(self._cls).values() if matches(r, where))

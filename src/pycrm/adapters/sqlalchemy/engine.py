@@ -1,0 +1,114 @@
+"""Engines, connection settings and schema creation/migration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+from pycrm.adapters.sqlalchemy.store import SqlStore, translate_errors
+from pycrm.adapters.sqlalchemy.tables import Schema, build_schema
+from pycrm.errors import ConfigurationError
+
+__all__ = ["alembic_config", "ensure_schema", "open_store"]
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def _sqlite_connect(dbapi_connection: Any, _: Any) -> None:
+    # pysqlite's own transaction handling defeats SAVEPOINT; let SQLAlchemy emit BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def configure_sqlite(engine: Engine) -> None:
+    """Make savepoints work on a pysqlite engine (idempotent)."""
+    if engine.dialect.name != "sqlite":
+        return
+    if not sa.event.contains(engine, "connect", _sqlite_connect):
+        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigurationError(f"cannot read database URL {url!r}: {exc}") from None
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs["poolclass"] = sa.pool.StaticPool
+            kwargs["connect_args"] = {"check_same_thread": False}
+    elif parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        return sa.create_engine(parsed, **kwargs)
+    except (ImportError, sa.exc.ArgumentError) as exc:
+        raise ConfigurationError(f"cannot use database URL {url!r}: {exc}") from None
+
+
+def alembic_config(schema: Schema, connection: sa.Connection) -> Config:
+    """An alembic Config that migrates pycrm's tables on ``connection``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    config.attributes["pycrm_schema"] = schema
+    return config
+
+
+def _version_opts(schema: Schema) -> dict[str, Any]:
+    return {
+        "version_table": f"{schema.prefix}alembic_version",
+        "version_table_schema": schema.metadata.schema,
+    }
+
+
+def ensure_schema(engine: Engine, schema: Schema) -> None:
+    """Create pycrm's tables on a new database, or migrate an older one to the head revision.
+
+    A new database gets the current tables directly and is stamped at head
+    (alembic's recipe for building a database from scratch); an existing one
+    at an older revision runs the migrations in between.
+    """
+    with translate_errors("create schema"), engine.begin() as connection:
+        if schema.metadata.schema and engine.dialect.name != "sqlite":
+            connection.execute(sa.schema.CreateSchema(schema.metadata.schema, if_not_exists=True))
+        context = MigrationContext.configure(connection, opts=_version_opts(schema))
+        current = context.get_current_revision()
+        config = alembic_config(schema, connection)
+        script = ScriptDirectory.from_config(config)
+        head = script.get_current_head()
+        if current is None:
+            schema.metadata.create_all(connection)
+            context.stamp(script, "head")
+        elif current != head:
+            from alembic import command
+
+            command.upgrade(config, "head")
+
+
+def open_store(
+    target: str | Engine, *, schema: str | None = None, table_prefix: str = "pycrm_"
+) -> SqlStore:
+    """Open (and create or migrate, if needed) a pycrm database."""
+    owns = isinstance(target, str)
+    engine = _make_engine(target) if isinstance(target, str) else target
+    configure_sqlite(engine)
+    tables = build_schema(schema=schema, prefix=table_prefix)
+    ensure_schema(engine, tables)
+    return SqlStore(engine, tables, owns_engine=owns)

@@ -1,0 +1,348 @@
+"""Units of work and repositories on a SQLAlchemy engine (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
+
+from pycrm.adapters.sqlalchemy.tables import Codec, Schema
+from pycrm.domain.query import (
+    And,
+    Contains,
+    Eq,
+    Filter,
+    HasKey,
+    In,
+    IsNull,
+    Not,
+    Or,
+    OrderBy,
+    Range,
+)
+from pycrm.domain.records import Record, Stored
+from pycrm.errors import ConcurrencyError, CRMError, DuplicateError, NotFound, StorageError
+from pycrm.ports import chunks
+
+__all__ = ["SqlStore", "translate_errors"]
+
+S = TypeVar("S", bound=Stored)
+
+
+@contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Turn driver errors into pycrm errors; the driver's error stays chained."""
+    try:
+        yield
+    except CRMError:
+        raise
+    except sa_exc.IntegrityError as exc:
+        raise DuplicateError(f"{what}: a unique key is taken ({exc.orig})") from exc
+    except sa_exc.OperationalError as exc:
+        text = str(exc.orig).lower()
+        if "locked" in text or "could not serialize" in text or "deadlock" in text:
+            raise ConcurrencyError(what, "?", 0, None) from exc
+        raise StorageError(f"{what}: {exc.orig}") from exc
+    except sa_exc.SQLAlchemyError as exc:
+        raise StorageError(f"{what}: {exc}") from exc
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class SqlStore:
+    """A store on a SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine, schema: Schema, *, owns_engine: bool) -> None:
+        self.engine = engine
+        """The engine; share it with your application's own tables."""
+        self.schema = schema
+        """pycrm's tables."""
+        self._owns_engine = owns_engine
+
+    def begin(self, tenant_id: str) -> SqlUnitOfWork:
+        """Start a transaction on a new connection."""
+        with translate_errors("begin"):
+            connection = self.engine.connect()
+            try:
+                transaction = connection.begin()
+            except BaseException:
+                connection.close()
+                raise
+        return SqlUnitOfWork(self, connection, transaction, tenant_id, owns_connection=True)
+
+    def join(self, connection: Connection, tenant_id: str) -> SqlUnitOfWork:
+        """A unit of work inside the caller's own connection and transaction.
+
+        pycrm writes with a savepoint on it and never commits it: the caller's
+        commit makes pycrm's writes and its own durable together.
+        """
+        with translate_errors("begin"):
+            transaction = connection.begin_nested()
+        return SqlUnitOfWork(self, connection, transaction, tenant_id, owns_connection=False)
+
+    def close(self) -> None:
+        """Dispose of the engine if pycrm created it."""
+        if self._owns_engine:
+            self.engine.dispose()
+
+
+class SqlUnitOfWork:
+    """One transaction on one connection, scoped to one tenant."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        connection: Connection,
+        transaction: sa.engine.Transaction,
+        tenant_id: str,
+        *,
+        owns_connection: bool,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.connection = connection
+        """The connection this unit of work runs on."""
+        self._store = store
+        self._transaction = transaction
+        self._owns = owns_connection
+        self._repos: dict[type[Stored], SqlRepository[Any]] = {}
+
+    def repo(self, cls: type[S]) -> SqlRepository[S]:
+        """The repository for ``cls`` in this unit of work."""
+        if cls not in self._repos:
+            self._repos[cls] = SqlRepository(self, self._store.schema.codec(cls))
+        return self._repos[cls]
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undo the block's writes if it raises."""
+        with translate_errors("savepoint"):
+            nested = self.connection.begin_nested()
+        try:
+            yield
+        except BaseException:
+            with translate_errors("rollback"):
+                if nested.is_active:
+                    nested.rollback()
+            raise
+        with translate_errors("savepoint"):
+            if nested.is_active:
+                nested.commit()
+
+    def commit(self) -> None:
+        """Commit (or, when joined to the caller's transaction, release the savepoint)."""
+        with translate_errors("commit"):
+            try:
+                self._transaction.commit()
+            finally:
+                self._close()
+
+    def rollback(self) -> None:
+        """Roll back."""
+        with translate_errors("rollback"):
+            try:
+                if self._transaction.is_active:
+                    self._transaction.rollback()
+            finally:
+                self._close()
+
+    def _close(self) -> None:
+        if self._owns:
+            self.connection.close()
+
+    def execute(self, statement: sa.Executable, params: Any = None) -> sa.CursorResult[Any]:
+        """Run ``statement``, translating driver errors."""
+        with translate_errors("query"):
+            return self.connection.execute(statement, params)
+
+
+class SqlRepository(Generic[S]):
+    """One record type in one SQL unit of work."""
+
+    def __init__(self, uow: SqlUnitOfWork, codec: Codec) -> None:
+        self._uow = uow
+        self._codec = codec
+        self._table = codec.table
+        self._keys = uow._store.schema.match_keys
+        self._resource = codec.cls.resource
+
+    # -- writing -----------------------------------------------------------
+
+    def _check_tenant(self, record: Stored) -> None:
+        if record.tenant_id != self._uow.tenant_id:
+            raise NotFound(self._resource, record.id)
+
+    def _write_keys(self, record: Stored, *, replace: bool) -> None:
+        keys = {(kind, key) for kind, key in record.match_keys() if key}
+        if replace:
+            self._uow.execute(
+                sa.delete(self._keys).where(
+                    self._keys.c.tenant_id == record.tenant_id,
+                    self._keys.c.record_type == self._resource,
+                    self._keys.c.record_id == record.id,
+                )
+            )
+        if keys:
+            self._uow.execute(
+                sa.insert(self._keys),
+                [
+                    {
+                        "tenant_id": record.tenant_id,
+                        "record_type": self._resource,
+                        "record_id": record.id,
+                        "kind": kind,
+                        "key": key[:500],
+                    }
+                    for kind, key in sorted(keys)
+                ],
+            )
+
+    def add(self, record: S) -> None:
+        """Insert a new record and its match keys."""
+        self._check_tenant(record)
+        with translate_errors(f"add {self._resource}"), self._uow.savepoint():
+            self._uow.connection.execute(sa.insert(self._table), [self._codec.to_row(record)])
+            self._write_keys(record, replace=False)
+
+    def replace(self, record: S, expected_version: int) -> None:
+        """Update the row only if it is still at ``expected_version``."""
+        self._check_tenant(record)
+        t = self._table
+        with self._uow.savepoint():
+            result = self._uow.execute(
+                sa.update(t)
+                .where(
+                    t.c.id == record.id,
+                    t.c.tenant_id == record.tenant_id,
+                    t.c.version == expected_version,
+                )
+                .values(self._codec.to_row(record))
+            )
+            if result.rowcount != 1:
+                actual = self._uow.execute(
+                    sa.select(t.c.version).where(
+                        t.c.id == record.id, t.c.tenant_id == record.tenant_id
+                    )
+                ).scalar()
+                if actual is None:
+                    raise NotFound(self._resource, record.id)
+                raise ConcurrencyError(self._resource, record.id, expected_version, actual)
+            self._write_keys(record, replace=True)
+
+    # -- reading -----------------------------------------------------------
+
+    def _scoped(self) -> sa.ColumnElement[bool]:
+        return self._table.c.tenant_id == self._uow.tenant_id
+
+    def get(self, id: str) -> S | None:
+        """The record with ``id`` in this tenant, or None."""
+        row = (
+            self._uow.execute(sa.select(self._table).where(self._scoped(), self._table.c.id == id))
+            .mappings()
+            .first()
+        )
+        return None if row is None else self._codec.from_row(row)
+
+    def get_many(self, ids: Sequence[str]) -> dict[str, S]:
+        """The records among ``ids`` that exist."""
+        found: dict[str, S] = {}
+        unique = list(dict.fromkeys(ids))
+        for part in chunks(unique):
+            rows = self._uow.execute(
+                sa.select(self._table).where(self._scoped(), self._table.c.id.in_(part))
+            ).mappings()
+            for row in rows:
+                found[row["id"]] = self._codec.from_row(row)
+        return found
+
+    def compile(self, where: Filter) -> sa.ColumnElement[bool]:
+        """Compile a filter into a WHERE clause on this table (values are bound, never inlined)."""
+        c = self._codec
+        match where:
+            case Eq(field, value):
+                column = c.column(field)
+                return column.is_(None) if value is None else column == _plain(value)
+            case In(field, values):
+                if not values:
+                    return sa.false()
+                return c.column(field).in_([_plain(v) for v in values])
+            case Range(field, low, high):
+                column = c.column(field)
+                parts = [column.is_not(None)]
+                if low is not None:
+                    parts.append(column >= _plain(low))
+                if high is not None:
+                    parts.append(column < _plain(high))
+                return sa.and_(*parts)
+            case Contains(field, text):
+                return c.column(field).like(f"%{_escape_like(text)}%", escape="\\")
+            case IsNull(field):
+                return c.column(field).is_(None)
+            case HasKey(kind, key):
+                k = self._keys
+                return self._table.c.id.in_(
+                    sa.select(k.c.record_id).where(
+                        k.c.tenant_id == self._uow.tenant_id,
+                        k.c.record_type == self._resource,
+                        k.c.kind == kind,
+                        k.c.key == key,
+                    )
+                )
+            case And(parts):
+                return sa.and_(*(self.compile(p) for p in parts))
+            case Or(parts):
+                return sa.or_(*(self.compile(p) for p in parts))
+            case Not(part):
+                return sa.not_(self.compile(part))
+        raise TypeError(f"unknown filter {where!r}")
+
+    def _select(self, where: Filter | None) -> sa.Select[Any]:
+        query = sa.select(self._table).where(self._scoped())
+        if where is not None:
+            query = query.where(self.compile(where))
+        return query
+
+    def find(
+        self,
+        where: Filter | None = None,
+        *,
+        order_by: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[S]:
+        """The matching records, in order, in one query."""
+        query = self._select(where)
+        for order in order_by:
+            column = self._codec.column(order.field)
+            query = query.order_by(
+                column.desc().nulls_last() if order.descending else column.asc().nulls_last()
+            )
+        query = query.order_by(self._table.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
+        rows = self._uow.execute(query).mappings()
+        return [self._codec.from_row(row) for row in rows]
+
+    def count(self, where: Filter | None = None) -> int:
+        """Count the matching rows in SQL."""
+        query = sa.select(sa.func.count()).select_from(self._table).where(self._scoped())
+        if where is not None:
+            query = query.where(self.compile(where))
+        return int(self._uow.execute(query).scalar_one())
+
+
+def version_of(record: Stored) -> int | None:
+    """The record's version, when it has one."""
+    return record.version if isinstance(record, Record) else None

@@ -1,0 +1,222 @@
+"""Tables derived from the domain's record classes.
+
+Each record type gets one table whose columns follow its attrs fields:
+scalars become typed columns, :class:`~pycrm.Money` becomes an exact integer
+of minor units plus a currency (so SQL can sum it), and nested values
+(addresses, contact points, tags) become JSON. ``computed`` properties get
+columns of their own so they can be indexed and searched. Every table leads
+with ``tenant_id``, and so does every index and unique constraint.
+
+One extra table, ``match_keys``, holds each record's lookup keys (emails,
+phones, tags) so that finding a record by one is an index probe, not a scan.
+"""
+
+from __future__ import annotations
+
+import enum
+import types
+import typing
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from pycrm.domain import RECORD_TYPES
+from pycrm.domain.money import Money
+from pycrm.domain.records import Stored
+from pycrm.serialization import converter
+
+__all__ = ["Codec", "Schema", "build_schema", "table_name"]
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def table_name(cls: type[Stored]) -> str:
+    """The unprefixed table name of a record type: its resource name, plural."""
+    name = cls.resource
+    return name[:-1] + "ies" if name.endswith("y") else name + "s"
+
+
+@attrs.frozen
+class Column:
+    """How one field is stored."""
+
+    field: str
+    names: tuple[str, ...]
+    to_row: Callable[[Any], tuple[Any, ...]]
+    from_row: Callable[[tuple[Any, ...]], Any]
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0], True
+    return tp, False
+
+
+def _column_for(name: str, tp: Any) -> tuple[Column, list[sa.Column[Any]]]:
+    inner, nullable = _unwrap_optional(tp)
+
+    def same(v: Any) -> tuple[Any, ...]:
+        return (v,)
+
+    def first(row: tuple[Any, ...]) -> Any:
+        return row[0]
+
+    if inner is Money:
+
+        def money_out(v: Money | None) -> tuple[Any, ...]:
+            return (None, None) if v is None else (v.minor, v.currency)
+
+        def money_in(row: tuple[Any, ...]) -> Money | None:
+            return None if row[0] is None else Money.from_minor(row[0], row[1])
+
+        cols: list[sa.Column[Any]] = [
+            sa.Column(f"{name}_minor", sa.BigInteger, nullable=nullable),
+            sa.Column(f"{name}_currency", sa.String(3), nullable=nullable),
+        ]
+        return Column(name, (f"{name}_minor", f"{name}_currency"), money_out, money_in), cols
+    if isinstance(inner, type) and issubclass(inner, enum.Enum):
+        enum_cls = inner
+
+        def enum_out(v: enum.Enum | None) -> tuple[Any, ...]:
+            return (None if v is None else v.value,)
+
+        def enum_in(row: tuple[Any, ...]) -> Any:
+            return None if row[0] is None else enum_cls(row[0])
+
+        col = sa.Column(name, sa.String(40), nullable=nullable)
+        return Column(name, (name,), enum_out, enum_in), [col]
+    scalar: dict[Any, sa.types.TypeEngine[Any] | type[sa.types.TypeEngine[Any]]] = {
+        str: sa.Text if name in ("body", "note") else sa.String(500),
+        int: sa.BigInteger,
+        bool: sa.Boolean,
+        Decimal: sa.Numeric(30, 10),
+        datetime: UTCDateTime,
+        date: sa.Date,
+    }
+    if inner in scalar:
+        return Column(name, (name,), same, first), [
+            sa.Column(name, scalar[inner], nullable=nullable)
+        ]
+
+    # Nested values: JSON in the converter's documented form.
+    def json_out(v: Any) -> tuple[Any, ...]:
+        return (None if v is None else converter.unstructure(v),)
+
+    def json_in(row: tuple[Any, ...]) -> Any:
+        return None if row[0] is None else converter.structure(row[0], tp)
+
+    return Column(name, (name,), json_out, json_in), [sa.Column(name, sa.JSON, nullable=nullable)]
+
+
+@attrs.frozen
+class Codec:
+    """Turns records of one type into rows of its table and back."""
+
+    cls: type[Stored]
+    table: sa.Table
+    columns: tuple[Column, ...]
+    computed: tuple[str, ...]
+
+    def to_row(self, record: Stored) -> dict[str, Any]:
+        """The row for ``record``."""
+        row: dict[str, Any] = {}
+        for column in self.columns:
+            row.update(zip(column.names, column.to_row(getattr(record, column.field)), strict=True))
+        for name in self.computed:
+            row[name] = getattr(record, name)
+        return row
+
+    def from_row(self, row: sa.RowMapping) -> Any:
+        """The record stored in ``row``."""
+        values = {c.field: c.from_row(tuple(row[n] for n in c.names)) for c in self.columns}
+        return self.cls(**values)
+
+    def column(self, field: str) -> sa.Column[Any]:
+        """The column a filter on ``field`` compares against."""
+        for column in self.columns:
+            if column.field == field and len(column.names) == 1:
+                return self.table.c[column.names[0]]
+        if field in self.computed:
+            return self.table.c[field]
+        raise KeyError(f"{self.cls.resource} has no filterable field {field!r}")
+
+
+@attrs.frozen
+class Schema:
+    """pycrm's tables in one MetaData, under a schema and/or a name prefix."""
+
+    metadata: sa.MetaData
+    codecs: dict[type[Stored], Codec]
+    match_keys: sa.Table
+    prefix: str
+
+    def codec(self, cls: type[Stored]) -> Codec:
+        """The codec of ``cls``."""
+        return self.codecs[cls]
+
+
+def build_schema(*, schema: str | None = None, prefix: str = "pycrm_") -> Schema:
+    """Build pycrm's tables, optionally in database ``schema`` and with a table ``prefix``."""
+    metadata = sa.MetaData(schema=schema)
+    codecs: dict[type[Stored], Codec] = {}
+    for cls in RECORD_TYPES:
+        hints = typing.get_type_hints(cls)
+        name = prefix + table_name(cls)
+        columns: list[Column] = []
+        sa_columns: list[Any] = []
+        for field in attrs.fields(cls):
+            column, cols = _column_for(field.name, hints[field.name])
+            columns.append(column)
+            sa_columns.extend(cols)
+        for computed in cls.computed:
+            sa_columns.append(sa.Column(computed, sa.String(500), nullable=False))
+        for col in sa_columns:
+            if col.name == "id":
+                col.primary_key = True
+                col.type = sa.String(40)
+            elif col.name == "tenant_id":
+                col.type = sa.String(64)
+                col.nullable = False
+        for index in cls.indexes:
+            sa_columns.append(sa.Index(f"ix_{name}_{'_'.join(index)}", "tenant_id", *index))
+        for unique in cls.unique:
+            sa_columns.append(
+                sa.UniqueConstraint("tenant_id", *unique, name=f"uq_{name}_{'_'.join(unique)}")
+            )
+        table = sa.Table(name, metadata, *sa_columns)
+        codecs[cls] = Codec(cls, table, tuple(columns), cls.computed)
+    keys = sa.Table(
+        prefix + "match_keys",
+        metadata,
+        sa.Column("tenant_id", sa.String(64), primary_key=True),
+        sa.Column("record_type", sa.String(40), primary_key=True),
+        sa.Column("kind", sa.String(40), primary_key=True),
+        sa.Column("key", sa.String(500), primary_key=True),
+        sa.Column("record_id", sa.String(40), primary_key=True),
+        sa.Index(f"ix_{prefix}match_keys_record", "tenant_id", "record_type", "record_id"),
+    )
+    return Schema(metadata, codecs, keys, prefix)

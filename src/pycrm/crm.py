@@ -1,0 +1,178 @@
+"""The CRM facade and :func:`connect`, where everything is wired together."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import phonenumbers
+
+from pycrm.domain.assessments import ConsolidationRule
+from pycrm.domain.events import Event
+from pycrm.domain.org import SYSTEM_ACTOR_ID, Actor, User
+from pycrm.errors import ConfigurationError, NotFound, PermissionDenied
+from pycrm.ports import Clock, Store, SystemClock
+from pycrm.session import Session
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+__all__ = ["CRM", "DEFAULT_TENANT", "DEFAULT_URL", "connect"]
+
+#: Where ``pycrm.connect()`` keeps its data when given no URL.
+DEFAULT_URL = "sqlite:///pycrm.db"
+
+#: The tenant of a session opened without ``tenant=``.
+DEFAULT_TENANT = "default"
+
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+
+
+class CRM:
+    """A connected CRM: opens sessions, owns the clock and settings. Build it with :func:`connect`."""
+
+    system_actor: Actor = Actor(SYSTEM_ACTOR_ID, "system", ("admin",))
+    """The built-in actor for setup and scripts; its writes are audited as ``system``."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        default_region: str | None = None,
+        assessment_rules: Mapping[str, ConsolidationRule] | None = None,
+    ) -> None:
+        if default_region is not None and default_region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigurationError(
+                f"default_region {default_region!r} is not an ISO 3166 region phonenumbers knows"
+            )
+        self.store = store
+        """The storage adapter."""
+        self.clock: Clock = clock or SystemClock()
+        """The clock every timestamp and deadline comes from."""
+        self.default_region = default_region
+        """Region for phone numbers written without a country code (None: they are refused)."""
+        self.assessment_rules: dict[str, ConsolidationRule] = dict(assessment_rules or {})
+        """Attribute → rule that consolidates several sources' ratings (default: latest)."""
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (SQL adapters only)."""
+        engine = getattr(self.store, "engine", None)
+        if engine is None:
+            raise ConfigurationError("this CRM has no SQL engine (it uses the memory adapter)")
+        return engine  # type: ignore[no-any-return]
+
+    def session(
+        self, actor: str | User | Actor | None = None, *, tenant: str | None = None
+    ) -> Session:
+        """Open a unit of work as ``actor`` (a user id, a User, or :attr:`system_actor`).
+
+        Use it in a ``with`` block: it commits at the end and rolls back on error.
+
+        :raises NotFound: when the user does not exist in the tenant.
+        :raises PermissionDenied: when the user is inactive.
+        """
+        if actor is None:
+            raise ConfigurationError("crm.session() needs an actor: a user id or crm.system_actor")
+        tenant_id = DEFAULT_TENANT if tenant is None else tenant
+        if not isinstance(tenant_id, str) or not _TENANT.fullmatch(tenant_id):
+            raise ConfigurationError(
+                f"tenant {tenant!r} must be 1-64 letters, digits, '.', '_' or '-'"
+            )
+        uow = self.store.begin(tenant_id)
+        try:
+            resolved = self._resolve(uow, actor)
+        except BaseException:
+            uow.rollback()
+            raise
+        return Session(self, uow, resolved)
+
+    def _resolve(self, uow: Any, actor: str | User | Actor) -> Actor:
+        if isinstance(actor, Actor):
+            if actor.is_system:
+                return actor
+            actor = actor.id
+        if isinstance(actor, User):
+            actor = actor.id
+        if not isinstance(actor, str):
+            raise ConfigurationError(
+                f"actor must be a user id, a User or crm.system_actor, not {actor!r}"
+            )
+        user = uow.repo(User).get(actor)
+        if user is None:
+            raise NotFound("user", actor)
+        if not user.active:
+            raise PermissionDenied(actor, "open a session as", "user", "the user is deactivated")
+        return Actor.of(user)
+
+    def _dispatch(self, events: list[Event]) -> None:
+        from pycrm.signals import dispatch
+
+        dispatch(self, events)
+
+    def close(self) -> None:
+        """Release the database connections pycrm opened (a passed-in engine stays open)."""
+        self.store.close()
+
+    def __enter__(self) -> CRM:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def connect(
+    target: str | Engine | None = None,
+    *,
+    schema: str | None = None,
+    table_prefix: str = "pycrm_",
+    clock: Clock | None = None,
+    default_region: str | None = None,
+    assessment_rules: Mapping[str, ConsolidationRule] | None = None,
+) -> CRM:
+    """Connect to a CRM database, creating or migrating its tables if needed.
+
+    :param target: ``"memory://"`` for the in-memory adapter; a SQLAlchemy URL
+        (``"sqlite:///crm.db"``, ``"postgresql+psycopg://…"``); an existing
+        :class:`sqlalchemy.engine.Engine` to share with your application; or
+        None for the embedded default, the SQLite file ``./pycrm.db``.
+    :param schema: database schema for pycrm's tables (PostgreSQL).
+    :param table_prefix: prefix of pycrm's table names, so they sit beside
+        your own tables.
+    :param clock: where time comes from (inject a fake one in tests).
+    :param default_region: ISO 3166 region for phone numbers written without
+        a country code, e.g. ``"DE"``.
+    :param assessment_rules: attribute → consolidation rule, e.g.
+        ``{"grade": by_priority("sales", "service")}``.
+    :raises ConfigurationError: on an unusable URL or setting.
+    """
+    if not isinstance(table_prefix, str) or not re.fullmatch(r"[a-z0-9_]{0,20}", table_prefix):
+        raise ConfigurationError("table_prefix must be up to 20 lower-case letters, digits or _")
+    options: dict[str, Any] = {
+        "clock": clock,
+        "default_region": default_region,
+        "assessment_rules": assessment_rules,
+    }
+    if target == "memory://":
+        from pycrm.adapters.memory import MemoryStore
+
+        return CRM(MemoryStore(), **options)
+    if target is not None and not isinstance(target, str):
+        from sqlalchemy.engine import Engine
+
+        if not isinstance(target, Engine):
+            raise ConfigurationError(
+                f"connect() takes a URL or an Engine, not {type(target).__name__}"
+            )
+    from pycrm.adapters.sqlalchemy import open_store
+
+    store = open_store(target or DEFAULT_URL, schema=schema, table_prefix=table_prefix)
+    return CRM(store, **options)

@@ -1,0 +1,49 @@
+"""The pure domain: entities, values, events and rules with no I/O.
+
+Imports only the standard library, attrs, phonenumbers, email-validator,
+rapidfuzz and :mod:`pycrm.errors`.
+"""
+
+from pycrm.domain.activities import Activity, ActivityKind
+from pycrm.domain.assessments import Assessment
+from pycrm.domain.audit import AuditEntry, FieldChange
+from pycrm.domain.contact_points import Address, ContactPoint, PointKind
+from pycrm.domain.customers import Contact, Customer, RecordStatus
+from pycrm.domain.events import Event
+from pycrm.domain.money import Money
+from pycrm.domain.org import Actor, Department, Team, User
+from pycrm.domain.records import Record, Stored
+
+__all__ = [
+    "Activity",
+    "ActivityKind",
+    "Actor",
+    "Address",
+    "Assessment",
+    "AuditEntry",
+    "Contact",
+    "ContactPoint",
+    "Customer",
+    "Department",
+    "Event",
+    "FieldChange",
+    "Money",
+    "PointKind",
+    "Record",
+    "RecordStatus",
+    "Stored",
+    "Team",
+    "User",
+]
+
+#: Every stored record type, in dependency order. Adapters create one table each.
+RECORD_TYPES: tuple[type[Stored], ...] = (
+    Department,
+    Team,
+    User,
+    Customer,
+    Contact,
+    Activity,
+    Assessment,
+    AuditEntry,
+)

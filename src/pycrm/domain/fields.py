@@ -1,0 +1,152 @@
+"""Checks for the values users type into records' fields.
+
+Each check returns the cleaned value or raises :class:`ValidationError`
+naming the field; :class:`Checks` gathers several failures into one error so
+a form can show them all at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from pycrm.domain.contact_points import (
+    ContactPoint,
+    PointKind,
+    clean_text,
+    email_point,
+    phone_point,
+)
+from pycrm.domain.money import Money
+from pycrm.errors import FieldError, ValidationError
+
+__all__ = [
+    "Checks",
+    "check_bool",
+    "check_int",
+    "check_money",
+    "check_points",
+    "check_tags",
+    "check_text",
+]
+
+T = TypeVar("T")
+
+MAX_TAGS = 100
+
+
+class Checks:
+    """Run several field checks and raise one ValidationError listing every failure.
+
+    ``with Checks() as checks: name = checks(check_text, "name", raw, required=True)``
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def __call__(self, check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``check``; on failure remember its errors and return None."""
+        try:
+            return check(*args, **kwargs)
+        except ValidationError as exc:
+            self.errors.extend(exc.errors)
+            return None  # type: ignore[return-value]
+
+    def __enter__(self) -> Checks:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if kind is None and self.errors:
+            raise ValidationError(errors=self.errors)
+
+
+def check_text(field: str, value: Any, *, required: bool = False, limit: int = 200) -> str | None:
+    """Cleaned text (NFKC, whitespace folded), at most ``limit`` characters."""
+    return clean_text(value, field, required=required, limit=limit)
+
+
+def check_int(field: str, value: Any, *, minimum: int = 0, maximum: int = 10**12) -> int | None:
+    """A whole number in ``[minimum, maximum]`` (bools and floats are refused)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(field, value, f"must be a whole number, not {type(value).__name__}")
+    if not minimum <= value <= maximum:
+        raise ValidationError(field, value, f"must be between {minimum} and {maximum:,}")
+    return value
+
+
+def check_bool(field: str, value: Any) -> bool:
+    """A real bool (``1`` and ``"yes"`` are refused)."""
+    if not isinstance(value, bool):
+        raise ValidationError(field, value, f"must be True or False, not {type(value).__name__}")
+    return value
+
+
+def check_money(field: str, value: Any) -> Money | None:
+    """A :class:`Money`, or a ``(amount, currency)`` pair turned into one."""
+    if value is None or isinstance(value, Money):
+        return value
+    if isinstance(value, tuple | list) and len(value) == 2:
+        return Money.of(value[0], value[1], field=field)
+    raise ValidationError(field, value, "must be Money or an (amount, currency) pair")
+
+
+def check_tags(field: str, value: Any) -> tuple[str, ...]:
+    """Tags: distinct (case-insensitively) cleaned strings, in the order given."""
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValidationError(field, value, "must be a list of strings")
+    tags: dict[str, str] = {}
+    for i, raw in enumerate(value):
+        tag = clean_text(raw, f"{field}[{i}]", required=True, limit=50)
+        assert tag is not None
+        tags.setdefault(tag.casefold(), tag)
+    if len(tags) > MAX_TAGS:
+        raise ValidationError(field, value, f"at most {MAX_TAGS} tags")
+    return tuple(tags.values())
+
+
+def check_points(emails: Any, phones: Any, *, region: str | None) -> tuple[ContactPoint, ...]:
+    """Normalised contact points from lists of emails and phones.
+
+    Each item is a string, a ``(value, label)`` pair or a :class:`ContactPoint`.
+    Every bad item is reported, by index (``phones[1]``). Duplicates are dropped.
+    """
+    points: dict[tuple[PointKind, str], ContactPoint] = {}
+    errors: list[FieldError] = []
+    for field, items, build in (("emails", emails, email_point), ("phones", phones, phone_point)):
+        if items is None:
+            continue
+        if isinstance(items, str) or not isinstance(items, Iterable):
+            errors.append(FieldError(field, items, "must be a list"))
+            continue
+        for i, item in enumerate(items):
+            name = f"{field}[{i}]"
+            try:
+                if isinstance(item, ContactPoint):
+                    value, label = item.value, item.label
+                elif isinstance(item, tuple | list) and len(item) == 2:
+                    value, label = item
+                else:
+                    value, label = item, "work"
+                kwargs: dict[str, Any] = {"field": name}
+                if build is phone_point:
+                    kwargs["region"] = region
+                point = build(value, label, **kwargs)
+            except ValidationError as exc:
+                errors.extend(exc.errors)
+                continue
+            points.setdefault((point.kind, point.match_key()), point)
+    if errors:
+        raise ValidationError(errors=errors)
+    if len(points) > 50:
+        raise ValidationError("contact_points", len(points), "at most 50 emails and phones")
+    return tuple(points.values())

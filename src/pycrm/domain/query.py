@@ -1,0 +1,120 @@
+"""A small typed filter language over record fields.
+
+Services build filters; adapters evaluate them (the memory adapter in Python,
+the SQL adapter by compiling them into a WHERE clause), so user input is only
+ever a bound value, never SQL text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "And",
+    "Contains",
+    "Eq",
+    "Filter",
+    "HasKey",
+    "In",
+    "IsNull",
+    "Not",
+    "Or",
+    "OrderBy",
+    "Range",
+    "all_of",
+]
+
+
+def _as_tuple(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(values)
+
+
+@attrs.frozen
+class Eq:
+    """``field == value``."""
+
+    field: str
+    value: Any
+
+
+@attrs.frozen
+class In:
+    """``field`` is one of ``values``."""
+
+    field: str
+    values: tuple[Any, ...] = attrs.field(converter=_as_tuple)
+
+
+@attrs.frozen
+class Range:
+    """``low <= field < high``; either bound may be None (open)."""
+
+    field: str
+    low: Any = None
+    high: Any = None
+
+
+@attrs.frozen
+class Contains:
+    """``field`` (a case-folded text column) contains ``text`` (case-folded by the caller)."""
+
+    field: str
+    text: str
+
+
+@attrs.frozen
+class IsNull:
+    """``field`` is None."""
+
+    field: str
+
+
+@attrs.frozen
+class HasKey:
+    """The record has match key ``(kind, key)`` (see :meth:`Stored.match_keys`)."""
+
+    kind: str
+    key: str
+
+
+@attrs.frozen
+class And:
+    """Every part holds."""
+
+    parts: tuple[Filter, ...]
+
+
+@attrs.frozen
+class Or:
+    """At least one part holds."""
+
+    parts: tuple[Filter, ...]
+
+
+@attrs.frozen
+class Not:
+    """The part does not hold."""
+
+    part: Filter
+
+
+Filter = Eq | In | Range | Contains | IsNull | HasKey | And | Or | Not
+
+
+@attrs.frozen
+class OrderBy:
+    """Sort by ``field``, descending when ``descending``; ties are broken by id."""
+
+    field: str
+    descending: bool = False
+
+
+def all_of(parts: Sequence[Filter | None]) -> Filter | None:
+    """Combine the given filters with AND, dropping Nones (None when nothing is left)."""
+    kept = [p for p in parts if p is not None]
+    if not kept:
+        return None
+    return kept[0] if len(kept) == 1 else And(tuple(kept))

@@ -1,0 +1,57 @@
+"""The fields every stored record shares, and the metadata adapters read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import ClassVar
+
+import attrs
+
+__all__ = ["Record", "Stored"]
+
+
+@attrs.frozen(kw_only=True)
+class Stored:
+    """Anything pycrm stores: it has an id and belongs to one tenant.
+
+    Subclasses describe their storage with class variables that both adapters
+    read, so memory and SQL index, constrain and search the same way.
+    """
+
+    resource: ClassVar[str] = "record"
+    """The record kind's name in errors, audit entries and table names."""
+    indexes: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    """Column tuples to index (each prefixed by ``tenant_id`` in SQL)."""
+    unique: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    """Column tuples that must be unique within a tenant."""
+    computed: ClassVar[tuple[str, ...]] = ()
+    """Names of read-only properties stored as indexed-searchable columns."""
+
+    id: str
+    """Time-ordered unique id (see :func:`pycrm.domain.ids.new_id`)."""
+    tenant_id: str
+    """The company whose CRM this record belongs to."""
+
+    def match_keys(self) -> Iterable[tuple[str, str]]:
+        """Yield ``(kind, key)`` pairs the record can be looked up by (email, phone, tag, …).
+
+        Adapters keep them in an index so lookups never scan a table.
+        """
+        return ()
+
+
+@attrs.frozen(kw_only=True)
+class Record(Stored):
+    """A record users create and change: it carries who and when, and a version."""
+
+    created_at: datetime
+    """When the record was created (UTC)."""
+    created_by: str
+    """Id of the actor who created it (``"system"`` for the system actor)."""
+    updated_at: datetime
+    """When it last changed (UTC)."""
+    updated_by: str
+    """Id of the actor who last changed it."""
+    version: int = 1
+    """Incremented on every write; a write based on an older version is refused."""

@@ -1,0 +1,113 @@
+"""The ports services depend on: a clock, repositories, a unit of work and a store.
+
+Adapters (:mod:`pycrm.adapters.memory`, :mod:`pycrm.adapters.sqlalchemy`)
+implement them; services never import an adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+
+from pycrm.domain.query import Filter, OrderBy
+from pycrm.domain.records import Stored
+
+__all__ = ["Clock", "Repository", "Store", "SystemClock", "UnitOfWork"]
+
+S = TypeVar("S", bound=Stored)
+
+
+class Clock(Protocol):
+    """Tells the time. Inject a fake one to test SLA and overdue logic."""
+
+    def now(self) -> datetime:
+        """Return the current time, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        """Return the current time, timezone-aware UTC."""
+        return datetime.now(UTC)
+
+
+class Repository(Protocol[S]):
+    """Stores one record type, inside one unit of work and one tenant."""
+
+    def add(self, record: S) -> None:
+        """Store a new record. Raises DuplicateError on a unique-key clash."""
+        ...
+
+    def get(self, id: str) -> S | None:
+        """Return the record with ``id`` in this tenant, or None."""
+        ...
+
+    def get_many(self, ids: Sequence[str]) -> dict[str, S]:
+        """Return the records among ``ids`` that exist, by id, in one query."""
+        ...
+
+    def replace(self, record: S, expected_version: int) -> None:
+        """Overwrite the stored record if it is still at ``expected_version``.
+
+        Raises ConcurrencyError when it is not, NotFound when it is gone.
+        """
+        ...
+
+    def find(
+        self,
+        where: Filter | None = None,
+        *,
+        order_by: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[S]:
+        """Return the records matching ``where``, in order, in one query."""
+        ...
+
+    def count(self, where: Filter | None = None) -> int:
+        """Count the records matching ``where`` without loading them."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction in one tenant."""
+
+    tenant_id: str
+
+    def repo(self, cls: type[S]) -> Repository[S]:
+        """The repository for ``cls`` in this unit of work."""
+        ...
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """Undo every write made inside the block if the block raises."""
+        ...
+
+    def commit(self) -> None:
+        """Make every write durable and visible to other units of work."""
+        ...
+
+    def rollback(self) -> None:
+        """Discard every write."""
+        ...
+
+
+class Store(Protocol):
+    """A storage backend: opens units of work."""
+
+    def begin(self, tenant_id: str) -> UnitOfWork:
+        """Start a unit of work scoped to ``tenant_id``."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (a passed-in engine is left open)."""
+        ...
+
+
+def chunks(ids: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    """Yield ``ids`` in slices of at most ``size`` (bound-parameter limits)."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]

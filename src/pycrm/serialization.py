@@ -1,0 +1,88 @@
+"""The one configured cattrs converter, and the rules it applies.
+
+Every pycrm record and event turns into plain JSON-able data and back without
+loss:
+
+* ``Decimal`` ↔ its string (``"12.30"``), never a float;
+* ``datetime`` ↔ ISO 8601 with offset (``"2026-01-02T03:04:05.000006+00:00"``);
+  naive datetimes are refused when loading, and values are loaded as UTC;
+* ``date`` ↔ ISO 8601 (``"2026-01-02"``);
+* enums ↔ their value;
+* tuples ↔ lists;
+* :class:`~pycrm.Money` ↔ ``{"amount": "12.30", "currency": "EUR"}``;
+* attrs classes ↔ dicts of their fields (class variables are not fields).
+
+Hooks are registered on this module's own converter, never on cattrs' global one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import cattrs
+
+from pycrm.domain.money import Money
+from pycrm.errors import ValidationError
+
+__all__ = ["converter", "from_dict", "to_dict"]
+
+T = TypeVar("T")
+
+converter = cattrs.Converter()
+"""The converter every pycrm component uses to (un)structure records and events."""
+
+
+def _load_datetime(value: Any, _: Any) -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        parsed = datetime.fromisoformat(value)
+    else:
+        raise ValueError(f"expected an ISO 8601 datetime, got {value!r}")
+    if parsed.tzinfo is None:
+        raise ValueError(f"datetime {value!r} has no time zone")
+    return parsed.astimezone(UTC)
+
+
+def _load_date(value: Any, _: Any) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    return date.fromisoformat(value)
+
+
+converter.register_unstructure_hook(Decimal, str)
+converter.register_structure_hook(Decimal, lambda v, _: Decimal(str(v)))
+converter.register_unstructure_hook(datetime, lambda v: v.isoformat())
+converter.register_structure_hook(datetime, _load_datetime)
+converter.register_unstructure_hook(date, lambda v: v.isoformat())
+converter.register_structure_hook(date, _load_date)
+converter.register_unstructure_hook(
+    Money, lambda m: {"amount": str(m.amount), "currency": m.currency}
+)
+converter.register_structure_hook(
+    Money, lambda v, _: v if isinstance(v, Money) else Money.of(v["amount"], v["currency"])
+)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Return ``obj`` (an attrs record, value or event) as a JSON-able dict."""
+    data = converter.unstructure(obj)
+    if not isinstance(data, dict):
+        raise ValidationError("obj", obj, "is not a record or value pycrm can serialize")
+    return data
+
+
+def from_dict(cls: type[T], data: Any) -> T:
+    """Build a ``cls`` from what :func:`to_dict` returned.
+
+    Raises :class:`~pycrm.errors.ValidationError` naming the first bad field.
+    """
+    try:
+        return converter.structure(data, cls)
+    except cattrs.ClassValidationError as exc:
+        notes = cattrs.transform_error(exc)
+        raise ValidationError(cls.__name__, data, "; ".join(notes)) from None
+    except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+        raise ValidationError(cls.__name__, data, str(exc)) from None

@@ -1,0 +1,1 @@
+"""Services: the use cases a session offers, one module per area."""

@@ -1,0 +1,138 @@
+"""Activities: calls, emails, meetings and notes on the timeline."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pycrm.domain.activities import Activity, ActivityKind
+from pycrm.domain.customers import Contact, Customer
+from pycrm.domain.fields import Checks, check_bool, check_text
+from pycrm.domain.query import Eq, Filter, Or, OrderBy, Range, all_of
+from pycrm.errors import PermissionDenied, ValidationError
+from pycrm.services.records import RecordService, check_when, write
+from pycrm.services.search import check_page
+
+__all__ = ["ActivityService"]
+
+
+def _kind(field: str, value: Any) -> ActivityKind:
+    try:
+        return value if isinstance(value, ActivityKind) else ActivityKind(value)
+    except ValueError:
+        choices = ", ".join(k.value for k in ActivityKind)
+        raise ValidationError(field, value, f"must be one of {choices}") from None
+
+
+class ActivityService(RecordService[Activity]):
+    """Interactions with customers and contacts, public or private to their author."""
+
+    record_type = Activity
+    events: ClassVar[Mapping[str, str]] = {"create": "activity_logged"}
+
+    def _visibility(self) -> Filter:
+        return Or((Eq("private", False), Eq("author_id", self._s.actor.id)))
+
+    def _visible(self, record: Activity) -> bool:
+        return not record.private or record.author_id == self._s.actor.id
+
+    @write
+    def log(
+        self,
+        kind: ActivityKind | str,
+        subject: str,
+        *,
+        body: str | None = None,
+        customer_id: str | None = None,
+        contact_id: str | None = None,
+        occurred_at: datetime | None = None,
+        private: bool = False,
+    ) -> Activity:
+        """Record a call, email, meeting or note about a customer and/or contact.
+
+        When only ``contact_id`` is given, the contact's customer is filled in,
+        so the activity shows on the company's timeline too. A ``private``
+        activity is visible to its author only.
+        """
+        with Checks() as checks:
+            fields: dict[str, Any] = {
+                "kind": checks(_kind, "kind", kind),
+                "subject": checks(check_text, "subject", subject, required=True, limit=300),
+                "body": checks(check_text, "body", body, limit=20_000),
+                "private": checks(check_bool, "private", private),
+                "occurred_at": self._s.now()
+                if occurred_at is None
+                else checks(check_when, "occurred_at", occurred_at),
+            }
+        if customer_id is None and contact_id is None:
+            raise ValidationError("customer_id", None, "an activity needs a customer or a contact")
+        if contact_id is not None:
+            contact = (
+                self._s.uow.repo(Contact).get(contact_id) if isinstance(contact_id, str) else None
+            )
+            if contact is None:
+                raise ValidationError("contact_id", contact_id, "is not the id of a contact")
+            if customer_id is None:
+                customer_id = contact.customer_id
+            elif contact.customer_id not in (None, customer_id):
+                raise ValidationError("contact_id", contact_id, "works for another customer")
+        if customer_id is not None and (
+            not isinstance(customer_id, str) or self._s.uow.repo(Customer).get(customer_id) is None
+        ):
+            raise ValidationError("customer_id", customer_id, "is not the id of a customer")
+        record = Activity(
+            **self._s.stamp(
+                customer_id=customer_id,
+                contact_id=contact_id,
+                author_id=self._s.actor.id,
+                **fields,
+            )
+        )
+        self._repo.add(record)
+        self._s.record("create", None, record, event=None if record.private else "activity_logged")
+        return record
+
+    @write
+    def update(
+        self, id: str, *, version: int | None = None, subject: Any = ..., body: Any = ...
+    ) -> Activity:
+        """Correct an activity's subject or body. Only its author may."""
+        current = self.get(id)
+        if current.author_id != self._s.actor.id and not self._s.actor.is_system:
+            raise PermissionDenied(self._s.actor.id, "update", "activity", "only its author may")
+        changes: dict[str, Any] = {}
+        with Checks() as checks:
+            if subject is not ...:
+                changes["subject"] = checks(
+                    check_text, "subject", subject, required=True, limit=300
+                )
+            if body is not ...:
+                changes["body"] = checks(check_text, "body", body, limit=20_000)
+        return self._change(current, version, "update", **changes)
+
+    def list(
+        self,
+        *,
+        customer_id: str | None = None,
+        contact_id: str | None = None,
+        kind: ActivityKind | str | None = None,
+        limit: int = 50,
+        before: datetime | None = None,
+    ) -> list[Activity]:
+        """Activities, newest first, in one query; other users' private ones are never loaded."""
+        limit, _ = check_page(limit, 0)
+        parts: list[Filter | None] = [self._visibility()]
+        if customer_id is not None:
+            parts.append(Eq("customer_id", customer_id))
+        if contact_id is not None:
+            parts.append(Eq("contact_id", contact_id))
+        if kind is not None:
+            parts.append(Eq("kind", _kind("kind", kind)))
+        if before is not None:
+            parts.append(Range("occurred_at", None, check_when("before", before)))
+        return self._repo.find(
+            all_of(parts),
+            order_by=[OrderBy("occurred_at", descending=True), OrderBy("id", descending=True)],
+            limit=limit,
+        )

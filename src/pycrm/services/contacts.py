@@ -1,0 +1,122 @@
+"""Contacts: the people the business talks to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from functools import partial
+from typing import Any, ClassVar
+
+from pycrm.domain.activities import Activity
+from pycrm.domain.contact_points import search_key
+from pycrm.domain.customers import Contact, Customer, RecordStatus
+from pycrm.domain.fields import check_tags, check_text
+from pycrm.domain.query import Eq, Filter, HasKey, In, OrderBy, all_of
+from pycrm.errors import ValidationError
+from pycrm.services.records import RecordService, check_address, write
+from pycrm.services.search import check_page, point_filter, text_filter
+
+__all__ = ["ContactService"]
+
+
+class ContactService(RecordService[Contact]):
+    """People, usually working for a customer."""
+
+    record_type = Contact
+    events: ClassVar[Mapping[str, str]] = {
+        "create": "contact_created",
+        "update": "contact_updated",
+        "archive": "contact_archived",
+    }
+
+    def _check_customer(self, field: str, value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or self._s.uow.repo(Customer).get(value) is None:
+            raise ValidationError(field, value, "is not the id of a customer")
+        return value
+
+    def _checkers(self) -> dict[str, Callable[[str, Any], Any]]:
+        return {
+            "name": partial(check_text, required=True),
+            "title": check_text,
+            "customer_id": self._check_customer,
+            "address": check_address,
+            "tags": check_tags,
+            "owner_id": self._check_user,
+        }
+
+    @write
+    def create(self, name: str, **fields: Any) -> Contact:
+        """Create a contact.
+
+        :param name: the person's full name (required).
+        :param fields: ``customer_id``, ``title``, ``emails``, ``phones``,
+            ``address``, ``tags``, ``owner_id`` (see :meth:`CustomerService.create`).
+        :raises ValidationError: naming every bad field.
+        """
+        return self._add("create", **self._parse({"name": name, **fields}, creating=True))
+
+    @write
+    def update(self, id: str, *, version: int | None = None, **fields: Any) -> Contact:
+        """Change fields of a contact (``emails``/``phones`` replace that kind's list)."""
+        current = self.get(id)
+        changes = self._parse(fields, creating=False)
+        if "contact_points" in changes:
+            changes["contact_points"] = self._replace_points(
+                current.contact_points, fields, changes["contact_points"]
+            )
+        return self._change(current, version, "update", **changes)
+
+    @write
+    def archive(self, id: str, *, version: int | None = None) -> Contact:
+        """Archive a contact: it leaves searches and 360 views but keeps its history."""
+        current = self.get(id)
+        if current.status is RecordStatus.ARCHIVED:
+            return current
+        return self._change(
+            current, version, "archive", status=RecordStatus.ARCHIVED, archived_at=self._s.now()
+        )
+
+    def search(
+        self,
+        text: str | None = None,
+        *,
+        email: str | None = None,
+        phone: str | None = None,
+        company: str | None = None,
+        customer_id: str | None = None,
+        tag: str | None = None,
+        include_archived: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Contact]:
+        """Find contacts, ordered by name.
+
+        ``text`` matches anywhere in the name; ``company`` anywhere in the
+        name of the contact's customer; ``email``, ``phone`` and ``tag`` are
+        exact after normalisation and use an index.
+        """
+        limit, offset = check_page(limit, offset)
+        parts: list[Filter | None] = [text_filter("text", text)]
+        parts += point_filter(email, phone, self._s.crm.default_region)
+        if tag is not None:
+            parts.append(HasKey("tag", search_key(check_text("tag", tag, required=True))))
+        if customer_id is not None:
+            parts.append(Eq("customer_id", check_text("customer_id", customer_id, required=True)))
+        company_filter = text_filter("company", company)
+        if company_filter is not None:
+            companies = self._s.uow.repo(Customer).find(company_filter, limit=1000)
+            parts.append(In("customer_id", [c.id for c in companies]))
+        if not include_archived:
+            parts.append(Eq("status", RecordStatus.ACTIVE))
+        return self._repo.find(
+            all_of(parts), order_by=[OrderBy("name_key")], limit=limit, offset=offset
+        )
+
+    def timeline(
+        self, id: str, *, limit: int = 50, before: datetime | None = None
+    ) -> list[Activity]:
+        """The contact's activities, newest first (other users' private notes left out)."""
+        self.get(id)
+        return self._s.activities.list(contact_id=id, limit=limit, before=before)

@@ -1,0 +1,255 @@
+"""Customers: companies, their timeline, their 360 view and their assessments."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any, ClassVar
+
+import attrs
+
+from pycrm.domain.activities import Activity
+from pycrm.domain.assessments import Assessment, ConsolidationRule, latest
+from pycrm.domain.contact_points import search_key
+from pycrm.domain.customers import Contact, Customer, RecordStatus
+from pycrm.domain.fields import Checks, check_int, check_money, check_tags, check_text
+from pycrm.domain.query import Eq, Filter, HasKey, OrderBy, all_of
+from pycrm.services.records import RecordService, check_address, write
+from pycrm.services.search import check_page, point_filter, text_filter
+
+__all__ = ["Customer360", "CustomerService"]
+
+
+@attrs.frozen
+class Customer360:
+    """Everything known about one customer, loaded in a constant number of queries."""
+
+    customer: Customer
+    """The company."""
+    contacts: tuple[Contact, ...]
+    """Its active contacts, by name."""
+    activities: tuple[Activity, ...]
+    """Its most recent activities (of the company and its contacts), newest first,
+    without other users' private notes."""
+    assessments: tuple[Assessment, ...]
+    """Current rating per attribute and source."""
+
+
+class CustomerService(RecordService[Customer]):
+    """Companies the business sells to."""
+
+    record_type = Customer
+    events: ClassVar[Mapping[str, str]] = {
+        "create": "customer_created",
+        "update": "customer_updated",
+        "archive": "customer_archived",
+    }
+
+    def _checkers(self) -> dict[str, Callable[[str, Any], Any]]:
+        return {
+            "name": partial(check_text, required=True),
+            "industry": check_text,
+            "size": partial(check_int, maximum=10**9),
+            "annual_revenue": check_money,
+            "grade": partial(check_text, limit=100),
+            "region": check_text,
+            "website": partial(check_text, limit=500),
+            "address": check_address,
+            "tags": check_tags,
+            "owner_id": self._check_user,
+        }
+
+    @write
+    def create(self, name: str, **fields: Any) -> Customer:
+        """Create a customer.
+
+        :param name: the company's display name (required).
+        :param fields: ``industry``, ``size`` (headcount), ``annual_revenue``
+            (Money), ``grade``, ``region``, ``website``, ``address`` (a mapping
+            of Address parts), ``emails`` and ``phones`` (lists of strings or
+            ``(value, label)`` pairs; phones without a country code use the
+            CRM's ``default_region``), ``tags``, ``owner_id``.
+        :raises ValidationError: naming every bad field.
+        """
+        return self._add("create", **self._parse({"name": name, **fields}, creating=True))
+
+    @write
+    def update(self, id: str, *, version: int | None = None, **fields: Any) -> Customer:
+        """Change fields of a customer; pass ``version`` to refuse the write if someone else changed it.
+
+        ``emails`` or ``phones`` replace the list of that kind. Raises
+        ConcurrencyError on a stale ``version``, NotFound, ValidationError.
+        """
+        current = self.get(id)
+        changes = self._parse(fields, creating=False)
+        if "contact_points" in changes:
+            changes["contact_points"] = self._replace_points(
+                current.contact_points, fields, changes["contact_points"]
+            )
+        return self._change(current, version, "update", **changes)
+
+    @write
+    def archive(self, id: str, *, version: int | None = None) -> Customer:
+        """Archive a customer: it leaves searches (unless asked for) but keeps its history."""
+        current = self.get(id)
+        if current.status is RecordStatus.ARCHIVED:
+            return current
+        return self._change(
+            current, version, "archive", status=RecordStatus.ARCHIVED, archived_at=self._s.now()
+        )
+
+    @write
+    def restore(self, id: str, *, version: int | None = None) -> Customer:
+        """Bring an archived customer back."""
+        current = self.get(id)
+        return self._change(
+            current, version, "update", status=RecordStatus.ACTIVE, archived_at=None
+        )
+
+    def search(
+        self,
+        text: str | None = None,
+        *,
+        email: str | None = None,
+        phone: str | None = None,
+        tag: str | None = None,
+        industry: str | None = None,
+        region: str | None = None,
+        owner_id: str | None = None,
+        include_archived: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Customer]:
+        """Find customers, ordered by name.
+
+        ``text`` matches anywhere in the name, ignoring case. ``email``,
+        ``phone`` and ``tag`` are exact (after normalisation) and use an
+        index. Every given criterion must hold.
+        """
+        limit, offset = check_page(limit, offset)
+        parts: list[Filter | None] = [text_filter("text", text)]
+        parts += point_filter(email, phone, self._s.crm.default_region)
+        if tag is not None:
+            parts.append(HasKey("tag", search_key(check_text("tag", tag, required=True))))
+        for field, value in (("industry", industry), ("region", region), ("owner_id", owner_id)):
+            if value is not None:
+                parts.append(Eq(field, check_text(field, value, required=True)))
+        if not include_archived:
+            parts.append(Eq("status", RecordStatus.ACTIVE))
+        return self._repo.find(
+            all_of(parts), order_by=[OrderBy("name_key")], limit=limit, offset=offset
+        )
+
+    def count(self, *, include_archived: bool = False) -> int:
+        """How many customers there are (counted in the database)."""
+        return self._repo.count(None if include_archived else Eq("status", RecordStatus.ACTIVE))
+
+    def timeline(
+        self, id: str, *, limit: int = 50, before: datetime | None = None
+    ) -> list[Activity]:
+        """The customer's activities, newest first (other users' private notes left out)."""
+        self.get(id)
+        return self._s.activities.list(customer_id=id, limit=limit, before=before)
+
+    def view(self, id: str, *, activities: int = 20) -> Customer360:
+        """The customer 360 view: the company, its contacts, recent activities and assessments.
+
+        Loaded in a constant number of queries, however much related data there is.
+        """
+        customer = self.get(id)
+        contacts = self._s.uow.repo(Contact).find(
+            all_of([Eq("customer_id", id), Eq("status", RecordStatus.ACTIVE)]),
+            order_by=[OrderBy("name_key")],
+        )
+        recent = self._s.activities.list(customer_id=id, limit=activities)
+        return Customer360(
+            customer=customer,
+            contacts=tuple(contacts),
+            activities=tuple(recent),
+            assessments=tuple(self._current_assessments(id, None)),
+        )
+
+    # -- assessments -------------------------------------------------------
+
+    @write
+    def assess(
+        self,
+        id: str,
+        attribute: str,
+        value: str,
+        *,
+        source: str | None = None,
+        note: str | None = None,
+    ) -> Assessment:
+        """Record one source's rating of an attribute (default source: the actor's department).
+
+        The customer's own field of that name (``grade``) is then set to the
+        consolidated value given by the CRM's rule for the attribute.
+        """
+        customer = self.get(id)
+        with Checks() as checks:
+            fields = {
+                "attribute": checks(check_text, "attribute", attribute, required=True, limit=40),
+                "value": checks(check_text, "value", value, required=True, limit=100),
+                "source": checks(
+                    check_text,
+                    "source",
+                    source or self._s.actor.department,
+                    required=True,
+                    limit=40,
+                ),
+                "note": checks(check_text, "note", note, limit=2000),
+            }
+        assessment = Assessment(
+            **self._s.stamp(customer_id=id, assessed_at=self._s.now(), **fields)
+        )
+        attribute = assessment.attribute
+        self._s.uow.repo(Assessment).add(assessment)
+        self._s.record("assess", None, assessment)
+        if attribute in attrs.fields_dict(Customer) and attribute in (
+            "grade",
+            "industry",
+            "region",
+        ):
+            current = self._current_assessments(id, attribute)
+            consolidated = self.rule_for(attribute)(current)
+            self._change(customer, None, "update", **{attribute: consolidated})
+        return assessment
+
+    def rule_for(self, attribute: str) -> ConsolidationRule:
+        """The rule that consolidates ``attribute`` (the CRM's ``assessment_rules``, else latest)."""
+        return self._s.crm.assessment_rules.get(attribute, latest)
+
+    def assessments(self, id: str, attribute: str | None = None) -> list[Assessment]:
+        """The current rating of each source (for one attribute, or all), latest first."""
+        self.get(id)
+        return self._current_assessments(id, attribute)
+
+    def consolidated(self, id: str, attribute: str) -> str | None:
+        """The consolidated value of ``attribute`` under the configured rule (None if unrated)."""
+        current = self.assessments(id, attribute)
+        return self.rule_for(attribute)(current) if current else None
+
+    def _current_assessments(self, id: str, attribute: str | None) -> list[Assessment]:
+        where = all_of(
+            [Eq("customer_id", id), None if attribute is None else Eq("attribute", attribute)]
+        )
+        rows = self._s.uow.repo(Assessment).find(
+            where,
+            order_by=[OrderBy("assessed_at", descending=True), OrderBy("id", descending=True)],
+        )
+        seen: set[tuple[str, str]] = set()
+        current: list[Assessment] = []
+        for row in rows:
+            if (row.attribute, row.source) not in seen:
+                seen.add((row.attribute, row.source))
+                current.append(row)
+        return current
+
+    def history_of_assessments(self, id: str) -> Sequence[Assessment]:
+        """Every rating ever given, oldest first."""
+        self.get(id)
+        return self._s.uow.repo(Assessment).find(
+            Eq("customer_id", id), order_by=[OrderBy("assessed_at"), OrderBy("id")]
+        )

@@ -1,0 +1,214 @@
+"""The organisation: users, departments and teams.
+
+Only the system actor and admins (role ``admin`` or the admin department)
+change it; the permissions capability refines this into a full policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, ClassVar
+
+from pycrm.domain.contact_points import normalise_email
+from pycrm.domain.fields import Checks, check_text
+from pycrm.domain.org import DEPARTMENTS, Department, Team, User
+from pycrm.domain.query import Eq, Filter, OrderBy, all_of
+from pycrm.errors import NotFound, ValidationError
+from pycrm.services.records import RecordService, write
+
+__all__ = ["OrgService"]
+
+
+def _key(field: str, value: Any) -> str:
+    text = check_text(field, value, required=True, limit=40)
+    assert text is not None
+    if not all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in text) or text != text.lower():
+        raise ValidationError(field, value, "must be lower-case letters, digits and _")
+    return text
+
+
+def _roles(field: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ValidationError(field, value, "must be a list of role names")
+    return tuple(dict.fromkeys(_key(f"{field}[{i}]", r) for i, r in enumerate(value)))
+
+
+class OrgService(RecordService[User]):
+    """Users, departments and teams of one tenant."""
+
+    record_type = User
+    events: ClassVar[Mapping[str, str]] = {
+        "create": "user_created",
+        "deactivate": "user_deactivated",
+    }
+
+    def _check_department(self, field: str, value: Any) -> str:
+        key = _key(field, value)
+        if key not in DEPARTMENTS and not self._s.uow.repo(Department).find(
+            Eq("key", key), limit=1
+        ):
+            raise ValidationError(field, value, "is not a department (create it first)")
+        return key
+
+    def _check_teams(self, field: str, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise ValidationError(field, value, "must be a list of team ids")
+        ids = tuple(dict.fromkeys(value))
+        found = self._s.uow.repo(Team).get_many(ids)
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise ValidationError(field, missing[0], "is not the id of a team")
+        return ids
+
+    def _checkers(self) -> dict[str, Callable[[str, Any], Any]]:
+        return {
+            "name": partial(check_text, required=True),
+            "email": lambda field, value: normalise_email(value, field=field),
+            "department": self._check_department,
+            "roles": _roles,
+            "team_ids": self._check_teams,
+            "manager_id": self._check_user,
+        }
+
+    # -- users -------------------------------------------------------------
+
+    @write
+    def create_user(
+        self,
+        name: str,
+        email: str,
+        department: str,
+        *,
+        roles: Sequence[str] = (),
+        team_ids: Sequence[str] = (),
+        manager_id: str | None = None,
+    ) -> User:
+        """Create a user. Admins and the system actor only.
+
+        :raises DuplicateError: when the email is taken in this tenant.
+        """
+        self._require_admin("create", "user")
+        fields = self._parse(
+            {
+                "name": name,
+                "email": email,
+                "department": department,
+                "roles": roles,
+                "team_ids": team_ids,
+                "manager_id": manager_id,
+            },
+            creating=True,
+        )
+        return self._add("create", **fields)
+
+    def get_user(self, id: str) -> User:
+        """The user with ``id``."""
+        return self.get(id)
+
+    def find_user(self, email: str) -> User:
+        """The user with this login email."""
+        key = normalise_email(email)
+        found = self._repo.find(Eq("email", key), limit=1)
+        if not found:
+            raise NotFound("user", key)
+        return found[0]
+
+    def users(
+        self,
+        *,
+        department: str | None = None,
+        team_id: str | None = None,
+        active: bool | None = None,
+    ) -> list[User]:
+        """Users, by name; filtered by department, team and/or active state."""
+        parts: list[Filter | None] = []
+        if department is not None:
+            parts.append(Eq("department", _key("department", department)))
+        if active is not None:
+            parts.append(Eq("active", active))
+        users = self._repo.find(all_of(parts), order_by=[OrderBy("name")])
+        if team_id is not None:
+            users = [u for u in users if team_id in u.team_ids]
+        return users
+
+    @write
+    def update_user(self, id: str, *, version: int | None = None, **fields: Any) -> User:
+        """Change a user's name, email, department, roles, teams or manager. Admins only."""
+        self._require_admin("update", "user")
+        current = self.get(id)
+        changes = self._parse(fields, creating=False)
+        if changes.get("manager_id") == id:
+            raise ValidationError("manager_id", id, "a user cannot manage themselves")
+        return self._change(current, version, "update", **changes)
+
+    @write
+    def deactivate_user(self, id: str, *, version: int | None = None) -> User:
+        """Deactivate a user: they can no longer open sessions. Admins only."""
+        self._require_admin("deactivate", "user")
+        current = self.get(id)
+        if not current.active:
+            return current
+        return self._change(current, version, "deactivate", active=False)
+
+    @write
+    def reactivate_user(self, id: str, *, version: int | None = None) -> User:
+        """Let a deactivated user work again. Admins only."""
+        self._require_admin("update", "user")
+        return self._change(self.get(id), version, "update", active=True)
+
+    # -- departments and teams ---------------------------------------------
+
+    @write
+    def create_department(self, key: str, name: str) -> Department:
+        """Add a department beyond the built-in ones. Admins only."""
+        self._require_admin("create", "department")
+        with Checks() as checks:
+            clean_key = checks(_key, "key", key)
+            clean_name = checks(check_text, "name", name, required=True)
+        record = Department(**self._s.stamp(key=clean_key, name=clean_name))
+        self._s.uow.repo(Department).add(record)
+        self._s.record("create", None, record)
+        return record
+
+    def departments(self) -> list[str]:
+        """Every department key: the built-in ones and those created."""
+        created = [d.key for d in self._s.uow.repo(Department).find(order_by=[OrderBy("key")])]
+        return list(dict.fromkeys([*DEPARTMENTS, *created]))
+
+    @write
+    def create_team(self, name: str, department: str, *, manager_id: str | None = None) -> Team:
+        """Create a team in a department. Admins only."""
+        self._require_admin("create", "team")
+        with Checks() as checks:
+            fields = {
+                "name": checks(check_text, "name", name, required=True),
+                "department": checks(self._check_department, "department", department),
+                "manager_id": checks(self._check_user, "manager_id", manager_id),
+            }
+        record = Team(**self._s.stamp(**fields))
+        self._s.uow.repo(Team).add(record)
+        self._s.record("create", None, record)
+        return record
+
+    def teams(self, *, department: str | None = None) -> list[Team]:
+        """Teams, by name."""
+        where = None if department is None else Eq("department", _key("department", department))
+        return self._s.uow.repo(Team).find(where, order_by=[OrderBy("name")])
+
+    def get_team(self, id: str) -> Team:
+        """The team with ``id``."""
+        team = self._s.uow.repo(Team).get(id) if isinstance(id, str) else None
+        if team is None:
+            raise NotFound("team", str(id))
+        return team
+
+    @write
+    def add_to_team(self, user_id: str, team_id: str) -> User:
+        """Make a user a member of a team. Admins only."""
+        self._require_admin("update", "user")
+        self.get_team(team_id)
+        user = self.get(user_id)
+        if team_id in user.team_ids:
+            return user
+        return self._change(user, None, "update", team_ids=(*user.team_ids, team_id))

@@ -1,0 +1,197 @@
+"""What every service over a versioned, audited record type shares."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Generic, ParamSpec, TypeVar
+
+import attrs
+
+from pycrm.domain.audit import AuditEntry, FieldChange
+from pycrm.domain.contact_points import Address, ContactPoint, PointKind
+from pycrm.domain.fields import Checks, check_points
+from pycrm.domain.org import User
+from pycrm.domain.query import And, Eq, OrderBy, Range
+from pycrm.domain.records import Record
+from pycrm.errors import ConcurrencyError, NotFound, PermissionDenied, ValidationError
+from pycrm.ports import Repository
+from pycrm.serialization import from_dict
+from pycrm.session import Session
+
+__all__ = ["RecordService", "Service", "check_address", "check_when", "write"]
+
+R = TypeVar("R", bound=Record)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def write(method: Callable[P, T]) -> Callable[P, T]:
+    """Make a service method all-or-nothing: if it raises, none of its writes remain."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        service = args[0]
+        assert isinstance(service, Service)
+        with service._s.atomic():
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+def check_when(field: str, value: Any) -> datetime:
+    """A timezone-aware datetime (naive ones are ambiguous and refused)."""
+    if not isinstance(value, datetime):
+        raise ValidationError(field, value, "must be a datetime")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(field, value, "must be timezone-aware (e.g. datetime.now(UTC))")
+    return value
+
+
+def check_address(field: str, value: Any) -> Address | None:
+    """An :class:`Address` from a mapping of its parts."""
+    return Address.parse(value, field)
+
+
+class Service:
+    """A service bound to one session."""
+
+    def __init__(self, session: Session) -> None:
+        self._s = session
+
+    def _check_user(self, field: str, value: Any) -> str | None:
+        """``value`` is None or the id of a user in this tenant."""
+        if value is None:
+            return None
+        if not isinstance(value, str) or self._s.uow.repo(User).get(value) is None:
+            raise ValidationError(field, value, "is not the id of a user")
+        return value
+
+    def _require_admin(self, action: str, resource: str) -> None:
+        actor = self._s.actor
+        if not (actor.is_system or "admin" in actor.roles or actor.department == "admin"):
+            raise PermissionDenied(actor.id, action, resource, "needs the admin role")
+
+
+class RecordService(Service, Generic[R]):
+    """Get, change, history and ``as_of`` for one record type."""
+
+    record_type: type[R]
+    events: ClassVar[Mapping[str, str]] = {}
+    """action → signal name."""
+
+    def _checkers(self) -> dict[str, Callable[[str, Any], Any]]:
+        """Field name → check returning the cleaned value (``emails``/``phones`` are handled apart)."""
+        return {}
+
+    def _parse(self, values: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+        """Check every given field; raise one ValidationError listing every bad one."""
+        checkers = self._checkers()
+        points = "contact_points" in attrs.fields_dict(self.record_type)
+        allowed = set(checkers) | ({"emails", "phones"} if points else set())
+        unknown = sorted(set(values) - allowed)
+        if unknown:
+            raise ValidationError(
+                unknown[0], values[unknown[0]], f"is not a {self.record_type.resource} field"
+            )
+        out: dict[str, Any] = {}
+        with Checks() as checks:
+            for name, value in values.items():
+                if name in checkers:
+                    out[name] = checks(checkers[name], name, value)
+            if points and (creating or "emails" in values or "phones" in values):
+                out["contact_points"] = checks(
+                    check_points,
+                    values.get("emails", ()),
+                    values.get("phones", ()),
+                    region=self._s.crm.default_region,
+                )
+        return out
+
+    @staticmethod
+    def _replace_points(
+        current: tuple[ContactPoint, ...], given: Mapping[str, Any], new: tuple[ContactPoint, ...]
+    ) -> tuple[ContactPoint, ...]:
+        """Keep the points of the kinds not given in an update; replace the others."""
+        replaced = {PointKind.EMAIL} if "emails" in given else set()
+        replaced |= {PointKind.PHONE} if "phones" in given else set()
+        return tuple(p for p in current if p.kind not in replaced) + new
+
+    @property
+    def _repo(self) -> Repository[R]:
+        return self._s.uow.repo(self.record_type)
+
+    def get(self, id: str) -> R:
+        """Return the record with ``id``; raise NotFound if there is none in this tenant."""
+        if not isinstance(id, str):
+            raise ValidationError("id", id, "must be a string id")
+        found = self._repo.get(id)
+        if found is None or not self._visible(found):
+            raise NotFound(self.record_type.resource, id)
+        return found
+
+    def _visible(self, record: R) -> bool:
+        return True
+
+    def _add(self, action: str, **fields: Any) -> R:
+        record = self.record_type(**self._s.stamp(**fields))
+        self._repo.add(record)
+        self._s.record(action, None, record, event=self.events.get(action))
+        return record
+
+    def _change(self, current: R, version: int | None, action: str, **changes: Any) -> R:
+        if version is not None:
+            if isinstance(version, bool) or not isinstance(version, int):
+                raise ValidationError("version", version, "must be a whole number")
+            if version != current.version:
+                raise ConcurrencyError(current.resource, current.id, version, current.version)
+        if all(getattr(current, k) == v for k, v in changes.items()):
+            return current
+        updated = attrs.evolve(
+            current,
+            **changes,
+            version=current.version + 1,
+            updated_at=self._s.now(),
+            updated_by=self._s.actor.id,
+        )
+        self._repo.replace(updated, current.version)
+        self._s.record(action, current, updated, event=self.events.get(action))
+        return updated
+
+    def history(self, id: str, field: str | None = None) -> list[FieldChange]:
+        """Every change to the record, oldest first: who, which department, when, old → new.
+
+        With ``field``, only that field's changes.
+        """
+        self.get(id)
+        if field is not None and field not in attrs.fields_dict(self.record_type):
+            raise ValidationError("field", field, f"{self.record_type.resource} has no such field")
+        entries = self._s.uow.repo(AuditEntry).find(
+            Eq("record_id", id), order_by=[OrderBy("at"), OrderBy("id")]
+        )
+        return [
+            FieldChange(name, old, new, entry.at, entry.actor_id, entry.department)
+            for entry in entries
+            if entry.record_type == self.record_type.resource
+            for name, (old, new) in entry.changes.items()
+            if field is None or name == field
+        ]
+
+    def as_of(self, id: str, when: datetime) -> R:
+        """The record as it was at ``when``; NotFound if it did not exist yet."""
+        check_when("when", when)
+        self.get(id)
+        entries = self._s.uow.repo(AuditEntry).find(
+            And((Eq("record_id", id), Range("at", None, _just_after(when)))),
+            order_by=[OrderBy("at", descending=True), OrderBy("id", descending=True)],
+            limit=5,
+        )
+        for entry in entries:
+            if entry.record_type == self.record_type.resource and entry.snapshot is not None:
+                return from_dict(self.record_type, entry.snapshot)
+        raise NotFound(self.record_type.resource, id)
+
+
+def _just_after(when: datetime) -> datetime:
+    return when + timedelta(microseconds=1)

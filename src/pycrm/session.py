@@ -1,0 +1,205 @@
+"""A session: one actor, one tenant, one unit of work, and the services on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import cached_property
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from pycrm.domain.audit import AuditEntry, diff
+from pycrm.domain.events import Event
+from pycrm.domain.ids import new_id
+from pycrm.domain.org import Actor
+from pycrm.domain.records import Record
+from pycrm.errors import ConfigurationError
+from pycrm.ports import UnitOfWork
+from pycrm.serialization import to_dict
+
+if TYPE_CHECKING:
+    from pycrm.crm import CRM
+    from pycrm.services.activities import ActivityService
+    from pycrm.services.audit import AuditService
+    from pycrm.services.contacts import ContactService
+    from pycrm.services.customers import CustomerService
+    from pycrm.services.org import OrgService
+
+__all__ = ["Session"]
+
+
+class Session:
+    """One unit of work as one actor in one tenant.
+
+    Use it as a context manager: it commits when the block ends normally and
+    rolls back when it raises. Signals for its work are sent after the commit.
+    A call that raises a :class:`~pycrm.errors.CRMError` inside the block
+    undoes its own writes, so the session can go on.
+    """
+
+    def __init__(self, crm: CRM, uow: UnitOfWork, actor: Actor) -> None:
+        self.crm = crm
+        """The CRM this session belongs to."""
+        self.actor = actor
+        """Who this session acts as."""
+        self.uow = uow
+        """The unit of work (for adapters and services; not needed by callers)."""
+        self.tenant_id = uow.tenant_id
+        """The tenant every read and write is scoped to."""
+        self._events: list[Event] = []
+        self._open = True
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.rollback()
+
+    def commit(self) -> None:
+        """Commit the work and then send its signals. The session is closed afterwards."""
+        self._check_open()
+        self._open = False
+        events, self._events = self._events, []
+        self.uow.commit()
+        self.crm._dispatch(events)
+
+    def rollback(self) -> None:
+        """Discard the work; no signal is sent. The session is closed afterwards."""
+        if not self._open:
+            return
+        self._open = False
+        self._events = []
+        self.uow.rollback()
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise ConfigurationError("this session has ended; open a new one with crm.session()")
+
+    # -- what services share -------------------------------------------------
+
+    def now(self) -> datetime:
+        """The CRM clock's current time."""
+        return self.crm.clock.now()
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Make one service call all-or-nothing: its writes and events vanish if it raises."""
+        self._check_open()
+        events = len(self._events)
+        try:
+            with self.uow.savepoint():
+                yield
+        except BaseException:
+            del self._events[events:]
+            raise
+
+    def stamp(self, **fields: Any) -> dict[str, Any]:
+        """The bookkeeping fields of a new record created now by this actor."""
+        now = self.now()
+        return {
+            "id": new_id(),
+            "tenant_id": self.tenant_id,
+            "created_at": now,
+            "created_by": self.actor.id,
+            "updated_at": now,
+            "updated_by": self.actor.id,
+            **fields,
+        }
+
+    def record(
+        self,
+        action: str,
+        before: Record | None,
+        after: Record,
+        *,
+        event: str | None = None,
+    ) -> None:
+        """Audit one write (field-level old → new and a snapshot) and queue its event."""
+        old = to_dict(before) if before is not None else None
+        new = to_dict(after)
+        entry = AuditEntry(
+            id=new_id(),
+            tenant_id=self.tenant_id,
+            at=after.updated_at,
+            actor_id=self.actor.id,
+            department=self.actor.department,
+            action=action,
+            record_type=after.resource,
+            record_id=after.id,
+            changes=diff(old, new),
+            snapshot=new,
+        )
+        self.uow.repo(AuditEntry).add(entry)
+        if event is not None:
+            self.emit(event, after, before=old, after=new)
+
+    def emit(
+        self,
+        name: str,
+        record: Record,
+        *,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+    ) -> None:
+        """Queue an event; it is sent after commit."""
+        self._events.append(
+            Event(
+                id=new_id(),
+                name=name,
+                tenant_id=self.tenant_id,
+                actor_id=self.actor.id,
+                occurred_at=self.now(),
+                record_type=record.resource,
+                record_id=record.id,
+                before=before,
+                after=after,
+            )
+        )
+
+    # -- services ----------------------------------------------------------
+
+    @cached_property
+    def customers(self) -> CustomerService:
+        """Companies: create, search, update, archive, timeline, 360 view, history, assessments."""
+        from pycrm.services.customers import CustomerService
+
+        return CustomerService(self)
+
+    @cached_property
+    def contacts(self) -> ContactService:
+        """People: create, search, update, archive, timeline, history."""
+        from pycrm.services.contacts import ContactService
+
+        return ContactService(self)
+
+    @cached_property
+    def activities(self) -> ActivityService:
+        """Calls, emails, meetings and notes, public or private to their author."""
+        from pycrm.services.activities import ActivityService
+
+        return ActivityService(self)
+
+    @cached_property
+    def org(self) -> OrgService:
+        """Users, departments and teams."""
+        from pycrm.services.org import OrgService
+
+        return OrgService(self)
+
+    @cached_property
+    def audit(self) -> AuditService:
+        """The audit trail, read-only."""
+        from pycrm.services.audit import AuditService
+
+        return AuditService(self)

@@ -1,0 +1,122 @@
+"""Fixtures shared by the test suite.
+
+``crm`` is parametrised over the three backends, so every test that uses it
+is a contract test: memory, SQLite (a fresh file per test) and PostgreSQL (a
+fresh schema per test on the server named by ``PYCRM_TEST_POSTGRES_URL``).
+PostgreSQL tests skip when no server is configured, unless
+``PYCRM_REQUIRE_POSTGRES=1`` (set by CI), in which case they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import pycrm
+from pycrm.session import Session
+from pycrm.testing import Factories, FakeClock
+
+BACKENDS = ("memory", "sqlite", "postgresql")
+PG_URL = os.environ.get("PYCRM_TEST_POSTGRES_URL")
+PG_REQUIRED = os.environ.get("PYCRM_REQUIRE_POSTGRES") == "1"
+
+
+@pytest.fixture(scope="session")
+def pg_engine() -> Iterator[sa.Engine]:
+    """One engine on the test PostgreSQL server for the whole run."""
+    if not PG_URL:
+        if PG_REQUIRED:
+            pytest.fail("PYCRM_REQUIRE_POSTGRES=1 but PYCRM_TEST_POSTGRES_URL is not set")
+        pytest.skip("no PostgreSQL server (set PYCRM_TEST_POSTGRES_URL)")
+    engine = sa.create_engine(PG_URL, pool_size=5)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("select 1"))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_URL} does not answer: {exc}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_schema(pg_engine: sa.Engine) -> Iterator[str]:
+    """A fresh schema, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with pg_engine.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+
+
+ConnectFn = Callable[..., pycrm.CRM]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend name under test."""
+    name: str = request.param
+    if name == "postgresql":
+        request.node.add_marker(pytest.mark.postgres)
+    return name
+
+
+@pytest.fixture
+def connect_crm(
+    backend: str, tmp_path: Path, fake_clock: FakeClock, request: pytest.FixtureRequest
+) -> Iterator[ConnectFn]:
+    """A function that connects a CRM on the backend under test (same data on every call)."""
+    opened: list[pycrm.CRM] = []
+    target: Any
+    options: dict[str, Any] = {}
+    if backend == "memory":
+        store = pycrm.connect("memory://").store
+
+        def make(**kwargs: Any) -> pycrm.CRM:
+            return pycrm.CRM(store, **{"clock": fake_clock, **kwargs})
+
+        yield make
+        return
+    if backend == "sqlite":
+        target = f"sqlite:///{tmp_path / 'crm.db'}"
+    else:
+        target = request.getfixturevalue("pg_engine")
+        options["schema"] = request.getfixturevalue("pg_schema")
+
+    def make_sql(**kwargs: Any) -> pycrm.CRM:
+        instance = pycrm.connect(target, **{"clock": fake_clock, **options, **kwargs})
+        opened.append(instance)
+        return instance
+
+    yield make_sql
+    for instance in opened:
+        instance.close()
+
+
+@pytest.fixture
+def crm(connect_crm: ConnectFn) -> pycrm.CRM:
+    """A CRM on the backend under test, with a fake clock and German default phone region."""
+    return connect_crm(default_region="DE")
+
+
+@pytest.fixture
+def system(crm: pycrm.CRM) -> Iterator[Session]:
+    """A system-actor session, committed at the end of the test."""
+    with crm.session(actor=crm.system_actor) as session:
+        yield session
+
+
+@pytest.fixture
+def make(system: Session) -> Factories:
+    """Factories on the system session."""
+    return Factories(system)
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    """A clock that stands still until the test moves it."""
+    return FakeClock()
