@@ -17,7 +17,7 @@ from pycrm.ports import Clock, Store, SystemClock
 from pycrm.session import Session
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
 
 __all__ = ["CRM", "DEFAULT_TENANT", "DEFAULT_URL", "connect"]
 
@@ -66,11 +66,21 @@ class CRM:
         return engine  # type: ignore[no-any-return]
 
     def session(
-        self, actor: str | User | Actor | None = None, *, tenant: str | None = None
+        self,
+        actor: str | User | Actor | None = None,
+        *,
+        tenant: str | None = None,
+        connection: Connection | None = None,
     ) -> Session:
         """Open a unit of work as ``actor`` (a user id, a User, or :attr:`system_actor`).
 
         Use it in a ``with`` block: it commits at the end and rolls back on error.
+
+        With ``connection`` (SQL adapters), pycrm works inside your own open
+        transaction on that connection, under a savepoint: your commit makes
+        pycrm's writes and yours durable together, and your rollback undoes both.
+        Signals are then sent when the session ends, so send them only once your
+        transaction is known to commit.
 
         :raises NotFound: when the user does not exist in the tenant.
         :raises PermissionDenied: when the user is inactive.
@@ -82,7 +92,13 @@ class CRM:
             raise ConfigurationError(
                 f"tenant {tenant!r} must be 1-64 letters, digits, '.', '_' or '-'"
             )
-        uow = self.store.begin(tenant_id)
+        if connection is None:
+            uow = self.store.begin(tenant_id)
+        else:
+            join = getattr(self.store, "join", None)
+            if join is None:
+                raise ConfigurationError("connection= needs a SQL adapter")
+            uow = join(connection, tenant_id)
         try:
             resolved = self._resolve(uow, actor)
         except BaseException:
