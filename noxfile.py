@@ -28,9 +28,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff")
-    paths = ["src", "tests", "examples", "benchmarks", "noxfile.py"]
-    session.run("ruff", "check", *paths)
-    session.run("ruff", "format", "--check", *paths)
+    session.run("ruff", "check")
+    session.run("ruff", "format", "--check")
 
 
 @nox.session
