@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 
 from pycrm.domain.assessments import ConsolidationRule
+from pycrm.domain.contracts import ApprovalPolicy, ApprovalStep, Contract
 from pycrm.domain.events import Event
+from pycrm.domain.leads import Lead
+from pycrm.domain.money import Money
 from pycrm.domain.org import SYSTEM_ACTOR_ID, Actor, User
-from pycrm.errors import ConfigurationError, NotFound, PermissionDenied
-from pycrm.ports import Clock, Store, SystemClock
+from pycrm.domain.tasks import DEFAULT_FOLLOWUPS, Followup
+from pycrm.errors import ConfigurationError, CRMError, NotFound, PermissionDenied
+from pycrm.ports import Clock, Store, SystemClock, UnitOfWork
 from pycrm.session import Session
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
+
+    from pycrm.outbox import Outbox
 
 __all__ = ["CRM", "DEFAULT_TENANT", "DEFAULT_URL", "connect"]
 
@@ -26,6 +34,9 @@ DEFAULT_URL = "sqlite:///pycrm.db"
 
 #: The tenant of a session opened without ``tenant=``.
 DEFAULT_TENANT = "default"
+
+LeadRouter = Callable[[Session, Lead], "tuple[str, str] | None"]
+"""Chooses a lead's owner: returns ``(owner_id, reason)`` or None to leave it unassigned."""
 
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 
@@ -43,7 +54,16 @@ class CRM:
         clock: Clock | None = None,
         default_region: str | None = None,
         assessment_rules: Mapping[str, ConsolidationRule] | None = None,
+        currency: str = "EUR",
+        approval_policy: ApprovalPolicy | None = None,
+        first_contact_within: timedelta = timedelta(hours=24),
+        followups: Mapping[str, Followup] | None = None,
+        lead_router: LeadRouter | None = None,
     ) -> None:
+        try:
+            Money.zero(currency)
+        except CRMError:
+            raise ConfigurationError(f"currency {currency!r} is not an ISO 4217 code") from None
         if default_region is not None and default_region not in phonenumbers.SUPPORTED_REGIONS:
             raise ConfigurationError(
                 f"default_region {default_region!r} is not an ISO 3166 region phonenumbers knows"
@@ -56,6 +76,22 @@ class CRM:
         """Region for phone numbers written without a country code (None: they are refused)."""
         self.assessment_rules: dict[str, ConsolidationRule] = dict(assessment_rules or {})
         """Attribute → rule that consolidates several sources' ratings (default: latest)."""
+        self.currency = currency
+        """Currency of amounts created without one (e.g. a deal opened on lead conversion)."""
+        self.approval_policy = approval_policy or ApprovalPolicy()
+        """Decides which approvals a contract needs (see :class:`ApprovalPolicy`)."""
+        self.first_contact_within = first_contact_within
+        """How soon after assignment the owner must first contact a lead (a task is due then)."""
+        self.followups: dict[str, Followup] = dict(
+            DEFAULT_FOLLOWUPS if followups is None else followups
+        )
+        """Behaviour event name → the follow-up task it creates for the contact's owner."""
+        self.lead_router = lead_router
+        """Picks an owner for each captured lead: ``(session, lead) → (owner_id, reason) | None``."""
+
+    def approval_steps(self, session: Session, contract: Contract) -> list[ApprovalStep]:
+        """The approval steps ``contract`` needs, according to :attr:`approval_policy`."""
+        return self.approval_policy.steps(contract)
 
     @property
     def engine(self) -> Engine:
@@ -87,11 +123,7 @@ class CRM:
         """
         if actor is None:
             raise ConfigurationError("crm.session() needs an actor: a user id or crm.system_actor")
-        tenant_id = DEFAULT_TENANT if tenant is None else tenant
-        if not isinstance(tenant_id, str) or not _TENANT.fullmatch(tenant_id):
-            raise ConfigurationError(
-                f"tenant {tenant!r} must be 1-64 letters, digits, '.', '_' or '-'"
-            )
+        tenant_id = self._tenant(tenant)
         if connection is None:
             uow = self.store.begin(tenant_id)
         else:
@@ -105,6 +137,25 @@ class CRM:
             uow.rollback()
             raise
         return Session(self, uow, resolved)
+
+    @staticmethod
+    def _tenant(tenant: str | None) -> str:
+        tenant_id = DEFAULT_TENANT if tenant is None else tenant
+        if not isinstance(tenant_id, str) or not _TENANT.fullmatch(tenant_id):
+            raise ConfigurationError(
+                f"tenant {tenant!r} must be 1-64 letters, digits, '.', '_' or '-'"
+            )
+        return tenant_id
+
+    def _begin(self, tenant: str | None) -> UnitOfWork:
+        return self.store.begin(self._tenant(tenant))
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        """The transactional outbox, for relaying events to other processes."""
+        from pycrm.outbox import Outbox
+
+        return Outbox(self)
 
     def _resolve(self, uow: Any, actor: str | User | Actor) -> Actor:
         if isinstance(actor, Actor):
@@ -153,6 +204,7 @@ def connect(
     clock: Clock | None = None,
     default_region: str | None = None,
     assessment_rules: Mapping[str, ConsolidationRule] | None = None,
+    **settings: Any,
 ) -> CRM:
     """Connect to a CRM database, creating or migrating its tables if needed.
 
@@ -168,6 +220,8 @@ def connect(
         a country code, e.g. ``"DE"``.
     :param assessment_rules: attribute → consolidation rule, e.g.
         ``{"grade": by_priority("sales", "service")}``.
+    :param settings: further :class:`CRM` settings: ``currency``,
+        ``approval_policy``, ``first_contact_within``, ``followups``, ``lead_router``.
     :raises ConfigurationError: on an unusable URL or setting.
     """
     if not isinstance(table_prefix, str) or not re.fullmatch(r"[a-z0-9_]{0,20}", table_prefix):
@@ -176,6 +230,7 @@ def connect(
         "clock": clock,
         "default_region": default_region,
         "assessment_rules": assessment_rules,
+        **settings,
     }
     if target == "memory://":
         from pycrm.adapters.memory import MemoryStore

@@ -13,6 +13,7 @@ from pycrm.domain.audit import AuditEntry, diff
 from pycrm.domain.events import Event
 from pycrm.domain.ids import new_id
 from pycrm.domain.org import Actor
+from pycrm.domain.outbox import OutboxMessage
 from pycrm.domain.records import Record
 from pycrm.errors import ConfigurationError
 from pycrm.ports import UnitOfWork
@@ -23,8 +24,13 @@ if TYPE_CHECKING:
     from pycrm.services.activities import ActivityService
     from pycrm.services.audit import AuditService
     from pycrm.services.contacts import ContactService
+    from pycrm.services.contracts import ContractService
     from pycrm.services.customers import CustomerService
+    from pycrm.services.deals import DealService
+    from pycrm.services.leads import LeadService
     from pycrm.services.org import OrgService
+    from pycrm.services.receivables import ReceivableService
+    from pycrm.services.tasks import TaskService
 
 __all__ = ["Session"]
 
@@ -151,21 +157,27 @@ class Session:
         *,
         before: dict[str, Any] | None = None,
         after: dict[str, Any] | None = None,
-    ) -> None:
-        """Queue an event; it is sent after commit."""
-        self._events.append(
-            Event(
-                id=new_id(),
-                name=name,
-                tenant_id=self.tenant_id,
-                actor_id=self.actor.id,
-                occurred_at=self.now(),
-                record_type=record.resource,
-                record_id=record.id,
-                before=before,
-                after=after,
-            )
+    ) -> Event:
+        """Queue an event for its signal (sent after commit) and write it to the outbox now.
+
+        The outbox row is part of this unit of work, so it commits or rolls
+        back with the work it describes.
+        """
+        event = Event(
+            id=new_id(),
+            name=name,
+            tenant_id=self.tenant_id,
+            actor_id=self.actor.id,
+            occurred_at=self.now(),
+            record_type=record.resource,
+            record_id=record.id,
+            before=before,
+            after=after,
         )
+        self._events.append(event)
+        stamp = self.stamp(id=event.id)
+        self.uow.repo(OutboxMessage).add(OutboxMessage(**stamp, name=name, payload=to_dict(event)))
+        return event
 
     # -- services ----------------------------------------------------------
 
@@ -203,3 +215,38 @@ class Session:
         from pycrm.services.audit import AuditService
 
         return AuditService(self)
+
+    @cached_property
+    def leads(self) -> LeadService:
+        """Leads: capture, assign, contact, qualify, convert, disqualify."""
+        from pycrm.services.leads import LeadService
+
+        return LeadService(self)
+
+    @cached_property
+    def deals(self) -> DealService:
+        """Deals and pipelines."""
+        from pycrm.services.deals import DealService
+
+        return DealService(self)
+
+    @cached_property
+    def contracts(self) -> ContractService:
+        """Contracts, approvals and payment schedules."""
+        from pycrm.services.contracts import ContractService
+
+        return ContractService(self)
+
+    @cached_property
+    def receivables(self) -> ReceivableService:
+        """Receivables and payments."""
+        from pycrm.services.receivables import ReceivableService
+
+        return ReceivableService(self)
+
+    @cached_property
+    def tasks(self) -> TaskService:
+        """Tasks and reminders."""
+        from pycrm.services.tasks import TaskService
+
+        return TaskService(self)

@@ -29,10 +29,26 @@ __all__ = [
     "contact_archived",
     "contact_created",
     "contact_updated",
+    "contract_approved",
+    "contract_rejected",
+    "contract_signed",
+    "contract_submitted",
     "customer_archived",
     "customer_created",
     "customer_updated",
+    "deal_lost",
+    "deal_stage_changed",
+    "deal_won",
     "dispatch",
+    "lead_assigned",
+    "lead_captured",
+    "lead_converted",
+    "lead_disqualified",
+    "payment_received",
+    "receivable_created",
+    "receivable_overdue",
+    "signal_for",
+    "task_created",
     "user_created",
     "user_deactivated",
 ]
@@ -41,26 +57,80 @@ log = logging.getLogger("pycrm.signals")
 
 _signals = Namespace()
 
-customer_created = _signals.signal(
-    "customer_created", doc="A customer was created. ``after``: the customer."
+
+def _signal(name: str, doc: str) -> Signal:
+    return _signals.signal(name, doc=doc)
+
+
+# Foundation: customers, contacts, activities, users.
+customer_created = _signal("customer_created", "A customer was created. ``after``: the customer.")
+customer_updated = _signal(
+    "customer_updated", "A customer changed. ``before``/``after``: the customer."
 )
-customer_updated = _signals.signal(
-    "customer_updated", doc="A customer's fields changed. ``before``/``after``: the customer."
+customer_archived = _signal("customer_archived", "A customer was archived.")
+contact_created = _signal("contact_created", "A contact was created. ``after``: the contact.")
+contact_updated = _signal(
+    "contact_updated", "A contact changed. ``before``/``after``: the contact."
 )
-customer_archived = _signals.signal("customer_archived", doc="A customer was archived.")
-contact_created = _signals.signal(
-    "contact_created", doc="A contact was created. ``after``: the contact."
-)
-contact_updated = _signals.signal(
-    "contact_updated", doc="A contact's fields changed. ``before``/``after``: the contact."
-)
-contact_archived = _signals.signal("contact_archived", doc="A contact was archived.")
-activity_logged = _signals.signal(
+contact_archived = _signal("contact_archived", "A contact was archived.")
+activity_logged = _signal(
     "activity_logged",
-    doc="A call, email, meeting or note was recorded. Private activities are not announced.",
+    "A call, email, meeting or note was recorded (private ones are not announced).",
 )
-user_created = _signals.signal("user_created", doc="A user was created. ``after``: the user.")
-user_deactivated = _signals.signal("user_deactivated", doc="A user was deactivated.")
+user_created = _signal("user_created", "A user was created. ``after``: the user.")
+user_deactivated = _signal("user_deactivated", "A user was deactivated. ``after``: the user.")
+
+# Marketing → sales.
+lead_captured = _signal("lead_captured", "Marketing captured a lead. ``after``: the lead.")
+lead_assigned = _signal(
+    "lead_assigned",
+    "A lead was given to a salesperson. ``after.owner_id``: who; ``after.assignment_reason``: why.",
+)
+lead_converted = _signal(
+    "lead_converted",
+    "A lead became a customer, contact and deal. ``after``: the lead with ``customer_id``, "
+    "``contact_id`` and ``deal_id``.",
+)
+lead_disqualified = _signal(
+    "lead_disqualified", "A lead was disqualified. ``after.disqualify_reason``: why."
+)
+
+# Sales.
+deal_stage_changed = _signal(
+    "deal_stage_changed", "A deal moved to another stage. ``before``/``after``: the deal."
+)
+deal_won = _signal(
+    "deal_won", "A deal was won: legal/finance may draft the contract. ``after``: the deal."
+)
+deal_lost = _signal("deal_lost", "A deal was lost. ``after.lost_reason``: why.")
+
+# Sales → legal → finance.
+contract_submitted = _signal(
+    "contract_submitted",
+    "A contract awaits approval. ``after.approvals``: the steps, with the roles that decide.",
+)
+contract_approved = _signal(
+    "contract_approved", "Every approval step passed; the contract may be signed."
+)
+contract_rejected = _signal(
+    "contract_rejected", "An approver rejected the contract. ``after.approvals``: who and why."
+)
+contract_signed = _signal(
+    "contract_signed", "The customer signed: finance now holds one receivable per instalment."
+)
+
+# Finance → sales.
+receivable_created = _signal(
+    "receivable_created", "Finance has a new receivable. ``after``: the receivable."
+)
+payment_received = _signal(
+    "payment_received",
+    "A payment was applied. ``after``: the receivable; the deal owner is told by a task.",
+)
+receivable_overdue = _signal("receivable_overdue", "A receivable passed its due date unpaid.")
+
+# Everyone.
+task_created = _signal("task_created", "A task or reminder was created. ``after``: the task.")
 
 
 def signal_for(name: str) -> Signal:

@@ -8,17 +8,31 @@ from pycrm.domain.activities import Activity, ActivityKind
 from pycrm.domain.assessments import Assessment
 from pycrm.domain.audit import AuditEntry, FieldChange
 from pycrm.domain.contact_points import Address, ContactPoint, PointKind
+from pycrm.domain.contracts import Contract
 from pycrm.domain.customers import Contact, Customer, RecordStatus
+from pycrm.domain.deals import Deal, Pipeline
 from pycrm.domain.events import Event
+from pycrm.domain.leads import Lead
 from pycrm.domain.money import Money
 from pycrm.domain.org import Actor, Department, Team, User
+from pycrm.domain.outbox import OutboxMessage
+from pycrm.domain.receivables import Receivable
 from pycrm.domain.records import Record, Stored
+from pycrm.domain.tasks import BehaviourEvent, Task
 
 __all__ = [
     "Activity",
     "ActivityKind",
     "Actor",
     "Address",
+    "BehaviourEvent",
+    "Contract",
+    "Deal",
+    "Lead",
+    "OutboxMessage",
+    "Pipeline",
+    "Receivable",
+    "Task",
     "Assessment",
     "AuditEntry",
     "Contact",
@@ -45,5 +59,13 @@ RECORD_TYPES: tuple[type[Stored], ...] = (
     Contact,
     Activity,
     Assessment,
+    Lead,
+    Pipeline,
+    Deal,
+    Contract,
+    Receivable,
+    Task,
+    BehaviourEvent,
+    OutboxMessage,
     AuditEntry,
 )

@@ -7,6 +7,7 @@ a form can show them all at once.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ from pycrm.errors import FieldError, ValidationError
 __all__ = [
     "Checks",
     "check_bool",
+    "check_choice",
     "check_int",
     "check_money",
     "check_points",
@@ -150,3 +152,17 @@ def check_points(emails: Any, phones: Any, *, region: str | None) -> tuple[Conta
     if len(points) > 50:
         raise ValidationError("contact_points", len(points), "at most 50 emails and phones")
     return tuple(points.values())
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def check_choice(field: str, value: Any, choices: type[E]) -> E:
+    """A member of the enum ``choices``, given as the member or its value."""
+    if isinstance(value, choices):
+        return value
+    try:
+        return choices(value)
+    except ValueError:
+        allowed = ", ".join(str(c.value) for c in choices)
+        raise ValidationError(field, value, f"must be one of {allowed}") from None

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
 from pycrm.domain.activities import Activity, ActivityKind
 from pycrm.domain.customers import Contact, Customer
-from pycrm.domain.fields import Checks, check_bool, check_text
+from pycrm.domain.fields import Checks, check_bool, check_choice, check_text
 from pycrm.domain.query import Eq, Filter, Or, OrderBy, Range, all_of
+from pycrm.domain.tasks import BehaviourEvent
 from pycrm.errors import PermissionDenied, ValidationError
 from pycrm.services.records import RecordService, check_when, write
 from pycrm.services.search import check_page
@@ -18,11 +20,7 @@ __all__ = ["ActivityService"]
 
 
 def _kind(field: str, value: Any) -> ActivityKind:
-    try:
-        return value if isinstance(value, ActivityKind) else ActivityKind(value)
-    except ValueError:
-        choices = ", ".join(k.value for k in ActivityKind)
-        raise ValidationError(field, value, f"must be one of {choices}") from None
+    return check_choice(field, value, ActivityKind)
 
 
 class ActivityService(RecordService[Activity]):
@@ -136,3 +134,51 @@ class ActivityService(RecordService[Activity]):
             order_by=[OrderBy("occurred_at", descending=True), OrderBy("id", descending=True)],
             limit=limit,
         )
+
+    @write
+    def track(
+        self,
+        contact_id: str,
+        event: str,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        occurred_at: datetime | None = None,
+    ) -> BehaviourEvent:
+        """Record something a contact did (``"viewed_pricing_page"``) and create its follow-up.
+
+        When the CRM's ``followups`` name the event, the contact's owner (or,
+        failing that, the customer's owner, or else the sales department) gets a task.
+        """
+        contact = self._s.uow.repo(Contact).get(contact_id) if isinstance(contact_id, str) else None
+        if contact is None:
+            raise ValidationError("contact_id", contact_id, "is not the id of a contact")
+        name = check_text("event", event, required=True, limit=80)
+        assert name is not None
+        props = dict(properties or {})
+        try:
+            json.dumps(props)
+        except (TypeError, ValueError):
+            raise ValidationError("properties", properties, "must be JSON-able") from None
+        when = self._s.now() if occurred_at is None else check_when("occurred_at", occurred_at)
+        record = BehaviourEvent(
+            **self._s.stamp(contact_id=contact.id, event=name, properties=props, occurred_at=when)
+        )
+        self._s.uow.repo(BehaviourEvent).add(record)
+        self._s.record("track", None, record)
+        rule = self._s.crm.followups.get(name)
+        if rule is not None:
+            owner = contact.owner_id
+            if owner is None and contact.customer_id is not None:
+                customer = self._s.uow.repo(Customer).get(contact.customer_id)
+                owner = customer.owner_id if customer else None
+            self._s.tasks.create(
+                rule.title.format(event=name, name=contact.name),
+                assignee_id=owner,
+                department=None if owner else "sales",
+                due_at=when + rule.within,
+                priority=rule.priority,
+                related_type="contact",
+                related_id=contact.id,
+                kind="follow_up",
+            )
+        return record

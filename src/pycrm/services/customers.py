@@ -12,9 +12,14 @@ import attrs
 from pycrm.domain.activities import Activity
 from pycrm.domain.assessments import Assessment, ConsolidationRule, latest
 from pycrm.domain.contact_points import search_key
+from pycrm.domain.contracts import Contract
 from pycrm.domain.customers import Contact, Customer, RecordStatus
+from pycrm.domain.deals import Deal
 from pycrm.domain.fields import Checks, check_int, check_money, check_tags, check_text
+from pycrm.domain.leads import Lead
+from pycrm.domain.money import Money
 from pycrm.domain.query import Eq, Filter, HasKey, OrderBy, all_of
+from pycrm.domain.receivables import Receivable
 from pycrm.services.records import RecordService, check_address, write
 from pycrm.services.search import check_page, point_filter, text_filter
 
@@ -34,6 +39,24 @@ class Customer360:
     without other users' private notes."""
     assessments: tuple[Assessment, ...]
     """Current rating per attribute and source."""
+    leads: tuple[Lead, ...] = ()
+    """Leads converted into (or linked to) this customer, newest first."""
+    deals: tuple[Deal, ...] = ()
+    """Its deals, newest first."""
+    contracts: tuple[Contract, ...] = ()
+    """Its contracts (the purchase history), newest first."""
+    receivables: tuple[Receivable, ...] = ()
+    """What it owes or has paid, by due date."""
+
+    @property
+    def outstanding(self) -> dict[str, Money]:
+        """Unpaid amounts per currency (open, partially paid and overdue receivables)."""
+        totals: dict[str, Money] = {}
+        for r in self.receivables:
+            if r.status.value in ("open", "partially_paid", "overdue"):
+                zero = Money.zero(r.amount.currency)
+                totals[r.amount.currency] = totals.get(r.amount.currency, zero) + r.outstanding
+        return totals
 
 
 class CustomerService(RecordService[Customer]):
@@ -163,11 +186,22 @@ class CustomerService(RecordService[Customer]):
             order_by=[OrderBy("name_key")],
         )
         recent = self._s.activities.list(customer_id=id, limit=activities)
+        by_customer = Eq("customer_id", id)
+        newest = [OrderBy("created_at", descending=True)]
+        uow = self._s.uow
         return Customer360(
             customer=customer,
             contacts=tuple(contacts),
             activities=tuple(recent),
             assessments=tuple(self._current_assessments(id, None)),
+            leads=tuple(uow.repo(Lead).find(by_customer, order_by=newest)),
+            deals=tuple(uow.repo(Deal).find(by_customer, order_by=newest)),
+            contracts=tuple(uow.repo(Contract).find(by_customer, order_by=newest)),
+            receivables=tuple(
+                uow.repo(Receivable).find(
+                    by_customer, order_by=[OrderBy("due"), OrderBy("instalment")]
+                )
+            ),
         )
 
     # -- assessments -------------------------------------------------------

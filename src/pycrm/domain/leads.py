@@ -1,0 +1,109 @@
+"""Leads: prospects captured by marketing, worked by sales, converted or disqualified."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import datetime
+from typing import ClassVar
+
+import attrs
+
+from pycrm.domain.contact_points import ContactPoint, search_key
+from pycrm.domain.records import Record
+from pycrm.domain.states import StateMachine
+
+__all__ = ["LEAD_MOVES", "Lead", "LeadStatus"]
+
+
+class LeadStatus(enum.Enum):
+    """Where a lead is in its life."""
+
+    NEW = "new"
+    ASSIGNED = "assigned"
+    CONTACTED = "contacted"
+    QUALIFIED = "qualified"
+    CONVERTED = "converted"
+    DISQUALIFIED = "disqualified"
+
+
+_S = LeadStatus
+#: new → assigned → contacted → qualified → converted; disqualified from any open status.
+LEAD_MOVES: StateMachine[LeadStatus] = StateMachine(
+    "lead",
+    {
+        _S.NEW: {_S.ASSIGNED, _S.DISQUALIFIED},
+        _S.ASSIGNED: {_S.CONTACTED, _S.DISQUALIFIED},
+        _S.CONTACTED: {_S.QUALIFIED, _S.DISQUALIFIED},
+        _S.QUALIFIED: {_S.CONVERTED, _S.DISQUALIFIED},
+    },
+)
+
+
+@attrs.frozen(kw_only=True)
+class Lead(Record):
+    """A prospect: a person, maybe a company, and what they need."""
+
+    resource: ClassVar[str] = "lead"
+    indexes: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("status",),
+        ("owner_id", "status"),
+        ("source",),
+        ("campaign",),
+        ("name_key",),
+    )
+    computed: ClassVar[tuple[str, ...]] = ("name_key",)
+
+    name: str
+    """The person's name."""
+    company: str | None = None
+    """The company they work for, as typed."""
+    title: str | None = None
+    """Their job title."""
+    contact_points: tuple[ContactPoint, ...] = ()
+    """Emails and phones."""
+    source: str
+    """Where the lead came from: ``webform``, ``import``, ``trade_show``, ``api`` …"""
+    campaign: str | None = None
+    """The campaign it is attributed to."""
+    region: str | None = None
+    """Sales region or territory."""
+    industry: str | None = None
+    """Industry of the company."""
+    needs: str | None = None
+    """What the prospect is looking for."""
+    status: LeadStatus = LeadStatus.NEW
+    """See :data:`LEAD_MOVES`."""
+    owner_id: str | None = None
+    """The salesperson working it."""
+    assigned_at: datetime | None = None
+    """When it was last assigned."""
+    assignment_reason: str | None = None
+    """Which rule or person assigned it, and why."""
+    score: int | None = None
+    """Lead score, where scoring is used."""
+    disqualify_reason: str | None = None
+    """Why it was disqualified."""
+    customer_id: str | None = None
+    """The customer it became (or was linked to) on conversion."""
+    contact_id: str | None = None
+    """The contact it became on conversion."""
+    deal_id: str | None = None
+    """The deal opened on conversion."""
+    converted_at: datetime | None = None
+    """When it was converted."""
+
+    @property
+    def name_key(self) -> str:
+        """The name case-folded and whitespace-folded, for search."""
+        return search_key(self.name)
+
+    @property
+    def is_open(self) -> bool:
+        """Still being worked (neither converted nor disqualified)."""
+        return self.status not in (LeadStatus.CONVERTED, LeadStatus.DISQUALIFIED)
+
+    def match_keys(self) -> Iterable[tuple[str, str]]:
+        """Emails and phones."""
+        for point in self.contact_points:
+            yield point.kind.value, point.match_key()

@@ -1,0 +1,239 @@
+"""Deals and pipelines: what sales is working on, stage by stage."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any, ClassVar
+
+from pycrm.domain.customers import Contact, Customer
+from pycrm.domain.deals import DEFAULT_STAGES, Deal, DealStatus, Pipeline, Stage, StageChange
+from pycrm.domain.fields import Checks, check_choice, check_int, check_money, check_text
+from pycrm.domain.query import Eq, Filter, OrderBy, all_of
+from pycrm.errors import InvalidTransition, NotFound, ValidationError
+from pycrm.services.records import RecordService, write
+from pycrm.services.search import check_page
+
+__all__ = ["DealService"]
+
+
+def _date(field: str, value: Any) -> date | None:
+    if value is None:
+        return None
+    if not isinstance(value, date) or hasattr(value, "hour"):
+        raise ValidationError(field, value, "must be a date (datetime.date)")
+    return value
+
+
+def _probability(field: str, value: Any) -> int | None:
+    return check_int(field, value, minimum=0, maximum=100)
+
+
+class DealService(RecordService[Deal]):
+    """Deals moving through pipelines; won or lost with a reason."""
+
+    record_type = Deal
+    events: ClassVar[Mapping[str, str]] = {
+        "create": "deal_stage_changed",
+        "move": "deal_stage_changed",
+        "win": "deal_won",
+        "lose": "deal_lost",
+    }
+
+    # -- pipelines ---------------------------------------------------------
+
+    def pipeline(self, key: str = "default") -> Pipeline:
+        """The pipeline called ``key``; the default one is created on first use."""
+        repo = self._s.uow.repo(Pipeline)
+        found = repo.find(Eq("key", key), limit=1)
+        if found:
+            return found[0]
+        if key != "default":
+            raise NotFound("pipeline", key)
+        with self._s.atomic():
+            pipeline = Pipeline(
+                **self._s.stamp(key="default", name="Default", stages=DEFAULT_STAGES)
+            )
+            repo.add(pipeline)
+            self._s.record("create", None, pipeline)
+        return pipeline
+
+    @write
+    def create_pipeline(
+        self, key: str, name: str, stages: Sequence[tuple[str, str, int] | Stage]
+    ) -> Pipeline:
+        """Add a pipeline of ordered open stages ``(key, name, probability %)``."""
+        with Checks() as checks:
+            clean_key = checks(check_text, "key", key, required=True, limit=40)
+            clean_name = checks(check_text, "name", name, required=True)
+        if isinstance(stages, str) or not isinstance(stages, Sequence) or not stages:
+            raise ValidationError("stages", stages, "must be a non-empty list of stages")
+        parsed: list[Stage] = []
+        for i, item in enumerate(stages):
+            stage = item if isinstance(item, Stage) else Stage(*item)
+            with Checks() as checks:
+                checks(check_text, f"stages[{i}].key", stage.key, required=True, limit=40)
+                checks(check_text, f"stages[{i}].name", stage.name, required=True)
+                checks(_probability, f"stages[{i}].probability", stage.probability)
+            if stage.key in ("won", "lost") or stage.key in {s.key for s in parsed}:
+                raise ValidationError(
+                    f"stages[{i}].key", stage.key, "must be unique and not won/lost"
+                )
+            parsed.append(stage)
+        pipeline = Pipeline(**self._s.stamp(key=clean_key, name=clean_name, stages=tuple(parsed)))
+        self._s.uow.repo(Pipeline).add(pipeline)
+        self._s.record("create", None, pipeline)
+        return pipeline
+
+    def pipelines(self) -> list[Pipeline]:
+        """Every pipeline (the default one included), by key."""
+        self.pipeline()
+        return self._s.uow.repo(Pipeline).find(order_by=[OrderBy("key")])
+
+    # -- deals -------------------------------------------------------------
+
+    @write
+    def create(
+        self,
+        name: str,
+        *,
+        customer_id: str,
+        amount: Any,
+        pipeline: str = "default",
+        stage: str | None = None,
+        contact_id: str | None = None,
+        lead_id: str | None = None,
+        expected_close: date | None = None,
+        owner_id: str | None = None,
+        probability: int | None = None,
+    ) -> Deal:
+        """Open a deal in the first (or the given) stage of a pipeline."""
+        chosen = self.pipeline(pipeline)
+        with Checks() as checks:
+            fields: dict[str, Any] = {
+                "name": checks(check_text, "name", name, required=True),
+                "amount": checks(check_money, "amount", amount),
+                "expected_close": checks(_date, "expected_close", expected_close),
+                "owner_id": checks(self._check_user, "owner_id", owner_id),
+                "probability": checks(_probability, "probability", probability),
+            }
+        if fields["amount"] is None:
+            raise ValidationError("amount", amount, "is required")
+        if self._s.uow.repo(Customer).get(customer_id) is None:
+            raise ValidationError("customer_id", customer_id, "is not the id of a customer")
+        if contact_id is not None and self._s.uow.repo(Contact).get(contact_id) is None:
+            raise ValidationError("contact_id", contact_id, "is not the id of a contact")
+        first = chosen.stage(stage) if stage is not None else chosen.stages[0]
+        if fields["probability"] is None:
+            fields["probability"] = first.probability
+        return self._add(
+            "create",
+            customer_id=customer_id,
+            contact_id=contact_id,
+            lead_id=lead_id,
+            pipeline_id=chosen.id,
+            stage=first.key,
+            stage_history=(StageChange(first.key, self._s.now(), self._s.actor.id),),
+            **fields,
+        )
+
+    def _open(self, id: str, to: str) -> Deal:
+        deal = self.get(id)
+        if deal.status is not DealStatus.OPEN:
+            raise InvalidTransition("deal", deal.status.value, to, "the deal is closed")
+        return deal
+
+    @write
+    def move(
+        self, id: str, stage: str, *, probability: int | None = None, version: int | None = None
+    ) -> Deal:
+        """Move an open deal to another stage of its pipeline (forwards or back).
+
+        Its probability becomes the stage's default unless ``probability`` is given.
+        """
+        deal = self._open(id, stage)
+        pipeline = self._s.uow.repo(Pipeline).get(deal.pipeline_id)
+        assert pipeline is not None
+        target = pipeline.stage(stage)
+        chance = _probability("probability", probability)
+        return self._change(
+            deal,
+            version,
+            "move",
+            stage=target.key,
+            probability=target.probability if chance is None else chance,
+            stage_history=(
+                *deal.stage_history,
+                StageChange(target.key, self._s.now(), self._s.actor.id),
+            ),
+        )
+
+    @write
+    def update(self, id: str, *, version: int | None = None, **fields: Any) -> Deal:
+        """Change an open deal's name, amount, expected close, owner or probability."""
+        deal = self._open(id, "open")
+        checkers = {
+            "name": lambda f, v: check_text(f, v, required=True),
+            "amount": check_money,
+            "expected_close": _date,
+            "owner_id": self._check_user,
+            "probability": _probability,
+        }
+        unknown = sorted(set(fields) - set(checkers))
+        if unknown:
+            raise ValidationError(unknown[0], fields[unknown[0]], "cannot be changed here")
+        with Checks() as checks:
+            changes = {k: checks(checkers[k], k, v) for k, v in fields.items()}
+        if "amount" in changes and changes["amount"] is None:
+            raise ValidationError("amount", None, "is required")
+        return self._change(deal, version, "update", **changes)
+
+    def _close(self, id: str, status: DealStatus, version: int | None, **changes: Any) -> Deal:
+        deal = self._open(id, status.value)
+        now = self._s.now()
+        return self._change(
+            deal,
+            version,
+            "win" if status is DealStatus.WON else "lose",
+            status=status,
+            probability=100 if status is DealStatus.WON else 0,
+            closed_at=now,
+            stage_history=(*deal.stage_history, StageChange(status.value, now, self._s.actor.id)),
+            **changes,
+        )
+
+    @write
+    def win(self, id: str, *, version: int | None = None) -> Deal:
+        """Mark an open deal won: legal and finance take over with a contract."""
+        return self._close(id, DealStatus.WON, version)
+
+    @write
+    def lose(self, id: str, reason: str, *, version: int | None = None) -> Deal:
+        """Mark an open deal lost, saying why."""
+        text = check_text("reason", reason, required=True, limit=500)
+        return self._close(id, DealStatus.LOST, version, lost_reason=text)
+
+    def list(
+        self,
+        *,
+        customer_id: str | None = None,
+        owner_id: str | None = None,
+        status: DealStatus | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Deal]:
+        """Deals by expected close date, filtered by customer, owner and status."""
+        limit, offset = check_page(limit, offset)
+        parts: list[Filter | None] = []
+        if customer_id is not None:
+            parts.append(Eq("customer_id", customer_id))
+        if owner_id is not None:
+            parts.append(Eq("owner_id", owner_id))
+        if status is not None:
+            parts.append(Eq("status", check_choice("status", status, DealStatus)))
+        return self._repo.find(
+            all_of(parts),
+            order_by=[OrderBy("expected_close"), OrderBy("created_at")],
+            limit=limit,
+            offset=offset,
+        )
