@@ -1,162 +1,229 @@
-"""``pycrm demo``: a small company's CRM, department by department, printed to the terminal."""
+"""``pycrm demo``: one customer's journey through a company, department by department.
+
+Marketing captures leads, a sales manager assigns them, sales converts and
+wins a deal, legal and the sales manager approve the contract, the customer
+signs, finance records payments, the deal owner is told, and service sees the
+whole history. Each department's view is printed as it would see it.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from pycrm import signals
 from pycrm.crm import CRM
+from pycrm.domain.events import Event
 from pycrm.domain.money import Money
 
 __all__ = ["run_demo"]
 
 
-def run_demo(crm: CRM, tenant: str, console: Console) -> dict[str, int]:
-    """Build the demo organisation and customers in ``tenant`` and print them.
+def _table(
+    console: Console, title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]
+) -> None:
+    table = Table(*columns, title=title, title_justify="left")
+    for row in rows:
+        table.add_row(*(str(value) if value is not None else "" for value in row))
+    console.print(table)
 
-    Returns how many records of each kind it created (used by the tests).
-    """
-    with crm.session(actor=crm.system_actor, tenant=tenant) as s:
+
+def run_demo(crm: CRM, tenant: str, console: Console) -> dict[str, Any]:
+    """Run the flow in ``tenant`` and print it. Returns figures the tests check."""
+    heard: list[str] = []
+
+    def listen(sender: object, event: Event) -> None:
+        if sender is crm and event.tenant_id == tenant:
+            heard.append(event.name)
+
+    receivers = [
+        signals.signal_for(name)
+        for name in signals.__all__
+        if name not in ("dispatch", "signal_for")
+    ]
+    for signal in receivers:
+        signal.connect(listen)
+    try:
+        return _flow(crm, tenant, console, heard)
+    finally:
+        for signal in receivers:
+            signal.disconnect(listen)
+
+
+def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str, Any]:
+    def session(actor: Any) -> Any:
+        return crm.session(actor=actor, tenant=tenant)
+
+    # -- Admin/HR ----------------------------------------------------------
+    with session(crm.system_actor) as s:
         hr = s.org.create_user(
             name="Hana Reyes", email="hana@demo.example", department="admin", roles=["admin"]
         )
-        sales_team = s.org.create_team("Sales DACH", "sales")
+    with session(hr.id) as s:
+        team = s.org.create_team("Sales DACH", "sales")
+        boss = s.org.create_user(
+            name="Max Bauer", email="max@demo.example", department="sales",
+            roles=["sales_manager"], team_ids=[team.id],
+        )  # fmt: skip
         rep = s.org.create_user(
-            name="Sam Weber",
-            email="sam@demo.example",
-            department="sales",
-            roles=["sales_rep"],
-            team_ids=[sales_team.id],
+            name="Sam Weber", email="sam@demo.example", department="sales",
+            roles=["sales_rep"], team_ids=[team.id], manager_id=boss.id,
+        )  # fmt: skip
+        mia = s.org.create_user(name="Mia Chen", email="mia@demo.example", department="marketing")
+        lea = s.org.create_user(
+            name="Lea Roth", email="lea@demo.example", department="legal", roles=["legal"]
         )
-        agent = s.org.create_user(
-            name="Li Na", email="li.na@demo.example", department="service", roles=["agent"]
-        )
-    console.rule(f"[bold]Admin/HR: organisation (tenant {tenant})")
-    users = Table("name", "email", "department", "roles")
-    for user in (hr, rep, agent):
-        users.add_row(user.name, user.email, user.department, ", ".join(user.roles))
-    console.print(users)
+        fin = s.org.create_user(name="Finn Ode", email="finn@demo.example", department="finance")
+        agent = s.org.create_user(name="Li Na", email="li.na@demo.example", department="service")
+        people = {u.id: u.name for u in (hr, boss, rep, mia, lea, fin, agent)}
+    console.rule(f"[bold]Admin/HR: the organisation (tenant {tenant})")
+    _table(
+        console, "Users", ["name", "department", "roles"],
+        [(u.name, u.department, ", ".join(u.roles)) for u in (hr, boss, rep, mia, lea, fin, agent)],
+    )  # fmt: skip
 
-    with crm.session(actor=rep.id, tenant=tenant) as s:
-        acme = s.customers.create(
-            "Acme Maschinenbau GmbH",
-            industry="machinery",
-            size=420,
-            region="DACH",
-            annual_revenue=Money.of("48000000", "EUR"),
-            phones=["+49 30 901820"],
-            emails=["info@acme-maschinen.example"],
-            tags=["key account"],
-            address={
-                "line1": "Hauptstr. 1",
-                "city": "Berlin",
-                "postcode": "10115",
-                "country": "DE",
-            },
-            owner_id=rep.id,
+    # -- Marketing ---------------------------------------------------------
+    with session(mia.id) as s:
+        anna = s.leads.capture(
+            "Anna Schmidt", source="trade show", campaign="Hannover Messe", company="ACME Maschinenbau GmbH",
+            email="Anna.Schmidt@acme-maschinen.example", phone="+49 30 901820", region="DACH",
+            industry="machinery", needs="Three packaging machines by Q3",
+        )  # fmt: skip
+        s.leads.capture("王芳", source="webform", company="上海星辰贸易有限公司", phone="+86 21 6232 1234",
+                        region="APAC", needs="Catalogue")  # fmt: skip
+        s.leads.capture(
+            "Tom Novak", source="webform", email="tom@example.org", needs="Student project"
         )
-        shop = s.customers.create(
-            "上海星辰贸易有限公司",
-            industry="retail",
-            region="APAC",
-            phones=["+86 21 6232 1234"],
-            tags=["importer"],
-            owner_id=rep.id,
+        console.rule("[bold]Marketing: leads captured")
+        _table(
+            console,
+            "New leads",
+            ["name", "company", "source", "campaign", "status"],
+            [(x.name, x.company, x.source, x.campaign, x.status.value) for x in s.leads.search()],
         )
-        anna = s.contacts.create(
-            "Anna Schmidt",
-            customer_id=acme.id,
-            title="Head of Purchasing",
-            emails=["anna.schmidt@acme-maschinen.example"],
-            phones=[("+49 151 23456789", "mobile")],
-        )
-        wang = s.contacts.create(
-            "王芳", customer_id=shop.id, title="采购经理", emails=["wang.fang@xingchen.example"]
+    # -- Sales manager -----------------------------------------------------
+    with session(boss.id) as s:
+        leads = {x.name: x for x in s.leads.search()}
+        s.leads.assign(anna.id, rep.id, reason="DACH machinery goes to Sam")
+        s.leads.assign(leads["王芳"].id, rep.id, reason="APAC overflow")
+        s.leads.assign(leads["Tom Novak"].id, rep.id, reason="webform round-robin")
+    # -- Sales -------------------------------------------------------------
+    with session(rep.id) as s:
+        console.rule("[bold]Sales: Sam's inbox")
+        _table(console, "Open tasks", ["task", "due"],
+               [(t.title, t.due_at.strftime("%Y-%m-%d %H:%M") if t.due_at else "")
+                for t in s.tasks.list(assignee_id=rep.id)])  # fmt: skip
+        s.leads.disqualify(leads["Tom Novak"].id, "No budget: student project")
+        s.leads.mark_contacted(anna.id)
+        s.leads.qualify(anna.id)
+        customer, contact, deal = s.leads.convert(
+            anna.id, amount=Money.of("180000", "EUR"), expected_close=date(2026, 6, 30)
         )
         s.activities.log(
             "call",
-            "Discovery call: new packaging line",
-            contact_id=anna.id,
-            body="Needs 3 machines by Q3; budget approved.",
+            "Discovery call",
+            contact_id=contact.id,
+            body="Needs 3 machines, budget approved.",
         )
         s.activities.log(
-            "meeting",
-            "Site visit in Berlin",
-            customer_id=acme.id,
-            occurred_at=crm.clock.now() + timedelta(days=7),
+            "note", "Competitor quoted 8% lower", customer_id=customer.id, private=True
         )
-        s.activities.log("email", "Sent catalogue", contact_id=wang.id)
-        s.activities.log("note", "Competitor quoted 8% lower", customer_id=acme.id, private=True)
-        s.customers.assess(acme.id, "grade", "A", note="Large, growing account")
-
-    with crm.session(actor=agent.id, tenant=tenant) as s:
-        s.activities.log("call", "Installation question", contact_id=anna.id)
-        s.customers.assess(acme.id, "grade", "B", note="Many support calls")
-
-    with crm.session(actor=rep.id, tenant=tenant) as s:
-        console.rule("[bold]Sales: customers")
-        table = Table("customer", "industry", "region", "grade", "phones", "tags")
-        for customer in s.customers.search():
-            phones = ", ".join(p.value for p in customer.contact_points if p.kind.value == "phone")
-            table.add_row(
-                customer.name,
-                customer.industry or "",
-                customer.region or "",
-                customer.grade or "",
-                phones,
-                ", ".join(customer.tags),
-            )
-        console.print(table)
-        view = s.customers.view(acme.id)
-        console.rule(f"[bold]Sales: 360 view of {view.customer.name}")
-        contacts = Table("contact", "title", "reach at")
-        for contact in view.contacts:
-            contacts.add_row(
-                contact.name,
-                contact.title or "",
-                ", ".join(p.value for p in contact.contact_points),
-            )
-        console.print(contacts)
-        timeline = Table("when", "kind", "subject", "private")
-        for activity in view.activities:
-            timeline.add_row(
-                activity.occurred_at.strftime("%Y-%m-%d %H:%M"),
-                activity.kind.value,
-                activity.subject,
-                "yes" if activity.private else "",
-            )
-        console.print(timeline)
-        ratings = Table("attribute", "source", "value", "note")
-        for a in view.assessments:
-            ratings.add_row(a.attribute, a.source, a.value, a.note or "")
-        console.print(ratings)
+        s.activities.track(contact.id, "viewed_pricing_page", {"page": "/pricing/packaging"})
+        s.deals.move(deal.id, "proposal")
+        s.deals.move(deal.id, "negotiation")
+        deal = s.deals.win(deal.id)
+        contract = s.contracts.draft(
+            deal.id, list_amount=Money.of("211765", "EUR"), discount_percent=15, standard_terms=False,
+            terms="Extended warranty: 36 months", instalments=3, first_due=date(2026, 7, 1), every_months=3,
+        )  # fmt: skip
+        contract = s.contracts.submit(contract.id)
+        console.rule("[bold]Sales: deal won, contract submitted")
+        _table(
+            console,
+            f"Deal {deal.name}",
+            ["stage", "entered", "by"],
+            [
+                (h.stage, h.at.strftime("%H:%M:%S"), people.get(h.by, h.by))
+                for h in deal.stage_history
+            ],
+        )
+        _table(
+            console,
+            "Approvals needed",
+            ["role", "why"],
+            [(a.role, a.reason) for a in contract.approvals],
+        )
+    # -- Legal and the sales manager approve ---------------------------------
+    with session(lea.id) as s:
+        console.rule("[bold]Legal: contracts awaiting legal review")
+        _table(
+            console,
+            "Inbox",
+            ["contract", "amount", "terms"],
+            [(c.title, c.amount, c.terms) for c in s.contracts.awaiting("legal")],
+        )
+        s.contracts.approve(contract.id, comment="Warranty clause acceptable")
+    with session(boss.id) as s:
+        s.contracts.approve(contract.id, comment="15% ok for a three-machine order")
+    with session(rep.id) as s:
+        contract = s.contracts.sign(contract.id)
+    # -- Finance -----------------------------------------------------------
+    with session(fin.id) as s:
+        receivables = s.receivables.list(contract_id=contract.id)
+        first = receivables[0]
+        s.receivables.record_payment(first.id, Money.of("30000", "EUR"), reference="BANK-0001")
+        s.receivables.record_payment(
+            first.id, first.amount - Money.of("30000", "EUR"), reference="BANK-0002"
+        )
+        s.receivables.record_payment(
+            first.id, Money.of("30000", "EUR"), reference="BANK-0001"
+        )  # a re-import
+        console.rule("[bold]Finance: receivables of the signed contract")
+        _table(console, contract.title, ["#", "due", "amount", "paid", "status"],
+               [(r.instalment, r.due, r.amount, r.paid, r.status.value)
+                for r in s.receivables.list(contract_id=contract.id)])  # fmt: skip
+    with session(rep.id) as s:
+        console.rule("[bold]Sales: the deal owner is told")
+        _table(
+            console,
+            "Sam's open tasks",
+            ["task", "kind"],
+            [(t.title, t.kind) for t in s.tasks.list(assignee_id=rep.id)],
+        )
+    # -- Service -----------------------------------------------------------
+    with session(agent.id) as s:
+        view = s.customers.view(customer.id)
+        console.rule(f"[bold]Service: 360 view of {view.customer.name}")
+        _table(
+            console,
+            "Contracts (purchase history)",
+            ["contract", "amount", "status"],
+            [(c.title, c.amount, c.status.value) for c in view.contracts],
+        )
+        _table(
+            console,
+            "Timeline",
+            ["kind", "subject"],
+            [(a.kind.value, a.subject) for a in view.activities],
+        )
+        outstanding = ", ".join(str(m) for m in view.outstanding.values())
         console.print(
-            f"Consolidated grade (latest rating wins by default): [bold]{view.customer.grade}"
+            f"Outstanding: [bold]{outstanding}[/bold]; the sales rep's private note is not shown."
         )
-        counts = {
-            "customers": s.customers.count(),
-            "activities_seen_by_sales": len(view.activities),
+        figures: dict[str, Any] = {
+            "service_sees_activities": len(view.activities),
+            "receivables": len(view.receivables),
+            "outstanding": view.outstanding,
         }
-
-    with crm.session(actor=agent.id, tenant=tenant) as s:
-        seen = s.customers.view(acme.id)
-        console.rule("[bold]Service: the same customer")
-        console.print(
-            f"{len(seen.activities)} activities visible (the sales rep's private note is not)."
-        )
-        counts["activities_seen_by_service"] = len(seen.activities)
-
-    with crm.session(actor=hr.id, tenant=tenant) as s:
-        console.rule("[bold]Audit: who changed the customer's grade")
-        audit = Table("when", "who (department)", "old → new")
-        for change in s.customers.history(acme.id, "grade"):
-            audit.add_row(
-                change.at.strftime("%H:%M:%S"),
-                f"{change.actor_id[:8]}… ({change.department})",
-                f"{change.old} → {change.new}",
-            )
-        console.print(audit)
-        counts["audit_entries"] = len(s.audit.find(limit=1000))
-    return counts
+    console.rule("[bold]Handoffs: signals sent after each commit")
+    console.print(", ".join(heard))
+    figures["signals"] = heard
+    figures["pending_outbox"] = len(crm.outbox.pending(tenant=tenant, limit=1000))
+    console.print(
+        f"{figures['pending_outbox']} events wait in the outbox for another process to relay."
+    )
+    return figures

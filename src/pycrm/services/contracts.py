@@ -39,6 +39,8 @@ def _percent(field: str, value: Any) -> Decimal:
         number = None
     if number is None or not number.is_finite() or not 0 <= number <= 100:
         raise ValidationError(field, value, "must be a percentage from 0 to 100")
+    if -number.as_tuple().exponent > 2:  # type: ignore[operator]
+        raise ValidationError(field, value, "at most two decimal places")
     return number
 
 

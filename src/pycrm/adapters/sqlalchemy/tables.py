@@ -113,10 +113,19 @@ def _column_for(name: str, tp: Any) -> tuple[Column, list[sa.Column[Any]]]:
         str: sa.Text if name in ("body", "note") else sa.String(500),
         int: sa.BigInteger,
         bool: sa.Boolean,
-        Decimal: sa.Numeric(30, 10),
         datetime: UTCDateTime,
         date: sa.Date,
     }
+    if inner is Decimal:  # as text: exact digits and scale on every backend
+
+        def decimal_out(v: Decimal | None) -> tuple[Any, ...]:
+            return (None if v is None else str(v),)
+
+        def decimal_in(row: tuple[Any, ...]) -> Decimal | None:
+            return None if row[0] is None else Decimal(row[0])
+
+        col = sa.Column(name, sa.String(60), nullable=nullable)
+        return Column(name, (name,), decimal_out, decimal_in), [col]
     if inner in scalar:
         return Column(name, (name,), same, first), [
             sa.Column(name, scalar[inner], nullable=nullable)

@@ -1,0 +1,52 @@
+"""The demo runs the whole flow and each department sees its part."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+import pycrm
+from pycrm.demo import run_demo
+
+
+def test_the_demo_walks_a_customer_from_lead_to_cash_on_every_backend(crm: pycrm.CRM) -> None:
+    out = io.StringIO()
+    figures = run_demo(crm, "demo-test", Console(file=out, width=120))
+    assert figures["receivables"] == 3
+    assert figures["outstanding"] == {"EUR": pycrm.Money.of("120000", "EUR")}
+    assert figures["service_sees_activities"] == 1  # the rep's private note is hidden from service
+    handoffs = [n for n in figures["signals"] if n not in ("user_created", "task_created")]
+    assert (
+        handoffs.index("lead_captured")
+        < handoffs.index("lead_converted")
+        < handoffs.index("deal_won")
+    )
+    assert (
+        handoffs.index("deal_won")
+        < handoffs.index("contract_submitted")
+        < handoffs.index("contract_approved")
+        < handoffs.index("contract_signed")
+        < handoffs.index("payment_received")
+    )
+    assert handoffs.count("receivable_created") == 3
+    assert figures["pending_outbox"] == len(figures["signals"])
+    text = out.getvalue()
+    for heading in ("Marketing", "Sales", "Legal", "Finance", "Service", "Handoffs"):
+        assert heading in text
+
+
+def test_pycrm_demo_runs_twice_on_the_same_sqlite_file(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'pycrm.db'}"
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "pycrm.cli", "demo", "--db", db],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Finance: receivables" in done.stdout
