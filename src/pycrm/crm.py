@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import phonenumbers
+import pluggy
 
 from pycrm.domain.assessments import ConsolidationRule
 from pycrm.domain.contracts import ApprovalPolicy, ApprovalStep, Contract
@@ -20,6 +21,12 @@ from pycrm.domain.org import SYSTEM_ACTOR_ID, Actor, User
 from pycrm.domain.tasks import DEFAULT_FOLLOWUPS, Followup
 from pycrm.errors import ConfigurationError, CRMError, NotFound, PermissionDenied
 from pycrm.ports import Clock, Store, SystemClock, UnitOfWork
+from pycrm.rules.approvals import PolicyApprovals
+from pycrm.rules.context import RuleContext
+from pycrm.rules.engine import CallableRouter, RuleEngine, make_plugin_manager
+from pycrm.rules.reminders import Reminders
+from pycrm.rules.routing import RoutingRule, RuleBook
+from pycrm.rules.scoring import Scorer
 from pycrm.session import Session
 
 if TYPE_CHECKING:
@@ -59,6 +66,9 @@ class CRM:
         first_contact_within: timedelta = timedelta(hours=24),
         followups: Mapping[str, Followup] | None = None,
         lead_router: LeadRouter | None = None,
+        routing_rules: Sequence[RoutingRule | Mapping[str, Any]] = (),
+        lead_departments: Sequence[str] = ("sales",),
+        plugins: pluggy.PluginManager | None = None,
     ) -> None:
         try:
             Money.zero(currency)
@@ -86,12 +96,34 @@ class CRM:
             DEFAULT_FOLLOWUPS if followups is None else followups
         )
         """Behaviour event name → the follow-up task it creates for the contact's owner."""
-        self.lead_router = lead_router
-        """Picks an owner for each captured lead: ``(session, lead) → (owner_id, reason) | None``."""
+        self.lead_departments = tuple(lead_departments)
+        """Departments whose users are candidates for new leads."""
+        self.plugins: pluggy.PluginManager = plugins or make_plugin_manager(load_entry_points=False)
+        """This CRM's pluggy plugin manager: ``crm.plugins.register(my_rules)``.
+
+        The built-in rules are registered as ``pycrm.routing`` (the
+        ``routing_rules``), ``pycrm.scoring``, ``pycrm.reminders`` and
+        ``pycrm.approvals``; unregister or outrank them to change pycrm's behaviour.
+        """
+        for name, plugin in (
+            ("pycrm.routing", RuleBook(routing_rules)),
+            ("pycrm.scoring", Scorer()),
+            ("pycrm.reminders", Reminders()),
+            ("pycrm.approvals", PolicyApprovals()),
+        ):
+            if self.plugins.get_plugin(name) is None:
+                self.plugins.register(plugin, name=name)
+        if lead_router is not None:
+            self.plugins.register(CallableRouter(lead_router), name="pycrm.lead_router")
+        self.rules = RuleEngine(self.plugins)
+        """Runs the plugins' hooks and checks what they return."""
 
     def approval_steps(self, session: Session, contract: Contract) -> list[ApprovalStep]:
-        """The approval steps ``contract`` needs, according to :attr:`approval_policy`."""
-        return self.approval_policy.steps(contract)
+        """The approval steps ``contract`` needs: what the ``pycrm_approvals`` hooks ask for."""
+        return self.rules.approvals(contract, RuleContext(session))
+
+    def _open_items(self, session: Session, kind: str, user_ids: list[str]) -> dict[str, int]:
+        raise ConfigurationError(f"pycrm cannot count open {kind}s")
 
     @property
     def engine(self) -> Engine:
@@ -204,6 +236,7 @@ def connect(
     clock: Clock | None = None,
     default_region: str | None = None,
     assessment_rules: Mapping[str, ConsolidationRule] | None = None,
+    load_plugins: bool = True,
     **settings: Any,
 ) -> CRM:
     """Connect to a CRM database, creating or migrating its tables if needed.
@@ -220,8 +253,10 @@ def connect(
         a country code, e.g. ``"DE"``.
     :param assessment_rules: attribute → consolidation rule, e.g.
         ``{"grade": by_priority("sales", "service")}``.
+    :param load_plugins: load the plugins installed under the ``pycrm`` entry-point group.
     :param settings: further :class:`CRM` settings: ``currency``,
-        ``approval_policy``, ``first_contact_within``, ``followups``, ``lead_router``.
+        ``approval_policy``, ``first_contact_within``, ``followups``,
+        ``lead_router``, ``routing_rules``, ``lead_departments``.
     :raises ConfigurationError: on an unusable URL or setting.
     """
     if not isinstance(table_prefix, str) or not re.fullmatch(r"[a-z0-9_]{0,20}", table_prefix):
@@ -230,6 +265,7 @@ def connect(
         "clock": clock,
         "default_region": default_region,
         "assessment_rules": assessment_rules,
+        "plugins": make_plugin_manager(load_entry_points=load_plugins),
         **settings,
     }
     if target == "memory://":

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pycrm.domain.query import Filter, OrderBy
 from pycrm.domain.records import Stored
@@ -72,6 +72,10 @@ class Repository(Protocol[S]):
         """Count the records matching ``where`` without loading them."""
         ...
 
+    def count_by(self, field: str, where: Filter | None = None) -> dict[Any, int]:
+        """Count the records matching ``where`` per value of ``field`` (a GROUP BY)."""
+        ...
+
 
 class UnitOfWork(Protocol):
     """One transaction in one tenant."""
@@ -84,6 +88,15 @@ class UnitOfWork(Protocol):
 
     def savepoint(self) -> AbstractContextManager[None]:
         """Undo every write made inside the block if the block raises."""
+        ...
+
+    def next_number(self, key: str) -> int:
+        """Atomically increment the tenant's counter ``key`` and return its new value (1 first).
+
+        Concurrent units of work get distinct, gap-free numbers; the counter
+        is held until this unit of work ends, and a rollback gives its
+        numbers back.
+        """
         ...
 
     def commit(self) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from pycrm.domain.audit import AuditEntry, diff
 from pycrm.domain.events import Event
@@ -17,6 +19,7 @@ from pycrm.domain.outbox import OutboxMessage
 from pycrm.domain.records import Record
 from pycrm.errors import ConfigurationError
 from pycrm.ports import UnitOfWork
+from pycrm.rules.context import RuleContext, TaskSpec
 from pycrm.serialization import to_dict
 
 if TYPE_CHECKING:
@@ -177,7 +180,14 @@ class Session:
         self._events.append(event)
         stamp = self.stamp(id=event.id)
         self.uow.repo(OutboxMessage).add(OutboxMessage(**stamp, name=name, payload=to_dict(event)))
+        if name != "task_created":  # tasks do not beget tasks: no reminder loops
+            self.create_tasks(self.crm.rules.followups(event, RuleContext(self)))
         return event
+
+    def create_tasks(self, specs: Sequence[TaskSpec]) -> None:
+        """Create the tasks that followups hooks asked for."""
+        for spec in specs:
+            self.tasks.create(**attrs.asdict(spec, recurse=False))
 
     # -- services ----------------------------------------------------------
 

@@ -78,8 +78,10 @@ class Lead(Record):
     """The salesperson working it."""
     assigned_at: datetime | None = None
     """When it was last assigned."""
+    assigned_by: str | None = None
+    """The rule, plugin or user that chose the owner."""
     assignment_reason: str | None = None
-    """Which rule or person assigned it, and why."""
+    """Why that owner."""
     score: int | None = None
     """Lead score, where scoring is used."""
     disqualify_reason: str | None = None

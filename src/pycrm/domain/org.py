@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar
 
 import attrs
 
+from pycrm.domain.calendars import WorkingHours
 from pycrm.domain.records import Record
 
 __all__ = ["DEPARTMENTS", "SYSTEM_ACTOR_ID", "Actor", "Department", "Team", "User"]
@@ -67,6 +69,20 @@ class User(Record):
     """The user's manager."""
     active: bool = True
     """Inactive users cannot open sessions."""
+    skills: tuple[str, ...] = ()
+    """What the user knows (products, languages), for skills-based routing."""
+    on_leave: bool = False
+    """On leave: routing never picks the user."""
+    capacity: int | None = None
+    """Most open items (leads, tickets) routing gives the user; None: no limit."""
+    working_hours: WorkingHours | None = None
+    """When the user is available; None: always. Routing skips users outside their hours."""
+
+    def available(self, at: datetime) -> bool:
+        """True if routing may give the user work at ``at`` (capacity aside)."""
+        if not self.active or self.on_leave:
+            return False
+        return self.working_hours is None or self.working_hours.is_open(at)
 
 
 @attrs.frozen

@@ -71,7 +71,10 @@ class BehaviourEvent(Record):
     """Something a contact did that sales may want to follow up (e.g. viewed the pricing page)."""
 
     resource: ClassVar[str] = "behaviour_event"
-    indexes: ClassVar[tuple[tuple[str, ...], ...]] = (("contact_id", "occurred_at"),)
+    indexes: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("contact_id", "occurred_at"),
+        ("lead_id", "occurred_at"),
+    )
 
     contact_id: str | None = None
     """The contact."""

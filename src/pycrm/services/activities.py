@@ -10,9 +10,11 @@ from typing import Any, ClassVar
 from pycrm.domain.activities import Activity, ActivityKind
 from pycrm.domain.customers import Contact, Customer
 from pycrm.domain.fields import Checks, check_bool, check_choice, check_text
+from pycrm.domain.leads import Lead
 from pycrm.domain.query import Eq, Filter, Or, OrderBy, Range, all_of
 from pycrm.domain.tasks import BehaviourEvent
 from pycrm.errors import PermissionDenied, ValidationError
+from pycrm.rules.context import RuleContext
 from pycrm.services.records import RecordService, check_when, write
 from pycrm.services.search import check_page
 
@@ -138,20 +140,29 @@ class ActivityService(RecordService[Activity]):
     @write
     def track(
         self,
-        contact_id: str,
+        contact_id: str | None,
         event: str,
         properties: Mapping[str, Any] | None = None,
         *,
+        lead_id: str | None = None,
         occurred_at: datetime | None = None,
     ) -> BehaviourEvent:
-        """Record something a contact did (``"viewed_pricing_page"``) and create its follow-up.
+        """Record something a contact or lead did (``"viewed_pricing_page"``).
 
-        When the CRM's ``followups`` name the event, the contact's owner (or,
-        failing that, the customer's owner, or else the sales department) gets a task.
+        The ``pycrm_followups`` hooks decide which tasks it creates: by
+        default, when the CRM's ``followups`` name the event, the contact's
+        owner (or its customer's owner, or else sales) gets a task. A lead's
+        score is recomputed.
         """
         contact = self._s.uow.repo(Contact).get(contact_id) if isinstance(contact_id, str) else None
-        if contact is None:
+        if contact is None and contact_id is not None:
             raise ValidationError("contact_id", contact_id, "is not the id of a contact")
+        if lead_id is not None and (
+            not isinstance(lead_id, str) or self._s.uow.repo(Lead).get(lead_id) is None
+        ):
+            raise ValidationError("lead_id", lead_id, "is not the id of a lead")
+        if contact is None and lead_id is None:
+            raise ValidationError("contact_id", None, "track needs a contact or a lead")
         name = check_text("event", event, required=True, limit=80)
         assert name is not None
         props = dict(properties or {})
@@ -161,24 +172,19 @@ class ActivityService(RecordService[Activity]):
             raise ValidationError("properties", properties, "must be JSON-able") from None
         when = self._s.now() if occurred_at is None else check_when("occurred_at", occurred_at)
         record = BehaviourEvent(
-            **self._s.stamp(contact_id=contact.id, event=name, properties=props, occurred_at=when)
+            **self._s.stamp(
+                contact_id=contact_id,
+                lead_id=lead_id,
+                event=name,
+                properties=props,
+                occurred_at=when,
+            )
         )
         self._s.uow.repo(BehaviourEvent).add(record)
         self._s.record("track", None, record)
-        rule = self._s.crm.followups.get(name)
-        if rule is not None:
-            owner = contact.owner_id
-            if owner is None and contact.customer_id is not None:
-                customer = self._s.uow.repo(Customer).get(contact.customer_id)
-                owner = customer.owner_id if customer else None
-            self._s.tasks.create(
-                rule.title.format(event=name, name=contact.name),
-                assignee_id=owner,
-                department=None if owner else "sales",
-                due_at=when + rule.within,
-                priority=rule.priority,
-                related_type="contact",
-                related_id=contact.id,
-                kind="follow_up",
-            )
+        self._s.create_tasks(self._s.crm.rules.followups(record, RuleContext(self._s)))
+        if record.lead_id is not None:
+            lead = self._s.uow.repo(Lead).get(record.lead_id)
+            if lead is not None and lead.is_open:
+                self._s.leads._rescore(lead)
         return record

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import date
+from datetime import date, datetime
 from functools import partial
 from typing import Any, ClassVar
+
+import attrs
 
 from pycrm.domain.contact_points import PointKind, search_key
 from pycrm.domain.customers import Contact, Customer, RecordStatus
@@ -13,13 +15,39 @@ from pycrm.domain.deals import Deal
 from pycrm.domain.fields import check_choice, check_text
 from pycrm.domain.leads import LEAD_MOVES, Lead, LeadStatus
 from pycrm.domain.money import Money
+from pycrm.domain.org import User
 from pycrm.domain.query import Eq, Filter, HasKey, OrderBy, all_of
-from pycrm.domain.tasks import TaskPriority, TaskStatus
-from pycrm.errors import ValidationError
+from pycrm.domain.tasks import TaskStatus
+from pycrm.errors import InvalidTransition, ValidationError
+from pycrm.rules.context import Assignment, RuleContext
+from pycrm.rules.engine import Decision
 from pycrm.services.records import RecordService, write
 from pycrm.services.search import check_page, text_filter
 
-__all__ = ["LeadService"]
+__all__ = ["AssignmentExplanation", "LeadService"]
+
+
+@attrs.frozen
+class AssignmentExplanation:
+    """Why a lead has its owner."""
+
+    lead_id: str
+    """The lead."""
+    owner_id: str | None
+    """Its owner (None: unassigned)."""
+    decided_by: str | None
+    """``plugin:rule`` for routing (``pycrm.routing:dach``), ``user:<id>`` by hand."""
+    reason: str | None
+    """The rule's or person's reason."""
+    assigned_at: datetime | None
+    """When."""
+    score: int | None
+    """The lead's score then and now."""
+
+
+class _Preview(Exception):
+    def __init__(self, decision: Decision | None) -> None:
+        self.decision = decision
 
 
 def _source(field: str, value: Any) -> str:
@@ -81,53 +109,115 @@ class LeadService(RecordService[Lead]):
             phones.insert(0, phone)
         values.update(emails=emails, phones=phones)
         lead = self._add("capture", **self._parse(values, creating=True))
-        router = self._s.crm.lead_router
-        if router is not None:
-            decision = router(self._s, lead)
-            if decision is not None:
-                owner_id, reason = decision
-                lead = self._assign(lead, owner_id, reason)
+        lead = self._rescore(lead)
+        decision = self._decide(lead, dry_run=False)
+        if decision is not None:
+            lead = self._assign(
+                lead, decision.assignment.owner_id, decision.decided_by, decision.assignment.reason
+            )
         return lead
 
-    def _assign(self, lead: Lead, owner_id: str, reason: str) -> Lead:
+    def _rescore(self, lead: Lead) -> Lead:
+        score, _ = self._s.crm.rules.score_lead(lead, RuleContext(self._s))
+        if score == lead.score:
+            return lead
+        return self._change(lead, None, "score", score=score)
+
+    def candidates(self, at: datetime | None = None) -> list[User]:
+        """Users routing may give a new lead now: in the lead departments, available, under capacity."""
+        ctx = RuleContext(self._s)
+        when = at or ctx.now
+        users = [
+            u
+            for department in self._s.crm.lead_departments
+            for u in self._s.org.users(department=department, active=True)
+            if u.available(when)
+        ]
+        load = ctx.open_items([u.id for u in users if u.capacity is not None])
+        return [u for u in users if u.capacity is None or load[u.id] < u.capacity]
+
+    def _decide(self, lead: Lead, *, dry_run: bool) -> Decision | None:
+        ctx = RuleContext(self._s, dry_run=dry_run)
+        return self._s.crm.rules.assign("pycrm_assign_lead", lead, self.candidates(ctx.now), ctx)
+
+    def _assign(self, lead: Lead, owner_id: str, decided_by: str, reason: str) -> Lead:
         owner = self._check_user("owner_id", owner_id)
         if not lead.is_open:
             LEAD_MOVES.check(lead.status, LeadStatus.ASSIGNED)
+        for task in self._s.tasks.list(related_id=lead.id, kind="first_contact"):
+            self._s.tasks.cancel(task.id)
         status = LeadStatus.ASSIGNED if lead.status is LeadStatus.NEW else lead.status
-        now = self._s.now()
-        updated = self._change(
+        return self._change(
             lead,
             None,
             "assign",
             owner_id=owner,
             status=status,
-            assigned_at=now,
+            assigned_at=self._s.now(),
+            assigned_by=decided_by,
             assignment_reason=reason,
         )
-        for task in self._s.tasks.list(related_id=lead.id, kind="first_contact"):
-            self._s.tasks.cancel(task.id)
-        if lead.status in (LeadStatus.NEW, LeadStatus.ASSIGNED):
-            self._s.tasks.create(
-                f"First contact: {lead.name}" + (f" ({lead.company})" if lead.company else ""),
-                assignee_id=owner,
-                due_at=now + self._s.crm.first_contact_within,
-                priority=TaskPriority.HIGH,
-                related_type="lead",
-                related_id=lead.id,
-                kind="first_contact",
+
+    @write
+    def route(self, id: str) -> Lead:
+        """Run the routing rules again for a lead that is still ``new`` (e.g. after a rule change)."""
+        lead = self.get(id)
+        if lead.status is not LeadStatus.NEW:
+            raise InvalidTransition(
+                "lead", lead.status.value, "assigned", "only new leads are routed"
             )
-        return updated
+        decision = self._decide(lead, dry_run=False)
+        if decision is None:
+            return lead
+        return self._assign(
+            lead, decision.assignment.owner_id, decision.decided_by, decision.assignment.reason
+        )
+
+    def preview_assignment(self, *, source: str = "preview", **fields: Any) -> Assignment | None:
+        """Who would get a lead with these fields, and why, without writing anything.
+
+        Takes the fields :meth:`capture` takes. Round-robin turns are not used up.
+        """
+        values: dict[str, Any] = {"name": fields.pop("name", "Preview"), "source": source, **fields}
+        for one, many in (("email", "emails"), ("phone", "phones")):
+            if one in values:
+                values[many] = [values.pop(one), *values.get(many, ())]
+        lead = Lead(**self._s.stamp(**self._parse(values, creating=True)))
+        try:
+            with self._s.atomic():
+                score, _ = self._s.crm.rules.score_lead(lead, RuleContext(self._s, dry_run=True))
+                decision = self._decide(attrs.evolve(lead, score=score), dry_run=True)
+                raise _Preview(decision)
+        except _Preview as done:
+            result = done.decision
+        if result is None:
+            return None
+        return Assignment(
+            result.assignment.owner_id, result.assignment.reason, rule=result.decided_by
+        )
+
+    def explain_assignment(self, id: str) -> AssignmentExplanation:
+        """Who owns the lead, who decided (rule, plugin or user) and why."""
+        lead = self.get(id)
+        return AssignmentExplanation(
+            lead_id=lead.id,
+            owner_id=lead.owner_id,
+            decided_by=lead.assigned_by,
+            reason=lead.assignment_reason,
+            assigned_at=lead.assigned_at,
+            score=lead.score,
+        )
 
     @write
     def assign(self, id: str, owner_id: str, *, reason: str | None = None) -> Lead:
         """Give a lead to a salesperson (new → assigned; an open lead may be reassigned).
 
-        Creates a first-contact task for the owner, due within the CRM's
-        ``first_contact_within``.
+        The built-in reminders give the owner a first-contact task, due within
+        the CRM's ``first_contact_within``.
         """
         lead = self.get(id)
-        text = check_text("reason", reason, limit=500) or f"assigned by {self._s.actor.id}"
-        return self._assign(lead, owner_id, text)
+        text = check_text("reason", reason, limit=500) or "assigned by hand"
+        return self._assign(lead, owner_id, f"user:{self._s.actor.id}", text)
 
     def _move(self, id: str, to: LeadStatus, version: int | None, **changes: Any) -> Lead:
         lead = self.get(id)

@@ -10,8 +10,9 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
+from pycrm.domain.calendars import WorkingHours
 from pycrm.domain.contact_points import normalise_email
-from pycrm.domain.fields import Checks, check_text
+from pycrm.domain.fields import Checks, check_bool, check_int, check_tags, check_text
 from pycrm.domain.org import DEPARTMENTS, Department, Team, User
 from pycrm.domain.query import Eq, Filter, OrderBy, all_of
 from pycrm.errors import NotFound, ValidationError
@@ -69,6 +70,10 @@ class OrgService(RecordService[User]):
             "roles": _roles,
             "team_ids": self._check_teams,
             "manager_id": self._check_user,
+            "skills": check_tags,
+            "on_leave": check_bool,
+            "capacity": lambda field, value: check_int(field, value, minimum=1, maximum=1_000_000),
+            "working_hours": lambda field, value: WorkingHours.parse(value, field),
         }
 
     # -- users -------------------------------------------------------------
@@ -83,8 +88,12 @@ class OrgService(RecordService[User]):
         roles: Sequence[str] = (),
         team_ids: Sequence[str] = (),
         manager_id: str | None = None,
+        **routing: Any,
     ) -> User:
         """Create a user. Admins and the system actor only.
+
+        ``routing`` may set ``skills``, ``on_leave``, ``capacity`` (most open
+        items) and ``working_hours`` (``{"timezone": …, "mon": "09:00-17:00", …}``).
 
         :raises DuplicateError: when the email is taken in this tenant.
         """
@@ -97,6 +106,7 @@ class OrgService(RecordService[User]):
                 "roles": roles,
                 "team_ids": team_ids,
                 "manager_id": manager_id,
+                **routing,
             },
             creating=True,
         )

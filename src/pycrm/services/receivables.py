@@ -16,7 +16,6 @@ from pycrm.domain.receivables import (
     ReceivableStatus,
     apply_payment,
 )
-from pycrm.domain.tasks import TaskPriority
 from pycrm.errors import DuplicateError, InvalidTransition, PermissionDenied, ValidationError
 from pycrm.services.records import RecordService, check_when, write
 from pycrm.services.search import check_page
@@ -72,7 +71,7 @@ class ReceivableService(RecordService[Receivable]):
         nothing. A reference already used on another receivable raises
         DuplicateError. More than what is outstanding is refused unless
         ``allow_overpayment``, which records the excess as an overpayment.
-        The deal owner gets a task saying the money came in.
+        The built-in reminders tell the deal owner with a task.
         """
         self._require_finance("record payment on")
         receivable = self.get(id)
@@ -101,17 +100,7 @@ class ReceivableService(RecordService[Receivable]):
             receivable, payment, self._today(), allow_overpayment=allow_overpayment
         )
         changes = {f: getattr(applied, f) for f in ("paid", "overpaid", "payments", "status")}
-        updated = self._change(receivable, None, "pay", **changes)
-        if updated.owner_id is not None:
-            self._s.tasks.create(
-                f"Payment received: {money} ({ref})",
-                assignee_id=updated.owner_id,
-                related_type="receivable",
-                related_id=updated.id,
-                kind="payment_received",
-                priority=TaskPriority.LOW,
-            )
-        return updated
+        return self._change(receivable, None, "pay", **changes)
 
     @write
     def write_off(self, id: str, reason: str) -> Receivable:
@@ -136,8 +125,8 @@ class ReceivableService(RecordService[Receivable]):
     def scan_overdue(self) -> list[Receivable]:
         """Mark every unpaid receivable past its due date (by the CRM clock) as overdue.
 
-        Each newly overdue receivable sends ``receivable_overdue`` and gives
-        finance a reminder task. Returns the receivables that became overdue.
+        Each newly overdue receivable sends ``receivable_overdue`` (the
+        built-in reminders give finance a task). Returns the receivables that became overdue.
         """
         self._require_finance("scan")
         today = self._today()
@@ -150,20 +139,10 @@ class ReceivableService(RecordService[Receivable]):
             ),
             order_by=[OrderBy("due")],
         )
-        marked: list[Receivable] = []
-        for receivable in due:
-            updated = self._change(receivable, None, "overdue", status=ReceivableStatus.OVERDUE)
-            self._s.tasks.create(
-                f"Overdue: {receivable.outstanding} due {receivable.due.isoformat()}",
-                department="finance",
-                due_at=self._s.now(),
-                priority=TaskPriority.HIGH,
-                related_type="receivable",
-                related_id=receivable.id,
-                kind="receivable_overdue",
-            )
-            marked.append(updated)
-        return marked
+        return [
+            self._change(receivable, None, "overdue", status=ReceivableStatus.OVERDUE)
+            for receivable in due
+        ]
 
     def list(
         self,

@@ -82,6 +82,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._tables: _Tables = {}
+        self._counters: dict[tuple[str, str], int] = {}
         self._lock = threading.RLock()
 
     def begin(self, tenant_id: str) -> MemoryUnitOfWork:
@@ -104,6 +105,7 @@ class MemoryUnitOfWork:
         #: table → id → (record, version it replaced, or None for a new record)
         self._writes: dict[type[Stored], dict[str, tuple[Stored, int | None]]] = {}
         self._repos: dict[type[Stored], MemoryRepository[Any]] = {}
+        self._counters: dict[str, int] = {}
 
     def repo(self, cls: type[S]) -> MemoryRepository[S]:
         """The repository for ``cls`` in this unit of work."""
@@ -115,10 +117,12 @@ class MemoryUnitOfWork:
     def savepoint(self) -> Iterator[None]:
         """Undo the block's writes if it raises."""
         saved = {cls: dict(writes) for cls, writes in self._writes.items()}
+        counters = dict(self._counters)
         try:
             yield
         except BaseException:
             self._writes = saved
+            self._counters = counters
             raise
 
     def commit(self) -> None:
@@ -140,11 +144,24 @@ class MemoryUnitOfWork:
                 base = self._store._base(cls, self.tenant_id)
                 for id, (record, _) in writes.items():
                     base[id] = record
+            for key, value in self._counters.items():
+                stored = self._store._counters.get((self.tenant_id, key), 0)
+                self._store._counters[(self.tenant_id, key)] = max(stored, value)
             self._writes = {}
+            self._counters = {}
 
     def rollback(self) -> None:
         """Forget every write."""
         self._writes = {}
+        self._counters = {}
+
+    def next_number(self, key: str) -> int:
+        """Increment counter ``key`` (seen by others once committed)."""
+        with self._store._lock:
+            stored = self._store._counters.get((self.tenant_id, key), 0)
+        value = max(stored, self._counters.get(key, 0)) + 1
+        self._counters[key] = value
+        return value
 
     def _visible(self, cls: type[S]) -> dict[str, S]:
         base = self._store._base(cls, self.tenant_id)
@@ -194,12 +211,15 @@ class MemoryRepository(Generic[S]):
 
     def get(self, id: str) -> S | None:
         """Return the record with ``id``, or None."""
-        return self._uow._visible(self._cls).get(id)
+        written = self._uow._writes.get(self._cls, {}).get(id)
+        if written is not None:
+            return written[0]  # type: ignore[return-value]
+        return self._uow._store._base(self._cls, self._uow.tenant_id).get(id)  # type: ignore[return-value]
 
     def get_many(self, ids: Sequence[str]) -> dict[str, S]:
         """Return the records among ``ids`` that exist."""
-        rows = self._uow._visible(self._cls)
-        return {id: rows[id] for id in ids if id in rows}
+        found = {id: self.get(id) for id in ids}
+        return {id: record for id, record in found.items() if record is not None}
 
     def replace(self, record: S, expected_version: int) -> None:
         """Overwrite the record if it is still at ``expected_version``."""
@@ -230,3 +250,12 @@ class MemoryRepository(Generic[S]):
     def count(self, where: Filter | None = None) -> int:
         """Count the matching records."""
         return sum(1 for r in self._uow._visible(self._cls).values() if matches(r, where))
+
+    def count_by(self, field: str, where: Filter | None = None) -> dict[Any, int]:
+        """Count the matching records per value of ``field``."""
+        counts: dict[Any, int] = {}
+        for record in self._uow._visible(self._cls).values():
+            if matches(record, where):
+                value = _plain(getattr(record, field))
+                counts[value] = counts.get(value, 0) + 1
+        return counts

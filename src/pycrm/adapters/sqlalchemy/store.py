@@ -139,6 +139,38 @@ class SqlUnitOfWork:
             if nested.is_active:
                 nested.commit()
 
+    def next_number(self, key: str) -> int:
+        """Increment counter ``key`` with one upsert; its row stays locked until commit."""
+        table = self._store.schema.counters
+        dialect = self.connection.dialect.name
+        conflict: dict[str, Any] = {
+            "index_elements": [table.c.tenant_id, table.c.key],
+            "set_": {"value": table.c.value + 1},
+        }
+        row = {"tenant_id": self.tenant_id, "key": key, "value": 1}
+        statement: sa.Executable
+        if dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            statement = (
+                postgresql.insert(table)
+                .values(row)
+                .on_conflict_do_update(**conflict)
+                .returning(table.c.value)
+            )
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects import sqlite
+
+            statement = (
+                sqlite.insert(table)
+                .values(row)
+                .on_conflict_do_update(**conflict)
+                .returning(table.c.value)
+            )
+        else:  # pragma: no cover - other dialects are not supported
+            raise StorageError(f"counters are not supported on {dialect}")
+        return int(self.execute(statement).scalar_one())
+
     def commit(self) -> None:
         """Commit (or, when joined to the caller's transaction, release the savepoint)."""
         with translate_errors("commit"):
@@ -334,6 +366,15 @@ class SqlRepository(Generic[S]):
             query = query.offset(offset)
         rows = self._uow.execute(query).mappings()
         return [self._codec.from_row(row) for row in rows]
+
+    def count_by(self, field: str, where: Filter | None = None) -> dict[Any, int]:
+        """Count the matching rows per value of ``field`` with one GROUP BY."""
+        column = self._codec.column(field)
+        query = sa.select(column, sa.func.count()).where(self._scoped()).group_by(column)
+        if where is not None:
+            query = query.where(self.compile(where))
+        rows: list[Any] = list(self._uow.execute(query).all())
+        return {value: int(n) for value, n in rows}
 
     def count(self, where: Filter | None = None) -> int:
         """Count the matching rows in SQL."""

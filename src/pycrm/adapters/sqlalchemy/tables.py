@@ -181,6 +181,7 @@ class Schema:
     metadata: sa.MetaData
     codecs: dict[type[Stored], Codec]
     match_keys: sa.Table
+    counters: sa.Table
     prefix: str
 
     def codec(self, cls: type[Stored]) -> Codec:
@@ -228,4 +229,11 @@ def build_schema(*, schema: str | None = None, prefix: str = "pycrm_") -> Schema
         sa.Column("record_id", sa.String(40), primary_key=True),
         sa.Index(f"ix_{prefix}match_keys_record", "tenant_id", "record_type", "record_id"),
     )
-    return Schema(metadata, codecs, keys, prefix)
+    counters = sa.Table(
+        prefix + "counters",
+        metadata,
+        sa.Column("tenant_id", sa.String(64), primary_key=True),
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("value", sa.BigInteger, nullable=False),
+    )
+    return Schema(metadata, codecs, keys, counters, prefix)

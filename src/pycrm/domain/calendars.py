@@ -1,0 +1,91 @@
+"""Working calendars: when someone (or a service desk) is at work."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import attrs
+
+from pycrm.errors import ValidationError
+
+__all__ = ["WEEKDAYS", "OpenHours", "WorkingHours"]
+
+#: Weekday names, Monday first (``datetime.weekday()`` order).
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@attrs.frozen
+class OpenHours:
+    """One open period on one weekday, e.g. mon 09:00-17:00 (end exclusive)."""
+
+    weekday: int
+    """0 = Monday … 6 = Sunday."""
+    start: time
+    """Opening time, local."""
+    end: time
+    """Closing time, local; must be after ``start``."""
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            "timezone", name, "is not an IANA time zone such as 'Europe/Berlin'"
+        ) from None
+
+
+@attrs.frozen
+class WorkingHours:
+    """Weekly open hours in a time zone, minus holidays."""
+
+    timezone: str = "UTC"
+    """IANA time zone the hours are given in."""
+    hours: tuple[OpenHours, ...] = ()
+    """Open periods; a weekday with none is closed."""
+    holidays: tuple[date, ...] = ()
+    """Local dates closed all day."""
+
+    @classmethod
+    def parse(cls, value: Any, field: str = "working_hours") -> WorkingHours | None:
+        """Build from ``{"timezone": "Europe/Berlin", "mon": "09:00-17:00", "tue": ["08:00-12:00", "13:00-17:00"], "holidays": [date, …]}``."""
+        if value is None or isinstance(value, WorkingHours):
+            return value
+        if not isinstance(value, dict):
+            raise ValidationError(field, value, "must be a mapping of weekday → 'HH:MM-HH:MM'")
+        unknown = set(value) - {"timezone", "holidays", *WEEKDAYS}
+        if unknown:
+            raise ValidationError(field, value, f"unknown keys {sorted(map(str, unknown))}")
+        zone = value.get("timezone", "UTC")
+        _zone(zone)
+        periods: list[OpenHours] = []
+        for i, day in enumerate(WEEKDAYS):
+            spans = value.get(day, ())
+            for span in [spans] if isinstance(spans, str) else spans:
+                try:
+                    start_text, end_text = span.split("-")
+                    start, end = (
+                        time.fromisoformat(start_text.strip()),
+                        time.fromisoformat(end_text.strip()),
+                    )
+                except (ValueError, AttributeError):
+                    raise ValidationError(
+                        f"{field}.{day}", span, "must look like '09:00-17:00'"
+                    ) from None
+                if end <= start:
+                    raise ValidationError(f"{field}.{day}", span, "must end after it starts")
+                periods.append(OpenHours(i, start, end))
+        holidays = value.get("holidays", ())
+        if not all(isinstance(d, date) and not isinstance(d, datetime) for d in holidays):
+            raise ValidationError(f"{field}.holidays", holidays, "must be a list of dates")
+        return cls(zone, tuple(periods), tuple(sorted(holidays)))
+
+    def is_open(self, at: datetime) -> bool:
+        """True if ``at`` (timezone-aware) falls in an open period."""
+        local = at.astimezone(_zone(self.timezone))
+        if local.date() in self.holidays:
+            return False
+        moment = local.time().replace(tzinfo=None)
+        return any(p.weekday == local.weekday() and p.start <= moment < p.end for p in self.hours)

@@ -1,0 +1,20 @@
+"""The built-in approval rule, as a plugin wrapping the CRM's ApprovalPolicy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pycrm.domain.contracts import ApprovalStep, Contract
+from pycrm.rules.context import RuleContext
+from pycrm.rules.hookspecs import hookimpl
+
+__all__ = ["PolicyApprovals"]
+
+
+class PolicyApprovals:
+    """Asks the CRM's :class:`~pycrm.domain.contracts.ApprovalPolicy` (discount, terms, amount)."""
+
+    @hookimpl
+    def pycrm_approvals(self, contract: Contract, ctx: RuleContext) -> Sequence[ApprovalStep]:
+        """The steps the policy requires."""
+        return ctx.crm.approval_policy.steps(contract)

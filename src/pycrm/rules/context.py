@@ -1,0 +1,107 @@
+"""What hooks receive and return: the rule context, assignments and task specs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from pycrm.domain.leads import Lead, LeadStatus
+from pycrm.domain.org import User
+from pycrm.domain.query import Eq, In, all_of
+from pycrm.domain.tasks import BehaviourEvent, TaskPriority
+
+if TYPE_CHECKING:
+    from pycrm.session import Session
+
+__all__ = ["OPEN_LEAD_STATUSES", "Assignment", "RuleContext", "TaskSpec"]
+
+#: Lead statuses that count as open work for load balancing and capacity.
+OPEN_LEAD_STATUSES = (LeadStatus.ASSIGNED, LeadStatus.CONTACTED, LeadStatus.QUALIFIED)
+
+
+@attrs.frozen
+class Assignment:
+    """A routing decision: who gets the record, and why."""
+
+    owner_id: str
+    """The chosen user (one of the candidates)."""
+    reason: str
+    """Why, in words a manager can read."""
+    rule: str | None = None
+    """The rule that decided (pycrm fills in the plugin's name when None)."""
+
+
+@attrs.frozen
+class TaskSpec:
+    """A task a followups hook wants created."""
+
+    title: str
+    """What to do."""
+    assignee_id: str | None = None
+    """Who (or None with a department)."""
+    department: str | None = None
+    """The department it falls to when there is no assignee."""
+    due_at: datetime | None = None
+    """When it is due."""
+    priority: TaskPriority = TaskPriority.NORMAL
+    """How urgent."""
+    kind: str = "follow_up"
+    """What kind of reminder it is."""
+    related_type: str | None = None
+    """The kind of record it concerns."""
+    related_id: str | None = None
+    """The record it concerns."""
+    notes: str | None = None
+    """Details."""
+
+
+class RuleContext:
+    """What a rule may look at besides the record: the session, the time and workload."""
+
+    def __init__(self, session: Session, *, kind: str = "lead", dry_run: bool = False) -> None:
+        self.session = session
+        """The session the rule runs in (read through its services)."""
+        self.now: datetime = session.now()
+        """The CRM clock's time when the rule was asked."""
+        self.kind = kind
+        """What is being routed or scored: ``"lead"`` or ``"ticket"``."""
+        self.dry_run = dry_run
+        """True during a preview: nothing the rule does is kept."""
+        self.crm = session.crm
+        """The CRM (its settings)."""
+
+    def open_items(self, user_ids: Sequence[str]) -> dict[str, int]:
+        """How many open items of this kind each user owns (one GROUP BY query)."""
+        if not user_ids:
+            return {}
+        if self.kind == "lead":
+            counts = self.session.uow.repo(Lead).count_by(
+                "owner_id",
+                all_of([In("status", OPEN_LEAD_STATUSES), In("owner_id", list(user_ids))]),
+            )
+        else:
+            counts = self.crm._open_items(self.session, self.kind, list(user_ids))
+        return {uid: counts.get(uid, 0) for uid in user_ids}
+
+    def next_number(self, key: str) -> int:
+        """The next value of a counter kept in the database (round-robin state)."""
+        return self.session.uow.next_number(f"{self.kind}:{key}")
+
+    def team_members(self, team: str) -> list[User]:
+        """Active members of the team with this id or name."""
+        teams = self.session.org.teams()
+        match = [t for t in teams if team in (t.id, t.name)]
+        if not match:
+            return []
+        return self.session.org.users(team_id=match[0].id, active=True)
+
+    def behaviour(self, lead: Lead) -> list[BehaviourEvent]:
+        """Behaviour events tracked for the lead."""
+        return self.session.uow.repo(BehaviourEvent).find(Eq("lead_id", lead.id))
+
+    def setting(self, name: str, default: Any = None) -> Any:
+        """A CRM setting by name."""
+        return getattr(self.crm, name, default)

@@ -1,0 +1,190 @@
+"""Built-in routing: an ordered list of rules, configured as data.
+
+Each rule says *when* it applies (criteria on the record's fields), *whom*
+it narrows the candidates to (a team, named users, required skills) and
+whether it *picks* one of them (round-robin, load-balanced, or first by name).
+Rules are tried in order; a rule that only narrows hands the smaller pool to
+the next one, so one rule can pick the team and a later one the person::
+
+    rules = [
+        {"name": "dach", "when": {"region": "DACH"}, "team": "Sales DACH"},
+        {"name": "big machinery", "when": {"industry": "machinery", "min_score": 50},
+         "skills": ["machinery"], "pick": "load_balanced"},
+        {"name": "everyone else", "pick": "round_robin"},
+    ]
+    crm = pycrm.connect(url, routing_rules=rules)
+
+When a rule's pool comes out empty (nobody available), ``fallthrough``
+decides: go on with the next rule (the default) or stop and leave the record
+unassigned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from pycrm.domain.contact_points import search_key
+from pycrm.domain.org import User
+from pycrm.errors import ConfigurationError
+from pycrm.rules.context import Assignment, RuleContext
+from pycrm.rules.hookspecs import hookimpl
+
+__all__ = ["PICKS", "RoutingRule", "RuleBook"]
+
+#: How a rule picks one user from its pool.
+PICKS = ("round_robin", "load_balanced", "first")
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    if isinstance(actual, str) and isinstance(expected, str):
+        return search_key(actual) == search_key(expected)
+    return bool(actual == expected)
+
+
+@attrs.frozen
+class RoutingRule:
+    """One routing rule. Build from a dict with :meth:`parse`."""
+
+    name: str
+    """Shown in explanations and the audit trail."""
+    when: Mapping[str, Any] = attrs.field(factory=dict)
+    """Field → value (or list of values) the record must have; ``min_score``: at least this score."""
+    team: str | None = None
+    """Narrow to this team's members (id or name)."""
+    users: tuple[str, ...] = ()
+    """Narrow to these user ids."""
+    skills: tuple[str, ...] = ()
+    """Narrow to users having every one of these skills."""
+    pick: str | None = None
+    """``round_robin``, ``load_balanced``, ``first`` — or None to only narrow."""
+    fallthrough: bool = True
+    """When nobody is left: go on with the next rule (True) or leave the record unassigned."""
+
+    @classmethod
+    def parse(cls, value: RoutingRule | Mapping[str, Any]) -> RoutingRule:
+        """Check and build a rule; raises ConfigurationError naming the rule and the problem."""
+        if isinstance(value, RoutingRule):
+            return value
+        if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
+            raise ConfigurationError(f"routing rule {value!r} needs a 'name'")
+        name = value["name"]
+        known = {f.name for f in attrs.fields(cls)}
+        unknown = set(value) - known
+        if unknown:
+            raise ConfigurationError(f"routing rule {name!r}: unknown keys {sorted(unknown)}")
+        pick = value.get("pick")
+        if pick is not None and pick not in PICKS:
+            raise ConfigurationError(
+                f"routing rule {name!r}: pick must be one of {', '.join(PICKS)}"
+            )
+        when = value.get("when", {})
+        if not isinstance(when, Mapping):
+            raise ConfigurationError(f"routing rule {name!r}: 'when' must be a mapping")
+        return cls(
+            name=name,
+            when=dict(when),
+            team=value.get("team"),
+            users=tuple(value.get("users", ())),
+            skills=tuple(value.get("skills", ())),
+            pick=pick,
+            fallthrough=bool(value.get("fallthrough", True)),
+        )
+
+    def applies_to(self, record: Any) -> bool:
+        """True when the record meets every criterion."""
+        for field, expected in self.when.items():
+            if field == "min_score":
+                score = getattr(record, "score", None)
+                if score is None or score < expected:
+                    return False
+                continue
+            actual = getattr(record, field, None)
+            if actual is None:
+                return False
+            options = (
+                expected if isinstance(expected, list | tuple | set | frozenset) else [expected]
+            )
+            if not any(_same(actual, option) for option in options):
+                return False
+        return True
+
+    def narrow(self, pool: Sequence[User], ctx: RuleContext) -> list[User]:
+        """The part of ``pool`` this rule allows."""
+        kept = list(pool)
+        if self.team is not None:
+            members = {u.id for u in ctx.team_members(self.team)}
+            kept = [u for u in kept if u.id in members]
+        if self.users:
+            kept = [u for u in kept if u.id in self.users]
+        if self.skills:
+            wanted = {search_key(s) for s in self.skills}
+            kept = [u for u in kept if wanted <= {search_key(s) for s in u.skills}]
+        return kept
+
+    def choose(self, pool: Sequence[User], ctx: RuleContext) -> tuple[User, str]:
+        """Pick one user from a non-empty pool, and say how."""
+        ordered = sorted(pool, key=lambda u: u.id)
+        if self.pick == "round_robin":
+            turn = ctx.next_number(f"round_robin:{self.name}")
+            return ordered[(turn - 1) % len(ordered)], f"round-robin turn {turn} of {len(ordered)}"
+        if self.pick == "load_balanced":
+            load = ctx.open_items([u.id for u in ordered])
+            user = min(ordered, key=lambda u: (load[u.id], u.name, u.id))
+            return user, f"fewest open items ({load[user.id]}) of {len(ordered)}"
+        user = min(ordered, key=lambda u: (u.name, u.id))
+        return user, f"first of {len(ordered)} by name"
+
+    def describe(self) -> str:
+        """The rule's criteria in words."""
+        parts = [f"{k}={v}" for k, v in self.when.items()]
+        if self.team:
+            parts.append(f"team {self.team}")
+        if self.skills:
+            parts.append(f"skills {', '.join(self.skills)}")
+        return f"{self.name} ({'; '.join(parts) or 'any'})"
+
+
+class RuleBook:
+    """The built-in routing plugin: rules as data, tried in order (see the module docs)."""
+
+    def __init__(self, rules: Sequence[RoutingRule | Mapping[str, Any]] = ()) -> None:
+        self.rules = [RoutingRule.parse(rule) for rule in rules]
+        names = [rule.name for rule in self.rules]
+        if len(set(names)) != len(names):
+            raise ConfigurationError("routing rule names must be unique")
+
+    def route(self, record: Any, candidates: Sequence[User], ctx: RuleContext) -> Assignment | None:
+        """Walk the rules; return the first pick, or None."""
+        pool = list(candidates)
+        trail: list[str] = []
+        for rule in self.rules:
+            if not rule.applies_to(record):
+                continue
+            narrowed = rule.narrow(pool, ctx)
+            if not narrowed:
+                if rule.fallthrough:
+                    continue
+                return None
+            pool = narrowed
+            trail.append(rule.describe())
+            if rule.pick is not None:
+                user, how = rule.choose(pool, ctx)
+                return Assignment(user.id, f"{' → '.join(trail)}: {how}", rule=rule.name)
+        return None
+
+    @hookimpl(trylast=True)
+    def pycrm_assign_lead(
+        self, lead: Any, candidates: Sequence[User], ctx: RuleContext
+    ) -> Assignment | None:
+        """Route a lead through the rules."""
+        return self.route(lead, candidates, ctx)
+
+    @hookimpl(trylast=True)
+    def pycrm_assign_ticket(
+        self, ticket: Any, candidates: Sequence[User], ctx: RuleContext
+    ) -> Assignment | None:
+        """Route a ticket through the rules."""
+        return self.route(ticket, candidates, ctx)
