@@ -69,6 +69,9 @@ class CRM:
         routing_rules: Sequence[RoutingRule | Mapping[str, Any]] = (),
         lead_departments: Sequence[str] = ("sales",),
         plugins: pluggy.PluginManager | None = None,
+        on_duplicate: str = "warn",
+        duplicate_threshold: float = 0.8,
+        merge_threshold: float = 0.95,
     ) -> None:
         try:
             Money.zero(currency)
@@ -96,6 +99,16 @@ class CRM:
             DEFAULT_FOLLOWUPS if followups is None else followups
         )
         """Behaviour event name → the follow-up task it creates for the contact's owner."""
+        if on_duplicate not in ("block", "warn", "merge", "allow"):
+            raise ConfigurationError("on_duplicate must be block, warn, merge or allow")
+        if not 0 < duplicate_threshold <= merge_threshold <= 1:
+            raise ConfigurationError("need 0 < duplicate_threshold <= merge_threshold <= 1")
+        self.on_duplicate = on_duplicate
+        """What creates do with a likely duplicate: ``block``, ``warn`` (default), ``merge``, ``allow``."""
+        self.duplicate_threshold = duplicate_threshold
+        """Match score from which two records count as duplicates."""
+        self.merge_threshold = merge_threshold
+        """Match score from which policy ``merge`` folds a new record into the existing one."""
         self.lead_departments = tuple(lead_departments)
         """Departments whose users are candidates for new leads."""
         self.plugins: pluggy.PluginManager = plugins or make_plugin_manager(load_entry_points=False)
@@ -256,7 +269,8 @@ def connect(
     :param load_plugins: load the plugins installed under the ``pycrm`` entry-point group.
     :param settings: further :class:`CRM` settings: ``currency``,
         ``approval_policy``, ``first_contact_within``, ``followups``,
-        ``lead_router``, ``routing_rules``, ``lead_departments``.
+        ``lead_router``, ``routing_rules``, ``lead_departments``,
+        ``on_duplicate``, ``duplicate_threshold``, ``merge_threshold``.
     :raises ConfigurationError: on an unusable URL or setting.
     """
     if not isinstance(table_prefix, str) or not re.fullmatch(r"[a-z0-9_]{0,20}", table_prefix):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pycrm.services.contracts import ContractService
     from pycrm.services.customers import CustomerService
     from pycrm.services.deals import DealService
+    from pycrm.services.dedupe import DedupeService
     from pycrm.services.leads import LeadService
     from pycrm.services.org import OrgService
     from pycrm.services.receivables import ReceivableService
@@ -225,6 +226,13 @@ class Session:
         from pycrm.services.audit import AuditService
 
         return AuditService(self)
+
+    @cached_property
+    def dedupe(self) -> DedupeService:
+        """Duplicate checks, scans, merges, unmerges and the cleansing report."""
+        from pycrm.services.dedupe import DedupeService
+
+        return DedupeService(self)
 
     @cached_property
     def leads(self) -> LeadService:

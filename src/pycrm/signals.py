@@ -29,6 +29,7 @@ __all__ = [
     "contact_archived",
     "contact_created",
     "contact_updated",
+    "contacts_merged",
     "contract_approved",
     "contract_rejected",
     "contract_signed",
@@ -36,6 +37,7 @@ __all__ = [
     "customer_archived",
     "customer_created",
     "customer_updated",
+    "customers_merged",
     "deal_lost",
     "deal_stage_changed",
     "deal_won",
@@ -44,6 +46,7 @@ __all__ = [
     "lead_captured",
     "lead_converted",
     "lead_disqualified",
+    "merge_undone",
     "payment_received",
     "receivable_created",
     "receivable_overdue",
@@ -128,6 +131,18 @@ payment_received = _signal(
     "A payment was applied. ``after``: the receivable; the deal owner is told by a task.",
 )
 receivable_overdue = _signal("receivable_overdue", "A receivable passed its due date unpaid.")
+
+# Data stewards.
+customers_merged = _signal(
+    "customers_merged",
+    "Duplicate customers were merged. ``after``: the merge (survivor_id, merged_ids, changes).",
+)
+contacts_merged = _signal(
+    "contacts_merged", "Duplicate contacts were merged. ``after``: the merge."
+)
+merge_undone = _signal(
+    "merge_undone", "A merge was undone; the records are as they were before it."
+)
 
 # Everyone.
 task_created = _signal("task_created", "A task or reminder was created. ``after``: the task.")

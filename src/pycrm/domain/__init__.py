@@ -13,6 +13,7 @@ from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.deals import Deal, Pipeline
 from pycrm.domain.events import Event
 from pycrm.domain.leads import Lead
+from pycrm.domain.merging import Merge
 from pycrm.domain.money import Money
 from pycrm.domain.org import Actor, Department, Team, User
 from pycrm.domain.outbox import OutboxMessage
@@ -29,6 +30,7 @@ __all__ = [
     "Contract",
     "Deal",
     "Lead",
+    "Merge",
     "OutboxMessage",
     "Pipeline",
     "Receivable",
@@ -67,5 +69,6 @@ RECORD_TYPES: tuple[type[Stored], ...] = (
     Task,
     BehaviourEvent,
     OutboxMessage,
+    Merge,
     AuditEntry,
 )

@@ -15,6 +15,7 @@ import attrs
 import email_validator
 import phonenumbers
 
+from pycrm.domain.normalise import email_key
 from pycrm.errors import ValidationError
 
 __all__ = [
@@ -128,10 +129,14 @@ class ContactPoint:
     """The normalised value: an E.164 number or a normalised email address."""
     label: str = "work"
     """What the point is for: ``work``, ``home``, ``mobile``, … (free text)."""
+    valid: bool = True
+    """False when stored as typed in lenient mode because it failed validation."""
 
     def match_key(self) -> str:
-        """The key duplicates are found by: the phone as is, the email case-folded."""
-        return self.value.casefold() if self.kind is PointKind.EMAIL else self.value
+        """The key duplicates are found by: the E.164 phone, the email case-folded without +tag."""
+        if not self.valid:
+            return ""
+        return email_key(self.value) if self.kind is PointKind.EMAIL else self.value
 
 
 def email_point(value: Any, label: str = "work", *, field: str = "email") -> ContactPoint:

@@ -11,9 +11,10 @@ import attrs
 
 from pycrm.domain.contact_points import Address, ContactPoint, search_key
 from pycrm.domain.money import Money
+from pycrm.domain.normalise import company_key, person_key
 from pycrm.domain.records import Record
 
-__all__ = ["Contact", "Customer", "RecordStatus"]
+__all__ = ["Contact", "Customer", "RecordStatus", "point_keys"]
 
 
 class RecordStatus(enum.Enum):
@@ -21,13 +22,28 @@ class RecordStatus(enum.Enum):
 
     ACTIVE = "active"
     ARCHIVED = "archived"
+    MERGED = "merged"
+    """Merged into another record; kept as a tombstone so the merge can be undone."""
 
 
-def _point_keys(points: Iterable[ContactPoint], tags: Iterable[str]) -> Iterable[tuple[str, str]]:
+def point_keys(points: Iterable[ContactPoint]) -> Iterable[tuple[str, str]]:
+    """Email and phone keys, and ``("invalid", kind)`` for points stored unvalidated."""
     for point in points:
-        yield point.kind.value, point.match_key()
+        if point.valid:
+            yield point.kind.value, point.match_key()
+        else:
+            yield "invalid", point.kind.value
+
+
+def _keys(
+    points: Iterable[ContactPoint], tags: Iterable[str], *names: tuple[str, str]
+) -> Iterable[tuple[str, str]]:
+    yield from point_keys(points)
     for tag in tags:
         yield "tag", search_key(tag)
+    for kind, key in names:
+        if key:
+            yield kind, key
 
 
 @attrs.frozen(kw_only=True)
@@ -60,10 +76,14 @@ class Customer(Record):
     """Free tags, stored as given and matched case-insensitively."""
     owner_id: str | None = None
     """The user responsible for the account."""
+    source: str | None = None
+    """The system or channel the record came from (``erp``, ``webshop``, ``import`` …)."""
     status: RecordStatus = RecordStatus.ACTIVE
     """Active or archived."""
     archived_at: datetime | None = None
     """When it was archived."""
+    merged_into: str | None = None
+    """The customer it was merged into (status ``merged``)."""
 
     @property
     def name_key(self) -> str:
@@ -71,8 +91,8 @@ class Customer(Record):
         return search_key(self.name)
 
     def match_keys(self) -> Iterable[tuple[str, str]]:
-        """Emails, phones and tags."""
-        return _point_keys(self.contact_points, self.tags)
+        """Emails, phones, tags and the company-name key (legal form stripped)."""
+        return _keys(self.contact_points, self.tags, ("company", company_key(self.name)))
 
 
 @attrs.frozen(kw_only=True)
@@ -101,10 +121,14 @@ class Contact(Record):
     """Free tags."""
     owner_id: str | None = None
     """The user responsible for the relationship."""
+    source: str | None = None
+    """The system or channel the record came from (``erp``, ``webshop``, ``import`` …)."""
     status: RecordStatus = RecordStatus.ACTIVE
     """Active or archived."""
     archived_at: datetime | None = None
     """When it was archived."""
+    merged_into: str | None = None
+    """The contact it was merged into (status ``merged``)."""
 
     @property
     def name_key(self) -> str:
@@ -112,5 +136,5 @@ class Contact(Record):
         return search_key(self.name)
 
     def match_keys(self) -> Iterable[tuple[str, str]]:
-        """Emails, phones and tags."""
-        return _point_keys(self.contact_points, self.tags)
+        """Emails, phones, tags and the person-name key (order and case ignored)."""
+        return _keys(self.contact_points, self.tags, ("person", person_key(self.name)))

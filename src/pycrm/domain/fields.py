@@ -116,11 +116,16 @@ def check_tags(field: str, value: Any) -> tuple[str, ...]:
     return tuple(tags.values())
 
 
-def check_points(emails: Any, phones: Any, *, region: str | None) -> tuple[ContactPoint, ...]:
+def check_points(
+    emails: Any, phones: Any, *, region: str | None, lenient: bool = False
+) -> tuple[ContactPoint, ...]:
     """Normalised contact points from lists of emails and phones.
 
     Each item is a string, a ``(value, label)`` pair or a :class:`ContactPoint`.
     Every bad item is reported, by index (``phones[1]``). Duplicates are dropped.
+    With ``lenient``, a value that fails validation is kept as typed (cleaned of
+    control characters and extra spaces) and flagged ``valid=False`` instead,
+    so nothing is lost when migrating legacy data.
     """
     points: dict[tuple[PointKind, str], ContactPoint] = {}
     errors: list[FieldError] = []
@@ -144,9 +149,13 @@ def check_points(emails: Any, phones: Any, *, region: str | None) -> tuple[Conta
                     kwargs["region"] = region
                 point = build(value, label, **kwargs)
             except ValidationError as exc:
-                errors.extend(exc.errors)
-                continue
-            points.setdefault((point.kind, point.match_key()), point)
+                raw = _raw(value) if lenient else None
+                if raw is None:
+                    errors.extend(exc.errors)
+                    continue
+                kind = PointKind.EMAIL if field == "emails" else PointKind.PHONE
+                point = ContactPoint(kind, raw, _raw(label) or "work", valid=False)
+            points.setdefault((point.kind, point.match_key() or point.value), point)
     if errors:
         raise ValidationError(errors=errors)
     if len(points) > 50:
@@ -166,3 +175,11 @@ def check_choice(field: str, value: Any, choices: type[E]) -> E:
     except ValueError:
         allowed = ", ".join(str(c.value) for c in choices)
         raise ValidationError(field, value, f"must be one of {allowed}") from None
+
+
+def _raw(value: Any) -> str | None:
+    """``value`` as storable text, if it is text at all."""
+    try:
+        return clean_text(value, "value", limit=320) if isinstance(value, str) else None
+    except ValidationError:
+        return None

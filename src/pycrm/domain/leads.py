@@ -10,6 +10,8 @@ from typing import ClassVar
 import attrs
 
 from pycrm.domain.contact_points import ContactPoint, search_key
+from pycrm.domain.customers import point_keys
+from pycrm.domain.normalise import company_key, person_key
 from pycrm.domain.records import Record
 from pycrm.domain.states import StateMachine
 
@@ -106,6 +108,11 @@ class Lead(Record):
         return self.status not in (LeadStatus.CONVERTED, LeadStatus.DISQUALIFIED)
 
     def match_keys(self) -> Iterable[tuple[str, str]]:
-        """Emails and phones."""
-        for point in self.contact_points:
-            yield point.kind.value, point.match_key()
+        """Emails, phones, the person-name key and the company key."""
+        yield from point_keys(self.contact_points)
+        for kind, key in (
+            ("person", person_key(self.name)),
+            ("company", company_key(self.company)),
+        ):
+            if key:
+                yield kind, key

@@ -23,6 +23,7 @@ class ContactService(RecordService[Contact]):
     """People, usually working for a customer."""
 
     record_type = Contact
+    screened = True
     events: ClassVar[Mapping[str, str]] = {
         "create": "contact_created",
         "update": "contact_updated",
@@ -44,6 +45,7 @@ class ContactService(RecordService[Contact]):
             "address": check_address,
             "tags": check_tags,
             "owner_id": self._check_user,
+            "source": partial(check_text, limit=60),
         }
 
     @write
@@ -55,18 +57,12 @@ class ContactService(RecordService[Contact]):
             ``address``, ``tags``, ``owner_id`` (see :meth:`CustomerService.create`).
         :raises ValidationError: naming every bad field.
         """
-        return self._add("create", **self._parse({"name": name, **fields}, creating=True))
+        return self._create({"name": name, **fields})
 
     @write
     def update(self, id: str, *, version: int | None = None, **fields: Any) -> Contact:
         """Change fields of a contact (``emails``/``phones`` replace that kind's list)."""
-        current = self.get(id)
-        changes = self._parse(fields, creating=False)
-        if "contact_points" in changes:
-            changes["contact_points"] = self._replace_points(
-                current.contact_points, fields, changes["contact_points"]
-            )
-        return self._change(current, version, "update", **changes)
+        return self._update(self.get(id), version, fields)
 
     @write
     def archive(self, id: str, *, version: int | None = None) -> Contact:

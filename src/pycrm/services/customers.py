@@ -63,6 +63,7 @@ class CustomerService(RecordService[Customer]):
     """Companies the business sells to."""
 
     record_type = Customer
+    screened = True
     events: ClassVar[Mapping[str, str]] = {
         "create": "customer_created",
         "update": "customer_updated",
@@ -81,6 +82,7 @@ class CustomerService(RecordService[Customer]):
             "address": check_address,
             "tags": check_tags,
             "owner_id": self._check_user,
+            "source": partial(check_text, limit=60),
         }
 
     @write
@@ -95,7 +97,7 @@ class CustomerService(RecordService[Customer]):
             CRM's ``default_region``), ``tags``, ``owner_id``.
         :raises ValidationError: naming every bad field.
         """
-        return self._add("create", **self._parse({"name": name, **fields}, creating=True))
+        return self._create({"name": name, **fields})
 
     @write
     def update(self, id: str, *, version: int | None = None, **fields: Any) -> Customer:
@@ -104,13 +106,7 @@ class CustomerService(RecordService[Customer]):
         ``emails`` or ``phones`` replace the list of that kind. Raises
         ConcurrencyError on a stale ``version``, NotFound, ValidationError.
         """
-        current = self.get(id)
-        changes = self._parse(fields, creating=False)
-        if "contact_points" in changes:
-            changes["contact_points"] = self._replace_points(
-                current.contact_points, fields, changes["contact_points"]
-            )
-        return self._change(current, version, "update", **changes)
+        return self._update(self.get(id), version, fields)
 
     @write
     def archive(self, id: str, *, version: int | None = None) -> Customer:

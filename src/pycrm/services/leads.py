@@ -9,12 +9,13 @@ from typing import Any, ClassVar
 
 import attrs
 
-from pycrm.domain.contact_points import PointKind, search_key
+from pycrm.domain.contact_points import PointKind
 from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.deals import Deal
 from pycrm.domain.fields import check_choice, check_text
 from pycrm.domain.leads import LEAD_MOVES, Lead, LeadStatus
 from pycrm.domain.money import Money
+from pycrm.domain.normalise import company_key
 from pycrm.domain.org import User
 from pycrm.domain.query import Eq, Filter, HasKey, OrderBy, all_of
 from pycrm.domain.tasks import TaskStatus
@@ -60,6 +61,7 @@ class LeadService(RecordService[Lead]):
     """Capture, assign, work, convert or disqualify leads."""
 
     record_type = Lead
+    screened = True
     events: ClassVar[Mapping[str, str]] = {
         "capture": "lead_captured",
         "assign": "lead_assigned",
@@ -108,7 +110,9 @@ class LeadService(RecordService[Lead]):
         if phone is not None:
             phones.insert(0, phone)
         values.update(emails=emails, phones=phones)
-        lead = self._add("capture", **self._parse(values, creating=True))
+        lead = self._create(values, "capture")
+        if lead.status is not LeadStatus.NEW:  # merged into an existing lead
+            return lead
         lead = self._rescore(lead)
         decision = self._decide(lead, dry_run=False)
         if decision is not None:
@@ -298,9 +302,10 @@ class LeadService(RecordService[Lead]):
         if customer_id is not None:
             return self._s.customers.get(customer_id)
         name = lead.company or lead.name
-        key = search_key(name)
         existing = self._s.uow.repo(Customer).find(
-            all_of([Eq("name_key", key), Eq("status", RecordStatus.ACTIVE)]), limit=1
+            all_of([HasKey("company", company_key(name)), Eq("status", RecordStatus.ACTIVE)]),
+            order_by=[OrderBy("created_at")],
+            limit=1,
         )
         if existing:
             return existing[0]
@@ -309,6 +314,8 @@ class LeadService(RecordService[Lead]):
             industry=lead.industry,
             region=lead.region,
             owner_id=lead.owner_id,
+            source=lead.source,
+            on_duplicate="allow",
         )
 
     def _contact_for(self, lead: Lead, customer: Customer) -> Contact:
@@ -329,6 +336,9 @@ class LeadService(RecordService[Lead]):
             emails=[p for p in lead.contact_points if p.kind is PointKind.EMAIL],
             phones=[p for p in lead.contact_points if p.kind is PointKind.PHONE],
             owner_id=lead.owner_id,
+            source=lead.source,
+            on_duplicate="allow",
+            lenient=True,
         )
 
     def search(
@@ -366,9 +376,4 @@ class LeadService(RecordService[Lead]):
         lead = self.get(id)
         if not lead.is_open:
             raise ValidationError("status", lead.status.value, "a closed lead cannot be edited")
-        changes = self._parse(fields, creating=False)
-        if "contact_points" in changes:
-            changes["contact_points"] = self._replace_points(
-                lead.contact_points, fields, changes["contact_points"]
-            )
-        return self._change(lead, version, "update", **changes)
+        return self._update(lead, version, fields)

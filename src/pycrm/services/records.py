@@ -11,7 +11,7 @@ import attrs
 
 from pycrm.domain.audit import AuditEntry, FieldChange
 from pycrm.domain.contact_points import Address, ContactPoint, PointKind
-from pycrm.domain.fields import Checks, check_points
+from pycrm.domain.fields import Checks, check_bool, check_points
 from pycrm.domain.org import User
 from pycrm.domain.query import And, Eq, OrderBy, Range
 from pycrm.domain.records import Record
@@ -85,7 +85,9 @@ class RecordService(Service, Generic[R]):
         """Field name → check returning the cleaned value (``emails``/``phones`` are handled apart)."""
         return {}
 
-    def _parse(self, values: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
+    def _parse(
+        self, values: Mapping[str, Any], *, creating: bool, lenient: bool = False
+    ) -> dict[str, Any]:
         """Check every given field; raise one ValidationError listing every bad one."""
         checkers = self._checkers()
         points = "contact_points" in attrs.fields_dict(self.record_type)
@@ -106,6 +108,7 @@ class RecordService(Service, Generic[R]):
                     values.get("emails", ()),
                     values.get("phones", ()),
                     region=self._s.crm.default_region,
+                    lenient=lenient,
                 )
         return out
 
@@ -134,11 +137,46 @@ class RecordService(Service, Generic[R]):
     def _visible(self, record: R) -> bool:
         return True
 
-    def _add(self, action: str, **fields: Any) -> R:
+    screened: ClassVar[bool] = False
+    """Whether creates and updates of this kind are checked for duplicates."""
+
+    def _add(self, action: str, *, on_duplicate: str | None = None, **fields: Any) -> R:
         record = self.record_type(**self._s.stamp(**fields))
+        if self.screened:
+            absorbed = self._s.dedupe.screen(record, self._s.dedupe.policy(on_duplicate))
+            if absorbed is not None:
+                return absorbed  # type: ignore[no-any-return]
         self._repo.add(record)
         self._s.record(action, None, record, event=self.events.get(action))
         return record
+
+    def _create(self, values: dict[str, Any], action: str = "create") -> R:
+        """Check ``values`` and add the record (taking ``on_duplicate`` and ``lenient`` options)."""
+        policy = values.pop("on_duplicate", None)
+        lenient = check_bool("lenient", values.pop("lenient", False))
+        return self._add(
+            action, on_duplicate=policy, **self._parse(values, creating=True, lenient=lenient)
+        )
+
+    def _update(self, current: R, version: int | None, fields: dict[str, Any]) -> R:
+        """Check ``fields`` and apply them; re-check duplicates when identity fields change."""
+        policy = fields.pop("on_duplicate", None)
+        lenient = check_bool("lenient", fields.pop("lenient", False))
+        changes = self._parse(fields, creating=False, lenient=lenient)
+        if "contact_points" in changes:
+            changes["contact_points"] = self._replace_points(
+                current.contact_points,  # type: ignore[attr-defined]
+                fields,
+                changes["contact_points"],
+            )
+        identity = {"name", "company", "contact_points", "address"}
+        if self.screened and identity & {k for k, v in changes.items() if getattr(current, k) != v}:
+            chosen = self._s.dedupe.policy(policy)
+            if chosen != "allow":
+                self._s.dedupe.screen(
+                    attrs.evolve(current, **changes), "warn" if chosen == "merge" else chosen
+                )
+        return self._change(current, version, "update", **changes)
 
     def _change(self, current: R, version: int | None, action: str, **changes: Any) -> R:
         if version is not None:

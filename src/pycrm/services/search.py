@@ -6,6 +6,7 @@ from typing import Any
 
 from pycrm.domain.contact_points import normalise_email, normalise_phone, search_key
 from pycrm.domain.fields import Checks, check_int, check_text
+from pycrm.domain.normalise import email_key
 from pycrm.domain.query import Contains, Filter, HasKey
 
 __all__ = ["MAX_PAGE", "check_page", "point_filter", "text_filter"]
@@ -26,7 +27,7 @@ def point_filter(email: Any, phone: Any, region: str | None) -> list[Filter]:
     """Index lookups for an email and/or a phone given in any accepted format."""
     parts: list[Filter] = []
     if email is not None:
-        parts.append(HasKey("email", normalise_email(email).casefold()))
+        parts.append(HasKey("email", email_key(normalise_email(email))))
     if phone is not None:
         parts.append(HasKey("phone", normalise_phone(phone, region=region)))
     return parts
