@@ -19,6 +19,7 @@ def test_the_demo_walks_a_customer_from_lead_to_cash_on_every_backend(crm: pycrm
     assert figures["receivables"] == 3
     assert figures["outstanding"] == {"EUR": pycrm.Money.of("120000", "EUR")}
     assert figures["service_sees_activities"] == 1  # the rep's private note is hidden from service
+    assert figures["service_sees_receivables"] == 0  # receivables are finance's
     handoffs = [n for n in figures["signals"] if n not in ("user_created", "task_created")]
     assert (
         handoffs.index("lead_captured")

@@ -13,11 +13,13 @@ import phonenumbers
 import pluggy
 
 from pycrm.domain.assessments import ConsolidationRule
+from pycrm.domain.audit import AuditEntry
 from pycrm.domain.contracts import ApprovalPolicy, ApprovalStep, Contract
 from pycrm.domain.events import Event
 from pycrm.domain.leads import Lead
 from pycrm.domain.money import Money
 from pycrm.domain.org import SYSTEM_ACTOR_ID, Actor, User
+from pycrm.domain.permissions import DEFAULT_POLICY, Policy
 from pycrm.domain.tasks import DEFAULT_FOLLOWUPS, Followup
 from pycrm.errors import ConfigurationError, CRMError, NotFound, PermissionDenied
 from pycrm.ports import Clock, Store, SystemClock, UnitOfWork
@@ -72,6 +74,7 @@ class CRM:
         on_duplicate: str = "warn",
         duplicate_threshold: float = 0.8,
         merge_threshold: float = 0.95,
+        policy: Policy | Mapping[str, Any] | str | None = None,
     ) -> None:
         try:
             Money.zero(currency)
@@ -109,6 +112,18 @@ class CRM:
         """Match score from which two records count as duplicates."""
         self.merge_threshold = merge_threshold
         """Match score from which policy ``merge`` folds a new record into the existing one."""
+        if policy is None:
+            policy = DEFAULT_POLICY
+        elif isinstance(policy, str):
+            policy = Policy.load(policy)
+        elif not isinstance(policy, Policy):
+            policy = Policy.from_dict(policy)
+        self.policy: Policy = policy
+        """Who may do what (:data:`~pycrm.domain.permissions.DEFAULT_POLICY` unless replaced).
+
+        Pass ``policy=DEFAULT_POLICY.extend({...})`` to add grants, or a
+        :class:`Policy`, a dict or a JSON file path to replace it.
+        """
         self.lead_departments = tuple(lead_departments)
         """Departments whose users are candidates for new leads."""
         self.plugins: pluggy.PluginManager = plugins or make_plugin_manager(load_entry_points=False)
@@ -195,6 +210,17 @@ class CRM:
     def _begin(self, tenant: str | None) -> UnitOfWork:
         return self.store.begin(self._tenant(tenant))
 
+    def _record_denials(self, tenant: str, entries: list[AuditEntry]) -> None:
+        """Write refused attempts in a transaction of their own (they outlive a rollback)."""
+        uow = self.store.begin(tenant)
+        try:
+            for entry in entries:
+                uow.repo(AuditEntry).add(entry)
+            uow.commit()
+        except BaseException:
+            uow.rollback()
+            raise
+
     @cached_property
     def outbox(self) -> Outbox:
         """The transactional outbox, for relaying events to other processes."""
@@ -270,7 +296,8 @@ def connect(
     :param settings: further :class:`CRM` settings: ``currency``,
         ``approval_policy``, ``first_contact_within``, ``followups``,
         ``lead_router``, ``routing_rules``, ``lead_departments``,
-        ``on_duplicate``, ``duplicate_threshold``, ``merge_threshold``.
+        ``on_duplicate``, ``duplicate_threshold``, ``merge_threshold``,
+        ``policy`` (a :class:`~pycrm.domain.permissions.Policy`, dict or JSON path).
     :raises ConfigurationError: on an unusable URL or setting.
     """
     if not isinstance(table_prefix, str) or not re.fullmatch(r"[a-z0-9_]{0,20}", table_prefix):

@@ -182,6 +182,11 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
         s.receivables.record_payment(
             first.id, Money.of("30000", "EUR"), reference="BANK-0001"
         )  # a re-import
+        finance_view = s.customers.view(customer.id)
+        figures: dict[str, Any] = {
+            "receivables": len(finance_view.receivables),
+            "outstanding": finance_view.outstanding,
+        }
         console.rule("[bold]Finance: receivables of the signed contract")
         _table(console, contract.title, ["#", "due", "amount", "paid", "status"],
                [(r.instalment, r.due, r.amount, r.paid, r.status.value)
@@ -210,15 +215,12 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
             ["kind", "subject"],
             [(a.kind.value, a.subject) for a in view.activities],
         )
-        outstanding = ", ".join(str(m) for m in view.outstanding.values())
         console.print(
-            f"Outstanding: [bold]{outstanding}[/bold]; the sales rep's private note is not shown."
+            f"{len(view.receivables)} receivables shown: they are finance's. "
+            "The sales rep's private note is not shown either."
         )
-        figures: dict[str, Any] = {
-            "service_sees_activities": len(view.activities),
-            "receivables": len(view.receivables),
-            "outstanding": view.outstanding,
-        }
+        figures["service_sees_activities"] = len(view.activities)
+        figures["service_sees_receivables"] = len(view.receivables)
     console.rule("[bold]Handoffs: signals sent after each commit")
     console.print(", ".join(heard))
     figures["signals"] = heard

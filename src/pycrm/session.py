@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
@@ -16,11 +16,14 @@ from pycrm.domain.events import Event
 from pycrm.domain.ids import new_id
 from pycrm.domain.org import Actor
 from pycrm.domain.outbox import OutboxMessage
-from pycrm.domain.records import Record
+from pycrm.domain.query import Filter, OrderBy, all_of
+from pycrm.domain.records import Record, Stored
 from pycrm.errors import ConfigurationError
 from pycrm.ports import UnitOfWork
 from pycrm.rules.context import RuleContext, TaskSpec
 from pycrm.serialization import to_dict
+
+S = TypeVar("S", bound=Stored)
 
 if TYPE_CHECKING:
     from pycrm.crm import CRM
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from pycrm.services.customers import CustomerService
     from pycrm.services.deals import DealService
     from pycrm.services.dedupe import DedupeService
+    from pycrm.services.guard import Guard
     from pycrm.services.leads import LeadService
     from pycrm.services.org import OrgService
     from pycrm.services.receivables import ReceivableService
@@ -81,7 +85,10 @@ class Session:
         self._check_open()
         self._open = False
         events, self._events = self._events, []
-        self.uow.commit()
+        try:
+            self.uow.commit()
+        finally:
+            self._flush_denials()
         self.crm._dispatch(events)
 
     def rollback(self) -> None:
@@ -90,7 +97,31 @@ class Session:
             return
         self._open = False
         self._events = []
-        self.uow.rollback()
+        try:
+            self.uow.rollback()
+        finally:
+            self._flush_denials()
+
+    def _flush_denials(self) -> None:
+        guard = self.__dict__.get("guard")
+        if guard is not None and guard.denials:
+            denials, guard.denials = guard.denials, []
+            self.crm._record_denials(self.tenant_id, denials)
+
+    @cached_property
+    def guard(self) -> Guard:
+        """The actor's rights under the CRM's policy."""
+        from pycrm.services.guard import Guard
+
+        return Guard(self)
+
+    def read(self, cls: type[S], *, quiet: bool = False) -> Reader[S]:
+        """Read records of ``cls`` as the actor may: filtered in the query, hidden fields redacted.
+
+        Without any read grant for ``cls`` a read raises PermissionDenied, or
+        with ``quiet`` finds nothing (for composite views such as the 360 view).
+        """
+        return Reader(self, cls, quiet)
 
     def _check_open(self) -> None:
         if not self._open:
@@ -187,8 +218,9 @@ class Session:
 
     def create_tasks(self, specs: Sequence[TaskSpec]) -> None:
         """Create the tasks that followups hooks asked for."""
-        for spec in specs:
-            self.tasks.create(**attrs.asdict(spec, recurse=False))
+        with self.guard.bypass():  # the rules' reminders, not the actor's own tasks
+            for spec in specs:
+                self.tasks.create(**attrs.asdict(spec, recurse=False))
 
     # -- services ----------------------------------------------------------
 
@@ -268,3 +300,39 @@ class Session:
         from pycrm.services.tasks import TaskService
 
         return TaskService(self)
+
+
+class Reader(Generic[S]):
+    """A repository view that applies the actor's read permissions (see :meth:`Session.read`)."""
+
+    def __init__(self, session: Session, cls: type[S], quiet: bool = False) -> None:
+        self._s = session
+        self._cls = cls
+        self._quiet = quiet
+        self._repo = session.uow.repo(cls)
+
+    def _where(self, where: Filter | None) -> Filter | None:
+        return all_of([where, self._s.guard.filter(self._cls, quiet=self._quiet)])
+
+    def find(
+        self,
+        where: Filter | None = None,
+        *,
+        order_by: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[S]:
+        """The matching records the actor may read, in one query."""
+        rows = self._repo.find(self._where(where), order_by=order_by, limit=limit, offset=offset)
+        return [self._s.guard.redact(row) for row in rows]
+
+    def count(self, where: Filter | None = None) -> int:
+        """How many matching records the actor may read."""
+        return self._repo.count(self._where(where))
+
+    def get(self, id: str) -> S | None:
+        """The record, if it exists and the actor may read it."""
+        record = self._repo.get(id)
+        if record is None or not self._s.guard.allows(record, "read"):
+            return None
+        return self._s.guard.redact(record)

@@ -30,6 +30,7 @@ class Activity(Record):
     """
 
     resource: ClassVar[str] = "activity"
+    owner_field: ClassVar[str] = "author_id"
     indexes: ClassVar[tuple[tuple[str, ...], ...]] = (
         ("customer_id", "occurred_at"),
         ("contact_id", "occurred_at"),

@@ -39,6 +39,7 @@ class AuditEntry(Stored):
     """
 
     resource: ClassVar[str] = "audit_entry"
+    owner_field: ClassVar[str] = "actor_id"
     indexes: ClassVar[tuple[tuple[str, ...], ...]] = (
         ("record_id", "at"),
         ("actor_id", "at"),

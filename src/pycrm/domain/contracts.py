@@ -102,6 +102,7 @@ class Contract(Record):
     """A contract with a customer, usually from a won deal."""
 
     resource: ClassVar[str] = "contract"
+    owner_field: ClassVar[str] = "owner_id"
     indexes: ClassVar[tuple[tuple[str, ...], ...]] = (
         ("customer_id",),
         ("deal_id",),

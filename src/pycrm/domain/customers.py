@@ -51,6 +51,7 @@ class Customer(Record):
     """A company the business sells to."""
 
     resource: ClassVar[str] = "customer"
+    owner_field: ClassVar[str] = "owner_id"
     indexes: ClassVar[tuple[tuple[str, ...], ...]] = (("name_key",), ("owner_id",), ("status",))
     computed: ClassVar[tuple[str, ...]] = ("name_key",)
 
@@ -100,6 +101,7 @@ class Contact(Record):
     """A person, usually working for a customer."""
 
     resource: ClassVar[str] = "contact"
+    owner_field: ClassVar[str] = "owner_id"
     indexes: ClassVar[tuple[tuple[str, ...], ...]] = (
         ("customer_id",),
         ("name_key",),

@@ -85,6 +85,7 @@ class Deal(Record):
     """A sales opportunity with a customer."""
 
     resource: ClassVar[str] = "deal"
+    owner_field: ClassVar[str] = "owner_id"
     indexes: ClassVar[tuple[tuple[str, ...], ...]] = (
         ("customer_id",),
         ("owner_id", "status"),

@@ -47,6 +47,7 @@ class Lead(Record):
     """A prospect: a person, maybe a company, and what they need."""
 
     resource: ClassVar[str] = "lead"
+    owner_field: ClassVar[str] = "owner_id"
     indexes: ClassVar[tuple[tuple[str, ...], ...]] = (
         ("status",),
         ("owner_id", "status"),

@@ -52,6 +52,7 @@ class User(Record):
     """Someone who works with the CRM."""
 
     resource: ClassVar[str] = "user"
+    owner_field: ClassVar[str] = "id"
     unique: ClassVar[tuple[tuple[str, ...], ...]] = (("email",),)
     indexes: ClassVar[tuple[tuple[str, ...], ...]] = (("department",),)
 

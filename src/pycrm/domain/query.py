@@ -7,6 +7,7 @@ ever a bound value, never SQL text.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -25,6 +26,8 @@ __all__ = [
     "OrderBy",
     "Range",
     "all_of",
+    "evaluate",
+    "plain",
 ]
 
 
@@ -118,3 +121,38 @@ def all_of(parts: Sequence[Filter | None]) -> Filter | None:
     if not kept:
         return None
     return kept[0] if len(kept) == 1 else And(tuple(kept))
+
+
+def plain(value: Any) -> Any:
+    """An enum's value, anything else as is (how filters compare values)."""
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def evaluate(record: Any, where: Filter | None) -> bool:
+    """Whether ``record`` passes ``where``, with the semantics the SQL adapter compiles to."""
+    if where is None:
+        return True
+    match where:
+        case Eq(field, value):
+            return bool(plain(getattr(record, field)) == plain(value))
+        case In(field, values):
+            return plain(getattr(record, field)) in {plain(v) for v in values}
+        case Range(field, low, high):
+            actual = getattr(record, field)
+            if actual is None:
+                return False
+            return (low is None or actual >= low) and (high is None or actual < high)
+        case Contains(field, text):
+            actual = getattr(record, field)
+            return isinstance(actual, str) and text in actual
+        case IsNull(field):
+            return getattr(record, field) is None
+        case HasKey(kind, key):
+            return (kind, key) in set(record.match_keys())
+        case And(parts):
+            return all(evaluate(record, p) for p in parts)
+        case Or(parts):
+            return any(evaluate(record, p) for p in parts)
+        case Not(part):
+            return not evaluate(record, part)
+    raise TypeError(f"unknown filter {where!r}")

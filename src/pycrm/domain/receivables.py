@@ -45,6 +45,7 @@ class Receivable(Record):
     """One instalment a customer owes."""
 
     resource: ClassVar[str] = "receivable"
+    owner_field: ClassVar[str] = "owner_id"
     indexes: ClassVar[tuple[tuple[str, ...], ...]] = (
         ("contract_id",),
         ("customer_id",),

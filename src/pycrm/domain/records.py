@@ -27,6 +27,10 @@ class Stored:
     """Column tuples that must be unique within a tenant."""
     computed: ClassVar[tuple[str, ...]] = ()
     """Names of read-only properties stored as indexed-searchable columns."""
+    owner_field: ClassVar[str] = "created_by"
+    """The field naming the user a record belongs to, for ``own``/``team``/``department`` scopes."""
+    department_field: ClassVar[str | None] = None
+    """A field naming a department a record belongs to as a whole (a department's task queue)."""
 
     id: str
     """Time-ordered unique id (see :func:`pycrm.domain.ids.new_id`)."""

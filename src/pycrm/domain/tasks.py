@@ -35,6 +35,8 @@ class Task(Record):
     """Something someone must do, by a time, about a record."""
 
     resource: ClassVar[str] = "task"
+    owner_field: ClassVar[str] = "assignee_id"
+    department_field: ClassVar[str | None] = "department"
     indexes: ClassVar[tuple[tuple[str, ...], ...]] = (
         ("assignee_id", "status", "due_at"),
         ("department", "status"),

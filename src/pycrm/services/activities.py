@@ -98,7 +98,7 @@ class ActivityService(RecordService[Activity]):
         self, id: str, *, version: int | None = None, subject: Any = ..., body: Any = ...
     ) -> Activity:
         """Correct an activity's subject or body. Only its author may."""
-        current = self.get(id)
+        current = self._load(id)
         if current.author_id != self._s.actor.id and not self._s.actor.is_system:
             raise PermissionDenied(self._s.actor.id, "update", "activity", "only its author may")
         changes: dict[str, Any] = {}
@@ -131,7 +131,7 @@ class ActivityService(RecordService[Activity]):
             parts.append(Eq("kind", _kind("kind", kind)))
         if before is not None:
             parts.append(Range("occurred_at", None, check_when("before", before)))
-        return self._repo.find(
+        return self._find(
             all_of(parts),
             order_by=[OrderBy("occurred_at", descending=True), OrderBy("id", descending=True)],
             limit=limit,
@@ -186,5 +186,6 @@ class ActivityService(RecordService[Activity]):
         if record.lead_id is not None:
             lead = self._s.uow.repo(Lead).get(record.lead_id)
             if lead is not None and lead.is_open:
-                self._s.leads._rescore(lead)
+                with self._s.guard.bypass():
+                    self._s.leads._rescore(lead)
         return record

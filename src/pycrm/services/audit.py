@@ -45,6 +45,6 @@ class AuditService(Service):
             low = None if since is None else check_when("since", since)
             high = None if until is None else check_when("until", until)
             parts.append(Range("at", low, high))
-        return self._s.uow.repo(AuditEntry).find(
+        return self._s.read(AuditEntry).find(
             all_of(parts), order_by=[OrderBy("at"), OrderBy("id")], limit=limit, offset=offset
         )

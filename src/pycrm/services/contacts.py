@@ -62,12 +62,12 @@ class ContactService(RecordService[Contact]):
     @write
     def update(self, id: str, *, version: int | None = None, **fields: Any) -> Contact:
         """Change fields of a contact (``emails``/``phones`` replace that kind's list)."""
-        return self._update(self.get(id), version, fields)
+        return self._update(self._load(id), version, fields)
 
     @write
     def archive(self, id: str, *, version: int | None = None) -> Contact:
         """Archive a contact: it leaves searches and 360 views but keeps its history."""
-        current = self.get(id)
+        current = self._load(id)
         if current.status is RecordStatus.ARCHIVED:
             return current
         return self._change(
@@ -102,17 +102,15 @@ class ContactService(RecordService[Contact]):
             parts.append(Eq("customer_id", check_text("customer_id", customer_id, required=True)))
         company_filter = text_filter("company", company)
         if company_filter is not None:
-            companies = self._s.uow.repo(Customer).find(company_filter, limit=1000)
+            companies = self._s.read(Customer).find(company_filter, limit=1000)
             parts.append(In("customer_id", [c.id for c in companies]))
         if not include_archived:
             parts.append(Eq("status", RecordStatus.ACTIVE))
-        return self._repo.find(
-            all_of(parts), order_by=[OrderBy("name_key")], limit=limit, offset=offset
-        )
+        return self._find(all_of(parts), order_by=[OrderBy("name_key")], limit=limit, offset=offset)
 
     def timeline(
         self, id: str, *, limit: int = 50, before: datetime | None = None
     ) -> list[Activity]:
         """The contact's activities, newest first (other users' private notes left out)."""
-        self.get(id)
+        self._load(id)
         return self._s.activities.list(contact_id=id, limit=limit, before=before)

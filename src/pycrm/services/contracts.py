@@ -132,7 +132,7 @@ class ContractService(RecordService[Contract]):
 
         With no step needed, the contract is approved at once.
         """
-        contract = self.get(id)
+        contract = self._load(id)
         if contract.status is not ContractStatus.DRAFT:
             CONTRACT_MOVES.check(contract.status, ContractStatus.PENDING_APPROVAL)
         steps = tuple(self._s.crm.approval_steps(self._s, contract))
@@ -143,7 +143,7 @@ class ContractService(RecordService[Contract]):
     def _decide(
         self, id: str, decision: Decision, comment: str | None
     ) -> tuple[Contract, tuple[Any, ...]]:
-        contract = self.get(id)
+        contract = self._load(id)
         if contract.status is not ContractStatus.PENDING_APPROVAL:
             target = (
                 ContractStatus.APPROVED
@@ -181,7 +181,7 @@ class ContractService(RecordService[Contract]):
         contract, steps = self._decide(id, Decision.APPROVED, comment)
         if all(s.decision is Decision.APPROVED for s in steps):
             return self._move(contract, ContractStatus.APPROVED, "approve", approvals=steps)
-        return self._change(contract, None, "update", approvals=steps)
+        return self._change(contract, None, "approve_step", approvals=steps)
 
     @write
     def reject(self, id: str, *, comment: str) -> Contract:
@@ -193,7 +193,7 @@ class ContractService(RecordService[Contract]):
     @write
     def revise(self, id: str, **changes: Any) -> Contract:
         """Take a rejected contract back to draft, optionally changing its discount or terms."""
-        contract = self.get(id)
+        contract = self._load(id)
         allowed = {"discount_percent", "standard_terms", "terms"}
         unknown = sorted(set(changes) - allowed)
         if unknown:
@@ -215,29 +215,32 @@ class ContractService(RecordService[Contract]):
     @write
     def sign(self, id: str, *, signed_at: datetime | None = None) -> Contract:
         """Record the customer's signature: finance gets one receivable per instalment."""
-        contract = self.get(id)
+        contract = self._load(id)
         when = self._s.now() if signed_at is None else check_when("signed_at", signed_at)
         signed = self._move(contract, ContractStatus.SIGNED, "sign", signed_at=when)
-        for instalment in signed.schedule:
-            self._s.receivables._open_for(signed, instalment)
+        with self._s.guard.bypass():  # finance's receivables follow from the signature
+            for instalment in signed.schedule:
+                self._s.receivables._open_for(signed, instalment)
         return signed
 
     @write
     def activate(self, id: str) -> Contract:
         """The contract is in force (signed → active)."""
-        return self._move(self.get(id), ContractStatus.ACTIVE, "update")
+        return self._move(self._load(id), ContractStatus.ACTIVE, "update")
 
     @write
     def complete(self, id: str) -> Contract:
         """The contract ran its course (active → completed)."""
-        return self._move(self.get(id), ContractStatus.COMPLETED, "update", ended_at=self._s.now())
+        return self._move(
+            self._load(id), ContractStatus.COMPLETED, "update", ended_at=self._s.now()
+        )
 
     @write
     def terminate(self, id: str, reason: str) -> Contract:
         """End a signed or active contract early, saying why."""
         text = check_text("reason", reason, required=True, limit=500)
         return self._move(
-            self.get(id),
+            self._load(id),
             ContractStatus.TERMINATED,
             "update",
             ended_at=self._s.now(),
@@ -246,7 +249,7 @@ class ContractService(RecordService[Contract]):
 
     def awaiting(self, role: str | None = None) -> list[Contract]:
         """Contracts pending approval, oldest first; with ``role``, those with a pending step for it."""
-        found = self._repo.find(
+        found = self._find(
             Eq("status", ContractStatus.PENDING_APPROVAL), order_by=[OrderBy("updated_at")]
         )
         if role is None:
@@ -272,7 +275,7 @@ class ContractService(RecordService[Contract]):
             parts.append(Eq("customer_id", customer_id))
         if status is not None:
             parts.append(Eq("status", check_choice("status", status, ContractStatus)))
-        return self._repo.find(
+        return self._find(
             all_of(parts),
             order_by=[OrderBy("created_at", descending=True)],
             limit=limit,

@@ -50,7 +50,7 @@ class DealService(RecordService[Deal]):
             return found[0]
         if key != "default":
             raise NotFound("pipeline", key)
-        with self._s.atomic():
+        with self._s.atomic(), self._s.guard.bypass():
             pipeline = Pipeline(
                 **self._s.stamp(key="default", name="Default", stages=DEFAULT_STAGES)
             )
@@ -81,6 +81,7 @@ class DealService(RecordService[Deal]):
                 )
             parsed.append(stage)
         pipeline = Pipeline(**self._s.stamp(key=clean_key, name=clean_name, stages=tuple(parsed)))
+        self._s.guard.require(pipeline, "create")
         self._s.uow.repo(Pipeline).add(pipeline)
         self._s.record("create", None, pipeline)
         return pipeline
@@ -138,7 +139,7 @@ class DealService(RecordService[Deal]):
         )
 
     def _open(self, id: str, to: str) -> Deal:
-        deal = self.get(id)
+        deal = self._load(id)
         if deal.status is not DealStatus.OPEN:
             raise InvalidTransition("deal", deal.status.value, to, "the deal is closed")
         return deal
@@ -231,7 +232,7 @@ class DealService(RecordService[Deal]):
             parts.append(Eq("owner_id", owner_id))
         if status is not None:
             parts.append(Eq("status", check_choice("status", status, DealStatus)))
-        return self._repo.find(
+        return self._find(
             all_of(parts),
             order_by=[OrderBy("expected_close"), OrderBy("created_at")],
             limit=limit,

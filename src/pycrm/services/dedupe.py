@@ -260,7 +260,7 @@ class DedupeService(Service):
     def _absorb(self, existing_id: str, new: Any) -> Any:
         """Fold a would-be record's values into the existing one (policy ``merge``)."""
         service = getattr(self._s, new.resource + "s")
-        existing = service.get(existing_id)
+        existing = service._load(existing_id)
         values = survive([existing, new])
         changes = {k: v for k, v in values.items() if getattr(existing, k) != v}
         return service._change(existing, None, "update", **changes)
@@ -385,6 +385,9 @@ class DedupeService(Service):
                 raise InvalidTransition(record_type, "merged", "merged", f"{id} was already merged")
         survivor = found[survivor_id]
         duplicates = [found[i] for i in ids]
+        self._s.guard.require(survivor, "update")
+        for duplicate in duplicates:
+            self._s.guard.require(duplicate, "delete")
         values = survive([survivor, *duplicates], rules)
         changes: list[MergeChange] = []
         now, actor = self._s.now(), self._s.actor.id
@@ -410,6 +413,7 @@ class DedupeService(Service):
         for ref_cls, field in REFERENCES[record_type]:
             related = self._s.uow.repo(ref_cls).find(In(field, ids))
             for record in related:
+                # Following the survivor is part of the merge the actor may do.
                 rewrite(record, "reparent", **{field: survivor_id})
                 reparented.append((record.resource, record.id, field))
         merge_id = None

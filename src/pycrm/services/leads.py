@@ -18,7 +18,6 @@ from pycrm.domain.money import Money
 from pycrm.domain.normalise import company_key
 from pycrm.domain.org import User
 from pycrm.domain.query import Eq, Filter, HasKey, OrderBy, all_of
-from pycrm.domain.tasks import TaskStatus
 from pycrm.errors import InvalidTransition, ValidationError
 from pycrm.rules.context import Assignment, RuleContext
 from pycrm.rules.engine import Decision
@@ -113,13 +112,18 @@ class LeadService(RecordService[Lead]):
         lead = self._create(values, "capture")
         if lead.status is not LeadStatus.NEW:  # merged into an existing lead
             return lead
-        lead = self._rescore(lead)
-        decision = self._decide(lead, dry_run=False)
-        if decision is not None:
-            lead = self._assign(
+        return self._route(lead)
+
+    def _route(self, lead: Lead) -> Lead:
+        # Scoring and routing are pycrm's own rules at work, not the actor's edits.
+        with self._s.guard.bypass():
+            lead = self._rescore(lead)
+            decision = self._decide(lead, dry_run=False)
+            if decision is None:
+                return lead
+            return self._assign(
                 lead, decision.assignment.owner_id, decision.decided_by, decision.assignment.reason
             )
-        return lead
 
     def _rescore(self, lead: Lead) -> Lead:
         score, _ = self._s.crm.rules.score_lead(lead, RuleContext(self._s))
@@ -148,8 +152,7 @@ class LeadService(RecordService[Lead]):
         owner = self._check_user("owner_id", owner_id)
         if not lead.is_open:
             LEAD_MOVES.check(lead.status, LeadStatus.ASSIGNED)
-        for task in self._s.tasks.list(related_id=lead.id, kind="first_contact"):
-            self._s.tasks.cancel(task.id)
+        self._close_tasks(lead.id, "first_contact", done=False)
         status = LeadStatus.ASSIGNED if lead.status is LeadStatus.NEW else lead.status
         return self._change(
             lead,
@@ -165,17 +168,19 @@ class LeadService(RecordService[Lead]):
     @write
     def route(self, id: str) -> Lead:
         """Run the routing rules again for a lead that is still ``new`` (e.g. after a rule change)."""
-        lead = self.get(id)
+        lead = self._load(id)
         if lead.status is not LeadStatus.NEW:
             raise InvalidTransition(
                 "lead", lead.status.value, "assigned", "only new leads are routed"
             )
-        decision = self._decide(lead, dry_run=False)
-        if decision is None:
-            return lead
-        return self._assign(
-            lead, decision.assignment.owner_id, decision.decided_by, decision.assignment.reason
-        )
+        self._s.guard.require(lead, "update")
+        return self._route(lead)
+
+    def _close_tasks(self, lead_id: str, kind: str | None, *, done: bool) -> None:
+        """Complete (or cancel) the lead's open tasks: housekeeping, not the actor's edit."""
+        with self._s.guard.bypass():
+            for task in self._s.tasks.list(related_id=lead_id, kind=kind):
+                (self._s.tasks.complete if done else self._s.tasks.cancel)(task.id)
 
     def preview_assignment(self, *, source: str = "preview", **fields: Any) -> Assignment | None:
         """Who would get a lead with these fields, and why, without writing anything.
@@ -202,7 +207,7 @@ class LeadService(RecordService[Lead]):
 
     def explain_assignment(self, id: str) -> AssignmentExplanation:
         """Who owns the lead, who decided (rule, plugin or user) and why."""
-        lead = self.get(id)
+        lead = self._load(id)
         return AssignmentExplanation(
             lead_id=lead.id,
             owner_id=lead.owner_id,
@@ -219,12 +224,12 @@ class LeadService(RecordService[Lead]):
         The built-in reminders give the owner a first-contact task, due within
         the CRM's ``first_contact_within``.
         """
-        lead = self.get(id)
+        lead = self._load(id)
         text = check_text("reason", reason, limit=500) or "assigned by hand"
         return self._assign(lead, owner_id, f"user:{self._s.actor.id}", text)
 
     def _move(self, id: str, to: LeadStatus, version: int | None, **changes: Any) -> Lead:
-        lead = self.get(id)
+        lead = self._load(id)
         LEAD_MOVES.check(lead.status, to)
         action = "disqualify" if to is LeadStatus.DISQUALIFIED else "update"
         return self._change(lead, version, action, status=to, **changes)
@@ -233,8 +238,7 @@ class LeadService(RecordService[Lead]):
     def mark_contacted(self, id: str, *, version: int | None = None) -> Lead:
         """The owner reached the lead (assigned → contacted); closes the first-contact task."""
         lead = self._move(id, LeadStatus.CONTACTED, version)
-        for task in self._s.tasks.list(related_id=id, kind="first_contact"):
-            self._s.tasks.complete(task.id)
+        self._close_tasks(id, "first_contact", done=True)
         return lead
 
     @write
@@ -247,8 +251,7 @@ class LeadService(RecordService[Lead]):
         """Stop working the lead, saying why (from any open status)."""
         text = check_text("reason", reason, required=True, limit=500)
         lead = self._move(id, LeadStatus.DISQUALIFIED, version, disqualify_reason=text)
-        for task in self._s.tasks.list(related_id=id):
-            self._s.tasks.cancel(task.id)
+        self._close_tasks(id, None, done=False)
         return lead
 
     @write
@@ -270,7 +273,7 @@ class LeadService(RecordService[Lead]):
         or phones, else a new one. The deal starts in the pipeline's first
         stage, owned by the lead's owner.
         """
-        lead = self.get(id)
+        lead = self._load(id)
         LEAD_MOVES.check(lead.status, LeadStatus.CONVERTED)
         customer = self._customer_for(lead, customer_id)
         contact = self._contact_for(lead, customer)
@@ -294,8 +297,7 @@ class LeadService(RecordService[Lead]):
             deal_id=deal.id,
             converted_at=self._s.now(),
         )
-        for task in self._s.tasks.list(related_id=id, status=TaskStatus.OPEN):
-            self._s.tasks.complete(task.id)
+        self._close_tasks(id, None, done=True)
         return customer, contact, deal
 
     def _customer_for(self, lead: Lead, customer_id: str | None) -> Customer:
@@ -363,7 +365,7 @@ class LeadService(RecordService[Lead]):
         for field, value in (("owner_id", owner_id), ("campaign", campaign), ("region", region)):
             if value is not None:
                 parts.append(Eq(field, check_text(field, value, required=True)))
-        return self._repo.find(
+        return self._find(
             all_of(parts),
             order_by=[OrderBy("created_at", descending=True)],
             limit=limit,
@@ -373,7 +375,7 @@ class LeadService(RecordService[Lead]):
     @write
     def update(self, id: str, *, version: int | None = None, **fields: Any) -> Lead:
         """Correct a lead's details (not its status: use the status calls)."""
-        lead = self.get(id)
+        lead = self._load(id)
         if not lead.is_open:
             raise ValidationError("status", lead.status.value, "a closed lead cannot be edited")
         return self._update(lead, version, fields)

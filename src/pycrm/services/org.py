@@ -119,7 +119,7 @@ class OrgService(RecordService[User]):
     def find_user(self, email: str) -> User:
         """The user with this login email."""
         key = normalise_email(email)
-        found = self._repo.find(Eq("email", key), limit=1)
+        found = self._find(Eq("email", key), limit=1)
         if not found:
             raise NotFound("user", key)
         return found[0]
@@ -137,7 +137,7 @@ class OrgService(RecordService[User]):
             parts.append(Eq("department", _key("department", department)))
         if active is not None:
             parts.append(Eq("active", active))
-        users = self._repo.find(all_of(parts), order_by=[OrderBy("name")])
+        users = self._find(all_of(parts), order_by=[OrderBy("name")])
         if team_id is not None:
             users = [u for u in users if team_id in u.team_ids]
         return users
@@ -146,7 +146,7 @@ class OrgService(RecordService[User]):
     def update_user(self, id: str, *, version: int | None = None, **fields: Any) -> User:
         """Change a user's name, email, department, roles, teams or manager. Admins only."""
         self._require_admin("update", "user")
-        current = self.get(id)
+        current = self._load(id)
         changes = self._parse(fields, creating=False)
         if changes.get("manager_id") == id:
             raise ValidationError("manager_id", id, "a user cannot manage themselves")
@@ -156,7 +156,7 @@ class OrgService(RecordService[User]):
     def deactivate_user(self, id: str, *, version: int | None = None) -> User:
         """Deactivate a user: they can no longer open sessions. Admins only."""
         self._require_admin("deactivate", "user")
-        current = self.get(id)
+        current = self._load(id)
         if not current.active:
             return current
         return self._change(current, version, "deactivate", active=False)
@@ -165,7 +165,7 @@ class OrgService(RecordService[User]):
     def reactivate_user(self, id: str, *, version: int | None = None) -> User:
         """Let a deactivated user work again. Admins only."""
         self._require_admin("update", "user")
-        return self._change(self.get(id), version, "update", active=True)
+        return self._change(self._load(id), version, "update", active=True)
 
     # -- departments and teams ---------------------------------------------
 
@@ -218,7 +218,7 @@ class OrgService(RecordService[User]):
         """Make a user a member of a team. Admins only."""
         self._require_admin("update", "user")
         self.get_team(team_id)
-        user = self.get(user_id)
+        user = self._load(user_id)
         if team_id in user.team_ids:
             return user
         return self._change(user, None, "update", team_ids=(*user.team_ids, team_id))

@@ -74,7 +74,7 @@ class ReceivableService(RecordService[Receivable]):
         The built-in reminders tell the deal owner with a task.
         """
         self._require_finance("record payment on")
-        receivable = self.get(id)
+        receivable = self._load(id)
         ref = check_text("reference", reference, required=True, limit=120)
         assert ref is not None
         money = check_money("amount", amount)
@@ -106,7 +106,7 @@ class ReceivableService(RecordService[Receivable]):
     def write_off(self, id: str, reason: str) -> Receivable:
         """Give up on collecting what is outstanding, saying why. Finance only."""
         self._require_finance("write off")
-        receivable = self.get(id)
+        receivable = self._load(id)
         text = check_text("reason", reason, required=True, limit=500)
         if receivable.status not in _UNPAID:
             raise InvalidTransition("receivable", receivable.status.value, "written_off")
@@ -162,7 +162,7 @@ class ReceivableService(RecordService[Receivable]):
             parts.append(Eq("contract_id", contract_id))
         if status is not None:
             parts.append(Eq("status", check_choice("status", status, ReceivableStatus)))
-        return self._repo.find(
+        return self._find(
             all_of(parts),
             order_by=[OrderBy("due"), OrderBy("instalment")],
             limit=limit,
@@ -173,5 +173,5 @@ class ReceivableService(RecordService[Receivable]):
         """The receivable a payment reference was applied to, if any (an index lookup)."""
         ref = check_text("reference", reference, required=True, limit=120)
         assert ref is not None
-        found = self._repo.find(HasKey("payment_ref", ref), limit=1)
+        found = self._find(HasKey("payment_ref", ref), limit=1)
         return found[0] if found else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, ParamSpec, TypeVar
 
@@ -13,7 +13,7 @@ from pycrm.domain.audit import AuditEntry, FieldChange
 from pycrm.domain.contact_points import Address, ContactPoint, PointKind
 from pycrm.domain.fields import Checks, check_bool, check_points
 from pycrm.domain.org import User
-from pycrm.domain.query import And, Eq, OrderBy, Range
+from pycrm.domain.query import And, Eq, Filter, OrderBy, Range
 from pycrm.domain.records import Record
 from pycrm.errors import ConcurrencyError, NotFound, PermissionDenied, ValidationError
 from pycrm.ports import Repository
@@ -23,6 +23,15 @@ from pycrm.session import Session
 __all__ = ["RecordService", "Service", "check_address", "check_when", "write"]
 
 R = TypeVar("R", bound=Record)
+
+#: The policy action a write needs, by the write's audit action (default ``update``).
+PERMISSION_FOR = {
+    "archive": "delete",
+    "assign": "assign",
+    "approve": "approve",
+    "approve_step": "approve",
+    "reject": "approve",
+}
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -126,13 +135,33 @@ class RecordService(Service, Generic[R]):
         return self._s.uow.repo(self.record_type)
 
     def get(self, id: str) -> R:
-        """Return the record with ``id``; raise NotFound if there is none in this tenant."""
+        """Return the record with ``id``; raise NotFound if there is none the actor may see.
+
+        Fields the policy hides from the actor are None.
+        """
+        return self._s.guard.redact(self._load(id))
+
+    def _load(self, id: str) -> R:
+        """The whole record (nothing redacted), if the actor may read it."""
         if not isinstance(id, str):
             raise ValidationError("id", id, "must be a string id")
         found = self._repo.get(id)
-        if found is None or not self._visible(found):
+        if found is None or not self._visible(found) or not self._s.guard.allows(found, "read"):
             raise NotFound(self.record_type.resource, id)
         return found
+
+    def _find(
+        self,
+        where: Filter | None = None,
+        *,
+        order_by: Sequence[OrderBy] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[R]:
+        """Records the actor may read, filtered in the query, hidden fields redacted."""
+        return self._s.read(self.record_type).find(
+            where, order_by=order_by, limit=limit, offset=offset
+        )
 
     def _visible(self, record: R) -> bool:
         return True
@@ -142,6 +171,9 @@ class RecordService(Service, Generic[R]):
 
     def _add(self, action: str, *, on_duplicate: str | None = None, **fields: Any) -> R:
         record = self.record_type(**self._s.stamp(**fields))
+        self._s.guard.require(
+            record, "create", [k for k, v in fields.items() if v not in (None, (), "")]
+        )
         if self.screened:
             absorbed = self._s.dedupe.screen(record, self._s.dedupe.policy(on_duplicate))
             if absorbed is not None:
@@ -186,6 +218,8 @@ class RecordService(Service, Generic[R]):
                 raise ConcurrencyError(current.resource, current.id, version, current.version)
         if all(getattr(current, k) == v for k, v in changes.items()):
             return current
+        changed = [k for k, v in changes.items() if getattr(current, k) != v]
+        self._s.guard.require(current, PERMISSION_FOR.get(action, "update"), changed)
         updated = attrs.evolve(
             current,
             **changes,

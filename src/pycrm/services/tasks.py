@@ -54,7 +54,7 @@ class TaskService(RecordService[Task]):
         return self._add("create", **fields)
 
     def _finish(self, id: str, status: TaskStatus, version: int | None) -> Task:
-        current = self.get(id)
+        current = self._load(id)
         if current.status is not TaskStatus.OPEN:
             raise InvalidTransition("task", current.status.value, status.value, "it is not open")
         return self._change(
@@ -94,6 +94,6 @@ class TaskService(RecordService[Task]):
                 parts.append(Eq(field, value))
         if status is not None:
             parts.append(Eq("status", check_choice("status", status, TaskStatus)))
-        return self._repo.find(
+        return self._find(
             all_of(parts), order_by=[OrderBy("due_at"), OrderBy("created_at")], limit=limit
         )

@@ -2,68 +2,22 @@
 
 from __future__ import annotations
 
-import enum
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-from pycrm.domain.query import (
-    And,
-    Contains,
-    Eq,
-    Filter,
-    HasKey,
-    In,
-    IsNull,
-    Not,
-    Or,
-    OrderBy,
-    Range,
-)
+from pycrm.domain.query import Filter, OrderBy, plain
+from pycrm.domain.query import evaluate as matches
 from pycrm.domain.records import Record, Stored
 from pycrm.errors import ConcurrencyError, DuplicateError, NotFound
 
-__all__ = ["MemoryStore", "matches"]
+__all__ = ["MemoryStore", "sort_records"]
 
 S = TypeVar("S", bound=Stored)
 
 #: table → tenant → id → record
 _Tables = dict[type[Stored], dict[str, dict[str, Stored]]]
-
-
-def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, enum.Enum) else value
-
-
-def matches(record: Stored, where: Filter | None) -> bool:
-    """Evaluate a filter against one record, with the semantics the SQL adapter compiles to."""
-    if where is None:
-        return True
-    match where:
-        case Eq(field, value):
-            return bool(_plain(getattr(record, field)) == _plain(value))
-        case In(field, values):
-            return _plain(getattr(record, field)) in {_plain(v) for v in values}
-        case Range(field, low, high):
-            actual = getattr(record, field)
-            if actual is None:
-                return False
-            return (low is None or actual >= low) and (high is None or actual < high)
-        case Contains(field, text):
-            actual = getattr(record, field)
-            return isinstance(actual, str) and text in actual
-        case IsNull(field):
-            return getattr(record, field) is None
-        case HasKey(kind, key):
-            return (kind, key) in set(record.match_keys())
-        case And(parts):
-            return all(matches(record, p) for p in parts)
-        case Or(parts):
-            return any(matches(record, p) for p in parts)
-        case Not(part):
-            return not matches(record, part)
-    raise TypeError(f"unknown filter {where!r}")
 
 
 def sort_records(records: list[S], order_by: Sequence[OrderBy]) -> list[S]:
@@ -72,7 +26,7 @@ def sort_records(records: list[S], order_by: Sequence[OrderBy]) -> list[S]:
     for order in reversed(order_by):
         present = [r for r in ordered if getattr(r, order.field) is not None]
         missing = [r for r in ordered if getattr(r, order.field) is None]
-        present.sort(key=lambda r: _plain(getattr(r, order.field)), reverse=order.descending)
+        present.sort(key=lambda r: plain(getattr(r, order.field)), reverse=order.descending)
         ordered = present + missing
     return ordered
 
@@ -173,11 +127,11 @@ class MemoryUnitOfWork:
 
     def _check_unique(self, cls: type[Stored], record: Stored, rows: dict[str, Stored]) -> None:
         for columns in cls.unique:
-            key = tuple(_plain(getattr(record, c)) for c in columns)
+            key = tuple(plain(getattr(record, c)) for c in columns)
             for other in rows.values():
                 if (
                     other.id != record.id
-                    and tuple(_plain(getattr(other, c)) for c in columns) == key
+                    and tuple(plain(getattr(other, c)) for c in columns) == key
                 ):
                     raise DuplicateError(
                         f"a {cls.resource} with {', '.join(columns)} = {key!r} exists", [other.id]
@@ -256,6 +210,6 @@ class MemoryRepository(Generic[S]):
         counts: dict[Any, int] = {}
         for record in self._uow._visible(self._cls).values():
             if matches(record, where):
-                value = _plain(getattr(record, field))
+                value = plain(getattr(record, field))
                 counts[value] = counts.get(value, 0) + 1
         return counts
