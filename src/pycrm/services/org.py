@@ -10,15 +10,29 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
+import attrs
+
 from pycrm.domain.calendars import WorkingHours
 from pycrm.domain.contact_points import normalise_email
+from pycrm.domain.deals import Deal, DealStatus
 from pycrm.domain.fields import Checks, check_bool, check_int, check_tags, check_text
+from pycrm.domain.leads import Lead
 from pycrm.domain.org import DEPARTMENTS, Department, Team, User
-from pycrm.domain.query import Eq, Filter, OrderBy, all_of
+from pycrm.domain.query import Eq, Filter, In, OrderBy, all_of
+from pycrm.domain.tasks import Task, TaskStatus
 from pycrm.errors import NotFound, ValidationError
+from pycrm.rules.context import OPEN_LEAD_STATUSES
 from pycrm.services.records import RecordService, write
 
-__all__ = ["OrgService"]
+__all__ = ["OPEN_WORK", "OrgService"]
+
+#: (record type, assignee field, filter of the open ones): the work a deactivated
+#: user hands on. Later capabilities add theirs.
+OPEN_WORK: list[tuple[type[Any], str, Filter]] = [
+    (Lead, "owner_id", In("status", OPEN_LEAD_STATUSES)),
+    (Deal, "owner_id", Eq("status", DealStatus.OPEN)),
+    (Task, "assignee_id", Eq("status", TaskStatus.OPEN)),
+]
 
 
 def _key(field: str, value: Any) -> str:
@@ -153,13 +167,62 @@ class OrgService(RecordService[User]):
         return self._change(current, version, "update", **changes)
 
     @write
-    def deactivate_user(self, id: str, *, version: int | None = None) -> User:
-        """Deactivate a user: they can no longer open sessions. Admins only."""
+    def deactivate_user(
+        self, id: str, *, version: int | None = None, reassign_to: str | None = None
+    ) -> User:
+        """Deactivate a user and hand on their open work. Admins only.
+
+        The user can no longer open sessions. Their open leads, deals, tasks
+        (and tickets) go to ``reassign_to`` if given, else to their manager,
+        else to the manager of their first team that has one, else nobody
+        (unassigned, for routing or a manager to pick up). Sends ``user_deactivated``.
+        """
         self._require_admin("deactivate", "user")
         current = self._load(id)
         if not current.active:
             return current
-        return self._change(current, version, "deactivate", active=False)
+        heir = (
+            self._heir(current)
+            if reassign_to is None
+            else self._check_user("reassign_to", reassign_to)
+        )
+        if heir == id:
+            raise ValidationError(
+                "reassign_to", heir, "cannot hand work to the user being deactivated"
+            )
+        updated = self._change(current, version, "deactivate", active=False)
+        with self._s.guard.bypass():
+            for cls, field, where in OPEN_WORK:
+                repo = self._s.uow.repo(cls)
+                for record in repo.find(all_of([Eq(field, id), where])):
+                    fields = {field: heir}
+                    if field == "owner_id" and hasattr(record, "assignment_reason"):
+                        fields["assignment_reason"] = f"reassigned: {current.name} was deactivated"
+                        fields["assigned_by"] = f"user:{self._s.actor.id}"
+                    changed = attrs.evolve(
+                        record,
+                        **fields,
+                        version=record.version + 1,
+                        updated_at=self._s.now(),
+                        updated_by=self._s.actor.id,
+                    )
+                    repo.replace(changed, record.version)
+                    self._s.record("reassign", record, changed)
+        return updated
+
+    def _heir(self, user: User) -> str | None:
+        if user.manager_id is not None:
+            manager = self._s.uow.repo(User).get(user.manager_id)
+            if manager is not None and manager.active:
+                return manager.id
+        teams = self._s.uow.repo(Team).get_many(list(user.team_ids))
+        for team_id in user.team_ids:
+            team = teams.get(team_id)
+            if team is not None and team.manager_id not in (None, user.id):
+                manager = self._s.uow.repo(User).get(team.manager_id)
+                if manager is not None and manager.active:
+                    return manager.id
+        return None
 
     @write
     def reactivate_user(self, id: str, *, version: int | None = None) -> User:
