@@ -20,7 +20,9 @@ from pycrm.domain.leads import Lead
 from pycrm.domain.money import Money
 from pycrm.domain.org import SYSTEM_ACTOR_ID, Actor, User
 from pycrm.domain.permissions import DEFAULT_POLICY, Policy
+from pycrm.domain.query import In, all_of
 from pycrm.domain.tasks import DEFAULT_FOLLOWUPS, Followup
+from pycrm.domain.tickets import OPEN_TICKET_STATUSES, SlaPolicy, Ticket
 from pycrm.errors import ConfigurationError, CRMError, NotFound, PermissionDenied
 from pycrm.ports import Clock, Store, SystemClock, UnitOfWork
 from pycrm.rules.approvals import PolicyApprovals
@@ -75,6 +77,8 @@ class CRM:
         duplicate_threshold: float = 0.8,
         merge_threshold: float = 0.95,
         policy: Policy | Mapping[str, Any] | str | None = None,
+        sla_policy: SlaPolicy | None = None,
+        ticket_departments: Sequence[str] = ("service",),
     ) -> None:
         try:
             Money.zero(currency)
@@ -125,6 +129,12 @@ class CRM:
         :class:`Policy`, a dict or a JSON file path to replace it.
         """
         self.lead_departments = tuple(lead_departments)
+        self.sla_policy = sla_policy or SlaPolicy()
+        """Ticket response and resolution targets and the calendar they count in."""
+        if not ticket_departments:
+            raise ConfigurationError("ticket_departments needs at least one department")
+        self.ticket_departments = tuple(ticket_departments)
+        """Departments whose users are candidates for new tickets (the first gets escalation tasks)."""
         """Departments whose users are candidates for new leads."""
         self.plugins: pluggy.PluginManager = plugins or make_plugin_manager(load_entry_points=False)
         """This CRM's pluggy plugin manager: ``crm.plugins.register(my_rules)``.
@@ -151,7 +161,10 @@ class CRM:
         return self.rules.approvals(contract, RuleContext(session))
 
     def _open_items(self, session: Session, kind: str, user_ids: list[str]) -> dict[str, int]:
-        raise ConfigurationError(f"pycrm cannot count open {kind}s")
+        if kind != "ticket":
+            raise ConfigurationError(f"pycrm cannot count open {kind}s")
+        where = all_of([In("status", OPEN_TICKET_STATUSES), In("assignee_id", user_ids)])
+        return session.uow.repo(Ticket).count_by("assignee_id", where)
 
     @property
     def engine(self) -> Engine:
@@ -297,7 +310,8 @@ def connect(
         ``approval_policy``, ``first_contact_within``, ``followups``,
         ``lead_router``, ``routing_rules``, ``lead_departments``,
         ``on_duplicate``, ``duplicate_threshold``, ``merge_threshold``,
-        ``policy`` (a :class:`~pycrm.domain.permissions.Policy`, dict or JSON path).
+        ``policy`` (a :class:`~pycrm.domain.permissions.Policy`, dict or JSON path),
+        ``sla_policy``, ``ticket_departments``.
     :raises ConfigurationError: on an unusable URL or setting.
     """
     if not isinstance(table_prefix, str) or not re.fullmatch(r"[a-z0-9_]{0,20}", table_prefix):

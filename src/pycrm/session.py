@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pycrm.services.org import OrgService
     from pycrm.services.receivables import ReceivableService
     from pycrm.services.tasks import TaskService
+    from pycrm.services.tickets import ArticleService, TicketService
 
 __all__ = ["Session"]
 
@@ -293,6 +294,20 @@ class Session:
         from pycrm.services.receivables import ReceivableService
 
         return ReceivableService(self)
+
+    @cached_property
+    def tickets(self) -> TicketService:
+        """The service desk: tickets, SLAs, escalation, satisfaction."""
+        from pycrm.services.tickets import TicketService
+
+        return TicketService(self)
+
+    @cached_property
+    def articles(self) -> ArticleService:
+        """The knowledge base."""
+        from pycrm.services.tickets import ArticleService
+
+        return ArticleService(self)
 
     @cached_property
     def tasks(self) -> TaskService:

@@ -50,8 +50,15 @@ __all__ = [
     "payment_received",
     "receivable_created",
     "receivable_overdue",
+    "satisfaction_recorded",
     "signal_for",
     "task_created",
+    "ticket_assigned",
+    "ticket_closed",
+    "ticket_escalated",
+    "ticket_opened",
+    "ticket_reopened",
+    "ticket_resolved",
     "user_created",
     "user_deactivated",
 ]
@@ -131,6 +138,25 @@ payment_received = _signal(
     "A payment was applied. ``after``: the receivable; the deal owner is told by a task.",
 )
 receivable_overdue = _signal("receivable_overdue", "A receivable passed its due date unpaid.")
+
+# Service.
+ticket_opened = _signal(
+    "ticket_opened", "A ticket was opened. ``after``: the ticket with its SLA due times."
+)
+ticket_assigned = _signal(
+    "ticket_assigned",
+    "A ticket was given to an agent (``after.assignee_id``, ``after.assignment_reason``).",
+)
+ticket_escalated = _signal(
+    "ticket_escalated",
+    "A ticket breached its SLA and was escalated (``after.escalation_level``, breach flags).",
+)
+ticket_resolved = _signal("ticket_resolved", "A ticket was resolved; the customer may now rate it.")
+ticket_closed = _signal("ticket_closed", "A resolved ticket was closed.")
+ticket_reopened = _signal("ticket_reopened", "A resolved or closed ticket was reopened.")
+satisfaction_recorded = _signal(
+    "satisfaction_recorded", "A customer rated a resolution (``after.csat_score``)."
+)
 
 # Data stewards.
 customers_merged = _signal(

@@ -20,12 +20,14 @@ from pycrm.domain.outbox import OutboxMessage
 from pycrm.domain.receivables import Receivable
 from pycrm.domain.records import Record, Stored
 from pycrm.domain.tasks import BehaviourEvent, Task
+from pycrm.domain.tickets import Article, Ticket
 
 __all__ = [
     "Activity",
     "ActivityKind",
     "Actor",
     "Address",
+    "Article",
     "BehaviourEvent",
     "Contract",
     "Deal",
@@ -49,6 +51,7 @@ __all__ = [
     "RecordStatus",
     "Stored",
     "Team",
+    "Ticket",
     "User",
 ]
 
@@ -70,5 +73,7 @@ RECORD_TYPES: tuple[type[Stored], ...] = (
     BehaviourEvent,
     OutboxMessage,
     Merge,
+    Ticket,
+    Article,
     AuditEntry,
 )

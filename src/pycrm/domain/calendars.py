@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -89,3 +90,58 @@ class WorkingHours:
             return False
         moment = local.time().replace(tzinfo=None)
         return any(p.weekday == local.weekday() and p.start <= moment < p.end for p in self.hours)
+
+    def periods(self, start: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """Open periods as UTC ``(from, to)`` pairs, from the one containing ``start`` onwards.
+
+        Local times are turned into instants with the zone's rules, so a
+        period spanning a DST change is as long as the clock says it is.
+        """
+        if not self.hours:
+            raise ValidationError(
+                "working_hours", self, "has no open hours, so no time ever passes"
+            )
+        zone = _zone(self.timezone)
+        day = start.astimezone(zone).date() - timedelta(days=1)
+        closed_days = 0
+        while True:
+            if day in self.holidays:
+                closed_days += 1
+            else:
+                opened = False
+                for p in sorted(self.hours, key=lambda h: h.start):
+                    if p.weekday != day.weekday():
+                        continue
+                    begin = datetime.combine(day, p.start, tzinfo=zone).astimezone(UTC)
+                    end = datetime.combine(day, p.end, tzinfo=zone).astimezone(UTC)
+                    opened = True
+                    if end > start:
+                        yield max(begin, start), end
+                closed_days = 0 if opened else closed_days + 1
+            if closed_days > 366:
+                raise ValidationError("working_hours", self, "is closed for more than a year")
+            day += timedelta(days=1)
+
+    def add(self, start: datetime, duration: timedelta) -> datetime:
+        """The instant when ``duration`` of open time has passed after ``start`` (UTC)."""
+        if duration < timedelta(0):
+            raise ValidationError("duration", duration, "must not be negative")
+        start = start.astimezone(UTC)
+        left = duration
+        for begin, end in self.periods(start):
+            if end - begin >= left:
+                return begin + left
+            left -= end - begin
+        raise AssertionError("unreachable: periods() never ends")  # pragma: no cover
+
+    def between(self, start: datetime, end: datetime) -> timedelta:
+        """How much open time lies between ``start`` and ``end`` (zero if ``end`` is earlier)."""
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+        total = timedelta(0)
+        if end <= start:
+            return total
+        for begin, finish in self.periods(start):
+            if begin >= end:
+                break
+            total += min(finish, end) - begin
+        return total

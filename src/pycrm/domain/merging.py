@@ -17,6 +17,7 @@ from pycrm.domain.leads import Lead
 from pycrm.domain.receivables import Receivable
 from pycrm.domain.records import Record
 from pycrm.domain.tasks import BehaviourEvent, Task
+from pycrm.domain.tickets import Ticket
 from pycrm.errors import ValidationError
 
 __all__ = [
@@ -44,6 +45,7 @@ REFERENCES: dict[str, list[tuple[type[Record], str]]] = {
         (Deal, "customer_id"),
         (Contract, "customer_id"),
         (Receivable, "customer_id"),
+        (Ticket, "customer_id"),
         (Task, "related_id"),
     ],
     "contact": [
@@ -51,6 +53,7 @@ REFERENCES: dict[str, list[tuple[type[Record], str]]] = {
         (Deal, "contact_id"),
         (Lead, "contact_id"),
         (BehaviourEvent, "contact_id"),
+        (Ticket, "contact_id"),
         (Task, "related_id"),
     ],
 }

@@ -278,7 +278,7 @@ DEFAULT_POLICY = Policy.from_dict(
             _g("sales_manager", "task", "read update assign", "team"),
             # Service owns tickets and the knowledge base.
             _g("service", "ticket article", "create read update assign", "all"),
-            _g("sales", "ticket", "read", "all"),
+            _g("sales", "ticket", "read create", "all"),
             _g("*", "article", "read", "all"),
             # Data stewards: merges by sales managers and admins; audit by admins only.
             _g("sales_manager", "merge", "create read update", "all"),

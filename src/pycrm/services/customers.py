@@ -20,6 +20,7 @@ from pycrm.domain.leads import Lead
 from pycrm.domain.money import Money
 from pycrm.domain.query import Eq, Filter, HasKey, OrderBy, all_of
 from pycrm.domain.receivables import Receivable
+from pycrm.domain.tickets import Ticket
 from pycrm.services.records import RecordService, check_address, write
 from pycrm.services.search import check_page, point_filter, text_filter
 
@@ -47,6 +48,14 @@ class Customer360:
     """Its contracts (the purchase history), newest first."""
     receivables: tuple[Receivable, ...] = ()
     """What it owes or has paid, by due date."""
+    tickets: tuple[Ticket, ...] = ()
+    """Its service tickets, newest first, with their satisfaction scores."""
+
+    @property
+    def satisfaction(self) -> float | None:
+        """Mean CSAT (1-5) over its rated tickets, or None."""
+        scores = [t.csat_score for t in self.tickets if t.csat_score is not None]
+        return round(sum(scores) / len(scores), 2) if scores else None
 
     @property
     def outstanding(self) -> dict[str, Money]:
@@ -195,6 +204,9 @@ class CustomerService(RecordService[Customer]):
             contracts=tuple(read(Contract).find(by_customer, order_by=newest)),
             receivables=tuple(
                 read(Receivable).find(by_customer, order_by=[OrderBy("due"), OrderBy("instalment")])
+            ),
+            tickets=tuple(
+                read(Ticket).find(by_customer, order_by=[OrderBy("opened_at", descending=True)])
             ),
         )
 

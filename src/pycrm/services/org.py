@@ -20,6 +20,7 @@ from pycrm.domain.leads import Lead
 from pycrm.domain.org import DEPARTMENTS, Department, Team, User
 from pycrm.domain.query import Eq, Filter, In, OrderBy, all_of
 from pycrm.domain.tasks import Task, TaskStatus
+from pycrm.domain.tickets import OPEN_TICKET_STATUSES, Ticket
 from pycrm.errors import NotFound, ValidationError
 from pycrm.rules.context import OPEN_LEAD_STATUSES
 from pycrm.services.records import RecordService, write
@@ -32,6 +33,7 @@ OPEN_WORK: list[tuple[type[Any], str, Filter]] = [
     (Lead, "owner_id", In("status", OPEN_LEAD_STATUSES)),
     (Deal, "owner_id", Eq("status", DealStatus.OPEN)),
     (Task, "assignee_id", Eq("status", TaskStatus.OPEN)),
+    (Ticket, "assignee_id", In("status", OPEN_TICKET_STATUSES)),
 ]
 
 

@@ -203,7 +203,7 @@ def build_schema(*, schema: str | None = None, prefix: str = "pycrm_") -> Schema
             columns.append(column)
             sa_columns.extend(cols)
         for computed in cls.computed:
-            sa_columns.append(sa.Column(computed, sa.String(500), nullable=False))
+            sa_columns.append(sa.Column(computed, sa.Text, nullable=False))
         for col in sa_columns:
             if col.name == "id":
                 col.primary_key = True

@@ -1,0 +1,254 @@
+"""Service tickets, their SLA clock, and knowledge-base articles."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import ClassVar
+
+import attrs
+
+from pycrm.domain.calendars import WorkingHours
+from pycrm.domain.contact_points import search_key
+from pycrm.domain.records import Record
+from pycrm.domain.states import StateMachine
+from pycrm.errors import ValidationError
+
+__all__ = [
+    "TICKET_MOVES",
+    "Article",
+    "ArticleStatus",
+    "Channel",
+    "Message",
+    "Priority",
+    "SlaPolicy",
+    "SlaTarget",
+    "Ticket",
+    "TicketStatus",
+]
+
+
+class TicketStatus(enum.Enum):
+    """Where a ticket is."""
+
+    NEW = "new"
+    ASSIGNED = "assigned"
+    IN_PROGRESS = "in_progress"
+    WAITING_ON_CUSTOMER = "waiting_on_customer"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+_T = TicketStatus
+#: new → assigned → in_progress ⇄ waiting_on_customer → resolved → closed; a resolved
+#: or closed ticket is reopened to assigned.
+TICKET_MOVES: StateMachine[TicketStatus] = StateMachine(
+    "ticket",
+    {
+        _T.NEW: {_T.ASSIGNED},
+        _T.ASSIGNED: {_T.IN_PROGRESS, _T.WAITING_ON_CUSTOMER, _T.RESOLVED, _T.ASSIGNED},
+        _T.IN_PROGRESS: {_T.WAITING_ON_CUSTOMER, _T.RESOLVED, _T.ASSIGNED},
+        _T.WAITING_ON_CUSTOMER: {_T.IN_PROGRESS, _T.RESOLVED, _T.ASSIGNED},
+        _T.RESOLVED: {_T.CLOSED, _T.ASSIGNED},
+        _T.CLOSED: {_T.ASSIGNED},
+    },
+)
+
+#: Statuses in which a ticket still needs work.
+OPEN_TICKET_STATUSES = (_T.NEW, _T.ASSIGNED, _T.IN_PROGRESS, _T.WAITING_ON_CUSTOMER)
+
+
+class Channel(enum.Enum):
+    """How the customer reached service."""
+
+    PHONE = "phone"
+    EMAIL = "email"
+    WEB_FORM = "web_form"
+    CHAT = "chat"
+
+
+class Priority(enum.Enum):
+    """How urgent a ticket is."""
+
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+@attrs.frozen
+class Message:
+    """One entry of a ticket's conversation."""
+
+    author_id: str
+    """Who wrote it (a user, or ``customer`` for the customer's own words)."""
+    body: str
+    """The text."""
+    public: bool
+    """A reply the customer sees (True) or an internal note (False)."""
+    at: datetime
+    """When."""
+
+
+@attrs.frozen
+class SlaTarget:
+    """Response and resolution targets for one priority (and customer grade, if given)."""
+
+    priority: Priority
+    """The ticket priority it applies to."""
+    first_response: timedelta
+    """Time allowed until the first public reply."""
+    resolution: timedelta
+    """Time allowed until resolution."""
+    grade: str | None = None
+    """Only for customers of this grade (None: any grade)."""
+
+
+@attrs.frozen
+class SlaPolicy:
+    """Targets per priority, measured on a working calendar or in calendar hours."""
+
+    targets: tuple[SlaTarget, ...] = (
+        SlaTarget(Priority.URGENT, timedelta(hours=1), timedelta(hours=4)),
+        SlaTarget(Priority.HIGH, timedelta(hours=4), timedelta(hours=16)),
+        SlaTarget(Priority.NORMAL, timedelta(hours=8), timedelta(hours=40)),
+        SlaTarget(Priority.LOW, timedelta(hours=16), timedelta(hours=80)),
+    )
+    """The targets; the first matching one applies (grade-specific ones should come first)."""
+    calendar: WorkingHours | None = None
+    """Business hours the targets count in; None counts every hour of the day."""
+
+    def target(self, priority: Priority, grade: str | None) -> SlaTarget:
+        """The target for a ticket of this priority from a customer of this grade."""
+        for target in self.targets:
+            if target.priority is priority and target.grade in (None, grade):
+                return target
+        raise ValidationError("priority", priority.value, "has no SLA target")
+
+    def add(self, start: datetime, duration: timedelta) -> datetime:
+        """``start`` plus ``duration`` of SLA time."""
+        return start + duration if self.calendar is None else self.calendar.add(start, duration)
+
+    def elapsed(self, start: datetime, end: datetime) -> timedelta:
+        """SLA time between ``start`` and ``end``."""
+        if self.calendar is None:
+            return max(end - start, timedelta(0))
+        return self.calendar.between(start, end)
+
+
+@attrs.frozen(kw_only=True)
+class Ticket(Record):
+    """A customer's request to service."""
+
+    resource: ClassVar[str] = "ticket"
+    owner_field: ClassVar[str] = "assignee_id"
+    indexes: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("customer_id",),
+        ("assignee_id", "status"),
+        ("status", "resolution_due"),
+        ("status", "first_response_due"),
+    )
+
+    subject: str
+    """One line."""
+    description: str | None = None
+    """The request in full."""
+    channel: Channel
+    """How it came in."""
+    customer_id: str | None = None
+    """The customer."""
+    contact_id: str | None = None
+    """The person who asked."""
+    deal_id: str | None = None
+    """A related deal."""
+    contract_id: str | None = None
+    """A related contract."""
+    category: str | None = None
+    """What it is about (routing may use it)."""
+    skills: tuple[str, ...] = ()
+    """Skills needed to handle it (routing may use them)."""
+    priority: Priority = Priority.NORMAL
+    """How urgent."""
+    status: TicketStatus = TicketStatus.NEW
+    """See :data:`TICKET_MOVES`."""
+    assignee_id: str | None = None
+    """The agent handling it."""
+    assigned_by: str | None = None
+    """The rule, plugin or user that chose the agent."""
+    assignment_reason: str | None = None
+    """Why that agent."""
+    messages: tuple[Message, ...] = ()
+    """The conversation: public replies and internal notes."""
+    opened_at: datetime
+    """When it was opened (the SLA clock starts)."""
+    first_response_at: datetime | None = None
+    """The first public reply by an agent."""
+    first_response_due: datetime | None = None
+    """When the first reply is due under the SLA."""
+    resolution_due: datetime | None = None
+    """When resolution is due under the SLA."""
+    paused_since: datetime | None = None
+    """Waiting on the customer since (the SLA clock is stopped)."""
+    resolved_at: datetime | None = None
+    """When last resolved."""
+    closed_at: datetime | None = None
+    """When closed."""
+    resolutions: int = 0
+    """How many times it was resolved (a reopened ticket counts again)."""
+    first_response_breached: bool = False
+    """The first reply came (or is) late."""
+    resolution_breached: bool = False
+    """Resolution came (or is) late."""
+    escalation_level: int = 0
+    """How many times it was escalated."""
+    csat_score: int | None = None
+    """Satisfaction, 1-5, for the latest resolution."""
+    csat_comment: str | None = None
+    """The customer's comment."""
+    csat_resolution: int | None = None
+    """Which resolution the score is for (one score per resolution)."""
+    article_ids: tuple[str, ...] = ()
+    """Knowledge-base articles linked to it."""
+
+    @property
+    def is_open(self) -> bool:
+        """Still needs work."""
+        return self.status in OPEN_TICKET_STATUSES
+
+
+class ArticleStatus(enum.Enum):
+    """Whether customers can find an article."""
+
+    DRAFT = "draft"
+    PUBLISHED = "published"
+
+
+@attrs.frozen(kw_only=True)
+class Article(Record):
+    """A knowledge-base article."""
+
+    resource: ClassVar[str] = "article"
+    indexes: ClassVar[tuple[tuple[str, ...], ...]] = (("status",),)
+    computed: ClassVar[tuple[str, ...]] = ("search_text",)
+
+    title: str
+    """Headline."""
+    body: str
+    """The answer."""
+    tags: tuple[str, ...] = ()
+    """Tags."""
+    category: str | None = None
+    """Category."""
+    status: ArticleStatus = ArticleStatus.DRAFT
+    """Draft or published."""
+
+    @property
+    def search_text(self) -> str:
+        """Title, tags and body folded for search."""
+        return search_key(" ".join([self.title, *self.tags, self.category or "", self.body]))
+
+    def match_keys(self) -> Iterable[tuple[str, str]]:
+        """Tags."""
+        for tag in self.tags:
+            yield "tag", search_key(tag)
