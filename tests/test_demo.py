@@ -20,6 +20,8 @@ def test_the_demo_walks_a_customer_from_lead_to_cash_on_every_backend(crm: pycrm
     assert figures["outstanding"] == {"EUR": pycrm.Money.of("120000", "EUR")}
     assert figures["service_sees_activities"] == 1  # the rep's private note is hidden from service
     assert figures["service_sees_receivables"] == 0  # receivables are finance's
+    assert figures["tickets"] == 1
+    assert figures["satisfaction"] == 5.0
     handoffs = [n for n in figures["signals"] if n not in ("user_created", "task_created")]
     assert (
         handoffs.index("lead_captured")

@@ -2,8 +2,8 @@
 
 Marketing captures leads, a sales manager assigns them, sales converts and
 wins a deal, legal and the sales manager approve the contract, the customer
-signs, finance records payments, the deal owner is told, and service sees the
-whole history. Each department's view is printed as it would see it.
+signs, finance records payments, the deal owner is told, and service answers
+the customer's ticket within its SLA while seeing the whole history. Each department's view is printed as it would see it.
 """
 
 from __future__ import annotations
@@ -201,6 +201,37 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
         )
     # -- Service -----------------------------------------------------------
     with session(agent.id) as s:
+        article = s.articles.create(
+            "Packaging machine shows E42",
+            "E42 means the film roll is empty or misaligned: reload it and press reset.",
+            tags=["packaging", "error codes"],
+            publish=True,
+        )
+        ticket = s.tickets.open(
+            "Machine 2 stops with error E42", channel="phone", contact_id=contact.id,
+            category="packaging", priority="high", contract_id=contract.id,
+        )  # fmt: skip
+        if ticket.assignee_id is None:  # no routing rules configured: the agent takes it
+            s.tickets.assign(ticket.id, agent.id, reason="took the call")
+        s.tickets.start(ticket.id)
+        s.tickets.reply(
+            ticket.id, "Please reload the film roll and press reset (see the linked article)."
+        )
+        s.tickets.link_article(ticket.id, article.id)
+        s.tickets.note(ticket.id, "Known issue with the first film batch.")
+        ticket = s.tickets.resolve(ticket.id)
+        ticket = s.tickets.rate(ticket.id, 5, comment="Fixed in five minutes")
+        console.rule("[bold]Service: a ticket from the customer")
+        _table(
+            console, "Ticket", ["subject", "agent", "first reply due", "answered", "status", "CSAT"],
+            [(ticket.subject, people.get(ticket.assignee_id or "", ticket.assignee_id),
+              ticket.first_response_due.strftime("%a %H:%M") if ticket.first_response_due else "",
+              ticket.first_response_at.strftime("%a %H:%M") if ticket.first_response_at else "",
+              ticket.status.value, ticket.csat_score)],
+        )  # fmt: skip
+        faq = [a.title for a in s.articles.faq("error E42")]
+        console.print(f"Self-service search for 'error E42' finds: {faq}")
+    with session(agent.id) as s:
         view = s.customers.view(customer.id)
         console.rule(f"[bold]Service: 360 view of {view.customer.name}")
         _table(
@@ -219,7 +250,14 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
             f"{len(view.receivables)} receivables shown: they are finance's. "
             "The sales rep's private note is not shown either."
         )
+        _table(
+            console, "Past tickets", ["subject", "status", "CSAT"],
+            [(t.subject, t.status.value, t.csat_score) for t in view.tickets],
+        )  # fmt: skip
+        console.print(f"Satisfaction: [bold]{view.satisfaction}[/bold] / 5")
         figures["service_sees_activities"] = len(view.activities)
+        figures["tickets"] = len(view.tickets)
+        figures["satisfaction"] = view.satisfaction
         figures["service_sees_receivables"] = len(view.receivables)
     console.rule("[bold]Handoffs: signals sent after each commit")
     console.print(", ".join(heard))
