@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from sqlalchemy.engine import make_url
 
 from pycrm.crm import DEFAULT_URL, connect
 from pycrm.domain.ids import new_id
@@ -22,6 +23,30 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the cross-department demo and print what happened")
     demo.add_argument("--db", default=DEFAULT_URL, help=f"database URL (default {DEFAULT_URL})")
     demo.add_argument("--tenant", help="tenant to build the demo in (default: a new one each run)")
+    imports = commands.add_parser(
+        "import", help="import leads, contacts or customers from a CSV file"
+    )
+    imports.add_argument("kind", choices=["leads", "contacts", "customers"])
+    imports.add_argument("file", help="the CSV file (with a header row)")
+    imports.add_argument("--db", default=DEFAULT_URL, help="database URL")
+    imports.add_argument(
+        "--as", dest="actor", required=True, help="the importing user's id or email"
+    )
+    imports.add_argument("--tenant", help="tenant to import into")
+    imports.add_argument("--mapping", help="JSON file mapping fields to column names")
+    imports.add_argument("--on-duplicate", choices=["skip", "merge", "flag"], default="skip")
+    imports.add_argument(
+        "--default-region", help="region for phones without a country code, e.g. CN"
+    )
+    imports.add_argument("--rejects", help="CSV file for rejected rows (default: FILE.rejects.csv)")
+    imports.add_argument("--encoding", help="the file's encoding (default: detected)")
+    imports.add_argument("--source", default="import", help="lead source for rows without one")
+    imports.add_argument("--campaign", help="campaign for rows without one")
+    imports.add_argument("--external-id", help="column with each row's id in the source system")
+    imports.add_argument("--chunk-size", type=int, default=1000, help="rows per transaction")
+    imports.add_argument(
+        "--strict", action="store_true", help="exit with status 1 if any row was rejected"
+    )
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="create or migrate pycrm's tables")
@@ -47,9 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             with connect(args.db) as crm:
                 run_demo(crm, args.tenant or f"demo-{new_id()[-8:]}", console)
             return 0
+        if args.command == "import":
+            from pycrm.importing import run_import
+
+            return run_import(args, console)
         if args.command == "db":
             with connect(args.db, schema=args.schema, table_prefix=args.table_prefix):
-                console.print(f"pycrm tables are up to date in {args.db}")
+                shown = make_url(args.db).render_as_string(hide_password=True)
+                console.print(f"pycrm tables are up to date in {shown}")
             return 0
     except CRMError as exc:
         console.print(f"[red]error:[/red] {exc}")

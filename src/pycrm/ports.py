@@ -42,6 +42,10 @@ class Repository(Protocol[S]):
         """Store a new record. Raises DuplicateError on a unique-key clash."""
         ...
 
+    def add_many(self, records: Sequence[S]) -> None:
+        """Store many new records at once (bulk import)."""
+        ...
+
     def get(self, id: str) -> S | None:
         """Return the record with ``id`` in this tenant, or None."""
         ...

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from pycrm.services.deals import DealService
     from pycrm.services.dedupe import DedupeService
     from pycrm.services.guard import Guard
+    from pycrm.services.imports import ImporterService
     from pycrm.services.leads import LeadService
     from pycrm.services.org import OrgService
     from pycrm.services.receivables import ReceivableService
@@ -308,6 +309,13 @@ class Session:
         from pycrm.services.tickets import ArticleService
 
         return ArticleService(self)
+
+    @cached_property
+    def importer(self) -> ImporterService:
+        """Bulk imports of leads, contacts and customers."""
+        from pycrm.services.imports import ImporterService
+
+        return ImporterService(self)
 
     @cached_property
     def tasks(self) -> TaskService:

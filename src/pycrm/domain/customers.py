@@ -85,6 +85,8 @@ class Customer(Record):
     """When it was archived."""
     merged_into: str | None = None
     """The customer it was merged into (status ``merged``)."""
+    external_id: str | None = None
+    """The record's id in the system it was imported from (re-imports update, never duplicate)."""
 
     @property
     def name_key(self) -> str:
@@ -93,7 +95,12 @@ class Customer(Record):
 
     def match_keys(self) -> Iterable[tuple[str, str]]:
         """Emails, phones, tags and the company-name key (legal form stripped)."""
-        return _keys(self.contact_points, self.tags, ("company", company_key(self.name)))
+        return _keys(
+            self.contact_points,
+            self.tags,
+            ("company", company_key(self.name)),
+            ("external_id", self.external_id or ""),
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -131,6 +138,8 @@ class Contact(Record):
     """When it was archived."""
     merged_into: str | None = None
     """The contact it was merged into (status ``merged``)."""
+    external_id: str | None = None
+    """The record's id in the system it was imported from (re-imports update, never duplicate)."""
 
     @property
     def name_key(self) -> str:
@@ -139,4 +148,9 @@ class Contact(Record):
 
     def match_keys(self) -> Iterable[tuple[str, str]]:
         """Emails, phones, tags and the person-name key (order and case ignored)."""
-        return _keys(self.contact_points, self.tags, ("person", person_key(self.name)))
+        return _keys(
+            self.contact_points,
+            self.tags,
+            ("person", person_key(self.name)),
+            ("external_id", self.external_id or ""),
+        )

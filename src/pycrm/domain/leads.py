@@ -97,6 +97,8 @@ class Lead(Record):
     """The deal opened on conversion."""
     converted_at: datetime | None = None
     """When it was converted."""
+    external_id: str | None = None
+    """The record's id in the system it was imported from (re-imports update, never duplicate)."""
 
     @property
     def name_key(self) -> str:
@@ -114,6 +116,7 @@ class Lead(Record):
         for kind, key in (
             ("person", person_key(self.name)),
             ("company", company_key(self.company)),
+            ("external_id", self.external_id or ""),
         ):
             if key:
                 yield kind, key

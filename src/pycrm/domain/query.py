@@ -15,6 +15,7 @@ import attrs
 
 __all__ = [
     "And",
+    "AnyKey",
     "Contains",
     "Eq",
     "Filter",
@@ -84,6 +85,14 @@ class HasKey:
 
 
 @attrs.frozen
+class AnyKey:
+    """The record has a match key of ``kind`` equal to one of ``keys`` (one index probe)."""
+
+    kind: str
+    keys: tuple[str, ...] = attrs.field(converter=_as_tuple)
+
+
+@attrs.frozen
 class And:
     """Every part holds."""
 
@@ -104,7 +113,7 @@ class Not:
     part: Filter
 
 
-Filter = Eq | In | Range | Contains | IsNull | HasKey | And | Or | Not
+Filter = Eq | In | Range | Contains | IsNull | HasKey | AnyKey | And | Or | Not
 
 
 @attrs.frozen
@@ -149,6 +158,9 @@ def evaluate(record: Any, where: Filter | None) -> bool:
             return getattr(record, field) is None
         case HasKey(kind, key):
             return (kind, key) in set(record.match_keys())
+        case AnyKey(kind, keys):
+            wanted = set(keys)
+            return any(k == kind and v in wanted for k, v in record.match_keys())
         case And(parts):
             return all(evaluate(record, p) for p in parts)
         case Or(parts):

@@ -61,7 +61,9 @@ class TaskSpec:
 class RuleContext:
     """What a rule may look at besides the record: the session, the time and workload."""
 
-    def __init__(self, session: Session, *, kind: str = "lead", dry_run: bool = False) -> None:
+    def __init__(
+        self, session: Session, *, kind: str = "lead", dry_run: bool = False, bulk: bool = False
+    ) -> None:
         self.session = session
         """The session the rule runs in (read through its services)."""
         self.now: datetime = session.now()
@@ -70,6 +72,8 @@ class RuleContext:
         """What is being routed or scored: ``"lead"`` or ``"ticket"``."""
         self.dry_run = dry_run
         """True during a preview: nothing the rule does is kept."""
+        self.bulk = bulk
+        """True during a bulk import: the records are new and not stored yet."""
         self.crm = session.crm
         """The CRM (its settings)."""
 

@@ -54,4 +54,4 @@ class Scorer:
     @hookimpl
     def pycrm_score_lead(self, lead: Lead, ctx: RuleContext) -> int:
         """Completeness + source + behaviour."""
-        return self.score(lead, len(ctx.behaviour(lead)) if lead.created_at else 0)
+        return self.score(lead, 0 if ctx.bulk else len(ctx.behaviour(lead)))

@@ -157,11 +157,16 @@ class MemoryRepository(Generic[S]):
 
     def add(self, record: S) -> None:
         """Store a new record."""
-        rows = self._uow._visible(self._cls)
-        if record.id in rows:
+        if self.get(record.id) is not None:
             raise DuplicateError(f"{self._cls.resource} {record.id!r} exists", [record.id])
-        self._uow._check_unique(self._cls, record, rows)  # type: ignore[arg-type]
+        if self._cls.unique:
+            self._uow._check_unique(self._cls, record, self._uow._visible(self._cls))
         self._write(record, None)
+
+    def add_many(self, records: Sequence[S]) -> None:
+        """Store many new records."""
+        for record in records:
+            self.add(record)
 
     def get(self, id: str) -> S | None:
         """Return the record with ``id``, or None."""

@@ -29,6 +29,9 @@ def _sqlite_connect(dbapi_connection: Any, _: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Write-ahead logging: readers never block a writer's commit (a long read such as an
+    # import's own session, or a report, would otherwise stall every writer).
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from pycrm.adapters.sqlalchemy.tables import Codec, Schema
 from pycrm.domain.query import (
     And,
+    AnyKey,
     Contains,
     Eq,
     Filter,
@@ -214,6 +215,30 @@ class SqlRepository(Generic[S]):
         if record.tenant_id != self._uow.tenant_id:
             raise NotFound(self._resource, record.id)
 
+    def add_many(self, records: Sequence[S]) -> None:
+        """Insert many new records and their match keys with two executemany calls."""
+        if not records:
+            return
+        for record in records:
+            self._check_tenant(record)
+        with translate_errors(f"add {self._resource}s"):
+            self._uow.connection.execute(
+                sa.insert(self._table), [self._codec.to_row(r) for r in records]
+            )
+            keys = [
+                {
+                    "tenant_id": r.tenant_id,
+                    "record_type": self._resource,
+                    "record_id": r.id,
+                    "kind": kind,
+                    "key": key[:500],
+                }
+                for r in records
+                for kind, key in sorted({(k, v) for k, v in r.match_keys() if v})
+            ]
+            if keys:
+                self._uow.connection.execute(sa.insert(self._keys), keys)
+
     def _write_keys(self, record: Stored, *, replace: bool) -> None:
         keys = {(kind, key) for kind, key in record.match_keys() if key}
         if replace:
@@ -328,6 +353,18 @@ class SqlRepository(Generic[S]):
                         k.c.record_type == self._resource,
                         k.c.kind == kind,
                         k.c.key == key,
+                    )
+                )
+            case AnyKey(kind, keys):
+                if not keys:
+                    return sa.false()
+                k = self._keys
+                return self._table.c.id.in_(
+                    sa.select(k.c.record_id).where(
+                        k.c.tenant_id == self._uow.tenant_id,
+                        k.c.record_type == self._resource,
+                        k.c.kind == kind,
+                        k.c.key.in_(list(keys)),
                     )
                 )
             case And(parts):
