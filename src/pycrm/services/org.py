@@ -21,7 +21,7 @@ from pycrm.domain.org import DEPARTMENTS, Department, Team, User
 from pycrm.domain.query import Eq, Filter, In, OrderBy, all_of
 from pycrm.domain.tasks import Task, TaskStatus
 from pycrm.domain.tickets import OPEN_TICKET_STATUSES, Ticket
-from pycrm.errors import NotFound, ValidationError
+from pycrm.errors import DuplicateError, NotFound, ValidationError
 from pycrm.rules.context import OPEN_LEAD_STATUSES
 from pycrm.services.records import RecordService, write
 
@@ -114,6 +114,13 @@ class OrgService(RecordService[User]):
         :raises DuplicateError: when the email is taken in this tenant.
         """
         self._require_admin("create", "user")
+        taken = (
+            self._repo.find(Eq("email", normalise_email(email)), limit=1)
+            if isinstance(email, str)
+            else []
+        )
+        if taken:
+            raise DuplicateError(f"a user with email {taken[0].email} exists", [taken[0].id])
         fields = self._parse(
             {
                 "name": name,

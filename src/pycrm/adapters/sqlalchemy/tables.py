@@ -209,8 +209,11 @@ def build_schema(*, schema: str | None = None, prefix: str = "pycrm_") -> Schema
                 col.primary_key = True
                 col.type = sa.String(40)
             elif col.name == "tenant_id":
+                # (tenant_id, id) is the key, so a distributed PostgreSQL (Citus) can
+                # shard every table by tenant and keep a tenant's rows together.
                 col.type = sa.String(64)
                 col.nullable = False
+                col.primary_key = True
         for index in cls.indexes:
             sa_columns.append(sa.Index(f"ix_{name}_{'_'.join(index)}", "tenant_id", *index))
         for unique in cls.unique:
