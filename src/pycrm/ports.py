@@ -6,11 +6,12 @@ implement them; services never import an adapter.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from pycrm.domain.aggregates import GroupKey, Measure
 from pycrm.domain.query import Filter, OrderBy
 from pycrm.domain.records import Stored
 
@@ -78,6 +79,15 @@ class Repository(Protocol[S]):
 
     def count_by(self, field: str, where: Filter | None = None) -> dict[Any, int]:
         """Count the records matching ``where`` per value of ``field`` (a GROUP BY)."""
+        ...
+
+    def aggregate(
+        self, where: Filter | None, group_by: Sequence[GroupKey], measures: Mapping[str, Measure]
+    ) -> list[dict[str, Any]]:
+        """Group the matching records and measure each group (see :mod:`pycrm.domain.aggregates`).
+
+        SQL adapters run it as one GROUP BY query.
+        """
         ...
 
 

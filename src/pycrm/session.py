@@ -28,7 +28,9 @@ S = TypeVar("S", bound=Stored)
 if TYPE_CHECKING:
     from pycrm.crm import CRM
     from pycrm.services.activities import ActivityService
+    from pycrm.services.analytics import AnalyticsService
     from pycrm.services.audit import AuditService
+    from pycrm.services.campaigns import CampaignService
     from pycrm.services.contacts import ContactService
     from pycrm.services.contracts import ContractService
     from pycrm.services.customers import CustomerService
@@ -309,6 +311,20 @@ class Session:
         from pycrm.services.tickets import ArticleService
 
         return ArticleService(self)
+
+    @cached_property
+    def analytics(self) -> AnalyticsService:
+        """Funnel, forecast, win rate, sources, RFM, aging and service figures."""
+        from pycrm.services.analytics import AnalyticsService
+
+        return AnalyticsService(self)
+
+    @cached_property
+    def campaigns(self) -> CampaignService:
+        """Segments, campaigns, members and responses."""
+        from pycrm.services.campaigns import CampaignService
+
+        return CampaignService(self)
 
     @cached_property
     def importer(self) -> ImporterService:

@@ -7,6 +7,7 @@ rapidfuzz and :mod:`pycrm.errors`.
 from pycrm.domain.activities import Activity, ActivityKind
 from pycrm.domain.assessments import Assessment
 from pycrm.domain.audit import AuditEntry, FieldChange
+from pycrm.domain.campaigns import Campaign, CampaignMember, Quota, Segment
 from pycrm.domain.contact_points import Address, ContactPoint, PointKind
 from pycrm.domain.contracts import Contract
 from pycrm.domain.customers import Contact, Customer, RecordStatus
@@ -75,5 +76,12 @@ RECORD_TYPES: tuple[type[Stored], ...] = (
     Merge,
     Ticket,
     Article,
+    Segment,
+    Campaign,
+    CampaignMember,
+    Quota,
     AuditEntry,
 )
+
+#: Record type by resource name (``"customer"`` → :class:`Customer`).
+RECORD_BY_RESOURCE: dict[str, type[Stored]] = {cls.resource: cls for cls in RECORD_TYPES}

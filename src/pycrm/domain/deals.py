@@ -121,6 +121,10 @@ class Deal(Record):
     """When it was won or lost."""
     stage_history: tuple[StageChange, ...] = ()
     """Every stage entered, with time and actor, oldest first."""
+    source: str | None = None
+    """The lead source it came from (attribution, copied on conversion)."""
+    campaign: str | None = None
+    """The campaign it came from (attribution, copied on conversion)."""
 
     @property
     def weighted_amount(self) -> Money:

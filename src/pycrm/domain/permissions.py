@@ -283,6 +283,11 @@ DEFAULT_POLICY = Policy.from_dict(
             # Data stewards: merges by sales managers and admins; audit by admins only.
             _g("sales_manager", "merge", "create read update", "all"),
             _g("analytics", "*", "read export", "all"),
+            # Campaigns are marketing's; sales reads them; managers set quotas.
+            _g("marketing", "segment campaign campaign_member", "create read update", "all"),
+            _g("sales", "segment campaign campaign_member", "read", "all"),
+            _g("sales_manager", "quota", "create read update", "all"),
+            _g("sales", "quota", "read", "own"),
             _g("*", "audit_entry", "read", "own"),
             _g("*", "behaviour_event", "create read", "all"),
         ],

@@ -26,6 +26,7 @@ __all__ = [
     "Or",
     "OrderBy",
     "Range",
+    "Related",
     "all_of",
     "evaluate",
     "plain",
@@ -93,6 +94,25 @@ class AnyKey:
 
 
 @attrs.frozen
+class Related:
+    """An aggregate over related records, compared with ``low <= value < high``.
+
+    ``Related("contract", "customer_id", "sum", "amount", low=100_000_00)``:
+    customers whose contracts sum to at least 100,000.00 (Money in minor
+    units). ``measure`` is ``count``, ``sum`` or ``max``; count and sum are 0
+    when there are no related records, max is then None (and never matches).
+    """
+
+    resource: str
+    key: str
+    measure: str
+    field: str | None = None
+    low: Any = None
+    high: Any = None
+    where: Filter | None = None
+
+
+@attrs.frozen
 class And:
     """Every part holds."""
 
@@ -113,7 +133,7 @@ class Not:
     part: Filter
 
 
-Filter = Eq | In | Range | Contains | IsNull | HasKey | AnyKey | And | Or | Not
+Filter = Eq | In | Range | Contains | IsNull | HasKey | AnyKey | Related | And | Or | Not
 
 
 @attrs.frozen
@@ -161,6 +181,8 @@ def evaluate(record: Any, where: Filter | None) -> bool:
         case AnyKey(kind, keys):
             wanted = set(keys)
             return any(k == kind and v in wanted for k, v in record.match_keys())
+        case Related():
+            raise TypeError("Related filters are resolved by the adapter before evaluation")
         case And(parts):
             return all(evaluate(record, p) for p in parts)
         case Or(parts):

@@ -107,8 +107,13 @@ class DealService(RecordService[Deal]):
         expected_close: date | None = None,
         owner_id: str | None = None,
         probability: int | None = None,
+        source: str | None = None,
+        campaign: str | None = None,
     ) -> Deal:
-        """Open a deal in the first (or the given) stage of a pipeline."""
+        """Open a deal in the first (or the given) stage of a pipeline.
+
+        ``source`` and ``campaign`` attribute the deal for analytics (conversion copies the lead's).
+        """
         chosen = self.pipeline(pipeline)
         with Checks() as checks:
             fields: dict[str, Any] = {
@@ -117,6 +122,8 @@ class DealService(RecordService[Deal]):
                 "expected_close": checks(_date, "expected_close", expected_close),
                 "owner_id": checks(self._check_user, "owner_id", owner_id),
                 "probability": checks(_probability, "probability", probability),
+                "source": checks(check_text, "source", source, limit=60),
+                "campaign": checks(check_text, "campaign", campaign, limit=200),
             }
         if fields["amount"] is None:
             raise ValidationError("amount", amount, "is required")

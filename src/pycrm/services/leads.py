@@ -284,6 +284,8 @@ class LeadService(RecordService[Lead]):
             contact_id=contact.id,
             lead_id=lead.id,
             pipeline=pipeline,
+            source=lead.source,
+            campaign=lead.campaign,
             expected_close=expected_close,
             owner_id=lead.owner_id,
         )

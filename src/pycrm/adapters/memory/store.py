@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-from pycrm.domain.query import Filter, OrderBy, plain
+import attrs
+
+from pycrm.domain import RECORD_BY_RESOURCE
+from pycrm.domain.aggregates import GroupKey, Measure
+from pycrm.domain.measure import aggregate, value_of
+from pycrm.domain.query import And, Filter, In, Not, Or, OrderBy, Related, evaluate, plain
 from pycrm.domain.query import evaluate as matches
 from pycrm.domain.records import Record, Stored
 from pycrm.errors import ConcurrencyError, DuplicateError, NotFound
@@ -192,6 +197,59 @@ class MemoryRepository(Generic[S]):
         self._uow._check_unique(self._cls, record, rows)  # type: ignore[arg-type]
         self._write(record, expected_version)
 
+    def _resolve(self, where: Filter | None) -> Filter | None:
+        """Replace Related filters by the ids whose related aggregate is in range."""
+        match where:
+            case Related(resource, key, measure, field, low, high, related_where):
+                cls = RECORD_BY_RESOURCE[resource]
+                related = [
+                    r for r in self._uow._visible(cls).values() if evaluate(r, related_where)
+                ]
+                groups: dict[Any, list[Any]] = {}
+                for record in related:
+                    groups.setdefault(getattr(record, key), []).append(record)
+                keep = []
+                for record in self._uow._visible(self._cls).values():
+                    members = groups.get(record.id, [])
+                    if measure == "count":
+                        value: Any = len(members)
+                    elif measure == "sum":
+                        value = sum(value_of(m, field or "") or 0 for m in members)
+                    else:
+                        values = [value_of(m, field or "") for m in members]
+                        values = [v for v in values if v is not None]
+                        value = max(values) if values else None
+                    if (
+                        value is not None
+                        and (low is None or value >= low)
+                        and (high is None or value < high)
+                    ):
+                        keep.append(record.id)
+                return In("id", keep)
+            case And(parts):
+                return And(tuple(self._resolve(p) for p in parts))  # type: ignore[misc]
+            case Or(parts):
+                return Or(tuple(self._resolve(p) for p in parts))  # type: ignore[misc]
+            case Not(part):
+                resolved = self._resolve(part)
+                return None if resolved is None else Not(resolved)
+        return where
+
+    def aggregate(
+        self,
+        where: Filter | None,
+        group_by: Sequence[GroupKey],
+        measures: Mapping[str, Measure],
+    ) -> list[dict[str, Any]]:
+        """Group the matching records and measure each group (in Python)."""
+        where = self._resolve(where)
+        rows = [r for r in self._uow._visible(self._cls).values() if matches(r, where)]
+        resolved = {
+            name: attrs.evolve(m, where=self._resolve(m.where)) if m.where is not None else m
+            for name, m in measures.items()
+        }
+        return aggregate(rows, group_by, resolved)
+
     def find(
         self,
         where: Filter | None = None,
@@ -201,6 +259,7 @@ class MemoryRepository(Generic[S]):
         offset: int = 0,
     ) -> list[S]:
         """Return the matching records, in order."""
+        where = self._resolve(where)
         found = [r for r in self._uow._visible(self._cls).values() if matches(r, where)]
         found = sort_records(found, order_by)
         end = None if limit is None else offset + limit
@@ -208,10 +267,12 @@ class MemoryRepository(Generic[S]):
 
     def count(self, where: Filter | None = None) -> int:
         """Count the matching records."""
+        where = self._resolve(where)
         return sum(1 for r in self._uow._visible(self._cls).values() if matches(r, where))
 
     def count_by(self, field: str, where: Filter | None = None) -> dict[Any, int]:
         """Count the matching records per value of ``field``."""
+        where = self._resolve(where)
         counts: dict[Any, int] = {}
         for record in self._uow._visible(self._cls).values():
             if matches(record, where):

@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
-from pycrm.adapters.sqlalchemy.tables import Codec, Schema
+from pycrm.adapters.sqlalchemy.tables import Codec, Schema, UTCDateTime
+from pycrm.domain import RECORD_BY_RESOURCE
+from pycrm.domain.aggregates import (
+    AgeBucket,
+    Avg,
+    AvgDuration,
+    Count,
+    Field,
+    GroupKey,
+    Max,
+    Measure,
+    Min,
+    Period,
+    Sum,
+    SumProduct,
+)
 from pycrm.domain.query import (
     And,
     AnyKey,
@@ -25,6 +42,7 @@ from pycrm.domain.query import (
     Or,
     OrderBy,
     Range,
+    Related,
 )
 from pycrm.domain.records import Record, Stored
 from pycrm.errors import ConcurrencyError, CRMError, DuplicateError, NotFound, StorageError
@@ -203,6 +221,7 @@ class SqlRepository(Generic[S]):
     """One record type in one SQL unit of work."""
 
     def __init__(self, uow: SqlUnitOfWork, codec: Codec) -> None:
+        self._dialect = uow.connection.dialect.name
         self._uow = uow
         self._codec = codec
         self._table = codec.table
@@ -367,6 +386,14 @@ class SqlRepository(Generic[S]):
                         k.c.key.in_(list(keys)),
                     )
                 )
+            case Related(resource, key, measure, field, low, high, related_where):
+                value = self._related(resource, key, measure, field, related_where)
+                parts = [value.is_not(None)]
+                if low is not None:
+                    parts.append(value >= low)
+                if high is not None:
+                    parts.append(value < high)
+                return sa.and_(*parts)
             case And(parts):
                 return sa.and_(*(self.compile(p) for p in parts))
             case Or(parts):
@@ -374,6 +401,124 @@ class SqlRepository(Generic[S]):
             case Not(part):
                 return sa.not_(self.compile(part))
         raise TypeError(f"unknown filter {where!r}")
+
+    def _related(
+        self, resource: str, key: str, measure: str, field: str | None, where: Filter | None
+    ) -> sa.ColumnElement[Any]:
+        """A correlated subquery: the aggregate of the related records of each row."""
+        related = self._uow.repo(RECORD_BY_RESOURCE[resource])
+        table = related._table
+        if measure == "count":
+            value: sa.ColumnElement[Any] = sa.func.count()
+        elif measure == "sum":
+            value = sa.func.coalesce(sa.func.sum(related._codec.measure_column(field or "")), 0)
+        elif measure == "max":
+            value = sa.func.max(related._codec.measure_column(field or ""))
+        else:
+            raise ValueError(f"unknown related measure {measure!r}")
+        query = sa.select(value).where(
+            table.c.tenant_id == self._uow.tenant_id, related._codec.column(key) == self._table.c.id
+        )
+        if where is not None:
+            query = query.where(related.compile(where))
+        return query.scalar_subquery()
+
+    # -- aggregates ------------------------------------------------------------
+
+    def _days_before(self, as_of: Any, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        if self._dialect == "sqlite":
+            return sa.cast(
+                sa.func.julianday(sa.literal(as_of.isoformat()))
+                - sa.func.julianday(sa.func.date(column)),
+                sa.Integer,
+            )
+        day = sa.func.timezone("UTC", column) if isinstance(column.type, UTCDateTime) else column
+        return sa.cast(sa.literal(as_of, sa.Date), sa.Date) - sa.cast(day, sa.Date)
+
+    def _period(self, column: sa.ColumnElement[Any], unit: str) -> sa.ColumnElement[Any]:
+        if self._dialect == "sqlite":
+            formats = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
+            if unit == "quarter":
+                month = sa.cast(sa.func.strftime("%m", column), sa.Integer)
+                return sa.func.strftime("%Y", column) + "-Q" + sa.cast((month + 2) / 3, sa.String)
+            return sa.func.strftime(formats[unit], column)
+        local = sa.func.timezone("UTC", column) if isinstance(column.type, UTCDateTime) else column
+        formats = {"day": "YYYY-MM-DD", "month": "YYYY-MM", "year": "YYYY", "quarter": 'YYYY-"Q"Q'}
+        return sa.func.to_char(local, formats[unit])
+
+    def _group_expression(self, key: GroupKey) -> sa.ColumnElement[Any]:
+        match key:
+            case Field(name):
+                return self._codec.measure_column(name)
+            case Period(field, unit):
+                return self._period(self._codec.column(field), unit)
+            case AgeBucket(field, as_of, edges):
+                days = self._days_before(as_of, self._codec.column(field))
+                whens: list[tuple[Any, str]] = [(days <= 0, "current")]
+                low = 0
+                for edge in edges:
+                    whens.append((days <= edge, f"{low}-{edge}"))
+                    low = edge + 1
+                return sa.case(*whens, else_=f"{edges[-1]}+")
+        raise TypeError(f"unknown group key {key!r}")
+
+    def _measure_expression(self, measure: Measure) -> sa.ColumnElement[Any]:
+        condition = None if measure.where is None else self.compile(measure.where)
+
+        def only(value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+            return value if condition is None else sa.case((condition, value), else_=None)
+
+        match measure:
+            case Count():
+                return sa.func.count() if condition is None else sa.func.count(only(sa.literal(1)))
+            case Sum(field):
+                return sa.func.coalesce(sa.func.sum(only(self._codec.measure_column(field))), 0)
+            case Avg(field):
+                return sa.func.avg(only(self._codec.measure_column(field)))
+            case Min(field):
+                return sa.func.min(only(self._codec.measure_column(field)))
+            case Max(field):
+                return sa.func.max(only(self._codec.measure_column(field)))
+            case SumProduct(field, weight):
+                product = self._codec.measure_column(field) * self._codec.measure_column(weight)
+                return sa.func.coalesce(sa.func.sum(only(product)), 0)
+            case AvgDuration(start, end):
+                a, b = self._codec.column(start), self._codec.column(end)
+                if self._dialect == "sqlite":
+                    seconds = (sa.func.julianday(b) - sa.func.julianday(a)) * 86400.0
+                else:
+                    seconds = sa.extract("epoch", b - a)
+                return sa.func.avg(only(seconds))
+        raise TypeError(f"unknown measure {measure!r}")
+
+    def aggregate(
+        self,
+        where: Filter | None,
+        group_by: Sequence[GroupKey],
+        measures: Mapping[str, Measure],
+    ) -> list[dict[str, Any]]:
+        """One GROUP BY query: a dict per group with its keys and measures."""
+        keys = [self._group_expression(k).label(f"g{i}") for i, k in enumerate(group_by)]
+        values = [
+            self._measure_expression(m).label(f"m{i}") for i, m in enumerate(measures.values())
+        ]
+        query = sa.select(*keys, *values).select_from(self._table).where(self._scoped())
+        if where is not None:
+            query = query.where(self.compile(where))
+        if keys:
+            query = query.group_by(*keys)
+        rows = []
+        for row in self._uow.execute(query).all():
+            out: dict[str, Any] = {}
+            for i, key in enumerate(group_by):
+                value = row[i]
+                if isinstance(key, Field) and isinstance(value, datetime) and value.tzinfo is None:
+                    value = value.replace(tzinfo=UTC)
+                out[key.name if isinstance(key, Field) else key.field] = value
+            for j, (name, measure) in enumerate(measures.items()):
+                out[name] = _number(row[len(keys) + j], measure)
+            rows.append(out)
+        return rows
 
     def _select(self, where: Filter | None) -> sa.Select[Any]:
         query = sa.select(self._table).where(self._scoped())
@@ -419,6 +564,19 @@ class SqlRepository(Generic[S]):
         if where is not None:
             query = query.where(self.compile(where))
         return int(self._uow.execute(query).scalar_one())
+
+
+def _number(value: Any, measure: Measure) -> Any:
+    """Driver numbers as Python ones: counts and sums int, averages float."""
+    if value is None:
+        return None
+    if isinstance(measure, Count | Sum | SumProduct):
+        return int(value)
+    if isinstance(measure, Avg | AvgDuration):
+        return float(value)
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    return value
 
 
 def version_of(record: Stored) -> int | None:

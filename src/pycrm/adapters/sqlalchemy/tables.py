@@ -164,6 +164,14 @@ class Codec:
         values = {c.field: c.from_row(tuple(row[n] for n in c.names)) for c in self.columns}
         return self.cls(**values)
 
+    def measure_column(self, path: str) -> sa.Column[Any]:
+        """The column an aggregate reads: Money ``amount`` → minor units, ``amount.currency`` → currency."""
+        name, _, part = path.partition(".")
+        for column in self.columns:
+            if column.field == name and len(column.names) == 2:
+                return self.table.c[column.names[1] if part == "currency" else column.names[0]]
+        return self.column(path)
+
     def column(self, field: str) -> sa.Column[Any]:
         """The column a filter on ``field`` compares against."""
         for column in self.columns:

@@ -1,0 +1,596 @@
+"""Analytics: the figures managers decide by, each a few aggregate queries.
+
+Every figure is computed by the adapter's ``aggregate`` (one GROUP BY query
+on SQL; the same arithmetic in Python on the memory adapter) over the rows
+the actor may read, so a salesperson's funnel counts only what they may see.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+import attrs
+
+from pycrm.domain.aggregates import (
+    AgeBucket,
+    AvgDuration,
+    Count,
+    Field,
+    GroupKey,
+    Max,
+    Period,
+    Sum,
+    SumProduct,
+)
+from pycrm.domain.campaigns import Campaign, Quota
+from pycrm.domain.contracts import Contract
+from pycrm.domain.deals import Deal, DealStatus
+from pycrm.domain.fields import check_money
+from pycrm.domain.leads import Lead, LeadStatus
+from pycrm.domain.money import Money
+from pycrm.domain.query import Eq, Filter, In, IsNull, Not, Or, Range, Related, all_of
+from pycrm.domain.receivables import Receivable, ReceivableStatus
+from pycrm.domain.records import Stored
+from pycrm.domain.tickets import Ticket
+from pycrm.errors import ValidationError
+from pycrm.services.campaigns import PURCHASES
+from pycrm.services.records import Service, check_when
+
+__all__ = [
+    "AgingRow",
+    "AnalyticsService",
+    "ForecastRow",
+    "FunnelRow",
+    "RFMRow",
+    "ServiceRow",
+    "SourceRow",
+    "WinRateRow",
+]
+
+_L = LeadStatus
+_REACHED = {
+    "assigned": [_L.ASSIGNED, _L.CONTACTED, _L.QUALIFIED, _L.CONVERTED],
+    "contacted": [_L.CONTACTED, _L.QUALIFIED, _L.CONVERTED],
+    "qualified": [_L.QUALIFIED, _L.CONVERTED],
+    "converted": [_L.CONVERTED],
+    "disqualified": [_L.DISQUALIFIED],
+}
+_PERIOD = re.compile(r"\d{4}-(0[1-9]|1[0-2]|Q[1-4])")
+_UNPAID = [ReceivableStatus.OPEN, ReceivableStatus.PARTIALLY_PAID, ReceivableStatus.OVERDUE]
+
+
+@attrs.frozen
+class FunnelRow:
+    """Leads per funnel stage for one group (source, owner, campaign or period)."""
+
+    group: str | None
+    captured: int
+    assigned: int
+    contacted: int
+    qualified: int
+    converted: int
+    disqualified: int
+    won: int
+    """Converted leads whose deal was won."""
+
+    @property
+    def conversion_rate(self) -> float:
+        """Converted / captured."""
+        return self.converted / self.captured if self.captured else 0.0
+
+
+@attrs.frozen
+class ForecastRow:
+    """Open pipeline, weighted forecast and won business per period and owner, against quota."""
+
+    period: str
+    owner_id: str | None
+    currency: str
+    pipeline: Money
+    """Open deals' amounts expected to close in the period."""
+    weighted: Money
+    """Open deals' amounts × probability."""
+    won: Money
+    """Deals won in the period (by expected close)."""
+    quota: Money | None
+    """The owner's quota for the period, if set."""
+
+    @property
+    def attainment(self) -> float | None:
+        """(won + weighted) / quota."""
+        if self.quota is None or self.quota.amount == 0:
+            return None
+        return float((self.won.amount + self.weighted.amount) / self.quota.amount)
+
+
+@attrs.frozen
+class WinRateRow:
+    """Won and lost deals and the sales cycle for one group."""
+
+    group: str | None
+    won: int
+    lost: int
+    avg_cycle_days: float | None
+    """Mean days from opening to winning."""
+
+    @property
+    def win_rate(self) -> float:
+        """Won / (won + lost)."""
+        closed = self.won + self.lost
+        return self.won / closed if closed else 0.0
+
+
+@attrs.frozen
+class SourceRow:
+    """How well a lead source or campaign works."""
+
+    source: str | None
+    leads: int
+    converted: int
+    won_deals: int
+    currency: str | None
+    revenue: Money | None
+    """Won deals' amounts attributed to it."""
+    cost: Money | None
+    """Campaign budget (campaigns only)."""
+
+    @property
+    def conversion_rate(self) -> float:
+        """Converted / leads."""
+        return self.converted / self.leads if self.leads else 0.0
+
+    @property
+    def cost_per_won_deal(self) -> Money | None:
+        """Cost / won deals."""
+        if self.cost is None or not self.won_deals:
+            return None
+        return Money.of(self.cost.amount / self.won_deals, self.cost.currency)
+
+
+@attrs.frozen
+class RFMRow:
+    """A customer's recency, frequency and monetary scores (1-5) and class."""
+
+    customer_id: str
+    recency_days: int
+    frequency: int
+    monetary: Money
+    r: int
+    f: int
+    m: int
+    segment: str
+    """``champions``, ``loyal``, ``new``, ``at_risk``, ``hibernating`` or ``potential``."""
+
+
+@attrs.frozen
+class AgingRow:
+    """Unpaid receivables in one age bucket and currency."""
+
+    bucket: str
+    """``current``, ``0-30``, ``31-60``, ``61-90``, ``90+`` (days past due)."""
+    currency: str
+    count: int
+    outstanding: Money
+
+
+@attrs.frozen
+class ServiceRow:
+    """Service desk figures for one group (priority, category, agent or period)."""
+
+    group: str | None
+    tickets: int
+    resolved: int
+    avg_first_response_hours: float | None
+    avg_resolution_hours: float | None
+    breaches: int
+    """Tickets that breached a target."""
+    rated: int
+    avg_csat: float | None
+
+    @property
+    def breach_rate(self) -> float:
+        """Breached / tickets."""
+        return self.breaches / self.tickets if self.tickets else 0.0
+
+
+def _label(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class AnalyticsService(Service):
+    """``s.analytics``: funnel, forecast, win rate, sources, RFM, aging, service metrics."""
+
+    def _query(
+        self,
+        cls: type[Stored],
+        where: Filter | None,
+        group_by: Sequence[GroupKey],
+        measures: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        scoped = all_of([where, self._s.guard.filter(cls)])
+        return self._s.uow.repo(cls).aggregate(scoped, group_by, measures)
+
+    def _period(self, since: datetime | None, until: datetime | None, field: str) -> Filter | None:
+        if since is None and until is None:
+            return None
+        low = None if since is None else check_when("since", since)
+        high = None if until is None else check_when("until", until)
+        return Range(field, low, high)
+
+    @staticmethod
+    def _grouping(by: str | None, choices: dict[str, GroupKey]) -> list[GroupKey]:
+        if by is None:
+            return []
+        if by not in choices:
+            raise ValidationError("by", by, f"must be one of {', '.join(choices)}")
+        return [choices[by]]
+
+    def set_quota(
+        self, period: str, amount: Any, *, owner_id: str | None = None, team_id: str | None = None
+    ) -> Quota:
+        """Set (or replace) a user's or team's quota for a period (``2026-03`` or ``2026-Q1``)."""
+        with self._s.atomic():
+            if (owner_id is None) == (team_id is None):
+                raise ValidationError(
+                    "owner_id", owner_id, "give exactly one of owner_id and team_id"
+                )
+            if not isinstance(period, str) or not _PERIOD.fullmatch(period):
+                raise ValidationError("period", period, "must look like 2026-03 or 2026-Q1")
+            money = check_money("amount", amount)
+            if money is None:
+                raise ValidationError("amount", amount, "is required")
+            repo = self._s.uow.repo(Quota)
+            where = all_of([Eq("period", period), Eq("owner_id", owner_id), Eq("team_id", team_id)])
+            existing = repo.find(where, limit=1)
+            now, actor = self._s.now(), self._s.actor.id
+            if existing:
+                old = existing[0]
+                new = attrs.evolve(
+                    old, amount=money, version=old.version + 1, updated_at=now, updated_by=actor
+                )
+                self._s.guard.require(old, "update")
+                repo.replace(new, old.version)
+                self._s.record("update", old, new)
+                return new
+            quota = Quota(
+                **self._s.stamp(owner_id=owner_id, team_id=team_id, period=period, amount=money)
+            )
+            self._s.guard.require(quota, "create")
+            repo.add(quota)
+            self._s.record("create", None, quota)
+            return quota
+
+    def funnel(
+        self,
+        *,
+        by: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        period: str = "month",
+    ) -> list[FunnelRow]:
+        """Leads captured in the period, how far they got, and how many became won deals.
+
+        ``by``: ``source``, ``owner``, ``campaign`` or ``period`` (of capture, ``period`` units).
+        """
+        keys = self._grouping(
+            by,
+            {"source": Field("source"), "owner": Field("owner_id"), "campaign": Field("campaign"),
+             "period": Period("created_at", period)},
+        )  # fmt: skip
+        measures: dict[str, Any] = {"captured": Count()}
+        measures |= {name: Count(In("status", statuses)) for name, statuses in _REACHED.items()}
+        measures["won"] = Count(
+            Related("deal", "lead_id", "count", None, 1, None, Eq("status", DealStatus.WON))
+        )
+        rows = self._query(Lead, self._period(since, until, "created_at"), keys, measures)
+        group = keys[0].name if keys and isinstance(keys[0], Field) else "created_at"
+        return sorted(
+            (
+                FunnelRow(_label(r.get(group)) if keys else None, **{k: r[k] for k in measures})
+                for r in rows
+            ),
+            key=lambda row: (row.group is None, row.group or ""),
+        )
+
+    def forecast(self, *, period: str = "month", owner_id: str | None = None) -> list[ForecastRow]:
+        """Per period (of expected close) and owner: open pipeline, weighted forecast, won, quota."""
+        if period not in ("month", "quarter"):
+            raise ValidationError("period", period, "must be month or quarter")
+        where = all_of(
+            [Not(IsNull("expected_close")), None if owner_id is None else Eq("owner_id", owner_id)]
+        )
+        keys: list[GroupKey] = [
+            Period("expected_close", period),
+            Field("owner_id"),
+            Field("amount.currency"),
+        ]
+        open_deals = Eq("status", DealStatus.OPEN)
+        rows = self._query(
+            Deal,
+            where,
+            keys,
+            {
+                "pipeline": Sum("amount", open_deals),
+                "weighted": SumProduct("amount", "probability", open_deals),
+                "won": Sum("amount", Eq("status", DealStatus.WON)),
+            },
+        )
+        quotas = {
+            (q.period, q.owner_id): q.amount
+            for q in self._s.read(Quota, quiet=True).find(Not(IsNull("owner_id")))
+        }
+        out = []
+        for r in rows:
+            currency = r["amount.currency"]
+            weighted = int((Decimal(r["weighted"]) / 100).to_integral_value(ROUND_HALF_EVEN))
+            quota = quotas.get((r["expected_close"], r["owner_id"]))
+            out.append(
+                ForecastRow(
+                    period=r["expected_close"],
+                    owner_id=r["owner_id"],
+                    currency=currency,
+                    pipeline=Money.from_minor(r["pipeline"], currency),
+                    weighted=Money.from_minor(weighted, currency),
+                    won=Money.from_minor(r["won"], currency),
+                    quota=quota if quota is not None and quota.currency == currency else None,
+                )
+            )
+        return sorted(out, key=lambda row: (row.period, row.owner_id or "", row.currency))
+
+    def win_rate(
+        self, *, by: str | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> list[WinRateRow]:
+        """Won vs lost deals closed in the period, and the mean sales cycle of the won ones.
+
+        ``by``: ``owner``, ``source`` or ``period`` (month of closing).
+        """
+        keys = self._grouping(
+            by,
+            {
+                "owner": Field("owner_id"),
+                "source": Field("source"),
+                "period": Period("closed_at", "month"),
+            },
+        )
+        where = all_of(
+            [
+                In("status", [DealStatus.WON, DealStatus.LOST]),
+                self._period(since, until, "closed_at"),
+            ]
+        )
+        won = Eq("status", DealStatus.WON)
+        rows = self._query(
+            Deal,
+            where,
+            keys,
+            {
+                "won": Count(won),
+                "lost": Count(Eq("status", DealStatus.LOST)),
+                "cycle": AvgDuration("created_at", "closed_at", won),
+            },
+        )
+        group = keys[0].name if keys and isinstance(keys[0], Field) else "closed_at"
+        return sorted(
+            (
+                WinRateRow(
+                    _label(r.get(group)) if keys else None,
+                    r["won"],
+                    r["lost"],
+                    None if r["cycle"] is None else round(r["cycle"] / 86400, 2),
+                )
+                for r in rows
+            ),
+            key=lambda row: (row.group is None, row.group or ""),
+        )
+
+    def sources(self, *, by: str = "source") -> list[SourceRow]:
+        """Lead-source (or campaign) effectiveness: leads, conversions, won deals, revenue, cost."""
+        if by not in ("source", "campaign"):
+            raise ValidationError("by", by, "must be source or campaign")
+        leads = self._query(
+            Lead,
+            None,
+            [Field(by)],
+            {"leads": Count(), "converted": Count(Eq("status", LeadStatus.CONVERTED))},
+        )
+        deals = self._query(
+            Deal,
+            Eq("status", DealStatus.WON),
+            [Field(by), Field("amount.currency")],
+            {"won": Count(), "revenue": Sum("amount")},
+        )
+        won: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        for d in deals:
+            won[d[by]].append(d)
+        costs: dict[str, Money] = {}
+        if by == "campaign":
+            for campaign in self._s.read(Campaign, quiet=True).find():
+                if campaign.budget is not None:
+                    costs[campaign.name] = campaign.budget
+        out = []
+        for row in leads:
+            key = row[by]
+            won_rows = won.get(key, [])
+            currency = won_rows[0]["amount.currency"] if won_rows else None
+            revenue = (
+                Money.from_minor(
+                    sum(d["revenue"] for d in won_rows if d["amount.currency"] == currency),
+                    currency,
+                )
+                if currency
+                else None
+            )
+            out.append(
+                SourceRow(
+                    source=key,
+                    leads=row["leads"],
+                    converted=row["converted"],
+                    won_deals=sum(d["won"] for d in won_rows),
+                    currency=currency,
+                    revenue=revenue,
+                    cost=costs.get(key) if key else None,
+                )
+            )
+        return sorted(out, key=lambda r: (r.source is None, r.source or ""))
+
+    def rfm(self, *, as_of: date | None = None) -> list[RFMRow]:
+        """Recency, frequency and monetary value of each customer's purchases (signed contracts).
+
+        Scores are quintiles (5 best) over the customers with purchases;
+        monetary value counts the CRM's currency.
+        """
+        today = as_of or self._s.now().date()
+        currency = self._s.crm.currency
+        rows = self._query(
+            Contract,
+            PURCHASES,
+            [Field("customer_id")],
+            {
+                "last": Max("signed_at"),
+                "orders": Count(),
+                "value": Sum("amount"),
+            },
+        )
+        data = [
+            (
+                r["customer_id"],
+                (today - r["last"].date()).days if r["last"] else 10**6,
+                r["orders"],
+                r["value"],
+            )
+            for r in rows
+        ]
+        if not data:
+            return []
+        r_scores = _quintiles([d[1] for d in data], reverse=True)
+        f_scores = _quintiles([d[2] for d in data])
+        m_scores = _quintiles([d[3] for d in data])
+        out = []
+        for (customer, recency, orders, value), r, f, m in zip(
+            data, r_scores, f_scores, m_scores, strict=True
+        ):
+            out.append(
+                RFMRow(
+                    customer,
+                    recency,
+                    orders,
+                    Money.from_minor(value, currency),
+                    r,
+                    f,
+                    m,
+                    _rfm_class(r, f, orders),
+                )
+            )
+        return sorted(out, key=lambda row: (-(row.r + row.f + row.m), row.customer_id))
+
+    def aging(self, *, as_of: date | None = None) -> list[AgingRow]:
+        """Unpaid receivables by days past due: current, 0-30, 31-60, 61-90, 90+."""
+        today = as_of or self._s.now().date()
+        if not isinstance(today, date) or isinstance(today, datetime):
+            raise ValidationError("as_of", as_of, "must be a date")
+        rows = self._query(
+            Receivable,
+            In("status", _UNPAID),
+            [AgeBucket("due", today), Field("amount.currency")],
+            {"count": Count(), "amount": Sum("amount"), "paid": Sum("paid")},
+        )
+        order = ["current", "0-30", "31-60", "61-90", "90+"]
+        return sorted(
+            (
+                AgingRow(
+                    r["due"],
+                    r["amount.currency"],
+                    r["count"],
+                    Money.from_minor(r["amount"] - r["paid"], r["amount.currency"]),
+                )
+                for r in rows
+            ),
+            key=lambda row: (order.index(row.bucket) if row.bucket in order else 99, row.currency),
+        )
+
+    def service(
+        self, *, by: str | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> list[ServiceRow]:
+        """Tickets opened in the period: response and resolution times, SLA breaches, CSAT.
+
+        ``by``: ``priority``, ``category``, ``agent``, ``channel`` or ``period`` (month opened).
+        """
+        keys = self._grouping(
+            by,
+            {"priority": Field("priority"), "category": Field("category"), "agent": Field("assignee_id"),
+             "channel": Field("channel"), "period": Period("opened_at", "month")},
+        )  # fmt: skip
+        rows = self._query(
+            Ticket,
+            self._period(since, until, "opened_at"),
+            keys,
+            {
+                "tickets": Count(),
+                "resolved": Count(Not(IsNull("resolved_at"))),
+                "first": AvgDuration("opened_at", "first_response_at"),
+                "resolution": AvgDuration("opened_at", "resolved_at"),
+                "breaches": Count(_any_breach()),
+                "rated": Count(Not(IsNull("csat_score"))),
+                "csat_sum": Sum("csat_score"),
+            },
+        )
+        group = keys[0].name if keys and isinstance(keys[0], Field) else "opened_at"
+        out = []
+        for r in rows:
+            out.append(
+                ServiceRow(
+                    group=_label(r.get(group)) if keys else None,
+                    tickets=r["tickets"],
+                    resolved=r["resolved"],
+                    avg_first_response_hours=None
+                    if r["first"] is None
+                    else round(r["first"] / 3600, 2),
+                    avg_resolution_hours=None
+                    if r["resolution"] is None
+                    else round(r["resolution"] / 3600, 2),
+                    breaches=r["breaches"],
+                    rated=r["rated"],
+                    avg_csat=round(r["csat_sum"] / r["rated"], 2) if r["rated"] else None,
+                )
+            )
+        return sorted(out, key=lambda row: (row.group is None, row.group or ""))
+
+
+def _any_breach() -> Filter:
+    return Or((Eq("first_response_breached", True), Eq("resolution_breached", True)))
+
+
+def _quintiles(values: Sequence[float], *, reverse: bool = False) -> list[int]:
+    """Score each value 1-5 by its rank (5: best; ``reverse`` when lower is better)."""
+    ranked = sorted(range(len(values)), key=lambda i: values[i], reverse=reverse)
+    scores = [0] * len(values)
+    n = len(values)
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and values[ranked[j + 1]] == values[ranked[i]]:
+            j += 1
+        score = 1 + (i * 5) // n  # ties share the score of their first rank
+        for k in range(i, j + 1):
+            scores[ranked[k]] = score
+        i = j + 1
+    return scores
+
+
+def _rfm_class(r: int, f: int, orders: int) -> str:
+    if r >= 4 and f >= 4:
+        return "champions"
+    if orders == 1 and r >= 4:
+        return "new"
+    if f >= 4:
+        return "loyal"
+    if r <= 2 and f >= 3:
+        return "at_risk"
+    if r <= 2:
+        return "hibernating"
+    return "potential"
