@@ -47,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     imports.add_argument(
         "--strict", action="store_true", help="exit with status 1 if any row was rejected"
     )
+    report = commands.add_parser("report", help="print an analytics report (or draw it)")
+    report.add_argument("report", choices=["funnel", "forecast", "aging", "service"])
+    report.add_argument("--db", default=DEFAULT_URL, help="database URL")
+    report.add_argument(
+        "--as", dest="actor", help="user id or email to report as (default: system)"
+    )
+    report.add_argument("--tenant", help="tenant")
+    report.add_argument("--png", help="also draw the report as a chart in this PNG file")
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="create or migrate pycrm's tables")
@@ -76,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pycrm.importing import run_import
 
             return run_import(args, console)
+        if args.command == "report":
+            from pycrm.reports import run_report
+
+            return run_report(args, console)
         if args.command == "db":
             with connect(args.db, schema=args.schema, table_prefix=args.table_prefix):
                 shown = make_url(args.db).render_as_string(hide_password=True)
