@@ -6,7 +6,7 @@ loss:
 * ``Decimal`` ↔ its string (``"12.30"``), never a float;
 * ``datetime`` ↔ ISO 8601 with offset (``"2026-01-02T03:04:05.000006+00:00"``);
   naive datetimes are refused when loading, and values are loaded as UTC;
-* ``date`` ↔ ISO 8601 (``"2026-01-02"``);
+* ``date`` ↔ ISO 8601 (``"2026-01-02"``), ``time`` ↔ ISO 8601 (``"09:30:00"``);
 * enums ↔ their value;
 * tuples ↔ lists;
 * :class:`~pycrm.Money` ↔ ``{"amount": "12.30", "currency": "EUR"}``;
@@ -17,7 +17,7 @@ Hooks are registered on this module's own converter, never on cattrs' global one
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -57,6 +57,10 @@ converter.register_structure_hook(Decimal, lambda v, _: Decimal(str(v)))
 converter.register_unstructure_hook(datetime, lambda v: v.isoformat())
 converter.register_structure_hook(datetime, _load_datetime)
 converter.register_unstructure_hook(date, lambda v: v.isoformat())
+converter.register_unstructure_hook(time, lambda v: v.isoformat())
+converter.register_structure_hook(
+    time, lambda v, _: v if isinstance(v, time) else time.fromisoformat(v)
+)
 converter.register_structure_hook(date, _load_date)
 converter.register_unstructure_hook(
     Money, lambda m: {"amount": str(m.amount), "currency": m.currency}

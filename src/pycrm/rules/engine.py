@@ -64,8 +64,17 @@ class RuleEngine:
 
     def _impls(self, hook: str) -> list[Any]:
         caller = getattr(self.manager.hook, hook)
+        impls = caller.get_hookimpls()
+        for impl in impls:
+            if getattr(impl, "wrapper", False) or getattr(impl, "hookwrapper", False):
+                # pycrm calls implementations one by one to name the plugin that decided
+                # or failed, so it cannot drive a wrapper's generator.
+                raise ConfigurationError(
+                    f"plugin {impl.plugin_name!r}: wrapper implementations of {hook} are not "
+                    "supported; implement the hook plainly (tryfirst=True to run first)"
+                )
         # pluggy calls the last registered (and tryfirst) implementations first.
-        return list(reversed(caller.get_hookimpls()))
+        return list(reversed(impls))
 
     def _call(self, impl: Any, hook: str, kwargs: dict[str, Any]) -> Any:
         try:

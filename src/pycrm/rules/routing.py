@@ -81,16 +81,33 @@ class RoutingRule:
                 f"routing rule {name!r}: pick must be one of {', '.join(PICKS)}"
             )
         when = value.get("when", {})
-        if not isinstance(when, Mapping):
-            raise ConfigurationError(f"routing rule {name!r}: 'when' must be a mapping")
+        if not isinstance(when, Mapping) or not all(isinstance(k, str) for k in when):
+            raise ConfigurationError(
+                f"routing rule {name!r}: 'when' must be a mapping of field names"
+            )
+        score = when.get("min_score")
+        if score is not None and (isinstance(score, bool) or not isinstance(score, int)):
+            raise ConfigurationError(f"routing rule {name!r}: min_score must be a whole number")
+        team = value.get("team")
+        if team is not None and not isinstance(team, str):
+            raise ConfigurationError(f"routing rule {name!r}: team must be a team id or name")
+        lists = {}
+        for key in ("users", "skills"):
+            items = value.get(key, ())
+            if isinstance(items, str) or not all(isinstance(i, str) for i in items):
+                raise ConfigurationError(f"routing rule {name!r}: {key} must be a list of strings")
+            lists[key] = tuple(items)
+        fallthrough = value.get("fallthrough", True)
+        if not isinstance(fallthrough, bool):
+            raise ConfigurationError(f"routing rule {name!r}: fallthrough must be true or false")
         return cls(
             name=name,
             when=dict(when),
-            team=value.get("team"),
-            users=tuple(value.get("users", ())),
-            skills=tuple(value.get("skills", ())),
+            team=team,
+            users=lists["users"],
+            skills=lists["skills"],
             pick=pick,
-            fallthrough=bool(value.get("fallthrough", True)),
+            fallthrough=fallthrough,
         )
 
     def applies_to(self, record: Any) -> bool:

@@ -380,4 +380,6 @@ class LeadService(RecordService[Lead]):
         lead = self._load(id)
         if not lead.is_open:
             raise ValidationError("status", lead.status.value, "a closed lead cannot be edited")
-        return self._update(lead, version, fields)
+        updated = self._update(lead, version, fields)
+        with self._s.guard.bypass():
+            return self._rescore(updated)

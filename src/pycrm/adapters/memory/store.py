@@ -64,7 +64,8 @@ class MemoryUnitOfWork:
         #: table → id → (record, version it replaced, or None for a new record)
         self._writes: dict[type[Stored], dict[str, tuple[Stored, int | None]]] = {}
         self._repos: dict[type[Stored], MemoryRepository[Any]] = {}
-        self._counters: dict[str, int] = {}
+        #: counter → (its value before this unit of work, the last number it took)
+        self._counters: dict[str, tuple[int, int]] = {}
 
     def repo(self, cls: type[S]) -> MemoryRepository[S]:
         """The repository for ``cls`` in this unit of work."""
@@ -81,6 +82,13 @@ class MemoryUnitOfWork:
             yield
         except BaseException:
             self._writes = saved
+            # Numbers taken inside the block go back, as a savepoint rollback does in SQL.
+            self._give_back(
+                {
+                    k: (counters[k][1] if k in counters else v[0], v[1])
+                    for k, v in self._counters.items()
+                }
+            )
             self._counters = counters
             raise
 
@@ -103,23 +111,29 @@ class MemoryUnitOfWork:
                 base = self._store._base(cls, self.tenant_id)
                 for id, (record, _) in writes.items():
                     base[id] = record
-            for key, value in self._counters.items():
-                stored = self._store._counters.get((self.tenant_id, key), 0)
-                self._store._counters[(self.tenant_id, key)] = max(stored, value)
             self._writes = {}
             self._counters = {}
 
     def rollback(self) -> None:
         """Forget every write."""
         self._writes = {}
+        self._give_back(self._counters)
         self._counters = {}
 
-    def next_number(self, key: str) -> int:
-        """Increment counter ``key`` (seen by others once committed)."""
+    def _give_back(self, taken: dict[str, tuple[int, int]]) -> None:
+        """Return counter numbers if nobody took a later one (else they stay as a gap)."""
         with self._store._lock:
-            stored = self._store._counters.get((self.tenant_id, key), 0)
-        value = max(stored, self._counters.get(key, 0)) + 1
-        self._counters[key] = value
+            for key, (before, last) in taken.items():
+                if self._store._counters.get((self.tenant_id, key)) == last:
+                    self._store._counters[(self.tenant_id, key)] = before
+
+    def next_number(self, key: str) -> int:
+        """Increment counter ``key`` at once, so concurrent units of work never share a number."""
+        with self._store._lock:
+            value = self._store._counters.get((self.tenant_id, key), 0) + 1
+            self._store._counters[(self.tenant_id, key)] = value
+        before = self._counters[key][0] if key in self._counters else value - 1
+        self._counters[key] = (before, value)
         return value
 
     def _visible(self, cls: type[S]) -> dict[str, S]:
