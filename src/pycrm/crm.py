@@ -24,7 +24,7 @@ from pycrm.domain.query import In, all_of
 from pycrm.domain.tasks import DEFAULT_FOLLOWUPS, Followup
 from pycrm.domain.tickets import OPEN_TICKET_STATUSES, SlaPolicy, Ticket
 from pycrm.errors import ConfigurationError, CRMError, NotFound, PermissionDenied
-from pycrm.ports import Clock, Store, SystemClock, UnitOfWork
+from pycrm.ports import BlobStore, Clock, Store, SystemClock, UnitOfWork
 from pycrm.rules.approvals import PolicyApprovals
 from pycrm.rules.context import RuleContext
 from pycrm.rules.engine import CallableRouter, RuleEngine, make_plugin_manager
@@ -79,6 +79,7 @@ class CRM:
         policy: Policy | Mapping[str, Any] | str | None = None,
         sla_policy: SlaPolicy | None = None,
         ticket_departments: Sequence[str] = ("service",),
+        blob_store: BlobStore | None = None,
     ) -> None:
         try:
             Money.zero(currency)
@@ -129,6 +130,12 @@ class CRM:
         :class:`Policy`, a dict or a JSON file path to replace it.
         """
         self.lead_departments = tuple(lead_departments)
+        if blob_store is None:
+            from pycrm.adapters.blobs import MemoryBlobStore
+
+            blob_store = MemoryBlobStore()
+        self.blob_store: BlobStore = blob_store
+        """Where document bytes live (a directory beside a SQLite file by default)."""
         self.sla_policy = sla_policy or SlaPolicy()
         """Ticket response and resolution targets and the calendar they count in."""
         if not ticket_departments:
@@ -311,7 +318,9 @@ def connect(
         ``lead_router``, ``routing_rules``, ``lead_departments``,
         ``on_duplicate``, ``duplicate_threshold``, ``merge_threshold``,
         ``policy`` (a :class:`~pycrm.domain.permissions.Policy`, dict or JSON path),
-        ``sla_policy``, ``ticket_departments``.
+        ``sla_policy``, ``ticket_departments``, ``blob_store`` (where document
+        bytes live: a :class:`~pycrm.adapters.blobs.FileBlobStore` beside a SQLite
+        file by default, ``./pycrm-files`` for other databases).
     :raises ConfigurationError: on an unusable URL or setting.
     """
     if not isinstance(table_prefix, str) or not re.fullmatch(r"[a-z0-9_]{0,20}", table_prefix):
@@ -337,4 +346,18 @@ def connect(
     from pycrm.adapters.sqlalchemy import open_store
 
     store = open_store(target or DEFAULT_URL, schema=schema, table_prefix=table_prefix)
+    if options.get("blob_store") is None:
+        options["blob_store"] = _default_blobs(store.engine)
     return CRM(store, **options)
+
+
+def _default_blobs(engine: Engine) -> BlobStore:
+    """Files beside a SQLite database file; ``./pycrm-files`` otherwise."""
+    from pycrm.adapters.blobs import FileBlobStore, MemoryBlobStore
+
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if engine.dialect.name == "sqlite":
+        if not database or database == ":memory:":
+            return MemoryBlobStore()
+        return FileBlobStore(f"{database}.files")
+    return FileBlobStore("pycrm-files")

@@ -15,7 +15,7 @@ from pycrm.domain.aggregates import GroupKey, Measure
 from pycrm.domain.query import Filter, OrderBy
 from pycrm.domain.records import Stored
 
-__all__ = ["Clock", "Repository", "Store", "SystemClock", "UnitOfWork"]
+__all__ = ["BlobStore", "Clock", "Repository", "Store", "SystemClock", "UnitOfWork"]
 
 S = TypeVar("S", bound=Stored)
 
@@ -119,6 +119,26 @@ class UnitOfWork(Protocol):
 
     def rollback(self) -> None:
         """Discard every write."""
+        ...
+
+
+class BlobStore(Protocol):
+    """Where document bytes live: a directory, a bucket, memory."""
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The bytes under ``key``; NotFound when there are none."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` holds bytes."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``."""
         ...
 
 

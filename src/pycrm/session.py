@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import attrs
 
 from pycrm.domain.audit import AuditEntry, diff
+from pycrm.domain.custom_fields import FieldDefinition
 from pycrm.domain.events import Event
 from pycrm.domain.ids import new_id
 from pycrm.domain.org import Actor
 from pycrm.domain.outbox import OutboxMessage
-from pycrm.domain.query import Filter, OrderBy, all_of
+from pycrm.domain.query import Eq, Filter, OrderBy, all_of
 from pycrm.domain.records import Record, Stored
 from pycrm.errors import ConfigurationError
 from pycrm.ports import UnitOfWork
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from pycrm.services.customers import CustomerService
     from pycrm.services.deals import DealService
     from pycrm.services.dedupe import DedupeService
+    from pycrm.services.documents import DocumentService
+    from pycrm.services.fields import CategoryService, FieldService
     from pycrm.services.guard import Guard
     from pycrm.services.imports import ImporterService
     from pycrm.services.leads import LeadService
@@ -111,6 +114,24 @@ class Session:
         if guard is not None and guard.denials:
             denials, guard.denials = guard.denials, []
             self.crm._record_denials(self.tenant_id, denials)
+
+    def field_definitions(self, entity: str) -> dict[str, FieldDefinition]:
+        """The custom field definitions of ``entity`` by key (read once per session)."""
+        cache: dict[str, dict[str, FieldDefinition]] = self.__dict__.setdefault(
+            "_field_definitions", {}
+        )
+        if entity not in cache:
+            found = self.uow.repo(FieldDefinition).find(Eq("entity", entity))
+            cache[entity] = {d.key: d for d in found}
+        return cache[entity]
+
+    def uow_index(self, entity: str, key: str) -> None:
+        """Index custom field ``key`` of ``entity`` where the adapter can (SQL expression index)."""
+        index = getattr(self.uow, "index_json_key", None)
+        if index is not None:
+            from pycrm.domain import RECORD_BY_RESOURCE
+
+            index(RECORD_BY_RESOURCE[entity], "custom", key)
 
     @cached_property
     def guard(self) -> Guard:
@@ -325,6 +346,27 @@ class Session:
         from pycrm.services.campaigns import CampaignService
 
         return CampaignService(self)
+
+    @cached_property
+    def fields(self) -> FieldService:
+        """Custom field definitions (and typed values)."""
+        from pycrm.services.fields import FieldService
+
+        return FieldService(self)
+
+    @cached_property
+    def categories(self) -> CategoryService:
+        """Controlled, hierarchical categories."""
+        from pycrm.services.fields import CategoryService
+
+        return CategoryService(self)
+
+    @cached_property
+    def documents(self) -> DocumentService:
+        """Files attached to records, with versions."""
+        from pycrm.services.documents import DocumentService
+
+        return DocumentService(self)
 
     @cached_property
     def importer(self) -> ImporterService:

@@ -8,10 +8,13 @@ from pycrm.domain.activities import Activity, ActivityKind
 from pycrm.domain.assessments import Assessment
 from pycrm.domain.audit import AuditEntry, FieldChange
 from pycrm.domain.campaigns import Campaign, CampaignMember, Quota, Segment
+from pycrm.domain.classification import Category
 from pycrm.domain.contact_points import Address, ContactPoint, PointKind
 from pycrm.domain.contracts import Contract
+from pycrm.domain.custom_fields import FieldDefinition
 from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.deals import Deal, Pipeline
+from pycrm.domain.documents import Document
 from pycrm.domain.events import Event
 from pycrm.domain.leads import Lead
 from pycrm.domain.merging import Merge
@@ -80,6 +83,9 @@ RECORD_TYPES: tuple[type[Stored], ...] = (
     Campaign,
     CampaignMember,
     Quota,
+    FieldDefinition,
+    Category,
+    Document,
     AuditEntry,
 )
 

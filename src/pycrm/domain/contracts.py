@@ -7,7 +7,7 @@ import enum
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -143,6 +143,8 @@ class Contract(Record):
     """When it was completed or terminated."""
     end_reason: str | None = None
     """Why it was terminated."""
+    custom: dict[str, Any] = attrs.field(factory=dict)
+    """Custom field values by key, in their JSON form (see :mod:`pycrm.domain.custom_fields`)."""
 
 
 @attrs.frozen

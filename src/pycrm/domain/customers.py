@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -14,7 +14,7 @@ from pycrm.domain.money import Money
 from pycrm.domain.normalise import company_key, person_key
 from pycrm.domain.records import Record
 
-__all__ = ["Contact", "Customer", "RecordStatus", "point_keys"]
+__all__ = ["Contact", "Customer", "RecordStatus", "category_keys", "point_keys"]
 
 
 class RecordStatus(enum.Enum):
@@ -35,10 +35,26 @@ def point_keys(points: Iterable[ContactPoint]) -> Iterable[tuple[str, str]]:
             yield "invalid", point.kind.value
 
 
+def category_keys(paths: Iterable[str]) -> Iterable[tuple[str, str]]:
+    """``("category", prefix)`` for every prefix of every path, so a parent finds its subtree."""
+    seen: set[str] = set()
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:i])
+            if prefix not in seen:
+                seen.add(prefix)
+                yield "category", prefix
+
+
 def _keys(
-    points: Iterable[ContactPoint], tags: Iterable[str], *names: tuple[str, str]
+    points: Iterable[ContactPoint],
+    tags: Iterable[str],
+    *names: tuple[str, str],
+    categories: Iterable[str] = (),
 ) -> Iterable[tuple[str, str]]:
     yield from point_keys(points)
+    yield from category_keys(categories)
     for tag in tags:
         yield "tag", search_key(tag)
     for kind, key in names:
@@ -87,6 +103,10 @@ class Customer(Record):
     """The customer it was merged into (status ``merged``)."""
     external_id: str | None = None
     """The record's id in the system it was imported from (re-imports update, never duplicate)."""
+    categories: tuple[str, ...] = ()
+    """Category paths (``industry/manufacturing/machinery``); a filter on a category finds everything under it."""
+    custom: dict[str, Any] = attrs.field(factory=dict)
+    """Custom field values by key, in their JSON form (see :mod:`pycrm.domain.custom_fields`)."""
 
     @property
     def name_key(self) -> str:
@@ -100,6 +120,7 @@ class Customer(Record):
             self.tags,
             ("company", company_key(self.name)),
             ("external_id", self.external_id or ""),
+            categories=self.categories,
         )
 
 
@@ -140,6 +161,10 @@ class Contact(Record):
     """The contact it was merged into (status ``merged``)."""
     external_id: str | None = None
     """The record's id in the system it was imported from (re-imports update, never duplicate)."""
+    categories: tuple[str, ...] = ()
+    """Category paths (``industry/manufacturing/machinery``); a filter on a category finds everything under it."""
+    custom: dict[str, Any] = attrs.field(factory=dict)
+    """Custom field values by key, in their JSON form (see :mod:`pycrm.domain.custom_fields`)."""
 
     @property
     def name_key(self) -> str:
@@ -153,4 +178,5 @@ class Contact(Record):
             self.tags,
             ("person", person_key(self.name)),
             ("external_id", self.external_id or ""),
+            categories=self.categories,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 from decimal import Decimal
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -125,6 +125,8 @@ class Deal(Record):
     """The lead source it came from (attribution, copied on conversion)."""
     campaign: str | None = None
     """The campaign it came from (attribution, copied on conversion)."""
+    custom: dict[str, Any] = attrs.field(factory=dict)
+    """Custom field values by key, in their JSON form (see :mod:`pycrm.domain.custom_fields`)."""
 
     @property
     def weighted_amount(self) -> Money:

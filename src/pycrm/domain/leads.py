@@ -5,12 +5,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
 from pycrm.domain.contact_points import ContactPoint, search_key
-from pycrm.domain.customers import point_keys
+from pycrm.domain.customers import category_keys, point_keys
 from pycrm.domain.normalise import company_key, person_key
 from pycrm.domain.records import Record
 from pycrm.domain.states import StateMachine
@@ -99,6 +99,12 @@ class Lead(Record):
     """When it was converted."""
     external_id: str | None = None
     """The record's id in the system it was imported from (re-imports update, never duplicate)."""
+    tags: tuple[str, ...] = ()
+    """Free tags."""
+    categories: tuple[str, ...] = ()
+    """Category paths (``industry/manufacturing/machinery``); a filter on a category finds everything under it."""
+    custom: dict[str, Any] = attrs.field(factory=dict)
+    """Custom field values by key, in their JSON form (see :mod:`pycrm.domain.custom_fields`)."""
 
     @property
     def name_key(self) -> str:
@@ -113,6 +119,9 @@ class Lead(Record):
     def match_keys(self) -> Iterable[tuple[str, str]]:
         """Emails, phones, the person-name key and the company key."""
         yield from point_keys(self.contact_points)
+        yield from category_keys(self.categories)
+        for tag in self.tags:
+            yield "tag", search_key(tag)
         for kind, key in (
             ("person", person_key(self.name)),
             ("company", company_key(self.company)),

@@ -13,6 +13,7 @@ from pycrm.domain.assessments import Assessment
 from pycrm.domain.contracts import Contract
 from pycrm.domain.customers import Contact, Customer
 from pycrm.domain.deals import Deal
+from pycrm.domain.documents import Document
 from pycrm.domain.leads import Lead
 from pycrm.domain.receivables import Receivable
 from pycrm.domain.records import Record
@@ -46,6 +47,7 @@ REFERENCES: dict[str, list[tuple[type[Record], str]]] = {
         (Contract, "customer_id"),
         (Receivable, "customer_id"),
         (Ticket, "customer_id"),
+        (Document, "record_id"),
         (Task, "related_id"),
     ],
     "contact": [
@@ -54,6 +56,7 @@ REFERENCES: dict[str, list[tuple[type[Record], str]]] = {
         (Lead, "contact_id"),
         (BehaviourEvent, "contact_id"),
         (Ticket, "contact_id"),
+        (Document, "record_id"),
         (Task, "related_id"),
     ],
 }

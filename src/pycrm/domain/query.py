@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -157,25 +159,62 @@ def plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
+def json_value(field: str, value: Any) -> Any:
+    """How a filter value compares with a value inside a JSON field (``custom.key``).
+
+    Numbers compare as Decimals, dates and datetimes as ISO text, the rest as is.
+    Plain fields compare ``plain(value)``.
+    """
+    if "." not in field or value is None:
+        return plain(value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float | Decimal):
+        return Decimal(str(value))
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return plain(value)
+
+
+def _get(record: Any, field: str, sample: Any) -> Any:
+    """A field's value; ``custom.key`` reads a key of a JSON mapping, typed like ``sample``."""
+    name, _, key = field.partition(".")
+    value = getattr(record, name)
+    if not key:
+        return value
+    value = value.get(key) if isinstance(value, dict) else None
+    if value is None or isinstance(sample, bool) or isinstance(value, bool):
+        return value
+    if isinstance(sample, int | float | Decimal):
+        try:
+            return Decimal(str(value))
+        except ArithmeticError:
+            return None
+    return value
+
+
 def evaluate(record: Any, where: Filter | None) -> bool:
     """Whether ``record`` passes ``where``, with the semantics the SQL adapter compiles to."""
     if where is None:
         return True
     match where:
         case Eq(field, value):
-            return bool(plain(getattr(record, field)) == plain(value))
+            return bool(plain(_get(record, field, value)) == json_value(field, value))
         case In(field, values):
-            return plain(getattr(record, field)) in {plain(v) for v in values}
+            return plain(_get(record, field, values[0] if values else None)) in {
+                json_value(field, v) for v in values
+            }
         case Range(field, low, high):
-            actual = getattr(record, field)
+            actual = _get(record, field, low if low is not None else high)
             if actual is None:
                 return False
+            low, high = json_value(field, low), json_value(field, high)
             return (low is None or actual >= low) and (high is None or actual < high)
         case Contains(field, text):
-            actual = getattr(record, field)
+            actual = _get(record, field, text)
             return isinstance(actual, str) and text in actual
         case IsNull(field):
-            return getattr(record, field) is None
+            return _get(record, field, None) is None
         case HasKey(kind, key):
             return (kind, key) in set(record.match_keys())
         case AnyKey(kind, keys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -210,6 +210,8 @@ class Ticket(Record):
     """Which resolution the score is for (one score per resolution)."""
     article_ids: tuple[str, ...] = ()
     """Knowledge-base articles linked to it."""
+    custom: dict[str, Any] = attrs.field(factory=dict)
+    """Custom field values by key, in their JSON form (see :mod:`pycrm.domain.custom_fields`)."""
 
     @property
     def is_open(self) -> bool:

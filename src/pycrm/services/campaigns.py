@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -24,6 +25,7 @@ import attrs
 from pycrm.domain.campaigns import Campaign, CampaignMember, CampaignStatus, Segment
 from pycrm.domain.contact_points import search_key
 from pycrm.domain.contracts import ContractStatus
+from pycrm.domain.custom_fields import check_value
 from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.fields import Checks, check_choice, check_money, check_text
 from pycrm.domain.money import Money
@@ -103,6 +105,13 @@ class _Compiler:
         return self.condition(rule["field"], rule["op"], rule["value"], where)
 
     def condition(self, field: Any, op: Any, value: Any, where: str) -> Filter:
+        if isinstance(field, str) and field.startswith("custom."):
+            return self.custom(field, op, value, where)
+        if field == "category":
+            if op != "under":
+                raise ValidationError(f"{where}.op", op, "category takes under")
+            self.service._s.categories.by_path(value)
+            return HasKey("category", value)
         fields = SEGMENT_FIELDS[self.target]
         if field not in fields:
             raise ValidationError(
@@ -152,6 +161,30 @@ class _Compiler:
         condition: Filter = In(field, values)
         return Not(condition) if op in ("ne", "not_in") else condition
 
+    def custom(self, field: str, op: Any, value: Any, where: str) -> Filter:
+        key = field.partition(".")[2]
+        defs = self.service._s.field_definitions(self.target)
+        if key not in defs:
+            raise ValidationError(
+                f"{where}.field", field, f"is not a custom field of {self.target}s"
+            )
+        defn = attrs.evolve(defs[key], required=False)
+        at = f"{where}.value"
+        if op in ("eq", "ne"):
+            condition: Filter = Eq(field, check_value(defn, value))
+            return Not(condition) if op == "ne" else condition
+        if op == "in":
+            if not isinstance(value, list):
+                raise ValidationError(at, value, "in takes a list")
+            return In(field, [check_value(defn, v) for v in value])
+        if op in _RANGE_OPS:
+            bounds = value if op == "between" else ([value, None] if op == "gte" else [None, value])
+            if not isinstance(bounds, list) or len(bounds) != 2:
+                raise ValidationError(at, value, "between takes [low, high)")
+            low, high = (None if b is None else _comparable(check_value(defn, b)) for b in bounds)
+            return Range(field, low, high)
+        raise ValidationError(f"{where}.op", op, "custom fields take eq, ne, in, gte, lt, between")
+
     def range(self, op: str, value: Any, at: str, *, money: bool) -> tuple[Any, Any]:
         def number(item: Any) -> int:
             if money:
@@ -199,6 +232,16 @@ class _Compiler:
     def dates(self, field: str, op: str, value: Any, at: str) -> Filter:
         low, high = self.date_range(op, value, at)
         return Range(field, low, high)
+
+
+def _comparable(stored: Any) -> Any:
+    """A stored custom value as a range bound: decimals (stored as text) as Decimal."""
+    if isinstance(stored, str):
+        try:
+            return Decimal(stored) if stored.replace(".", "", 1).lstrip("-").isdigit() else stored
+        except ArithmeticError:
+            return stored
+    return stored
 
 
 class CampaignService(RecordService[Campaign]):

@@ -14,7 +14,13 @@ from pycrm.domain.fields import check_tags, check_text
 from pycrm.domain.query import Eq, Filter, HasKey, In, OrderBy, all_of
 from pycrm.errors import ValidationError
 from pycrm.services.records import RecordService, check_address, write
-from pycrm.services.search import check_page, point_filter, text_filter
+from pycrm.services.search import (
+    category_filter,
+    check_page,
+    custom_filter,
+    point_filter,
+    text_filter,
+)
 
 __all__ = ["ContactService"]
 
@@ -46,6 +52,7 @@ class ContactService(RecordService[Contact]):
             "tags": check_tags,
             "owner_id": self._check_user,
             "source": partial(check_text, limit=60),
+            "categories": self._s.categories.check_paths,
         }
 
     @write
@@ -83,6 +90,8 @@ class ContactService(RecordService[Contact]):
         company: str | None = None,
         customer_id: str | None = None,
         tag: str | None = None,
+        category: str | None = None,
+        custom: dict[str, Any] | None = None,
         include_archived: bool = False,
         limit: int = 50,
         offset: int = 0,
@@ -104,6 +113,8 @@ class ContactService(RecordService[Contact]):
         if company_filter is not None:
             companies = self._s.read(Customer).find(company_filter, limit=1000)
             parts.append(In("customer_id", [c.id for c in companies]))
+        parts += category_filter(self._s, category)
+        parts += custom_filter(self._s, "contact", custom)
         if not include_archived:
             parts.append(Eq("status", RecordStatus.ACTIVE))
         return self._find(all_of(parts), order_by=[OrderBy("name_key")], limit=limit, offset=offset)

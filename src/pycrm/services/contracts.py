@@ -72,6 +72,7 @@ class ContractService(RecordService[Contract]):
         first_due: date | None = None,
         every_months: int = 1,
         schedule: Sequence[tuple[date, Money]] | None = None,
+        custom: dict[str, Any] | None = None,
     ) -> Contract:
         """Draft a contract from a won deal.
 
@@ -117,6 +118,7 @@ class ContractService(RecordService[Contract]):
             owner_id=deal.owner_id,
             amount=total,
             schedule=plan,
+            custom=self._custom({}, custom, creating=True),
             **fields,
         )
 

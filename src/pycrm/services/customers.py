@@ -22,7 +22,13 @@ from pycrm.domain.query import Eq, Filter, HasKey, OrderBy, all_of
 from pycrm.domain.receivables import Receivable
 from pycrm.domain.tickets import Ticket
 from pycrm.services.records import RecordService, check_address, write
-from pycrm.services.search import check_page, point_filter, text_filter
+from pycrm.services.search import (
+    category_filter,
+    check_page,
+    custom_filter,
+    point_filter,
+    text_filter,
+)
 
 __all__ = ["Customer360", "CustomerService"]
 
@@ -92,6 +98,7 @@ class CustomerService(RecordService[Customer]):
             "tags": check_tags,
             "owner_id": self._check_user,
             "source": partial(check_text, limit=60),
+            "categories": self._s.categories.check_paths,
         }
 
     @write
@@ -145,6 +152,8 @@ class CustomerService(RecordService[Customer]):
         industry: str | None = None,
         region: str | None = None,
         owner_id: str | None = None,
+        category: str | None = None,
+        custom: dict[str, Any] | None = None,
         include_archived: bool = False,
         limit: int = 50,
         offset: int = 0,
@@ -153,7 +162,8 @@ class CustomerService(RecordService[Customer]):
 
         ``text`` matches anywhere in the name, ignoring case. ``email``,
         ``phone`` and ``tag`` are exact (after normalisation) and use an
-        index. Every given criterion must hold.
+        index; ``category`` finds the category and everything under it;
+        ``custom`` matches custom field values. Every given criterion must hold.
         """
         limit, offset = check_page(limit, offset)
         parts: list[Filter | None] = [text_filter("text", text)]
@@ -163,6 +173,8 @@ class CustomerService(RecordService[Customer]):
         for field, value in (("industry", industry), ("region", region), ("owner_id", owner_id)):
             if value is not None:
                 parts.append(Eq(field, check_text(field, value, required=True)))
+        parts += category_filter(self._s, category)
+        parts += custom_filter(self._s, "customer", custom)
         if not include_archived:
             parts.append(Eq("status", RecordStatus.ACTIVE))
         return self._find(all_of(parts), order_by=[OrderBy("name_key")], limit=limit, offset=offset)

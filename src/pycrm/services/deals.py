@@ -109,6 +109,7 @@ class DealService(RecordService[Deal]):
         probability: int | None = None,
         source: str | None = None,
         campaign: str | None = None,
+        custom: dict[str, Any] | None = None,
     ) -> Deal:
         """Open a deal in the first (or the given) stage of a pipeline.
 
@@ -131,6 +132,7 @@ class DealService(RecordService[Deal]):
             raise ValidationError("customer_id", customer_id, "is not the id of a customer")
         if contact_id is not None and self._s.uow.repo(Contact).get(contact_id) is None:
             raise ValidationError("contact_id", contact_id, "is not the id of a contact")
+        fields["custom"] = self._custom({}, custom, creating=True)
         first = chosen.stage(stage) if stage is not None else chosen.stages[0]
         if fields["probability"] is None:
             fields["probability"] = first.probability
@@ -186,6 +188,7 @@ class DealService(RecordService[Deal]):
             "expected_close": _date,
             "owner_id": self._check_user,
             "probability": _probability,
+            "custom": lambda f, v: self._custom(deal.custom, v, creating=False),
         }
         unknown = sorted(set(fields) - set(checkers))
         if unknown:

@@ -137,10 +137,21 @@ class Guard:
             return record
         hidden = self._s.crm.policy.hidden(self.roles, record.resource)
         present = [f for f in hidden if hasattr(record, f) and getattr(record, f) is not None]
-        if not present:
+        empty: dict[str, Any] = {
+            f: () if isinstance(getattr(record, f), tuple) else None for f in present
+        }
+        custom = getattr(record, "custom", None)
+        if custom:
+            defs = self._s.field_definitions(record.resource)
+            secret = {
+                k for k in custom
+                if k in defs and defs[k].readable_by and self.roles.isdisjoint(defs[k].readable_by)
+            }  # fmt: skip
+            if secret:
+                empty["custom"] = {k: v for k, v in custom.items() if k not in secret}
+        if not empty:
             return record
-        empty = {f: () if isinstance(getattr(record, f), tuple) else None for f in present}
-        return attrs.evolve(record, **empty)  # type: ignore[arg-type]
+        return attrs.evolve(record, **empty)
 
     def hidden(self, resource: str) -> frozenset[str]:
         """Fields of ``resource`` hidden from the actor."""

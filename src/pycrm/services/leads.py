@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 
 import attrs
 
-from pycrm.domain.contact_points import PointKind
+from pycrm.domain.contact_points import PointKind, search_key
 from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.deals import Deal
-from pycrm.domain.fields import check_choice, check_text
+from pycrm.domain.fields import check_choice, check_tags, check_text
 from pycrm.domain.leads import LEAD_MOVES, Lead, LeadStatus
 from pycrm.domain.money import Money
 from pycrm.domain.normalise import company_key
@@ -22,7 +22,7 @@ from pycrm.errors import InvalidTransition, ValidationError
 from pycrm.rules.context import Assignment, RuleContext
 from pycrm.rules.engine import Decision
 from pycrm.services.records import RecordService, write
-from pycrm.services.search import check_page, text_filter
+from pycrm.services.search import category_filter, check_page, custom_filter, text_filter
 
 __all__ = ["AssignmentExplanation", "LeadService"]
 
@@ -78,6 +78,8 @@ class LeadService(RecordService[Lead]):
             "region": check_text,
             "industry": check_text,
             "needs": partial(check_text, limit=5000),
+            "tags": check_tags,
+            "categories": self._s.categories.check_paths,
         }
 
     @write
@@ -354,6 +356,9 @@ class LeadService(RecordService[Lead]):
         source: str | None = None,
         campaign: str | None = None,
         region: str | None = None,
+        tag: str | None = None,
+        category: str | None = None,
+        custom: dict[str, Any] | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> list[Lead]:
@@ -367,6 +372,10 @@ class LeadService(RecordService[Lead]):
         for field, value in (("owner_id", owner_id), ("campaign", campaign), ("region", region)):
             if value is not None:
                 parts.append(Eq(field, check_text(field, value, required=True)))
+        if tag is not None:
+            parts.append(HasKey("tag", search_key(check_text("tag", tag, required=True))))
+        parts += category_filter(self._s, category)
+        parts += custom_filter(self._s, "lead", custom)
         return self._find(
             all_of(parts),
             order_by=[OrderBy("created_at", descending=True)],

@@ -182,19 +182,38 @@ class RecordService(Service, Generic[R]):
         self._s.record(action, None, record, event=self.events.get(action))
         return record
 
+    def _custom(self, current: Mapping[str, Any], given: Any, *, creating: bool) -> dict[str, Any]:
+        """The record's new custom values, checked against the definitions and the actor's rights."""
+        from pycrm.domain.custom_fields import check_custom
+        from pycrm.services.fields import check_custom_writes
+
+        defs = self._s.field_definitions(self.record_type.resource)
+        if isinstance(given, Mapping):
+            check_custom_writes(self._s, self.record_type.resource, list(given))
+        return check_custom(defs, current, given, creating=creating)
+
     def _create(self, values: dict[str, Any], action: str = "create") -> R:
         """Check ``values`` and add the record (taking ``on_duplicate`` and ``lenient`` options)."""
         policy = values.pop("on_duplicate", None)
         lenient = check_bool("lenient", values.pop("lenient", False))
-        return self._add(
-            action, on_duplicate=policy, **self._parse(values, creating=True, lenient=lenient)
-        )
+        custom = values.pop("custom", None)
+        fields = self._parse(values, creating=True, lenient=lenient)
+        if "custom" in attrs.fields_dict(self.record_type):
+            fields["custom"] = self._custom({}, custom, creating=True)
+        elif custom is not None:
+            raise ValidationError(
+                "custom", custom, f"{self.record_type.resource} has no custom fields"
+            )
+        return self._add(action, on_duplicate=policy, **fields)
 
     def _update(self, current: R, version: int | None, fields: dict[str, Any]) -> R:
         """Check ``fields`` and apply them; re-check duplicates when identity fields change."""
         policy = fields.pop("on_duplicate", None)
         lenient = check_bool("lenient", fields.pop("lenient", False))
+        custom = fields.pop("custom", None)
         changes = self._parse(fields, creating=False, lenient=lenient)
+        if custom is not None:
+            changes["custom"] = self._custom(current.custom, custom, creating=False)  # type: ignore[attr-defined]
         if "contact_points" in changes:
             changes["contact_points"] = self._replace_points(
                 current.contact_points,  # type: ignore[attr-defined]

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from pycrm.domain.contact_points import normalise_email, normalise_phone, search_key
+from pycrm.domain.custom_fields import check_value
 from pycrm.domain.fields import Checks, check_int, check_text
 from pycrm.domain.normalise import email_key
-from pycrm.domain.query import Contains, Filter, HasKey
+from pycrm.domain.query import Contains, Eq, Filter, HasKey
+from pycrm.errors import ValidationError
 
-__all__ = ["MAX_PAGE", "check_page", "point_filter", "text_filter"]
+__all__ = [
+    "MAX_PAGE",
+    "category_filter",
+    "check_page",
+    "custom_filter",
+    "point_filter",
+    "text_filter",
+]
 
 #: The most rows one list or search call returns.
 MAX_PAGE = 1000
@@ -31,6 +42,34 @@ def point_filter(email: Any, phone: Any, region: str | None) -> list[Filter]:
     if phone is not None:
         parts.append(HasKey("phone", normalise_phone(phone, region=region)))
     return parts
+
+
+def custom_filter(session: Any, entity: str, custom: Any) -> list[Filter]:
+    """Equality on custom fields: ``{"tier": "gold"}`` (values in any form the field accepts)."""
+    if custom is None:
+        return []
+    if not isinstance(custom, dict):
+        raise ValidationError("custom", custom, "must be a mapping of field key → value")
+    defs = session.field_definitions(entity)
+    parts: list[Filter] = []
+    for key, value in custom.items():
+        if key not in defs:
+            raise ValidationError(f"custom.{key}", value, "is not a defined custom field")
+        stored = check_value(attrs.evolve(defs[key], required=False), value)
+        if isinstance(stored, list | dict):
+            raise ValidationError(
+                f"custom.{key}", value, "multi-choice and money fields are not searched by equality"
+            )
+        parts.append(Eq(f"custom.{key}", stored))
+    return parts
+
+
+def category_filter(session: Any, path: Any) -> list[Filter]:
+    """Records in category ``path`` or anything under it."""
+    if path is None:
+        return []
+    session.categories.by_path(path)
+    return [HasKey("category", path)]
 
 
 def text_filter(field: str, value: Any) -> Filter | None:

@@ -77,6 +77,7 @@ class TicketService(RecordService[Ticket]):
         priority: Priority | str = Priority.NORMAL,
         deal_id: str | None = None,
         contract_id: str | None = None,
+        custom: dict[str, Any] | None = None,
     ) -> Ticket:
         """Open a ticket; its SLA due times are set and routing picks an agent.
 
@@ -117,6 +118,7 @@ class TicketService(RecordService[Ticket]):
             deal_id=deal_id,
             contract_id=contract_id,
             opened_at=now,
+            custom=self._custom({}, custom, creating=True),
             first_response_due=policy.add(now, target.first_response),
             resolution_due=policy.add(now, target.resolution),
             **fields,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -43,8 +42,9 @@ from pycrm.domain.query import (
     OrderBy,
     Range,
     Related,
+    json_value,
 )
-from pycrm.domain.records import Record, Stored
+from pycrm.domain.records import Stored
 from pycrm.errors import ConcurrencyError, CRMError, DuplicateError, NotFound, StorageError
 from pycrm.ports import chunks
 
@@ -69,10 +69,6 @@ def translate_errors(what: str) -> Iterator[None]:
         raise StorageError(f"{what}: {exc.orig}") from exc
     except sa_exc.SQLAlchemyError as exc:
         raise StorageError(f"{what}: {exc}") from exc
-
-
-def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, enum.Enum) else value
 
 
 def _escape_like(text: str) -> str:
@@ -157,6 +153,15 @@ class SqlUnitOfWork:
         with translate_errors("savepoint"):
             if nested.is_active:
                 nested.commit()
+
+    def index_json_key(self, cls: type[Stored], column: str, key: str) -> None:
+        """Create (if missing) an expression index on ``column``'s ``key`` for ``cls``'s table."""
+        codec = self._store.schema.codec(cls)
+        table = codec.table
+        name = f"ix_{table.name}_{column}_{key}"[:63]
+        index = sa.Index(name, table.c.tenant_id, codec.json_path(f"{column}.{key}", ""))
+        with translate_errors("create index"):
+            index.create(self.connection, checkfirst=True)
 
     def next_number(self, key: str) -> int:
         """Increment counter ``key`` with one upsert; its row stays locked until commit."""
@@ -344,26 +349,30 @@ class SqlRepository(Generic[S]):
     def compile(self, where: Filter) -> sa.ColumnElement[bool]:
         """Compile a filter into a WHERE clause on this table (values are bound, never inlined)."""
         c = self._codec
+
+        def column(field: str, sample: Any) -> sa.ColumnElement[Any]:
+            return c.json_path(field, sample) if "." in field else c.column(field)
+
         match where:
             case Eq(field, value):
-                column = c.column(field)
-                return column.is_(None) if value is None else column == _plain(value)
+                col = column(field, value)
+                return col.is_(None) if value is None else col == json_value(field, value)
             case In(field, values):
                 if not values:
                     return sa.false()
-                return c.column(field).in_([_plain(v) for v in values])
+                return column(field, values[0]).in_([json_value(field, v) for v in values])
             case Range(field, low, high):
-                column = c.column(field)
-                parts = [column.is_not(None)]
+                col = column(field, low if low is not None else high)
+                parts = [col.is_not(None)]
                 if low is not None:
-                    parts.append(column >= _plain(low))
+                    parts.append(col >= json_value(field, low))
                 if high is not None:
-                    parts.append(column < _plain(high))
+                    parts.append(col < json_value(field, high))
                 return sa.and_(*parts)
             case Contains(field, text):
-                return c.column(field).like(f"%{_escape_like(text)}%", escape="\\")
+                return column(field, text).like(f"%{_escape_like(text)}%", escape="\\")
             case IsNull(field):
-                return c.column(field).is_(None)
+                return column(field, None).is_(None)
             case HasKey(kind, key):
                 k = self._keys
                 return self._table.c.id.in_(
@@ -577,8 +586,3 @@ def _number(value: Any, measure: Measure) -> Any:
     if isinstance(value, Decimal) and value == value.to_integral_value():
         return int(value)
     return value
-
-
-def version_of(record: Stored) -> int | None:
-    """The record's version, when it has one."""
-    return record.version if isinstance(record, Record) else None

@@ -172,6 +172,17 @@ class Codec:
                 return self.table.c[column.names[1] if part == "currency" else column.names[0]]
         return self.column(path)
 
+    def json_path(self, field: str, sample: Any) -> sa.ColumnElement[Any]:
+        """``custom.key``: the key inside a JSON column, cast like ``sample`` compares."""
+        name, _, key = field.partition(".")
+        column = self.column(name)
+        element = column[key]
+        if isinstance(sample, bool):
+            return element.as_boolean()  # type: ignore[no-any-return]
+        if isinstance(sample, int | float | Decimal):
+            return element.as_numeric(30, 10)  # type: ignore[no-any-return]
+        return element.as_string()  # type: ignore[no-any-return]
+
     def column(self, field: str) -> sa.Column[Any]:
         """The column a filter on ``field`` compares against."""
         for column in self.columns:

@@ -1,0 +1,294 @@
+"""Custom field definitions and categories: ``s.fields`` and ``s.categories``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from pycrm.domain import RECORD_BY_RESOURCE
+from pycrm.domain.classification import Category
+from pycrm.domain.custom_fields import (
+    CUSTOMIZABLE,
+    FieldDefinition,
+    FieldType,
+    check_value,
+    typed_value,
+)
+from pycrm.domain.fields import Checks, check_bool, check_choice, check_tags, check_text
+from pycrm.domain.query import Eq, In, IsNull, Not, OrderBy, all_of
+from pycrm.domain.records import Record
+from pycrm.errors import FieldError, NotFound, PermissionDenied, ValidationError
+from pycrm.services.records import RecordService, write
+
+__all__ = ["CategoryService", "FieldService"]
+
+_KEY = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_EDITABLE = (
+    "label", "required", "default", "minimum", "maximum", "pattern", "choices", "group",
+    "readable_by", "writable_by", "searchable", "retired",
+)  # fmt: skip
+
+
+def _decimal(field: str, value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool | float) or not isinstance(value, int | str | Decimal):
+        raise ValidationError(field, value, "must be an int, Decimal or numeric text")
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        raise ValidationError(field, value, "is not a number") from None
+
+
+class FieldService(RecordService[FieldDefinition]):
+    """Define, change and retire custom fields (admins only); read and check their values."""
+
+    record_type = FieldDefinition
+
+    def _options(self, entity: str, kind: FieldType, values: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        with Checks() as checks:
+            if "label" in values:
+                out["label"] = checks(check_text, "label", values["label"], required=True)
+            for name in ("required", "searchable", "retired"):
+                if name in values:
+                    out[name] = checks(check_bool, name, values[name])
+            for name in ("minimum", "maximum"):
+                if name in values:
+                    out[name] = checks(_decimal, name, values[name])
+            if "pattern" in values and values["pattern"] is not None:
+                try:
+                    re.compile(values["pattern"])
+                    out["pattern"] = values["pattern"]
+                except (re.error, TypeError):
+                    checks.errors.append(
+                        FieldError("pattern", values["pattern"], "is not a regular expression")
+                    )
+            elif "pattern" in values:
+                out["pattern"] = None
+            if "choices" in values:
+                out["choices"] = checks(check_tags, "choices", values["choices"])
+            if "group" in values:
+                out["group"] = checks(check_text, "group", values["group"], limit=80)
+            for name in ("readable_by", "writable_by"):
+                if name in values:
+                    out[name] = checks(check_tags, name, values[name])
+        if kind in (FieldType.CHOICE, FieldType.MULTI_CHOICE) and not out.get(
+            "choices", values.get("choices")
+        ):
+            raise ValidationError("choices", None, f"a {kind.value} field needs choices")
+        return out
+
+    @write
+    def define(
+        self,
+        entity: str,
+        key: str,
+        type: FieldType | str,
+        *,
+        label: str | None = None,
+        **options: Any,
+    ) -> FieldDefinition:
+        """Define a custom field of ``entity`` (customer, contact, lead, deal, ticket, contract).
+
+        ``options``: ``required``, ``default``, ``minimum``, ``maximum``, ``pattern``,
+        ``choices``, ``reference`` (a record kind), ``group``, ``readable_by``,
+        ``writable_by`` (departments or roles), ``searchable`` (indexed).
+        """
+        self._require_admin("define", "field_definition")
+        if entity not in CUSTOMIZABLE:
+            raise ValidationError("entity", entity, f"must be one of {', '.join(CUSTOMIZABLE)}")
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            raise ValidationError(
+                "key", key, "must be lower-case letters, digits and _ (starting with a letter)"
+            )
+        kind = check_choice("type", type, FieldType)
+        unknown = sorted(set(options) - {*_EDITABLE, "reference"} - {"label"})
+        if unknown:
+            raise ValidationError(
+                unknown[0], options[unknown[0]], "is not a field definition option"
+            )
+        reference = options.pop("reference", None)
+        if kind is FieldType.REFERENCE and reference not in RECORD_BY_RESOURCE:
+            raise ValidationError("reference", reference, "must name a record kind, e.g. customer")
+        default = options.pop("default", None)
+        values = self._options(
+            entity, kind, {"label": label or key.replace("_", " ").capitalize(), **options}
+        )
+        draft = FieldDefinition(
+            **self._s.stamp(entity=entity, key=key, type=kind, reference=reference, **values)
+        )
+        if default is not None:
+            draft = attrs.evolve(
+                draft, default=check_value(attrs.evolve(draft, required=False), default)
+            )
+        if self._repo.find(all_of([Eq("entity", entity), Eq("key", key)]), limit=1):
+            raise ValidationError("key", key, f"{entity} already has a custom field {key!r}")
+        self._repo.add(draft)
+        self._s.record("define", None, draft)
+        if draft.searchable:
+            self._s.uow_index(entity, key)
+        self._s.__dict__.pop("_field_definitions", None)
+        return draft
+
+    def get_definition(self, entity: str, key: str) -> FieldDefinition:
+        """The definition of ``entity``'s field ``key``."""
+        found = self._repo.find(all_of([Eq("entity", entity), Eq("key", key)]), limit=1)
+        if not found:
+            raise NotFound("field_definition", f"{entity}.{key}")
+        return found[0]
+
+    def definitions(self, entity: str, *, include_retired: bool = False) -> list[FieldDefinition]:
+        """The custom fields of ``entity``, by group and key."""
+        defs = self._s.field_definitions(entity)
+        return sorted(
+            (d for d in defs.values() if include_retired or not d.retired),
+            key=lambda d: (d.group or "", d.key),
+        )
+
+    @write
+    def redefine(
+        self,
+        entity: str,
+        key: str,
+        *,
+        migrate: Callable[[Any], Any] | None = None,
+        **changes: Any,
+    ) -> FieldDefinition:
+        """Change a definition (its version goes up).
+
+        Every stored value is checked against the new definition; if any would
+        be invalid the change is refused with a ValidationError naming the
+        first such record, unless ``migrate`` is given: it receives each stored
+        value (JSON form) and returns the new one, which is checked and written.
+        """
+        self._require_admin("redefine", "field_definition")
+        current = self.get_definition(entity, key)
+        unknown = sorted(set(changes) - set(_EDITABLE) - {"type"})
+        if unknown:
+            raise ValidationError(unknown[0], changes[unknown[0]], "cannot be changed")
+        kind = check_choice("type", changes.pop("type", current.type), FieldType)
+        default = changes.pop("default", current.default)
+        values = self._options(entity, kind, {**{"choices": current.choices}, **changes})
+        new = attrs.evolve(current, type=kind, **values)
+        if default is not None:
+            default = check_value(attrs.evolve(new, required=False), default)
+        new = attrs.evolve(new, default=default)
+        cls = RECORD_BY_RESOURCE[entity]
+        service = getattr(self._s, entity + "s")
+        repo = self._s.uow.repo(cls)
+        path = f"custom.{key}"
+        with self._s.guard.bypass():
+            for record in repo.find(Not(IsNull(path)) if not new.required else None):
+                stored = record.custom.get(key)  # type: ignore[attr-defined]
+                value = migrate(stored) if migrate is not None else stored
+                try:
+                    checked = check_value(new, value)
+                except ValidationError as exc:
+                    hint = "" if migrate else "; pass migrate= to convert stored values"
+                    raise ValidationError(
+                        path, stored, f"{entity} {record.id} would be invalid: {exc.reason}{hint}"
+                    ) from None
+                if checked != stored:
+                    custom = {k: v for k, v in record.custom.items() if k != key}  # type: ignore[attr-defined]
+                    if checked is not None:
+                        custom[key] = checked
+                    service._change(record, None, "migrate", custom=custom)
+        updated = self._change(
+            current, None, "redefine", **{f: getattr(new, f) for f in ("type", "default", *values)}
+        )
+        if updated.searchable and not current.searchable:
+            self._s.uow_index(entity, key)
+        self._s.__dict__.pop("_field_definitions", None)
+        return updated
+
+    @write
+    def retire(self, entity: str, key: str) -> FieldDefinition:
+        """Stop offering a field; stored values stay (and can be read back)."""
+        self._require_admin("retire", "field_definition")
+        updated = self._change(self.get_definition(entity, key), None, "retire", retired=True)
+        self._s.__dict__.pop("_field_definitions", None)
+        return updated
+
+    def typed(self, record: Record) -> dict[str, Any]:
+        """A record's custom values as Python values (Decimal, date, Money …)."""
+        defs = self._s.field_definitions(record.resource)
+        custom: Mapping[str, Any] = getattr(record, "custom", {})
+        return {k: typed_value(defs[k], v) if k in defs else v for k, v in custom.items()}
+
+
+class CategoryService(RecordService[Category]):
+    """Controlled, hierarchical categories (``s.categories``)."""
+
+    record_type = Category
+
+    @write
+    def create(
+        self, key: str, name: str, *, parent: str | None = None, taxonomy: str | None = None
+    ) -> Category:
+        """Add a category under ``parent`` (a path), or a new root (its key is the taxonomy)."""
+        self._s.guard.require_any("category", "create") if not self._s.actor.is_system else None
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            raise ValidationError("key", key, "must be lower-case letters, digits and _")
+        label = check_text("name", name, required=True)
+        if parent is None:
+            root = taxonomy or key
+            record = Category(**self._s.stamp(taxonomy=root, key=key, name=label, path=key))
+        else:
+            up = self.by_path(parent)
+            record = Category(
+                **self._s.stamp(
+                    taxonomy=up.taxonomy,
+                    key=key,
+                    name=label,
+                    parent_id=up.id,
+                    path=f"{up.path}/{key}",
+                )
+            )
+        if self._repo.find(Eq("path", record.path), limit=1):
+            raise ValidationError("key", key, f"category {record.path!r} exists")
+        self._repo.add(record)
+        self._s.record("create", None, record)
+        return record
+
+    def by_path(self, path: str) -> Category:
+        """The category at ``path``."""
+        found = self._repo.find(Eq("path", path), limit=1) if isinstance(path, str) else []
+        if not found:
+            raise NotFound("category", str(path))
+        return found[0]
+
+    def tree(self, taxonomy: str) -> list[Category]:
+        """Every category of a taxonomy, parents before children."""
+        return self._repo.find(Eq("taxonomy", taxonomy), order_by=[OrderBy("path")])
+
+    def check_paths(self, field: str, value: Any) -> tuple[str, ...]:
+        """Category paths that exist (raises ValidationError naming the first unknown one)."""
+        if value is None:
+            return ()
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise ValidationError(field, value, "must be a list of category paths")
+        paths = tuple(dict.fromkeys(value))
+        known = {c.path for c in self._repo.find(In("path", paths))} if paths else set()
+        for i, path in enumerate(paths):
+            if path not in known:
+                raise ValidationError(f"{field}[{i}]", path, "is not a category")
+        return paths
+
+
+def check_custom_writes(session: Any, entity: str, keys: Sequence[str]) -> None:
+    """Raise PermissionDenied if the actor may not write one of these custom fields."""
+    defs = session.field_definitions(entity)
+    for key in keys:
+        if key in defs:
+            _permission(session, defs[key], "write")
+
+
+def _permission(session: Any, defn: FieldDefinition, action: str) -> None:
+    allowed = defn.writable_by if action == "write" else defn.readable_by
+    if allowed and not session.actor.is_system and session.guard.roles.isdisjoint(allowed):
+        raise PermissionDenied(session.actor.id, action, f"custom field {defn.entity}.{defn.key}")
