@@ -312,13 +312,6 @@ def test_every_documented_move_works_and_every_other_raises_invalid_transition(
     assert checked == len(S) * (len(MOVES) + 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: TICKET_MOVES documents in_progress → assigned and waiting_on_customer → assigned, "
-    "but no public call performs them: assign() keeps the status of a ticket being worked "
-    "(and keeps the SLA clock paused) and reopen() refuses open tickets; either the moves "
-    "are dead entries or reassignment should move the ticket back to assigned",
-)
 def test_documented_moves_back_to_assigned_are_reachable(crm: pycrm.CRM) -> None:
     with crm.session(crm.system_actor) as s:
         agent = add_user(s, "Agent")
@@ -468,11 +461,6 @@ def test_breaches_are_late_by_business_time(connect_crm: ConnectFn) -> None:
     assert first.late_by == timedelta(hours=6 + 1)  # Mon 11-17, Wed 9-10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: TicketService.breaches() promises 'most overdue first' but orders by opened_at: "
-    "a low ticket opened at 09:00 (1h late) comes before an urgent one opened at 09:30 (15.5h late)",
-)
 def test_breaches_come_most_overdue_first(crm: pycrm.CRM, fake_clock: FakeClock) -> None:
     with crm.session(crm.system_actor) as s:
         s.tickets.open("Low", channel="email", priority="low")
@@ -996,12 +984,6 @@ def test_the_demo_answers_the_customer_ticket_within_its_sla(crm: pycrm.CRM) -> 
 # -- known bugs ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: rate(id, None) is accepted (check_int lets None through): it stores csat_score "
-    "None and marks the resolution as rated, so the customer's real score is then refused "
-    "with 'this resolution was rated already'",
-)
 def test_a_missing_score_is_refused(crm: pycrm.CRM) -> None:
     with crm.session(crm.system_actor) as s:
         agent = add_user(s, "Agent")
@@ -1014,13 +996,6 @@ def test_a_missing_score_is_refused(crm: pycrm.CRM) -> None:
         assert s.tickets.rate(ticket.id, 5).csat_score == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: resolve() on a ticket waiting on the customer never sets resolution_breached "
-    "(it skips the check while paused), even when the resolution was already late before the "
-    "pause: urgent ticket due 13:00, paused 14:00, resolved 15:00 → not flagged; it should "
-    "compare with the due time pushed by the waiting time (14:00)",
-)
 def test_resolving_while_waiting_still_counts_lateness_before_the_pause(
     crm: pycrm.CRM, fake_clock: FakeClock
 ) -> None:
@@ -1038,12 +1013,6 @@ def test_resolving_while_waiting_still_counts_lateness_before_the_pause(
     assert resolved.resolution_breached
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a first public reply sent while the ticket waits on the customer is compared "
-    "with the first-response due time not yet pushed by the pause: urgent ticket opened 09:00, "
-    "set waiting at 09:00, answered 11:00 → first_response_breached although no SLA time passed",
-)
 def test_a_first_reply_while_waiting_is_judged_on_sla_time(
     crm: pycrm.CRM, fake_clock: FakeClock
 ) -> None:
@@ -1058,12 +1027,6 @@ def test_a_first_reply_while_waiting_is_judged_on_sla_time(
     assert not replied.first_response_breached
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: escalate() hands a ticket to the agent's manager even when that manager is "
-    "deactivated (cannot open a session), so the escalated ticket sits with nobody who can "
-    "work it; it should skip inactive managers (go further up, or create the service task)",
-)
 def test_escalation_skips_a_deactivated_manager(crm: pycrm.CRM, fake_clock: FakeClock) -> None:
     with crm.session(crm.system_actor) as s:
         boss = add_user(s, "Boss")
@@ -1078,12 +1041,6 @@ def test_escalation_skips_a_deactivated_manager(crm: pycrm.CRM, fake_clock: Fake
         assert s.tasks.list(kind="ticket_escalated", related_id=ticket.id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: deactivating an agent hands their open tickets on (to the manager) but leaves "
-    "assigned_by/assignment_reason of the previous assignment ('assigned by hand'), because "
-    "OrgService.deactivate_user only rewrites them for owner_id records, not assignee_id ones",
-)
 def test_deactivation_records_why_a_ticket_changed_hands(crm: pycrm.CRM) -> None:
     with crm.session(crm.system_actor) as s:
         boss = add_user(s, "Boss")

@@ -16,6 +16,7 @@ from pycrm.domain.assessments import ConsolidationRule
 from pycrm.domain.audit import AuditEntry
 from pycrm.domain.contracts import ApprovalPolicy, ApprovalStep, Contract
 from pycrm.domain.events import Event
+from pycrm.domain.ids import new_id
 from pycrm.domain.leads import Lead
 from pycrm.domain.money import Money
 from pycrm.domain.org import SYSTEM_ACTOR_ID, Actor, User
@@ -263,6 +264,22 @@ class CRM:
         if user is None:
             raise NotFound("user", actor)
         if not user.active:
+            self._record_denials(
+                uow.tenant_id,
+                [
+                    AuditEntry(
+                        id=new_id(),
+                        tenant_id=uow.tenant_id,
+                        at=self.clock.now(),
+                        actor_id=user.id,
+                        department=user.department,
+                        action="denied:open_session",
+                        record_type="user",
+                        record_id=user.id,
+                        changes={"reason": [None, "the user is deactivated"]},
+                    )
+                ],
+            )
             raise PermissionDenied(actor, "open a session as", "user", "the user is deactivated")
         return Actor.of(user)
 

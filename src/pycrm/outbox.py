@@ -69,6 +69,22 @@ class Outbox:
             raise
         return marked
 
+    def _count_attempt(self, event_id: str, tenant: str | None) -> None:
+        """Add one to the event's failed attempts (in a transaction of its own)."""
+        uow = self._crm._begin(tenant)
+        try:
+            repo = uow.repo(OutboxMessage)
+            row = repo.get(event_id)
+            if row is not None:
+                counted = attrs.evolve(row, attempts=row.attempts + 1, version=row.version + 1)
+                repo.replace(counted, row.version)
+            uow.commit()
+        except ConcurrencyError:
+            uow.rollback()
+        except BaseException:
+            uow.rollback()
+            raise
+
     def relay(
         self, send: Callable[[Event], object], *, tenant: str | None = None, limit: int = 100
     ) -> int:
@@ -85,6 +101,7 @@ class Outbox:
                 log.exception(
                     "relaying event %s (%s) failed; it stays pending", event.id, event.name
                 )
+                self._count_attempt(event.id, tenant)
                 break
             delivered.append(event.id)
         if delivered:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -29,12 +30,12 @@ class OpenHours:
     """Closing time, local; must be after ``start``."""
 
 
-def _zone(name: str) -> ZoneInfo:
+def _zone(name: str, field: str = "timezone") -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
         raise ValidationError(
-            "timezone", name, "is not an IANA time zone such as 'Europe/Berlin'"
+            field, name, "is not an IANA time zone such as 'Europe/Berlin'"
         ) from None
 
 
@@ -60,26 +61,44 @@ class WorkingHours:
         if unknown:
             raise ValidationError(field, value, f"unknown keys {sorted(map(str, unknown))}")
         zone = value.get("timezone", "UTC")
-        _zone(zone)
+        if not isinstance(zone, str):
+            raise ValidationError(f"{field}.timezone", zone, "must be an IANA time zone name")
+        _zone(zone, f"{field}.timezone")
         periods: list[OpenHours] = []
         for i, day in enumerate(WEEKDAYS):
             spans = value.get(day, ())
-            for span in [spans] if isinstance(spans, str) else spans:
+            if isinstance(spans, str):
+                spans = [spans]
+            if not isinstance(spans, list | tuple) or not all(isinstance(x, str) for x in spans):
+                raise ValidationError(
+                    f"{field}.{day}", spans, "must be 'HH:MM-HH:MM' or a list of them"
+                )
+            day_periods = []
+            for span in spans:
                 try:
                     start_text, end_text = span.split("-")
-                    start, end = (
-                        time.fromisoformat(start_text.strip()),
-                        time.fromisoformat(end_text.strip()),
-                    )
-                except (ValueError, AttributeError):
+                    start = time.fromisoformat(start_text.strip())
+                    end = time.fromisoformat(end_text.strip())
+                except ValueError:
                     raise ValidationError(
                         f"{field}.{day}", span, "must look like '09:00-17:00'"
                     ) from None
+                if start.tzinfo is not None or end.tzinfo is not None:
+                    raise ValidationError(
+                        f"{field}.{day}", span, "is local time: give no UTC offset"
+                    )
                 if end <= start:
                     raise ValidationError(f"{field}.{day}", span, "must end after it starts")
-                periods.append(OpenHours(i, start, end))
+                day_periods.append(OpenHours(i, start, end))
+            day_periods.sort(key=lambda p: p.start)
+            for earlier, later in itertools.pairwise(day_periods):
+                if later.start < earlier.end:
+                    raise ValidationError(f"{field}.{day}", spans, "periods overlap")
+            periods += day_periods
         holidays = value.get("holidays", ())
-        if not all(isinstance(d, date) and not isinstance(d, datetime) for d in holidays):
+        if not isinstance(holidays, list | tuple) or not all(
+            isinstance(d, date) and not isinstance(d, datetime) for d in holidays
+        ):
             raise ValidationError(f"{field}.holidays", holidays, "must be a list of dates")
         return cls(zone, tuple(periods), tuple(sorted(holidays)))
 

@@ -54,6 +54,7 @@ class Lead(Record):
         ("source",),
         ("campaign",),
         ("name_key",),
+        ("customer_id",),
     )
     computed: ClassVar[tuple[str, ...]] = ("name_key",)
 

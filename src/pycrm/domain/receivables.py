@@ -89,12 +89,17 @@ class Receivable(Record):
 
 
 def status_for(receivable: Receivable, today: date) -> ReceivableStatus:
-    """The status a receivable's amounts and due date imply on ``today``."""
+    """The status a receivable's amounts imply after a payment.
+
+    A receivable becomes ``overdue`` only through the overdue scan (which
+    announces it and gives finance a task); a payment keeps it overdue while
+    money is still owed.
+    """
     if receivable.status is ReceivableStatus.WRITTEN_OFF:
         return ReceivableStatus.WRITTEN_OFF
     if receivable.paid >= receivable.amount:
         return ReceivableStatus.PAID
-    if receivable.due < today:
+    if receivable.status is ReceivableStatus.OVERDUE:
         return ReceivableStatus.OVERDUE
     if receivable.paid.amount > 0:
         return ReceivableStatus.PARTIALLY_PAID

@@ -13,7 +13,7 @@ from pycrm.domain.fields import Checks, check_bool, check_choice, check_text
 from pycrm.domain.leads import Lead
 from pycrm.domain.query import Eq, Filter, Or, OrderBy, Range, all_of
 from pycrm.domain.tasks import BehaviourEvent
-from pycrm.errors import PermissionDenied, ValidationError
+from pycrm.errors import ValidationError
 from pycrm.rules.context import RuleContext
 from pycrm.services.records import RecordService, check_when, write
 from pycrm.services.search import check_page
@@ -100,7 +100,7 @@ class ActivityService(RecordService[Activity]):
         """Correct an activity's subject or body. Only its author may."""
         current = self._load(id)
         if current.author_id != self._s.actor.id and not self._s.actor.is_system:
-            raise PermissionDenied(self._s.actor.id, "update", "activity", "only its author may")
+            self._s.guard.deny("update", "activity", current.id, "only its author may")
         changes: dict[str, Any] = {}
         with Checks() as checks:
             if subject is not ...:

@@ -121,7 +121,13 @@ class DealService(RecordService[Deal]):
                 "name": checks(check_text, "name", name, required=True),
                 "amount": checks(check_money, "amount", amount),
                 "expected_close": checks(_date, "expected_close", expected_close),
-                "owner_id": checks(self._check_user, "owner_id", owner_id),
+                "owner_id": checks(
+                    self._check_user,
+                    "owner_id",
+                    owner_id
+                    if owner_id is not None or self._s.actor.is_system
+                    else self._s.actor.id,
+                ),
                 "probability": checks(_probability, "probability", probability),
                 "source": checks(check_text, "source", source, limit=60),
                 "campaign": checks(check_text, "campaign", campaign, limit=200),

@@ -21,7 +21,7 @@ from pycrm.domain.custom_fields import (
 from pycrm.domain.fields import Checks, check_bool, check_choice, check_tags, check_text
 from pycrm.domain.query import Eq, In, IsNull, Not, OrderBy, all_of
 from pycrm.domain.records import Record
-from pycrm.errors import FieldError, NotFound, PermissionDenied, ValidationError
+from pycrm.errors import FieldError, NotFound, ValidationError
 from pycrm.services.records import RecordService, write
 
 __all__ = ["CategoryService", "FieldService"]
@@ -291,4 +291,6 @@ def check_custom_writes(session: Any, entity: str, keys: Sequence[str]) -> None:
 def _permission(session: Any, defn: FieldDefinition, action: str) -> None:
     allowed = defn.writable_by if action == "write" else defn.readable_by
     if allowed and not session.actor.is_system and session.guard.roles.isdisjoint(allowed):
-        raise PermissionDenied(session.actor.id, action, f"custom field {defn.entity}.{defn.key}")
+        session.guard.deny(
+            action, defn.entity, None, f"custom field {defn.key!r} is not for this role"
+        )

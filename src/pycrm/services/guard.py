@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import attrs
 
@@ -174,7 +174,11 @@ class Guard:
         if not self._bypass and not self._s.crm.policy.grants_for(self.roles, resource, action):
             self._deny(action, resource, None, "no grant for this")
 
-    def _deny(self, action: str, resource: str, record_id: str | None, why: str) -> Any:
+    def deny(self, action: str, resource: str, record_id: str | None, why: str) -> NoReturn:
+        """Refuse: audit the attempt (it outlives a rollback) and raise PermissionDenied."""
+        self._deny(action, resource, record_id, why)
+
+    def _deny(self, action: str, resource: str, record_id: str | None, why: str) -> NoReturn:
         actor = self._s.actor
         self.denials.append(
             AuditEntry(

@@ -205,7 +205,7 @@ class OrgService(RecordService[User]):
                 repo = self._s.uow.repo(cls)
                 for record in repo.find(all_of([Eq(field, id), where])):
                     fields = {field: heir}
-                    if field == "owner_id" and hasattr(record, "assignment_reason"):
+                    if hasattr(record, "assignment_reason"):
                         fields["assignment_reason"] = f"reassigned: {current.name} was deactivated"
                         fields["assigned_by"] = f"user:{self._s.actor.id}"
                     changed = attrs.evolve(

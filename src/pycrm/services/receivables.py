@@ -16,7 +16,7 @@ from pycrm.domain.receivables import (
     ReceivableStatus,
     apply_payment,
 )
-from pycrm.errors import DuplicateError, InvalidTransition, PermissionDenied, ValidationError
+from pycrm.errors import DuplicateError, InvalidTransition, ValidationError
 from pycrm.services.records import RecordService, check_when, write
 from pycrm.services.search import check_page
 
@@ -40,7 +40,7 @@ class ReceivableService(RecordService[Receivable]):
         if not (
             actor.is_system or actor.department in ("finance", "admin") or "admin" in actor.roles
         ):
-            raise PermissionDenied(actor.id, action, "receivable", "finance owns receivables")
+            self._s.guard.deny(action, "receivable", None, "finance owns receivables")
 
     def _open_for(self, contract: Contract, instalment: Instalment) -> Receivable:
         return self._add(
@@ -73,7 +73,7 @@ class ReceivableService(RecordService[Receivable]):
         ``allow_overpayment``, which records the excess as an overpayment.
         The built-in reminders tell the deal owner with a task.
         """
-        self._require_finance("record payment on")
+        self._require_finance("update")
         receivable = self._load(id)
         ref = check_text("reference", reference, required=True, limit=120)
         assert ref is not None
@@ -105,7 +105,7 @@ class ReceivableService(RecordService[Receivable]):
     @write
     def write_off(self, id: str, reason: str) -> Receivable:
         """Give up on collecting what is outstanding, saying why. Finance only."""
-        self._require_finance("write off")
+        self._require_finance("update")
         receivable = self._load(id)
         text = check_text("reason", reason, required=True, limit=500)
         if receivable.status not in _UNPAID:
@@ -128,7 +128,7 @@ class ReceivableService(RecordService[Receivable]):
         Each newly overdue receivable sends ``receivable_overdue`` (the
         built-in reminders give finance a task). Returns the receivables that became overdue.
         """
-        self._require_finance("scan")
+        self._require_finance("update")
         today = self._today()
         due = self._repo.find(
             all_of(

@@ -14,8 +14,8 @@ from pycrm.domain.contact_points import Address, ContactPoint, PointKind
 from pycrm.domain.fields import Checks, check_bool, check_points
 from pycrm.domain.org import User
 from pycrm.domain.query import And, Eq, Filter, OrderBy, Range
-from pycrm.domain.records import Record
-from pycrm.errors import ConcurrencyError, NotFound, PermissionDenied, ValidationError
+from pycrm.domain.records import Record, Stored
+from pycrm.errors import ConcurrencyError, NotFound, ValidationError
 from pycrm.ports import Repository
 from pycrm.serialization import from_dict
 from pycrm.session import Session
@@ -44,7 +44,9 @@ def write(method: Callable[P, T]) -> Callable[P, T]:
         service = args[0]
         assert isinstance(service, Service)
         with service._s.atomic():
-            return method(*args, **kwargs)
+            result = method(*args, **kwargs)
+        # What a write returns is read by the actor: hidden fields stay hidden.
+        return service._s.guard.redact(result) if isinstance(result, Stored) else result
 
     return wrapper
 
@@ -80,7 +82,7 @@ class Service:
     def _require_admin(self, action: str, resource: str) -> None:
         actor = self._s.actor
         if not (actor.is_system or "admin" in actor.roles or actor.department == "admin"):
-            raise PermissionDenied(actor.id, action, resource, "needs the admin role")
+            self._s.guard.deny(action, resource, None, "needs the admin role")
 
 
 class RecordService(Service, Generic[R]):
@@ -261,12 +263,13 @@ class RecordService(Service, Generic[R]):
         entries = self._s.uow.repo(AuditEntry).find(
             Eq("record_id", id), order_by=[OrderBy("at"), OrderBy("id")]
         )
+        hidden = self._s.guard.hidden(self.record_type.resource)
         return [
             FieldChange(name, old, new, entry.at, entry.actor_id, entry.department)
             for entry in entries
             if entry.record_type == self.record_type.resource
             for name, (old, new) in entry.changes.items()
-            if field is None or name == field
+            if (field is None or name == field) and name not in hidden
         ]
 
     def as_of(self, id: str, when: datetime) -> R:
@@ -280,7 +283,7 @@ class RecordService(Service, Generic[R]):
         )
         for entry in entries:
             if entry.record_type == self.record_type.resource and entry.snapshot is not None:
-                return from_dict(self.record_type, entry.snapshot)
+                return self._s.guard.redact(from_dict(self.record_type, entry.snapshot))
         raise NotFound(self.record_type.resource, id)
 
 

@@ -207,6 +207,15 @@ class TicketService(RecordService[Ticket]):
             changes["resolution_due"] = policy.add(ticket.resolution_due, waited)
         return changes
 
+    def _effective_due(
+        self, ticket: Ticket, due: datetime | None, now: datetime
+    ) -> datetime | None:
+        """``due`` pushed back by the SLA time the ticket has been waiting on the customer so far."""
+        if due is None or ticket.paused_since is None:
+            return due
+        policy = self._s.crm.sla_policy
+        return policy.add(due, policy.elapsed(ticket.paused_since, now))
+
     @write
     def start(self, id: str) -> Ticket:
         """The agent starts working on it (→ in_progress)."""
@@ -234,7 +243,7 @@ class TicketService(RecordService[Ticket]):
         }
         if public and ticket.first_response_at is None:
             changes["first_response_at"] = now
-            due = ticket.first_response_due
+            due = self._effective_due(ticket, ticket.first_response_due, now)
             changes["first_response_breached"] = ticket.first_response_breached or (
                 due is not None and now > due
             )
@@ -267,8 +276,8 @@ class TicketService(RecordService[Ticket]):
                 *ticket.messages,
                 Message(self._s.actor.id, text or "", False, now),
             )
-        due = ticket.resolution_due
-        if ticket.paused_since is None and due is not None and now > due:
+        due = self._effective_due(ticket, ticket.resolution_due, now)
+        if due is not None and now > due:
             changes["resolution_breached"] = True
         return self._move(ticket, TicketStatus.RESOLVED, "resolve", **changes)
 
@@ -312,6 +321,8 @@ class TicketService(RecordService[Ticket]):
         """Record the customer's satisfaction (1-5) with the latest resolution; once per resolution."""
         ticket = self._load(id)
         value = check_int("score", score, minimum=1, maximum=5)
+        if value is None:
+            raise ValidationError("score", score, "is required (1-5)")
         if ticket.status not in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
             raise InvalidTransition(
                 "ticket", ticket.status.value, "rated", "only resolved tickets are rated"
@@ -336,9 +347,10 @@ class TicketService(RecordService[Ticket]):
         Tickets waiting on the customer are not counted: their clock is stopped.
         """
         when = self._s.now() if at is None else check_when("at", at)
-        return [
+        found = [
             breach for ticket in self._overdue(when) for breach in self._breaches_of(ticket, when)
         ]
+        return sorted(found, key=lambda b: (-b.late_by, b.due, b.ticket_id))
 
     def _overdue(self, when: datetime) -> list[Ticket]:
         active = In(
@@ -427,7 +439,10 @@ class TicketService(RecordService[Ticket]):
         if user_id is None:
             return None
         user = self._s.uow.repo(User).get(user_id)
-        return user.manager_id if user is not None else None
+        if user is None or user.manager_id is None:
+            return None
+        manager = self._s.uow.repo(User).get(user.manager_id)
+        return manager.id if manager is not None and manager.active else None
 
     # -- reading ---------------------------------------------------------------
 

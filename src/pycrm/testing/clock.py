@@ -13,8 +13,10 @@ class FakeClock:
     """A :class:`~pycrm.ports.Clock` for tests: fixed until you ``advance`` or ``set`` it."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-        self._check(self._now)
+        start = start or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+        self._check(start)
+        # Kept in UTC so advancing is elapsed time, not wall-clock time across a DST change.
+        self._now = start.astimezone(UTC)
 
     @staticmethod
     def _check(when: datetime) -> None:
@@ -36,4 +38,4 @@ class FakeClock:
     def set(self, when: datetime) -> None:
         """Jump to ``when`` (forwards or backwards)."""
         self._check(when)
-        self._now = when
+        self._now = when.astimezone(UTC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,6 +35,21 @@ def sort_records(records: list[S], order_by: Sequence[OrderBy]) -> list[S]:
         present.sort(key=lambda r: plain(getattr(r, order.field)), reverse=order.descending)
         ordered = present + missing
     return ordered
+
+
+def _has_mutable(cls: type[Stored]) -> bool:
+    return any("dict" in str(f.type) for f in attrs.fields(cls))
+
+
+_MUTABLE: dict[type[Stored], bool] = {}
+
+
+def _isolated(record: S) -> S:
+    """A private copy of records holding mutable values (dicts), so no caller can change the store."""
+    cls = type(record)
+    if cls not in _MUTABLE:
+        _MUTABLE[cls] = _has_mutable(cls)
+    return copy.deepcopy(record) if _MUTABLE[cls] else record
 
 
 class MemoryStore:
@@ -167,6 +183,7 @@ class MemoryRepository(Generic[S]):
     def _write(self, record: S, replaced: int | None) -> None:
         if record.tenant_id != self._uow.tenant_id:
             raise NotFound(self._cls.resource, record.id)
+        record = _isolated(record)
         self._uow._writes.setdefault(self._cls, {})
         earlier = self._uow._writes[self._cls].get(record.id)
         # Within one unit of work the version committed against is the first one seen.
@@ -191,8 +208,9 @@ class MemoryRepository(Generic[S]):
         """Return the record with ``id``, or None."""
         written = self._uow._writes.get(self._cls, {}).get(id)
         if written is not None:
-            return written[0]  # type: ignore[return-value]
-        return self._uow._store._base(self._cls, self._uow.tenant_id).get(id)  # type: ignore[return-value]
+            return _isolated(written[0])  # type: ignore[return-value]
+        found = self._uow._store._base(self._cls, self._uow.tenant_id).get(id)
+        return None if found is None else _isolated(found)  # type: ignore[return-value]
 
     def get_many(self, ids: Sequence[str]) -> dict[str, S]:
         """Return the records among ``ids`` that exist."""
@@ -277,7 +295,7 @@ class MemoryRepository(Generic[S]):
         found = [r for r in self._uow._visible(self._cls).values() if matches(r, where)]
         found = sort_records(found, order_by)
         end = None if limit is None else offset + limit
-        return found[offset:end]
+        return [_isolated(r) for r in found[offset:end]]
 
     def count(self, where: Filter | None = None) -> int:
         """Count the matching records."""

@@ -408,7 +408,9 @@ class SqlRepository(Generic[S]):
             case Or(parts):
                 return sa.or_(*(self.compile(p) for p in parts))
             case Not(part):
-                return sa.not_(self.compile(part))
+                # SQL's NOT of an unknown (a NULL column) is unknown, which filters the row
+                # out; the memory adapter's "not equal to None" keeps it. Make SQL agree.
+                return sa.not_(sa.func.coalesce(self.compile(part), sa.false()))
         raise TypeError(f"unknown filter {where!r}")
 
     def _related(

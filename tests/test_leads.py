@@ -1,0 +1,509 @@
+"""Contract tests for ``session.leads`` (DESIGN §4 Leads), on every backend.
+
+new → assigned → contacted → qualified → converted, or disqualified (with a
+reason) from any open status. Every refused call leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import pycrm
+from pycrm.domain import RECORD_TYPES
+from pycrm.domain.audit import AuditEntry
+from pycrm.domain.contact_points import PointKind
+from pycrm.domain.leads import Lead, LeadStatus
+from pycrm.domain.tasks import TaskPriority, TaskStatus
+from pycrm.errors import (
+    ConcurrencyError,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
+from pycrm.session import Session
+from pycrm.testing import FakeClock
+
+ConnectFn = Callable[..., pycrm.CRM]
+Call = Callable[[Session], object]
+
+# -- helpers -------------------------------------------------------------------
+
+
+def snapshot(crm: pycrm.CRM) -> dict[str, list[Any]]:
+    """Every stored record (the audit of refused attempts aside), for before/after checks."""
+    uow = crm.store.begin("default")
+    try:
+        rows: dict[str, list[Any]] = {}
+        for cls in RECORD_TYPES:
+            found: list[Any] = uow.repo(cls).find()
+            if cls is AuditEntry:
+                found = [e for e in found if not e.action.startswith("denied:")]
+            rows[cls.__name__] = found
+        return rows
+    finally:
+        uow.rollback()
+
+
+def refused(crm: pycrm.CRM, actor: Any, *cases: tuple[type[Exception], Call]) -> list[Exception]:
+    """Run each call in one session, expect its error, and check the store did not change."""
+    before = snapshot(crm)
+    errors: list[Exception] = []
+    with crm.session(actor=actor) as s:
+        for error, call in cases:
+            with pytest.raises(error) as info:
+                call(s)
+            errors.append(info.value)
+    assert snapshot(crm) == before
+    return errors
+
+
+def staff(crm: pycrm.CRM) -> SimpleNamespace:
+    with crm.session(actor=crm.system_actor) as s:
+        return SimpleNamespace(
+            mia=s.org.create_user(name="Mia", email="mia@corp.example", department="marketing"),
+            sam=s.org.create_user(name="Sam", email="sam@corp.example", department="sales"),
+            kim=s.org.create_user(name="Kim", email="kim@corp.example", department="sales"),
+            max=s.org.create_user(
+                name="Max", email="max@corp.example", department="sales", roles=["sales_manager"]
+            ),
+        )
+
+
+_n = iter(range(10**6))
+
+
+def lead_at(s: Session, status: LeadStatus, owner_id: str, **fields: Any) -> Lead:
+    """A lead walked to ``status`` by the documented calls."""
+    n = next(_n)
+    values: dict[str, Any] = {"email": f"lead{n}@prospect{n}.example", "company": f"Prospect {n}"}
+    values.update(fields)
+    lead = s.leads.capture(f"Lead {n}", source="webform", **values)
+    if status is LeadStatus.NEW:
+        return lead
+    if status is LeadStatus.DISQUALIFIED:
+        return s.leads.disqualify(lead.id, "no budget")
+    lead = s.leads.assign(lead.id, owner_id)
+    if status is LeadStatus.ASSIGNED:
+        return lead
+    lead = s.leads.mark_contacted(lead.id)
+    if status is LeadStatus.CONTACTED:
+        return lead
+    lead = s.leads.qualify(lead.id)
+    if status is LeadStatus.QUALIFIED:
+        return lead
+    s.leads.convert(lead.id)
+    return s.leads.get(lead.id)
+
+
+def outbox_names(crm: pycrm.CRM) -> list[str]:
+    return [e.name for e in crm.outbox.pending(limit=1000)]
+
+
+# -- capture --------------------------------------------------------------------
+
+
+def test_capture_stores_and_announces_a_new_lead_with_normalised_details_marketing_may_fix(
+    crm: pycrm.CRM, fake_clock: FakeClock
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=people.mia.id) as s:
+        lead = s.leads.capture(
+            "  Anna   Schmidt ",
+            source="Trade Show",
+            email="Anna@ACME.example",
+            phone="030 1234567",
+            company="Acme GmbH",
+            campaign="spring",
+            region="DACH",
+            industry="machinery",
+            needs="packaging line",
+        )
+    with crm.session(actor=people.mia.id) as s:
+        stored = s.leads.get(lead.id)
+    assert stored == lead
+    assert (lead.status, lead.owner_id, lead.source) == (LeadStatus.NEW, None, "trade_show")
+    assert lead.name == "Anna Schmidt"
+    assert {(p.kind, p.value) for p in lead.contact_points} == {
+        (PointKind.EMAIL, "Anna@acme.example"),
+        (PointKind.PHONE, "+49301234567"),
+    }
+    assert (lead.created_by, lead.created_at) == (people.mia.id, fake_clock.now())
+    assert outbox_names(crm)[-1] == "lead_captured"
+    with crm.session(actor=people.mia.id) as s:
+        fixed = s.leads.update(lead.id, title="CTO", emails=["cto@acme.example"])
+    assert fixed.title == "CTO"
+    assert {p.value for p in fixed.contact_points} == {"cto@acme.example", "+49301234567"}
+
+
+def test_capture_of_bad_input_and_get_of_an_unknown_id_are_refused_and_store_nothing(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    errors = refused(
+        crm,
+        people.mia.id,
+        (ValidationError, lambda s: s.leads.capture("", source="webform")),
+        (ValidationError, lambda s: s.leads.capture("Anna", source="")),
+        (ValidationError, lambda s: s.leads.capture("Anna", source="webform", email="nope")),
+        (ValidationError, lambda s: s.leads.capture("Anna", source="webform", budget=5)),
+        (NotFound, lambda s: s.leads.get("no-such-lead")),
+    )
+    fields = [e.field for e in errors[:4]]  # type: ignore[attr-defined]
+    assert fields == ["name", "source", "emails[0]", "budget"]
+
+
+# -- assignment -----------------------------------------------------------------
+
+
+def test_assign_gives_the_owner_a_first_contact_task_due_within_the_configured_time(
+    connect_crm: ConnectFn, fake_clock: FakeClock
+) -> None:
+    crm = connect_crm(first_contact_within=timedelta(hours=2))
+    people = staff(crm)
+    with crm.session(actor=people.mia.id) as s:
+        lead = s.leads.capture("Anna", source="webform", company="Acme")
+    fake_clock.advance(minutes=10)
+    with crm.session(actor=people.max.id) as s:
+        assigned = s.leads.assign(lead.id, people.sam.id, reason="knows packaging")
+        why = s.leads.explain_assignment(lead.id)
+    assert (assigned.status, assigned.owner_id, assigned.assigned_at) == (
+        LeadStatus.ASSIGNED,
+        people.sam.id,
+        fake_clock.now(),
+    )
+    assert (why.owner_id, why.decided_by, why.reason) == (
+        people.sam.id,
+        f"user:{people.max.id}",
+        "knows packaging",
+    )
+    with crm.session(actor=people.sam.id) as s:
+        (task,) = s.tasks.list(assignee_id=people.sam.id)
+    assert (task.kind, task.title, task.related_type, task.related_id) == (
+        "first_contact",
+        "First contact: Anna (Acme)",
+        "lead",
+        lead.id,
+    )
+    assert (task.due_at, task.priority) == (
+        fake_clock.now() + timedelta(hours=2),
+        TaskPriority.HIGH,
+    )
+    assert outbox_names(crm)[-2:] == ["lead_assigned", "task_created"]
+
+
+def test_a_sales_manager_reassigns_open_leads_and_the_first_contact_task_follows_the_owner(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        lead = lead_at(s, LeadStatus.ASSIGNED, people.sam.id)
+        (old_task,) = s.tasks.list(related_id=lead.id)
+        contacted = lead_at(s, LeadStatus.CONTACTED, people.sam.id)
+    refused(
+        crm, people.sam.id, (PermissionDenied, lambda s: s.leads.assign(lead.id, people.kim.id))
+    )
+    refused(
+        crm,
+        people.max.id,
+        (ValidationError, lambda s: s.leads.assign(lead.id, "nobody")),
+        (NotFound, lambda s: s.leads.assign("no-such-lead", people.kim.id)),
+    )
+    with crm.session(actor=people.max.id) as s:
+        again = s.leads.assign(lead.id, people.kim.id, reason="Sam is on leave")
+        tasks = s.tasks.list(related_id=lead.id, status=None)
+        moved = s.leads.assign(contacted.id, people.kim.id)
+    assert (again.status, again.owner_id) == (LeadStatus.ASSIGNED, people.kim.id)
+    by_id = {t.id: t for t in tasks}
+    assert by_id.pop(old_task.id).status is TaskStatus.CANCELLED
+    (new_task,) = by_id.values()
+    assert (new_task.assignee_id, new_task.status, new_task.kind) == (
+        people.kim.id,
+        TaskStatus.OPEN,
+        "first_contact",
+    )
+    assert (moved.status, moved.owner_id) == (LeadStatus.CONTACTED, people.kim.id)
+
+
+def test_a_lead_router_assigns_captured_leads_at_once_and_preview_writes_nothing(
+    connect_crm: ConnectFn,
+) -> None:
+    plain = connect_crm()
+    people = staff(plain)
+    with plain.session(actor=plain.system_actor) as s:
+        s.org.create_user(name="Lou", email="lou@corp.example", department="sales", on_leave=True)
+        assert {u.id for u in s.leads.candidates()} == {people.sam.id, people.kim.id, people.max.id}
+    asked: list[str] = []
+
+    def router(session: Session, lead: Lead) -> tuple[str, str] | None:
+        asked.append(lead.name)
+        if lead.region == "DACH":
+            return people.kim.id, "Kim covers DACH"
+        return None
+
+    crm = connect_crm(lead_router=router)
+    with crm.session(actor=people.mia.id) as s:
+        routed = s.leads.capture("Anna", source="webform", region="DACH")
+        left = s.leads.capture("Bo", source="webform", region="Nordics")
+    assert (routed.status, routed.owner_id, routed.assigned_by, routed.assignment_reason) == (
+        LeadStatus.ASSIGNED,
+        people.kim.id,
+        "pycrm.lead_router",
+        "Kim covers DACH",
+    )
+    assert (left.status, left.owner_id) == (LeadStatus.NEW, None)
+    before = snapshot(crm)
+    with crm.session(actor=people.max.id) as s:
+        preview = s.leads.preview_assignment(name="Cy", region="DACH")
+    assert snapshot(crm) == before
+    assert preview is not None
+    assert (preview.owner_id, preview.rule) == (
+        people.kim.id,
+        "pycrm.lead_router",
+    )
+    assert asked == ["Anna", "Bo", "Cy"]
+
+
+# -- working the lead -----------------------------------------------------------
+
+
+def test_the_owner_marks_contacted_closing_the_first_contact_task_then_qualifies(
+    crm: pycrm.CRM, fake_clock: FakeClock
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        lead = lead_at(s, LeadStatus.ASSIGNED, people.sam.id)
+    refused(crm, people.kim.id, (PermissionDenied, lambda s: s.leads.mark_contacted(lead.id)))
+    refused(
+        crm,
+        people.sam.id,
+        (ConcurrencyError, lambda s: s.leads.mark_contacted(lead.id, version=lead.version - 1)),
+    )
+    fake_clock.advance(hours=1)
+    with crm.session(actor=people.sam.id) as s:
+        contacted = s.leads.mark_contacted(lead.id, version=lead.version)
+        (task,) = s.tasks.list(related_id=lead.id, status=None)
+        qualified = s.leads.qualify(lead.id)
+    assert contacted.status is LeadStatus.CONTACTED
+    assert (task.status, task.completed_at) == (TaskStatus.DONE, fake_clock.now())
+    assert qualified.status is LeadStatus.QUALIFIED
+    assert qualified.version == contacted.version + 1
+    with crm.session(actor=people.sam.id) as s:
+        moves = [(c.old, c.new, c.actor_id) for c in s.leads.history(lead.id, "status")]
+        before_contact = s.leads.as_of(lead.id, fake_clock.now() - timedelta(minutes=1))
+    assert moves == [
+        (None, "new", "system"),
+        ("new", "assigned", "system"),
+        ("assigned", "contacted", people.sam.id),
+        ("contacted", "qualified", people.sam.id),
+    ]
+    assert before_contact.status is LeadStatus.ASSIGNED
+
+
+def test_every_undocumented_status_move_is_an_invalid_transition_that_changes_nothing(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    calls: dict[LeadStatus, Callable[[Session, str], object]] = {
+        LeadStatus.ASSIGNED: lambda s, i: s.leads.assign(i, people.sam.id),
+        LeadStatus.CONTACTED: lambda s, i: s.leads.mark_contacted(i),
+        LeadStatus.QUALIFIED: lambda s, i: s.leads.qualify(i),
+        LeadStatus.CONVERTED: lambda s, i: s.leads.convert(i),
+        LeadStatus.DISQUALIFIED: lambda s, i: s.leads.disqualify(i, "gone quiet"),
+    }
+    allowed = {
+        LeadStatus.NEW: {LeadStatus.ASSIGNED, LeadStatus.DISQUALIFIED},
+        # an open lead may also be reassigned
+        LeadStatus.ASSIGNED: {LeadStatus.ASSIGNED, LeadStatus.CONTACTED, LeadStatus.DISQUALIFIED},
+        LeadStatus.CONTACTED: {LeadStatus.ASSIGNED, LeadStatus.QUALIFIED, LeadStatus.DISQUALIFIED},
+        LeadStatus.QUALIFIED: {LeadStatus.ASSIGNED, LeadStatus.CONVERTED, LeadStatus.DISQUALIFIED},
+        LeadStatus.CONVERTED: set(),
+        LeadStatus.DISQUALIFIED: set(),
+    }
+    with crm.session(actor=crm.system_actor) as s:
+        leads = {status: lead_at(s, status, people.sam.id) for status in LeadStatus}
+    assert {status: lead.status for status, lead in leads.items()} == {s: s for s in LeadStatus}
+    cases: list[tuple[type[Exception], Call]] = []
+    for status, lead in leads.items():
+        for target, call in calls.items():
+            if target not in allowed[status]:
+                cases.append((InvalidTransition, lambda s, c=call, i=lead.id: c(s, i)))
+        if status is not LeadStatus.NEW:
+            cases.append((InvalidTransition, lambda s, i=lead.id: s.leads.route(i)))
+    assert len(cases) == 24
+    errors = refused(crm, crm.system_actor, *cases)
+    assert all(isinstance(e, InvalidTransition) for e in errors)
+
+
+def test_disqualify_needs_a_reason_keeps_it_cancels_open_tasks_and_closes_the_lead_to_edits(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        lead = lead_at(s, LeadStatus.ASSIGNED, people.sam.id)
+    refused(
+        crm,
+        people.sam.id,
+        (ValidationError, lambda s: s.leads.disqualify(lead.id, "")),
+        (ValidationError, lambda s: s.leads.disqualify(lead.id, None)),  # type: ignore[arg-type]
+    )
+    with crm.session(actor=people.sam.id) as s:
+        gone = s.leads.disqualify(lead.id, "bought from a competitor")
+        tasks = s.tasks.list(related_id=lead.id, status=None)
+    assert (gone.status, gone.disqualify_reason) == (
+        LeadStatus.DISQUALIFIED,
+        "bought from a competitor",
+    )
+    assert [t.status for t in tasks] == [TaskStatus.CANCELLED]
+    assert outbox_names(crm)[-1] == "lead_disqualified"
+    refused(
+        crm,
+        people.mia.id,
+        (ValidationError, lambda s: s.leads.update(lead.id, title="CEO")),
+        (ValidationError, lambda s: s.leads.update(lead.id, status="qualified")),
+    )
+
+
+# -- conversion -----------------------------------------------------------------
+
+
+def test_convert_creates_a_customer_contact_and_deal_owned_by_the_leads_owner(
+    crm: pycrm.CRM, fake_clock: FakeClock
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        lead = lead_at(
+            s,
+            LeadStatus.QUALIFIED,
+            people.sam.id,
+            company="Nordwerk AG",
+            email="ida@nordwerk.example",
+            phone="040 555 0101",
+            needs="conveyor",
+            industry="logistics",
+        )
+    with crm.session(actor=people.sam.id) as s:
+        customer, contact, deal = s.leads.convert(lead.id, amount=pycrm.Money.of("5000", "EUR"))
+        converted = s.leads.get(lead.id)
+    assert (customer.name, customer.industry, customer.owner_id) == (
+        "Nordwerk AG",
+        "logistics",
+        people.sam.id,
+    )
+    assert (contact.name, contact.customer_id, contact.owner_id) == (
+        lead.name,
+        customer.id,
+        people.sam.id,
+    )
+    assert {p.value for p in contact.contact_points} == {"ida@nordwerk.example", "+49405550101"}
+    assert (deal.name, deal.customer_id, deal.contact_id, deal.lead_id, deal.owner_id) == (
+        "Nordwerk AG: conveyor",
+        customer.id,
+        contact.id,
+        lead.id,
+        people.sam.id,
+    )
+    assert (deal.stage, deal.probability, deal.amount) == (
+        "qualification",
+        10,
+        pycrm.Money.of("5000", "EUR"),
+    )
+    assert (converted.customer_id, converted.contact_id, converted.deal_id) == (
+        customer.id,
+        contact.id,
+        deal.id,
+    )
+    assert (converted.status, converted.converted_at) == (LeadStatus.CONVERTED, fake_clock.now())
+    assert outbox_names(crm)[-4:] == [
+        "customer_created",
+        "contact_created",
+        "deal_stage_changed",
+        "lead_converted",
+    ]
+
+
+def test_convert_links_to_the_active_customer_of_the_same_name_and_the_contact_with_the_same_email(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        archived = s.customers.create("Acme GmbH")
+        s.customers.archive(archived.id)
+        acme = s.customers.create("  ACME   gmbh ")
+        anna = s.contacts.create("Anna S.", customer_id=acme.id, emails=["ANNA@acme.example"])
+        lead = lead_at(
+            s, LeadStatus.QUALIFIED, people.sam.id, company="acme GmbH", email="anna@Acme.Example"
+        )
+        other = lead_at(
+            s, LeadStatus.QUALIFIED, people.sam.id, company="Acme Gmbh", email="new@acme.example"
+        )
+    before = snapshot(crm)
+    with crm.session(actor=people.sam.id) as s:
+        customer, contact, _ = s.leads.convert(lead.id)
+        customer2, contact2, _ = s.leads.convert(other.id)
+    after = snapshot(crm)
+    assert (customer.id, contact.id) == (acme.id, anna.id)
+    assert customer2.id == acme.id
+    assert contact2.id != anna.id
+    assert contact2.customer_id == acme.id
+    assert len(after["Customer"]) == len(before["Customer"])
+    assert len(after["Contact"]) == len(before["Contact"]) + 1
+
+
+def test_convert_into_a_given_customer_with_a_zero_deal_in_the_crm_currency_by_default(
+    connect_crm: ConnectFn,
+) -> None:
+    crm = connect_crm(currency="CHF")
+    people = staff(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        chosen = s.customers.create("Holding SE")
+        lead = lead_at(s, LeadStatus.QUALIFIED, people.sam.id, company="Subsidiary GmbH")
+    refused(
+        crm,
+        people.sam.id,
+        (NotFound, lambda s: s.leads.convert(lead.id, customer_id="no-such-customer")),
+        (NotFound, lambda s: s.leads.convert(lead.id, pipeline="no-such-pipeline")),
+    )
+    with crm.session(actor=people.sam.id) as s:
+        customer, contact, deal = s.leads.convert(lead.id, customer_id=chosen.id, deal_name="Pilot")
+    assert customer.id == chosen.id
+    assert contact.customer_id == deal.customer_id == chosen.id
+    assert (deal.name, deal.amount) == ("Pilot", pycrm.Money.zero("CHF"))
+
+
+# -- editing and searching -------------------------------------------------------
+
+
+def test_search_filters_by_text_status_owner_source_campaign_and_region_newest_first(
+    crm: pycrm.CRM, fake_clock: FakeClock
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        a = lead_at(s, LeadStatus.NEW, "", campaign="spring", region="DACH")
+        fake_clock.advance(minutes=1)
+        b = lead_at(s, LeadStatus.ASSIGNED, people.sam.id, campaign="spring")
+        fake_clock.advance(minutes=1)
+        c = lead_at(s, LeadStatus.ASSIGNED, people.kim.id, region="DACH")
+        fake_clock.advance(minutes=1)
+        d = s.leads.capture("Zoe Quartz", source="Trade Show")
+    with crm.session(actor=people.mia.id) as s:
+
+        def ids(**kw: Any) -> list[str]:
+            return [lead.id for lead in s.leads.search(**kw)]
+
+        assert ids() == [d.id, c.id, b.id, a.id]
+        assert ids(status="assigned") == [c.id, b.id]
+        assert ids(status=LeadStatus.NEW) == [d.id, a.id]
+        assert ids(owner_id=people.sam.id) == [b.id]
+        assert ids(campaign="spring") == [b.id, a.id]
+        assert ids(region="DACH") == [c.id, a.id]
+        assert ids(source="trade show") == [d.id]
+        assert ids(text="QUARTZ") == [d.id]
+        assert ids(limit=2, offset=1) == [c.id, b.id]
+        with pytest.raises(ValidationError):
+            s.leads.search(status="won")
