@@ -196,8 +196,8 @@ class CRM:
         With ``connection`` (SQL adapters), pycrm works inside your own open
         transaction on that connection, under a savepoint: your commit makes
         pycrm's writes and yours durable together, and your rollback undoes both.
-        Signals are then sent when the session ends, so send them only once your
-        transaction is known to commit.
+        The session's signals are sent when your transaction commits, never if
+        it rolls back; refused attempts are audited inside your transaction.
 
         :raises NotFound: when the user does not exist in the tenant.
         :raises PermissionDenied: when the user is inactive.

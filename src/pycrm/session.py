@@ -92,6 +92,16 @@ class Session:
         self._check_open()
         self._open = False
         events, self._events = self._events, []
+        if getattr(self.uow, "joined", False):
+            # Inside the caller's transaction: refusals are recorded in it, and the
+            # signals wait for the caller's commit (and are dropped on its rollback).
+            guard = self.__dict__.get("guard")
+            if guard is not None and guard.denials:
+                self.uow.repo(AuditEntry).add_many(guard.denials)
+                guard.denials = []
+            self.uow.commit()
+            self.uow.after_outer_commit(lambda: self.crm._dispatch(events))  # type: ignore[attr-defined]
+            return
         try:
             self.uow.commit()
         finally:
@@ -110,6 +120,8 @@ class Session:
             self._flush_denials()
 
     def _flush_denials(self) -> None:
+        if getattr(self.uow, "joined", False):
+            return  # a separate transaction would wait on the caller's locks
         guard = self.__dict__.get("guard")
         if guard is not None and guard.denials:
             denials, guard.denials = guard.denials, []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -195,6 +195,25 @@ class SqlUnitOfWork:
             raise StorageError(f"counters are not supported on {dialect}")
         return int(self.execute(statement).scalar_one())
 
+    @property
+    def joined(self) -> bool:
+        """True when working inside the caller's own transaction."""
+        return not self._owns
+
+    def after_outer_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when the caller's transaction commits; never if it rolls back."""
+        connection = self.connection
+
+        def committed(_: Any) -> None:
+            sa.event.remove(connection, "rollback", rolled_back)
+            callback()
+
+        def rolled_back(_: Any) -> None:
+            sa.event.remove(connection, "commit", committed)
+
+        sa.event.listen(connection, "commit", committed, once=True)
+        sa.event.listen(connection, "rollback", rolled_back, once=True)
+
     def commit(self) -> None:
         """Commit (or, when joined to the caller's transaction, release the savepoint)."""
         with translate_errors("commit"):
@@ -291,7 +310,10 @@ class SqlRepository(Generic[S]):
     def add(self, record: S) -> None:
         """Insert a new record and its match keys."""
         self._check_tenant(record)
-        with translate_errors(f"add {self._resource}"), self._uow.savepoint():
+        # No savepoint of its own: service calls run inside Session.atomic(), whose
+        # savepoint undoes the row and its keys together (and keeps PostgreSQL's
+        # transaction usable after a constraint error).
+        with translate_errors(f"add {self._resource}"):
             self._uow.connection.execute(sa.insert(self._table), [self._codec.to_row(record)])
             self._write_keys(record, replace=False)
 
@@ -299,26 +321,23 @@ class SqlRepository(Generic[S]):
         """Update the row only if it is still at ``expected_version``."""
         self._check_tenant(record)
         t = self._table
-        with self._uow.savepoint():
-            result = self._uow.execute(
-                sa.update(t)
-                .where(
-                    t.c.id == record.id,
-                    t.c.tenant_id == record.tenant_id,
-                    t.c.version == expected_version,
-                )
-                .values(self._codec.to_row(record))
+        result = self._uow.execute(
+            sa.update(t)
+            .where(
+                t.c.id == record.id,
+                t.c.tenant_id == record.tenant_id,
+                t.c.version == expected_version,
             )
-            if result.rowcount != 1:
-                actual = self._uow.execute(
-                    sa.select(t.c.version).where(
-                        t.c.id == record.id, t.c.tenant_id == record.tenant_id
-                    )
-                ).scalar()
-                if actual is None:
-                    raise NotFound(self._resource, record.id)
-                raise ConcurrencyError(self._resource, record.id, expected_version, actual)
-            self._write_keys(record, replace=True)
+            .values(self._codec.to_row(record))
+        )
+        if result.rowcount != 1:
+            actual = self._uow.execute(
+                sa.select(t.c.version).where(t.c.id == record.id, t.c.tenant_id == record.tenant_id)
+            ).scalar()
+            if actual is None:
+                raise NotFound(self._resource, record.id)
+            raise ConcurrencyError(self._resource, record.id, expected_version, actual)
+        self._write_keys(record, replace=True)
 
     # -- reading -----------------------------------------------------------
 
