@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 
 import pycrm
-from pycrm.domain import RECORD_TYPES
-from pycrm.domain.audit import AuditEntry
 from pycrm.domain.contact_points import PointKind
 from pycrm.domain.leads import Lead, LeadStatus
 from pycrm.domain.tasks import TaskPriority, TaskStatus
@@ -28,39 +26,12 @@ from pycrm.errors import (
 )
 from pycrm.session import Session
 from pycrm.testing import FakeClock
+from support import outbox_names, refused, snapshot
 
 ConnectFn = Callable[..., pycrm.CRM]
 Call = Callable[[Session], object]
 
 # -- helpers -------------------------------------------------------------------
-
-
-def snapshot(crm: pycrm.CRM) -> dict[str, list[Any]]:
-    """Every stored record (the audit of refused attempts aside), for before/after checks."""
-    uow = crm.store.begin("default")
-    try:
-        rows: dict[str, list[Any]] = {}
-        for cls in RECORD_TYPES:
-            found: list[Any] = uow.repo(cls).find()
-            if cls is AuditEntry:
-                found = [e for e in found if not e.action.startswith("denied:")]
-            rows[cls.__name__] = found
-        return rows
-    finally:
-        uow.rollback()
-
-
-def refused(crm: pycrm.CRM, actor: Any, *cases: tuple[type[Exception], Call]) -> list[Exception]:
-    """Run each call in one session, expect its error, and check the store did not change."""
-    before = snapshot(crm)
-    errors: list[Exception] = []
-    with crm.session(actor=actor) as s:
-        for error, call in cases:
-            with pytest.raises(error) as info:
-                call(s)
-            errors.append(info.value)
-    assert snapshot(crm) == before
-    return errors
 
 
 def staff(crm: pycrm.CRM) -> SimpleNamespace:
@@ -99,10 +70,6 @@ def lead_at(s: Session, status: LeadStatus, owner_id: str, **fields: Any) -> Lea
         return lead
     s.leads.convert(lead.id)
     return s.leads.get(lead.id)
-
-
-def outbox_names(crm: pycrm.CRM) -> list[str]:
-    return [e.name for e in crm.outbox.pending(limit=1000)]
 
 
 # -- capture --------------------------------------------------------------------

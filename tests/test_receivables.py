@@ -16,8 +16,6 @@ from typing import Any
 import pytest
 
 import pycrm
-from pycrm.domain import RECORD_TYPES
-from pycrm.domain.audit import AuditEntry
 from pycrm.domain.receivables import Receivable, ReceivableStatus
 from pycrm.domain.tasks import TaskPriority
 from pycrm.errors import (
@@ -29,42 +27,11 @@ from pycrm.errors import (
 )
 from pycrm.session import Session
 from pycrm.testing import FakeClock
+from support import eur, outbox_names, refused, snapshot
 
 Call = Callable[[Session], object]
 
 # -- helpers -------------------------------------------------------------------
-
-
-def snapshot(crm: pycrm.CRM) -> dict[str, list[Any]]:
-    """Every stored record (the audit of refused attempts aside), for before/after checks."""
-    uow = crm.store.begin("default")
-    try:
-        rows: dict[str, list[Any]] = {}
-        for cls in RECORD_TYPES:
-            found: list[Any] = uow.repo(cls).find()
-            if cls is AuditEntry:
-                found = [e for e in found if not e.action.startswith("denied:")]
-            rows[cls.__name__] = found
-        return rows
-    finally:
-        uow.rollback()
-
-
-def refused(crm: pycrm.CRM, actor: Any, *cases: tuple[type[Exception], Call]) -> list[Exception]:
-    """Run each call in one session, expect its error, and check the store did not change."""
-    before = snapshot(crm)
-    errors: list[Exception] = []
-    with crm.session(actor=actor) as s:
-        for error, call in cases:
-            with pytest.raises(error) as info:
-                call(s)
-            errors.append(info.value)
-    assert snapshot(crm) == before
-    return errors
-
-
-def eur(amount: str) -> pycrm.Money:
-    return pycrm.Money.of(amount, "EUR")
 
 
 def signed(
@@ -88,10 +55,6 @@ def signed(
         p.contract = s.contracts.sign(s.contracts.submit(draft.id).id)
         p.receivables = s.receivables.list(contract_id=p.contract.id)
     return p
-
-
-def outbox_names(crm: pycrm.CRM) -> list[str]:
-    return [e.name for e in crm.outbox.pending(limit=1000)]
 
 
 def pay(crm: pycrm.CRM, actor: str, receivable_id: str, amount: str, ref: str, **kw: Any) -> Any:

@@ -16,14 +16,13 @@ import pytest
 
 import pycrm
 from pycrm import signals
-from pycrm.domain import RECORD_TYPES
-from pycrm.domain.audit import AuditEntry
 from pycrm.domain.events import Event
 from pycrm.domain.leads import Lead
 from pycrm.domain.outbox import OutboxMessage
 from pycrm.errors import ConfigurationError, ValidationError
 from pycrm.session import Session
 from pycrm.testing import FakeClock
+from support import snapshot
 
 ConnectFn = Callable[..., pycrm.CRM]
 
@@ -46,21 +45,6 @@ def received() -> Iterator[list[Event]]:
     finally:
         for name in CATALOGUE:
             signals.signal_for(name).disconnect(receiver)
-
-
-def snapshot(crm: pycrm.CRM) -> dict[str, list[Any]]:
-    """Every stored record (the audit of refused attempts aside), for before/after checks."""
-    uow = crm.store.begin("default")
-    try:
-        rows: dict[str, list[Any]] = {}
-        for cls in RECORD_TYPES:
-            found: list[Any] = uow.repo(cls).find()
-            if cls is AuditEntry:
-                found = [e for e in found if not e.action.startswith("denied:")]
-            rows[cls.__name__] = found
-        return rows
-    finally:
-        uow.rollback()
 
 
 def outbox_rows(crm: pycrm.CRM, tenant: str = "default") -> list[OutboxMessage]:

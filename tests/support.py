@@ -1,0 +1,51 @@
+"""Helpers the contract tests share: store snapshots, refused-call checks, money, outbox names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import pycrm
+from pycrm.domain import RECORD_TYPES
+from pycrm.domain.audit import AuditEntry
+from pycrm.session import Session
+
+Call = Callable[[Session], object]
+
+
+def snapshot(crm: pycrm.CRM) -> dict[str, list[Any]]:
+    """Every stored record (the audit of refused attempts aside), for before/after checks."""
+    uow = crm.store.begin("default")
+    try:
+        rows: dict[str, list[Any]] = {}
+        for cls in RECORD_TYPES:
+            found: list[Any] = uow.repo(cls).find()
+            if cls is AuditEntry:
+                found = [e for e in found if not e.action.startswith("denied:")]
+            rows[cls.__name__] = found
+        return rows
+    finally:
+        uow.rollback()
+
+
+def refused(crm: pycrm.CRM, actor: Any, *cases: tuple[type[Exception], Call]) -> list[Exception]:
+    """Run each call in one session, expect its error, and check the store did not change."""
+    before = snapshot(crm)
+    errors: list[Exception] = []
+    with crm.session(actor=actor) as s:
+        for error, call in cases:
+            with pytest.raises(error) as info:
+                call(s)
+            errors.append(info.value)
+    assert snapshot(crm) == before
+    return errors
+
+
+def eur(amount: str) -> pycrm.Money:
+    return pycrm.Money.of(amount, "EUR")
+
+
+def outbox_names(crm: pycrm.CRM) -> list[str]:
+    return [e.name for e in crm.outbox.pending(limit=1000)]
