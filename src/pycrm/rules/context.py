@@ -90,6 +90,20 @@ class RuleContext:
             counts = self.crm._open_items(self.session, self.kind, list(user_ids))
         return {uid: counts.get(uid, 0) for uid in user_ids}
 
+    def candidates(self, departments: Sequence[str], at: datetime | None = None) -> list[User]:
+        """Active users of ``departments`` who are available at ``at`` (default: now) and
+        below their capacity of open items of this kind: the users routing may choose.
+        """
+        when = at or self.now
+        users = [
+            u
+            for department in departments
+            for u in self.session.org.users(department=department, active=True)
+            if u.available(when)
+        ]
+        load = self.open_items([u.id for u in users if u.capacity is not None])
+        return [u for u in users if u.capacity is None or load[u.id] < u.capacity]
+
     def next_number(self, key: str) -> int:
         """The next value of a counter kept in the database (round-robin state)."""
         return self.session.uow.next_number(f"{self.kind}:{key}")

@@ -135,16 +135,7 @@ class LeadService(RecordService[Lead]):
 
     def candidates(self, at: datetime | None = None) -> list[User]:
         """Users routing may give a new lead now: in the lead departments, available, under capacity."""
-        ctx = RuleContext(self._s)
-        when = at or ctx.now
-        users = [
-            u
-            for department in self._s.crm.lead_departments
-            for u in self._s.org.users(department=department, active=True)
-            if u.available(when)
-        ]
-        load = ctx.open_items([u.id for u in users if u.capacity is not None])
-        return [u for u in users if u.capacity is None or load[u.id] < u.capacity]
+        return RuleContext(self._s).candidates(self._s.crm.lead_departments, at)
 
     def _decide(self, lead: Lead, *, dry_run: bool) -> Decision | None:
         ctx = RuleContext(self._s, dry_run=dry_run)

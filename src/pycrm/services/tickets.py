@@ -127,16 +127,7 @@ class TicketService(RecordService[Ticket]):
 
     def candidates(self, at: datetime | None = None) -> list[User]:
         """Agents routing may give a ticket now: available and under capacity."""
-        ctx = RuleContext(self._s, kind="ticket")
-        when = at or ctx.now
-        users = [
-            u
-            for department in self._s.crm.ticket_departments
-            for u in self._s.org.users(department=department, active=True)
-            if u.available(when)
-        ]
-        load = ctx.open_items([u.id for u in users if u.capacity is not None])
-        return [u for u in users if u.capacity is None or load[u.id] < u.capacity]
+        return RuleContext(self._s, kind="ticket").candidates(self._s.crm.ticket_departments, at)
 
     def _route(self, ticket: Ticket) -> Ticket:
         with self._s.guard.bypass():  # routing is pycrm's rule, not the actor's edit
