@@ -91,8 +91,10 @@ class RuleContext:
         return {uid: counts.get(uid, 0) for uid in user_ids}
 
     def candidates(self, departments: Sequence[str], at: datetime | None = None) -> list[User]:
-        """Active users of ``departments`` who are available at ``at`` (default: now) and
-        below their capacity of open items of this kind: the users routing may choose.
+        """The users routing may choose from ``departments`` at ``at`` (default: now).
+
+        They are active, available (not on leave, inside their working hours)
+        and below their capacity of open items of this kind.
         """
         when = at or self.now
         users = [
