@@ -15,12 +15,21 @@ import attrs
 from rapidfuzz import fuzz
 
 from pycrm.domain.contact_points import ContactPoint, PointKind
-from pycrm.domain.normalise import address_key, company_key, person_key
+from pycrm.domain.normalise import address_key, company_key, person_key, spelled_tokens
 
-__all__ = ["WEIGHTS", "Evidence", "Profile", "best", "profile", "score"]
+__all__ = [
+    "WEIGHTS",
+    "Evidence",
+    "Profile",
+    "best",
+    "profile",
+    "reachable_without_keys",
+    "score",
+]
 
-#: How much each kind of agreement says on its own.
-WEIGHTS = {"email": 0.9, "phone": 0.8, "name": 0.6, "company": 0.35, "address": 0.4}
+#: How much each kind of agreement says on its own. A phone alone stays below the
+#: default threshold: colleagues share switchboards; with a similar name it passes.
+WEIGHTS = {"email": 0.9, "phone": 0.75, "name": 0.6, "company": 0.35, "address": 0.4}
 
 
 @attrs.frozen
@@ -53,6 +62,8 @@ class Profile:
     """E.164 phones."""
     address: str
     """Address key."""
+    spelled: str = ""
+    """The name folded but in its written token order (for typos that reorder sorted keys)."""
 
 
 def profile(
@@ -71,6 +82,7 @@ def profile(
         record_type=record_type,
         record_id=record_id,
         name=company_key(name) if is_company else person_key(name),
+        spelled=" ".join(spelled_tokens(name)),
         company=company_key(company),
         emails=frozenset(p.match_key() for p in points if p.kind is PointKind.EMAIL and p.valid),
         phones=frozenset(p.match_key() for p in points if p.kind is PointKind.PHONE and p.valid),
@@ -78,10 +90,23 @@ def profile(
     )
 
 
-def _name_similarity(a: str, b: str) -> float:
-    if not a or not b:
+def _similarity(a: str, b: str) -> float:
+    return max(fuzz.token_sort_ratio(a, b), fuzz.ratio(a, b)) / 100 if a and b else 0.0
+
+
+def _name_similarity(a: Profile, b: Profile) -> float:
+    if not a.name or not b.name:
         return 0.0
-    return max(fuzz.token_sort_ratio(a, b), fuzz.ratio(a, b)) / 100
+    # Sorted keys make "Smith, John" meet "John Smith", but a typo in a first letter
+    # reorders them ("catrin jones" / "jones katrin"): compare as written too.
+    return (
+        max(
+            fuzz.token_sort_ratio(a.name, b.name),
+            fuzz.ratio(a.name, b.name),
+            fuzz.ratio(a.spelled, b.spelled) if a.spelled and b.spelled else 0,
+        )
+        / 100
+    )
 
 
 def score(a: Profile, b: Profile) -> tuple[float, tuple[Evidence, ...]]:
@@ -93,11 +118,11 @@ def score(a: Profile, b: Profile) -> tuple[float, tuple[Evidence, ...]]:
     shared = a.phones & b.phones
     if shared:
         evidence.append(Evidence("phone", 1.0, f"same phone {min(shared)}"))
-    name = _name_similarity(a.name, b.name)
+    name = _name_similarity(a, b)
     if name >= 0.75:
         evidence.append(Evidence("name", name, f"names {name:.0%} alike ({a.name!r} ~ {b.name!r})"))
     if a.company and b.company:
-        company = _name_similarity(a.company, b.company)
+        company = _similarity(a.company, b.company)
         if company >= 0.85:
             evidence.append(Evidence("company", company, f"companies {company:.0%} alike"))
     if a.address and a.address == b.address:
@@ -123,3 +148,12 @@ def best(
     ]
     kept = [item for item in scored if item[1] >= threshold]
     return sorted(kept, key=lambda item: (-item[1], item[0].record_id))
+
+
+def reachable_without_keys(record_type: str) -> float:
+    """The highest score two records of this kind reach without a shared email or phone."""
+    fields = ["name", "address"] + (["company"] if record_type == "lead" else [])
+    miss = 1.0
+    for field in fields:
+        miss *= 1 - WEIGHTS[field]
+    return 1 - miss

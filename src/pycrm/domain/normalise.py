@@ -19,6 +19,7 @@ __all__ = [
     "email_key",
     "is_cjk",
     "person_key",
+    "spelled_tokens",
 ]
 
 #: Legal-form words dropped from the end of company names for matching.
@@ -110,6 +111,11 @@ def _tokens(text: str) -> list[str]:
     return _PUNCT.sub(" ", _fold(text)).split()
 
 
+def spelled_tokens(name: str | None) -> list[str]:
+    """A name's tokens folded (NFKC, case, punctuation), in the order written."""
+    return _tokens(name) if name else []
+
+
 def person_key(name: str | None) -> str:
     """A person's name, case-folded, without punctuation, tokens sorted (so order does not matter).
 
@@ -118,7 +124,7 @@ def person_key(name: str | None) -> str:
     if not name:
         return ""
     tokens = _tokens(name)
-    if is_cjk(name):
+    if is_cjk("".join(tokens)):  # after NFKC: half-width katakana is CJK too
         return "".join(tokens)
     return " ".join(sorted(tokens))
 
@@ -128,7 +134,7 @@ def company_key(name: str | None) -> str:
     if not name:
         return ""
     folded = _fold(name)
-    compact = re.sub(r"\s+", "", folded)
+    compact = _PUNCT.sub("", re.sub(r"\s+", "", folded))
     if is_cjk(compact):
         changed = True
         while changed:
@@ -137,12 +143,20 @@ def company_key(name: str | None) -> str:
                 if compact.endswith(suffix) and len(compact) > len(suffix):
                     compact = compact[: -len(suffix)]
                     changed = True
-        return _PUNCT.sub("", compact)
-    # "S.A." and "e.V." are suffixes once their dots are gone: join single letters.
+        return compact
     tokens = _PUNCT.sub(lambda m: "" if m.group() == "." else " ", folded).split()
-    while len(tokens) > 1 and tokens[-1] in LEGAL_SUFFIXES:
-        tokens.pop()
-    if len(tokens) > 1 and tokens[-1] == "and":  # "Smith and Co" → "smith"
+    # "S. A." and "e. V." are suffixes too: join runs of single letters ("s a" → "sa").
+    joined: list[str] = []
+    in_run = False
+    for token in tokens:
+        if len(token) == 1 and in_run:
+            joined[-1] += token
+        else:
+            joined.append(token)
+            in_run = len(token) == 1
+    tokens = joined
+    # Strip legal forms and a dangling "and" until neither is left ("Smith and Co Ltd").
+    while len(tokens) > 1 and (tokens[-1] in LEGAL_SUFFIXES or tokens[-1] == "and"):
         tokens.pop()
     return " ".join(tokens)
 
@@ -159,8 +173,8 @@ def address_key(
     line1: str | None, postcode: str | None, city: str | None, country: str | None
 ) -> str:
     """Street, postcode, city and country folded into one comparable string ('' if no street)."""
-    if not line1:
-        return ""
     parts = [" ".join(_tokens(p or "")) for p in (line1, city, country)]
+    if not parts[0]:  # no street, or a placeholder such as "-"
+        return ""
     post = re.sub(r"\s+", "", _fold(postcode or ""))
     return "|".join([parts[0], post, parts[1], parts[2]])

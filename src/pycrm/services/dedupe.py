@@ -10,7 +10,7 @@ import attrs
 
 from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.leads import Lead
-from pycrm.domain.matching import Evidence, Profile, profile, score
+from pycrm.domain.matching import Evidence, Profile, profile, reachable_without_keys, score
 from pycrm.domain.merging import (
     MERGEABLE,
     REFERENCES,
@@ -19,7 +19,7 @@ from pycrm.domain.merging import (
     SurvivorshipRule,
     survive,
 )
-from pycrm.domain.query import Eq, Filter, HasKey, In, Not, Or, OrderBy, Range, all_of
+from pycrm.domain.query import Eq, Filter, HasKey, In, Not, OrderBy, Range, all_of
 from pycrm.domain.records import Record
 from pycrm.errors import (
     ConcurrencyError,
@@ -57,8 +57,11 @@ _COMPARED_WITH = {
     "lead": ("lead", "contact"),
 }
 
-#: Blocks larger than this are too common to tell anything (e.g. a common surname prefix).
+#: Blocks larger than this are too common to tell anything (a switchboard number).
 MAX_BLOCK = 200
+
+#: Name-token blocks larger than this are skipped (a common surname prefix).
+MAX_NAME_BLOCK = 30
 
 
 @attrs.frozen
@@ -156,13 +159,18 @@ def _keys(p: Profile) -> list[Filter]:
     return keys
 
 
-def _blocks(p: Profile) -> Iterator[str]:
-    """Blocking keys: records sharing one are compared in a scan."""
+def _blocks(p: Profile, names: bool) -> Iterator[str]:
+    """Blocking keys: records sharing one are compared in a scan.
+
+    Name blocks are made only when names (with company and address) can reach
+    the threshold without a shared email or phone; otherwise a shared email or
+    phone is needed anyway and the email and phone blocks find every pair.
+    """
     for e in p.emails:
         yield "e:" + e
     for ph in p.phones:
         yield "p:" + ph
-    if p.name:
+    if p.name and names:
         yield "n:" + p.name
         tokens = p.name.split()
         if len(tokens) > 1:
@@ -201,17 +209,20 @@ class DedupeService(Service):
             return []
         threshold = self._s.crm.duplicate_threshold
         skip = {record.id, *exclude}
-        found: list[Candidate] = []
+        found: dict[tuple[str, str], Candidate] = {}
         for kind in _COMPARED_WITH[record.resource]:
             repo = self._s.uow.repo(_TYPES[kind])
-            where = all_of([Or(tuple(keys)) if len(keys) > 1 else keys[0]])
-            for other in repo.find(where, limit=50):
-                if other.id in skip or not _live(other):
-                    continue
-                value, evidence = score(target, _profile(other))
-                if value >= threshold:
-                    found.append(Candidate(kind, other.id, value, evidence))
-        return sorted(found, key=lambda c: (-c.score, c.record_id))
+            # One index probe per key, strongest keys first, each with its own limit:
+            # an OR of them defeats SQLite's planner (a scan), and fifty namesakes
+            # must not crowd out the one record that shares the email.
+            for key in keys:
+                for other in repo.find(key, limit=50):
+                    if other.id in skip or (kind, other.id) in found or not _live(other):
+                        continue
+                    value, evidence = score(target, _profile(other))
+                    if value >= threshold:
+                        found[(kind, other.id)] = Candidate(kind, other.id, value, evidence)
+        return sorted(found.values(), key=lambda c: (-c.score, c.record_id))
 
     def check(self, record_type: str, **fields: Any) -> list[Candidate]:
         """The duplicates a record with these fields would have, without writing anything.
@@ -221,6 +232,9 @@ class DedupeService(Service):
         if record_type not in _TYPES:
             raise ValidationError("record_type", record_type, f"must be one of {', '.join(_TYPES)}")
         service = getattr(self._s, record_type + "s")
+        for one, many in (("email", "emails"), ("phone", "phones")):
+            if one in fields:  # capture() takes email= and phone= too
+                fields[many] = [fields.pop(one), *fields.get(many, ())]
         values = service._parse(fields, creating=True)
         if record_type == "lead":
             values.setdefault("source", "check")
@@ -297,13 +311,16 @@ class DedupeService(Service):
         if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit <= 1:
             raise ValidationError("threshold", threshold, "must be a number in (0, 1]")
         profiles = [_profile(r) for r in self._all(_TYPES[record_type]) if _live(r)]
+        names = limit <= reachable_without_keys(record_type)
         blocks: dict[str, list[int]] = defaultdict(list)
         for i, p in enumerate(profiles):
-            for key in set(_blocks(p)):
+            for key in set(_blocks(p, names)):
                 blocks[key].append(i)
         pairs: set[tuple[int, int]] = set()
-        for members in blocks.values():
-            if 1 < len(members) <= MAX_BLOCK:
+        for key, members in blocks.items():
+            # Name-token blocks grow with the data: past a few dozen they say little.
+            cap = MAX_NAME_BLOCK if key.startswith("t:") else MAX_BLOCK
+            if 1 < len(members) <= cap:
                 pairs.update((a, b) for n, a in enumerate(members) for b in members[n + 1 :])
         parent = list(range(len(profiles)))
 
