@@ -64,12 +64,17 @@ class Session:
         """The CRM this session belongs to."""
         self.actor = actor
         """Who this session acts as."""
-        self.uow = uow
-        """The unit of work (for adapters and services; not needed by callers)."""
+        self._uow = uow
         self.tenant_id = uow.tenant_id
         """The tenant every read and write is scoped to."""
         self._events: list[Event] = []
         self._open = True
+
+    @property
+    def uow(self) -> UnitOfWork:
+        """The unit of work (for adapters and services); refused once the session has ended."""
+        self._check_open()
+        return self._uow
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -92,18 +97,18 @@ class Session:
         self._check_open()
         self._open = False
         events, self._events = self._events, []
-        if getattr(self.uow, "joined", False):
+        if getattr(self._uow, "joined", False):
             # Inside the caller's transaction: refusals are recorded in it, and the
             # signals wait for the caller's commit (and are dropped on its rollback).
             guard = self.__dict__.get("guard")
             if guard is not None and guard.denials:
-                self.uow.repo(AuditEntry).add_many(guard.denials)
+                self._uow.repo(AuditEntry).add_many(guard.denials)
                 guard.denials = []
-            self.uow.commit()
-            self.uow.after_outer_commit(lambda: self.crm._dispatch(events))  # type: ignore[attr-defined]
+            self._uow.commit()
+            self._uow.after_outer_commit(lambda: self.crm._dispatch(events))  # type: ignore[attr-defined]
             return
         try:
-            self.uow.commit()
+            self._uow.commit()
         finally:
             self._flush_denials()
         self.crm._dispatch(events)
@@ -115,12 +120,12 @@ class Session:
         self._open = False
         self._events = []
         try:
-            self.uow.rollback()
+            self._uow.rollback()
         finally:
             self._flush_denials()
 
     def _flush_denials(self) -> None:
-        if getattr(self.uow, "joined", False):
+        if getattr(self._uow, "joined", False):
             return  # a separate transaction would wait on the caller's locks
         guard = self.__dict__.get("guard")
         if guard is not None and guard.denials:
@@ -133,7 +138,7 @@ class Session:
             "_field_definitions", {}
         )
         if entity not in cache:
-            found = self.uow.repo(FieldDefinition).find(Eq("entity", entity))
+            found = self._uow.repo(FieldDefinition).find(Eq("entity", entity))
             cache[entity] = {d.key: d for d in found}
         return cache[entity]
 

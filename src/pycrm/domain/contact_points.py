@@ -33,9 +33,13 @@ __all__ = [
 MAX_TEXT = 2000
 
 
-def clean_text(value: Any, field: str, *, required: bool = False, limit: int = 500) -> str | None:
+def clean_text(
+    value: Any, field: str, *, required: bool = False, limit: int = 500, multiline: bool = False
+) -> str | None:
     """Return ``value`` NFKC-normalised with runs of whitespace folded to one space.
 
+    With ``multiline``, line breaks and indentation are kept (only trailing
+    spaces and surrounding blank lines go), for notes and descriptions.
     Refuses non-strings, control characters and text longer than ``limit``
     with a :class:`ValidationError` naming ``field``. Empty text becomes None
     (or is refused when ``required``).
@@ -46,8 +50,16 @@ def clean_text(value: Any, field: str, *, required: bool = False, limit: int = 5
         return None
     if not isinstance(value, str):
         raise ValidationError(field, value, f"must be text, not {type(value).__name__}")
-    text = " ".join(unicodedata.normalize("NFKC", value).split())
-    if any(unicodedata.category(ch) in ("Cc", "Cs", "Co") for ch in text):
+    normal = unicodedata.normalize("NFKC", value)
+    if multiline:
+        lines = [
+            line.rstrip() for line in normal.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        ]
+        text = "\n".join(lines).strip("\n")
+        checked = text.replace("\n", "").replace("\t", "")
+    else:
+        text = checked = " ".join(normal.split())
+    if any(unicodedata.category(ch) in ("Cc", "Cs", "Co") for ch in checked):
         raise ValidationError(field, value, "contains control or unassigned characters")
     if not text:
         if required:

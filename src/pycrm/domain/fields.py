@@ -68,9 +68,11 @@ class Checks:
             raise ValidationError(errors=self.errors)
 
 
-def check_text(field: str, value: Any, *, required: bool = False, limit: int = 200) -> str | None:
-    """Cleaned text (NFKC, whitespace folded), at most ``limit`` characters."""
-    return clean_text(value, field, required=required, limit=limit)
+def check_text(
+    field: str, value: Any, *, required: bool = False, limit: int = 200, multiline: bool = False
+) -> str | None:
+    """Cleaned text (NFKC, whitespace folded unless ``multiline``), at most ``limit`` characters."""
+    return clean_text(value, field, required=required, limit=limit, multiline=multiline)
 
 
 def check_int(field: str, value: Any, *, minimum: int = 0, maximum: int = 10**12) -> int | None:
@@ -96,7 +98,12 @@ def check_money(field: str, value: Any) -> Money | None:
     if value is None or isinstance(value, Money):
         return value
     if isinstance(value, tuple | list) and len(value) == 2:
-        return Money.of(value[0], value[1], field=field)
+        try:
+            return Money.of(value[0], value[1], field=field)
+        except ValidationError as exc:
+            if exc.field != "currency":
+                raise
+            raise ValidationError(field, value, f"currency {exc.reason}") from None
     raise ValidationError(field, value, "must be Money or an (amount, currency) pair")
 
 

@@ -48,7 +48,13 @@ def _to_decimal(value: Any, field: str) -> Decimal:
 
 
 def _check_currency(_: Any, __: Any, value: Any) -> None:
-    if not (isinstance(value, str) and len(value) == 3 and value.isascii() and value.isupper()):
+    if not (
+        isinstance(value, str)
+        and len(value) == 3
+        and value.isascii()
+        and value.isalpha()
+        and value.isupper()
+    ):
         raise ValidationError(
             "currency", value, "must be a three-letter ISO 4217 code such as 'EUR'"
         )

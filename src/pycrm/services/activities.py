@@ -59,7 +59,7 @@ class ActivityService(RecordService[Activity]):
             fields: dict[str, Any] = {
                 "kind": checks(_kind, "kind", kind),
                 "subject": checks(check_text, "subject", subject, required=True, limit=300),
-                "body": checks(check_text, "body", body, limit=20_000),
+                "body": checks(check_text, "body", body, limit=20_000, multiline=True),
                 "private": checks(check_bool, "private", private),
                 "occurred_at": self._s.now()
                 if occurred_at is None
@@ -108,7 +108,7 @@ class ActivityService(RecordService[Activity]):
                     check_text, "subject", subject, required=True, limit=300
                 )
             if body is not ...:
-                changes["body"] = checks(check_text, "body", body, limit=20_000)
+                changes["body"] = checks(check_text, "body", body, limit=20_000, multiline=True)
         return self._change(current, version, "update", **changes)
 
     def list(

@@ -95,7 +95,7 @@ class ContractService(RecordService[Contract]):
                 "list_amount": checks(check_money, "list_amount", list_amount),
                 "discount_percent": checks(_percent, "discount_percent", discount_percent),
                 "standard_terms": checks(check_bool, "standard_terms", standard_terms),
-                "terms": checks(check_text, "terms", terms, limit=20_000),
+                "terms": checks(check_text, "terms", terms, limit=20_000, multiline=True),
                 "start": checks(_date, "start", start),
                 "end": checks(_date, "end", end),
                 "first_due": checks(_date, "first_due", first_due),

@@ -251,7 +251,7 @@ class CustomerService(RecordService[Customer]):
                     required=True,
                     limit=40,
                 ),
-                "note": checks(check_text, "note", note, limit=2000),
+                "note": checks(check_text, "note", note, limit=2000, multiline=True),
             }
         assessment = Assessment(
             **self._s.stamp(customer_id=id, assessed_at=self._s.now(), **fields)

@@ -77,7 +77,7 @@ class LeadService(RecordService[Lead]):
             "campaign": check_text,
             "region": check_text,
             "industry": check_text,
-            "needs": partial(check_text, limit=5000),
+            "needs": partial(check_text, limit=5000, multiline=True),
             "tags": check_tags,
             "categories": self._s.categories.check_paths,
         }

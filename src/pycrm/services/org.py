@@ -81,7 +81,8 @@ class OrgService(RecordService[User]):
     def _checkers(self) -> dict[str, Callable[[str, Any], Any]]:
         return {
             "name": partial(check_text, required=True),
-            "email": lambda field, value: normalise_email(value, field=field),
+            # Login emails are matched without case, the local part included.
+            "email": lambda field, value: normalise_email(value, field=field).lower(),
             "department": self._check_department,
             "roles": _roles,
             "team_ids": self._check_teams,
@@ -114,13 +115,6 @@ class OrgService(RecordService[User]):
         :raises DuplicateError: when the email is taken in this tenant.
         """
         self._require_admin("create", "user")
-        taken = (
-            self._repo.find(Eq("email", normalise_email(email)), limit=1)
-            if isinstance(email, str)
-            else []
-        )
-        if taken:
-            raise DuplicateError(f"a user with email {taken[0].email} exists", [taken[0].id])
         fields = self._parse(
             {
                 "name": name,
@@ -133,7 +127,14 @@ class OrgService(RecordService[User]):
             },
             creating=True,
         )
+        self._email_free(fields["email"], None)
         return self._add("create", **fields)
+
+    def _email_free(self, email: str, user_id: str | None) -> None:
+        """Refuse an email another user of this tenant has (DuplicateError naming them)."""
+        taken = self._repo.find(Eq("email", email), limit=1)
+        if taken and taken[0].id != user_id:
+            raise DuplicateError(f"a user with email {email} exists", [taken[0].id])
 
     def get_user(self, id: str) -> User:
         """The user with ``id``."""
@@ -141,7 +142,7 @@ class OrgService(RecordService[User]):
 
     def find_user(self, email: str) -> User:
         """The user with this login email."""
-        key = normalise_email(email)
+        key = normalise_email(email).lower()
         found = self._find(Eq("email", key), limit=1)
         if not found:
             raise NotFound("user", key)
@@ -171,6 +172,8 @@ class OrgService(RecordService[User]):
         self._require_admin("update", "user")
         current = self._load(id)
         changes = self._parse(fields, creating=False)
+        if "email" in changes:
+            self._email_free(changes["email"], id)
         if changes.get("manager_id") == id:
             raise ValidationError("manager_id", id, "a user cannot manage themselves")
         return self._change(current, version, "update", **changes)

@@ -46,7 +46,7 @@ class TaskService(RecordService[Task]):
                 "priority": checks(check_choice, "priority", priority, TaskPriority),
                 "related_type": checks(check_text, "related_type", related_type, limit=40),
                 "related_id": checks(check_text, "related_id", related_id, limit=40),
-                "notes": checks(check_text, "notes", notes, limit=5000),
+                "notes": checks(check_text, "notes", notes, limit=5000, multiline=True),
                 "kind": checks(check_text, "kind", kind, required=True, limit=40),
             }
         if fields["assignee_id"] is None and fields["department"] is None:

@@ -87,7 +87,9 @@ class TicketService(RecordService[Ticket]):
             fields: dict[str, Any] = {
                 "subject": checks(check_text, "subject", subject, required=True, limit=300),
                 "channel": checks(check_choice, "channel", channel, Channel),
-                "description": checks(check_text, "description", description, limit=20_000),
+                "description": checks(
+                    check_text, "description", description, limit=20_000, multiline=True
+                ),
                 "category": checks(check_text, "category", category, limit=80),
                 "skills": checks(check_tags, "skills", skills),
                 "priority": checks(check_choice, "priority", priority, Priority),
@@ -227,7 +229,7 @@ class TicketService(RecordService[Ticket]):
         The first public reply meets (or breaches) the first-response target.
         """
         ticket = self._load(id)
-        text = check_text("body", body, required=True, limit=20_000)
+        text = check_text("body", body, required=True, limit=20_000, multiline=True)
         now = self._s.now()
         changes: dict[str, Any] = {
             "messages": (*ticket.messages, Message(self._s.actor.id, text or "", public, now))
@@ -249,7 +251,7 @@ class TicketService(RecordService[Ticket]):
     def customer_reply(self, id: str, body: str) -> Ticket:
         """Record the customer's answer; a ticket waiting on the customer goes back to in_progress."""
         ticket = self._load(id)
-        text = check_text("body", body, required=True, limit=20_000)
+        text = check_text("body", body, required=True, limit=20_000, multiline=True)
         messages = (*ticket.messages, Message("customer", text or "", True, self._s.now()))
         if ticket.status is TicketStatus.WAITING_ON_CUSTOMER:
             return self._move(ticket, TicketStatus.IN_PROGRESS, "update", messages=messages)
@@ -497,7 +499,9 @@ class ArticleService(RecordService[Article]):
         with Checks() as checks:
             fields: dict[str, Any] = {
                 "title": checks(check_text, "title", title, required=True, limit=300),
-                "body": checks(check_text, "body", body, required=True, limit=100_000),
+                "body": checks(
+                    check_text, "body", body, required=True, limit=100_000, multiline=True
+                ),
                 "tags": checks(check_tags, "tags", tags),
                 "category": checks(check_text, "category", category, limit=80),
             }
@@ -510,7 +514,7 @@ class ArticleService(RecordService[Article]):
         article = self._load(id)
         checkers = {
             "title": lambda f, v: check_text(f, v, required=True, limit=300),
-            "body": lambda f, v: check_text(f, v, required=True, limit=100_000),
+            "body": lambda f, v: check_text(f, v, required=True, limit=100_000, multiline=True),
             "tags": check_tags,
             "category": lambda f, v: check_text(f, v, limit=80),
         }

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from pycrm.adapters.sqlalchemy.store import SqlStore, translate_errors
 from pycrm.adapters.sqlalchemy.tables import Schema, build_schema
-from pycrm.errors import ConfigurationError
+from pycrm.errors import ConfigurationError, StorageError
 
 __all__ = ["alembic_config", "ensure_schema", "open_store"]
 
@@ -53,7 +53,11 @@ def _make_engine(url: str) -> Engine:
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigurationError(f"cannot create the folder for {url!r}: {exc}") from None
         else:
             kwargs["poolclass"] = sa.pool.StaticPool
             kwargs["connect_args"] = {"check_same_thread": False}
@@ -113,5 +117,11 @@ def open_store(
     engine = _make_engine(target) if isinstance(target, str) else target
     configure_sqlite(engine)
     tables = build_schema(schema=schema, prefix=table_prefix)
-    ensure_schema(engine, tables)
+    try:
+        ensure_schema(engine, tables)
+    except StorageError as exc:
+        if owns:
+            engine.dispose()
+        shown = engine.url.render_as_string(hide_password=True)
+        raise ConfigurationError(f"cannot open the pycrm database at {shown}: {exc}") from exc
     return SqlStore(engine, tables, owns_engine=owns)

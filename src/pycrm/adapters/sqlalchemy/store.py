@@ -321,15 +321,19 @@ class SqlRepository(Generic[S]):
         """Update the row only if it is still at ``expected_version``."""
         self._check_tenant(record)
         t = self._table
-        result = self._uow.execute(
-            sa.update(t)
-            .where(
-                t.c.id == record.id,
-                t.c.tenant_id == record.tenant_id,
-                t.c.version == expected_version,
+        try:
+            result = self._uow.execute(
+                sa.update(t)
+                .where(
+                    t.c.id == record.id,
+                    t.c.tenant_id == record.tenant_id,
+                    t.c.version == expected_version,
+                )
+                .values(self._codec.to_row(record))
             )
-            .values(self._codec.to_row(record))
-        )
+        except ConcurrencyError as exc:
+            # SQLite refuses a writer whose snapshot is stale: the record changed under us.
+            raise ConcurrencyError(self._resource, record.id, expected_version, None) from exc
         if result.rowcount != 1:
             actual = self._uow.execute(
                 sa.select(t.c.version).where(t.c.id == record.id, t.c.tenant_id == record.tenant_id)

@@ -1,0 +1,172 @@
+"""Where pycrm puts its tables: a PostgreSQL schema, a table prefix, alembic stamping, bad URLs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import pycrm
+from pycrm.adapters.sqlalchemy.tables import table_name
+from pycrm.domain import RECORD_TYPES
+from pycrm.errors import ConfigurationError
+
+HEAD = "0001"
+
+
+def expected_tables(prefix: str) -> set[str]:
+    return {prefix + table_name(cls) for cls in RECORD_TYPES} | {
+        f"{prefix}match_keys",
+        f"{prefix}counters",
+        f"{prefix}alembic_version",
+    }
+
+
+def add_customer(crm: pycrm.CRM, name: str) -> str:
+    with crm.session(actor=crm.system_actor) as s:
+        return s.customers.create(name, phones=["+49 30 1234567"]).id
+
+
+def names_in(crm: pycrm.CRM) -> list[str]:
+    with crm.session(actor=crm.system_actor) as s:
+        return [c.name for c in s.customers.search()]
+
+
+@pytest.mark.postgres
+def test_tables_live_in_the_given_postgresql_schema_and_are_reused(
+    pg_engine: sa.Engine, pg_schema: str
+) -> None:
+    crm = pycrm.connect(pg_engine, schema=pg_schema)
+    acme = add_customer(crm, "Acme")
+    crm.close()  # a passed-in engine stays open
+    with pg_engine.connect() as connection:
+        connection.execute(sa.text("select 1"))
+    inspector = sa.inspect(pg_engine)
+    tables = set(inspector.get_table_names(schema=pg_schema))
+    assert tables == expected_tables("pycrm_")
+    assert {"pycrm_customers", "pycrm_contacts", "pycrm_audit_entries"} <= tables
+    with pg_engine.connect() as connection:
+        version = connection.execute(
+            sa.text(f'select version_num from "{pg_schema}".pycrm_alembic_version')
+        ).scalar_one()
+        rows = (
+            connection.execute(sa.text(f'select name from "{pg_schema}".pycrm_customers'))
+            .scalars()
+            .all()
+        )
+    assert version == HEAD
+    assert rows == ["Acme"]
+    again = pycrm.connect(pg_engine, schema=pg_schema)  # an existing database: no re-creation
+    assert names_in(again) == ["Acme"]
+    with again.session(actor=again.system_actor) as s:
+        assert s.customers.get(acme).name == "Acme"
+        assert [c.id for c in s.customers.search(phone="+49 30 1234567")] == [acme]
+    add_customer(again, "Beta")
+    assert names_in(pycrm.connect(pg_engine, schema=pg_schema)) == ["Acme", "Beta"]
+    with pg_engine.connect() as connection:
+        stamps = connection.execute(
+            sa.text(f'select count(*) from "{pg_schema}".pycrm_alembic_version')
+        ).scalar_one()
+    assert stamps == 1
+
+
+@pytest.mark.postgres
+def test_two_schemas_on_one_server_hold_separate_crms(pg_engine: sa.Engine, pg_schema: str) -> None:
+    other = f"{pg_schema}_b"
+    try:
+        first = pycrm.connect(pg_engine, schema=pg_schema)
+        second = pycrm.connect(pg_engine, schema=other, table_prefix="crm_")
+        add_customer(first, "In first")
+        add_customer(second, "In second")
+        assert names_in(first) == ["In first"]
+        assert names_in(second) == ["In second"]
+        assert "crm_customers" in sa.inspect(pg_engine).get_table_names(schema=other)
+    finally:
+        with pg_engine.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{other}" CASCADE'))
+
+
+def test_a_table_prefix_names_every_table_and_the_alembic_version_table(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    crm = pycrm.connect(url, table_prefix="crm_")
+    add_customer(crm, "Acme")
+    crm.close()
+    engine = sa.create_engine(url)
+    try:
+        tables = set(sa.inspect(engine).get_table_names())
+        with engine.connect() as connection:
+            version = connection.execute(
+                sa.text("select version_num from crm_alembic_version")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert tables == expected_tables("crm_")
+    assert {"crm_customers", "crm_users", "crm_match_keys"} <= tables
+    assert not any(t.startswith("pycrm_") for t in tables)
+    assert version == HEAD
+    with pycrm.connect(url, table_prefix="crm_") as again:
+        assert names_in(again) == ["Acme"]
+
+
+def test_pycrm_tables_sit_beside_the_applications_own_and_other_prefixes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'erp.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("create table invoices (id integer primary key, total text)"))
+        connection.execute(sa.text("insert into invoices values (1, '10.00')"))
+    try:
+        with pycrm.connect(url, table_prefix="a_") as a, pycrm.connect(url, table_prefix="b_") as b:
+            add_customer(a, "Only in a")
+            assert names_in(b) == []
+            add_customer(b, "Only in b")
+            assert names_in(a) == ["Only in a"]
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("select total from invoices")).scalar_one() == "10.00"
+            tables = set(sa.inspect(connection).get_table_names())
+        assert expected_tables("a_") | expected_tables("b_") | {"invoices"} == tables
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "not a url",
+        "memory",
+        "foo://bar",
+        "postgresql+nodriver://user@localhost/db",
+        "mysql+nosuchdriver://user@localhost/db",
+        42,
+        object(),
+    ],
+    ids=lambda t: repr(t)[:40],
+)
+def test_connect_to_an_unusable_target_raises_configuration_error(target: object) -> None:
+    with pytest.raises(ConfigurationError):
+        pycrm.connect(target)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"table_prefix": "CRM-"},
+        {"table_prefix": "x" * 21},
+        {"default_region": "XX"},
+        {"currency": "euro"},
+    ],
+)
+def test_connect_with_a_bad_setting_raises_configuration_error(options: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError):
+        pycrm.connect("memory://", **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("path", ["/proc/no-such-dir/crm.db", "/dev/null/crm.db"])
+def test_connect_to_a_sqlite_file_that_cannot_exist_raises_configuration_error(path: str) -> None:
+    with pytest.raises(ConfigurationError):
+        pycrm.connect(f"sqlite:///{path}")
+
+
+def test_connect_to_a_server_that_does_not_answer_raises_configuration_error() -> None:
+    with pytest.raises(ConfigurationError):
+        pycrm.connect("postgresql+psycopg://nobody@127.0.0.1:1/nothing?connect_timeout=2")
