@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import ClassVar
 
@@ -78,6 +79,11 @@ class User(Record):
     """Most open items (leads, tickets) routing gives the user; None: no limit."""
     working_hours: WorkingHours | None = None
     """When the user is available; None: always. Routing skips users outside their hours."""
+
+    def match_keys(self) -> Iterable[tuple[str, str]]:
+        """``("team", id)`` per team, so a team's members are one index probe away."""
+        for team_id in self.team_ids:
+            yield "team", team_id
 
     def available(self, at: datetime) -> bool:
         """True if routing may give the user work at ``at`` (capacity aside)."""

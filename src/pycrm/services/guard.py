@@ -18,9 +18,9 @@ import attrs
 
 from pycrm.domain.audit import AuditEntry
 from pycrm.domain.ids import new_id
-from pycrm.domain.org import User
+from pycrm.domain.org import Team, User
 from pycrm.domain.permissions import Grant, Scope
-from pycrm.domain.query import And, Eq, Filter, In, Not, Or, all_of, evaluate
+from pycrm.domain.query import And, AnyKey, Eq, Filter, In, Not, Or, all_of, evaluate
 from pycrm.domain.records import Stored
 from pycrm.errors import PermissionDenied
 
@@ -67,12 +67,10 @@ class Guard:
     def _team_ids(self) -> set[str]:
         if self._teams is None:
             actor = self._s.actor
-            users = self._s.uow.repo(User).find()
             teams = set(actor.team_ids)
-            from pycrm.domain.org import Team
-
             teams |= {t.id for t in self._s.uow.repo(Team).find(Eq("manager_id", actor.id))}
-            self._teams = {u.id for u in users if teams & set(u.team_ids)} | {actor.id}
+            members = self._s.uow.repo(User).find(AnyKey("team", sorted(teams))) if teams else []
+            self._teams = {u.id for u in members} | {actor.id}
         return self._teams
 
     def _department_ids(self) -> set[str]:
