@@ -45,7 +45,10 @@ def run_import(args: argparse.Namespace, console: Console) -> int:
     encoding, rows = read_rows(path, args.encoding)
     total = count_rows(path)
     rejects_path = Path(args.rejects) if args.rejects else path.with_suffix(".rejects.csv")
-    with connect(args.db) as crm, open(rejects_path, "w", encoding="utf-8", newline="") as out:
+    with (
+        connect(args.db) as crm,
+        open(rejects_path, "w", encoding=encoding, errors="surrogateescape", newline="") as out,
+    ):
         actor = _actor(crm, args.actor, args.tenant)
         writer: RejectsWriter | None = None
 

@@ -45,7 +45,9 @@ class Reject:
     reason: str
     """Why, in words."""
     values: Mapping[str, Any]
-    """The row as read."""
+    """The row as read, by column."""
+    extra: tuple[str, ...] = ()
+    """Values beyond the header's columns, as read (for a row with too many)."""
 
 
 @attrs.define

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import IO, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any, cast
 
 import attrs
 
+from pycrm.csvfiles import CsvRow
 from pycrm.domain.audit import AuditEntry, diff
 from pycrm.domain.customers import Contact, Customer
 from pycrm.domain.events import Event
@@ -28,7 +29,7 @@ from pycrm.domain.outbox import OutboxMessage
 from pycrm.domain.query import AnyKey
 from pycrm.domain.records import Record
 from pycrm.domain.tasks import Task
-from pycrm.errors import ValidationError
+from pycrm.errors import InvalidTransition, NotFound, PermissionDenied, ValidationError
 from pycrm.rules.context import RuleContext
 from pycrm.serialization import to_dict
 from pycrm.services.records import Service
@@ -58,7 +59,11 @@ _TYPES: dict[str, type[Lead] | type[Contact] | type[Customer]] = {
 
 
 class RejectsWriter:
-    """Writes rejected rows to a CSV: line, field, reason, then the row's own columns."""
+    """Writes rejected rows to a CSV: line, field, reason, then the row's own columns.
+
+    A row with more values than the header gets its surplus values after the
+    columns, so nothing it held is lost.
+    """
 
     def __init__(self, stream: IO[str], columns: Sequence[str]) -> None:
         self._writer = csv.writer(stream)
@@ -69,14 +74,70 @@ class RejectsWriter:
         """Write one rejected row."""
         values = reject.values
         self._writer.writerow(
-            [reject.line, reject.field, reject.reason, *(values.get(c, "") for c in self._columns)]
+            [
+                reject.line,
+                reject.field,
+                reject.reason,
+                *(values.get(c, "") for c in self._columns),
+                *reject.extra,
+            ]
         )
+
+
+@attrs.frozen
+class _Raw:
+    """A row as read: its line, its values by column, and what did not fit the header."""
+
+    line: int
+    values: dict[str, Any]
+    missing: tuple[str, ...] = ()
+    surplus: tuple[str, ...] = ()
+
+
+def _records(rows: Iterable[Row], start_line: int) -> Iterator[_Raw]:
+    """The rows with their file lines, and the columns they lack or have too many of.
+
+    :class:`~pycrm.csvfiles.CsvRow` records know all three. A ``csv.DictReader``
+    marks a short record with ``None`` values and puts surplus values under the
+    key ``None``; its line is where the record starts, even after blank lines
+    and line breaks inside quoted values (shifted by ``start_line`` - 2, for a
+    file read in parts). Any other mapping is one row per line from
+    ``start_line`` on, and ``None`` means an empty value.
+    """
+    if isinstance(rows, csv.DictReader):
+        for record in rows:
+            fields = {k: v for k, v in record.items() if k is not None}
+            surplus = tuple(record.get(None) or ())
+            breaks = sum(v.count("\n") for v in (*fields.values(), *surplus) if v)
+            yield _Raw(
+                rows.line_num - breaks + start_line - 2,
+                fields,
+                tuple(k for k, v in fields.items() if v is None),
+                surplus,
+            )
+        return
+    line = start_line - 1
+    for raw in rows:
+        line += 1
+        if isinstance(raw, CsvRow):
+            yield _Raw(raw.line, raw, raw.missing, raw.surplus)
+            continue
+        extra = cast("Mapping[object, Any]", raw).get(None)  # a DictReader row's surplus
+        values = {str(k): v for k, v in raw.items() if k is not None}
+        yield _Raw(line, values, (), tuple(extra) if isinstance(extra, list | tuple) else ())
+
+
+def _refuse(
+    report: ImportReport, rejects: Callable[[Reject], object] | None, reject: Reject
+) -> None:
+    report.reject(reject)
+    if rejects is not None:
+        rejects(reject)
 
 
 @attrs.define
 class _Row:
     line: int
-    raw: Row
     values: dict[str, Any]
     external_id: str
     keys: list[tuple[str, str]] = attrs.field(factory=list)
@@ -168,19 +229,17 @@ class ImporterService(Service):
         started = time.perf_counter()
         resolved: dict[str, str] | None = None
         header: list[str] = []
-        chunk: list[tuple[int, Row]] = []
-        line = start_line - 1
-        for raw in rows:
-            line += 1
+        chunk: list[_Raw] = []
+        for raw in _records(rows, start_line):
             report.rows += 1
             if resolved is None:
-                header = [c for c in raw if c is not None]
+                header = list(raw.values)
                 resolved = resolve_mapping(header, fields, mapping)
                 if "name" not in resolved:
                     raise ValidationError(
                         "mapping", header, "no column for the required field 'name'"
                     )
-            chunk.append((line, raw))
+            chunk.append(raw)
             if len(chunk) >= chunk_size:
                 self._chunk(chunk, resolved, header, options, report, rejects)
                 chunk = []
@@ -195,21 +254,21 @@ class ImporterService(Service):
 
     def _prepare(
         self,
-        line: int,
-        raw: Row,
+        row: _Raw,
         mapping: Mapping[str, str],
         header: Sequence[str],
         options: Mapping[str, Any],
     ) -> _Row | Reject:
-        surplus = dict(raw).get(None)  # type: ignore[call-overload]
-        if surplus:  # csv.DictReader puts surplus values under None
+        line, raw = row.line, row.values
+        if row.surplus:
             return Reject(
                 line,
                 "row",
-                f"has {len(header) + len(surplus)} values, the header has {len(header)}",
-                {k: v for k, v in raw.items() if k is not None},
+                f"has {len(header) + len(row.surplus)} values, the header has {len(header)}",
+                raw,
+                row.surplus,
             )
-        if any(raw.get(c) is None for c in header):
+        if row.missing:
             return Reject(line, "row", f"has fewer values than the header's {len(header)}", raw)
         for column, value in raw.items():
             if isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value):
@@ -250,13 +309,13 @@ class ImporterService(Service):
         if kind != "contact":
             values.pop("customer", None)
         external = str(ext) if ext else row_key(picked)
-        prepared = _Row(line, raw, values, external)
+        prepared = _Row(line, values, external)
         prepared.keys = [(p.kind.value, p.match_key()) for p in values["contact_points"] if p.valid]
         return prepared
 
     def _chunk(
         self,
-        chunk: list[tuple[int, Row]],
+        chunk: list[_Raw],
         mapping: Mapping[str, str],
         header: Sequence[str],
         options: Mapping[str, Any],
@@ -264,28 +323,33 @@ class ImporterService(Service):
         rejects: Callable[[Reject], object] | None,
     ) -> None:
         prepared: list[_Row] = []
-        for line, raw in chunk:
-            result = self._prepare(line, raw, mapping, header, options)
+        for raw in chunk:
+            result = self._prepare(raw, mapping, header, options)
             if isinstance(result, Reject):
-                report.reject(result)
-                if rejects is not None:
-                    rejects(result)
+                _refuse(report, rejects, result)
             else:
                 prepared.append(result)
         crm = self._s.crm
         with crm.session(actor=self._s.actor, tenant=self._s.tenant_id) as session:
-            _Chunk(session, options, report).run(prepared)
+            _Chunk(session, options, report, rejects).run(prepared)
 
 
 class _Chunk:
     """One chunk, in one transaction."""
 
-    def __init__(self, session: Session, options: Mapping[str, Any], report: ImportReport) -> None:
+    def __init__(
+        self,
+        session: Session,
+        options: Mapping[str, Any],
+        report: ImportReport,
+        rejects: Callable[[Reject], object] | None,
+    ) -> None:
         self.s = session
         self.kind: str = options["kind"]
         self.cls = _TYPES[self.kind]
         self.policy: str = options["policy"]
         self.report = report
+        self.rejects = rejects
         self.records: list[Record] = []
         self.audit: list[AuditEntry] = []
         self.outbox: list[OutboxMessage] = []
@@ -295,13 +359,18 @@ class _Chunk:
         s = self.s
         repo = s.uow.repo(self.cls)
         stored_ext = {
-            r.external_id for r in repo.find(AnyKey("external_id", [r.external_id for r in rows]))
+            r.external_id: r
+            for r in repo.find(AnyKey("external_id", [r.external_id for r in rows]))
         }
         existing = self._existing(rows)
         seen_ext: set[str] = set()
         pending: dict[tuple[str, str], Record] = {}
         customers = self._customers(rows) if self.kind == "contact" else {}
         for row in rows:
+            if row.external_id in stored_ext and self.policy == "merge":
+                # The same row imported before: update that record, never duplicate it.
+                self._update(stored_ext[row.external_id], row, "updated by its external id")
+                continue
             if row.external_id in stored_ext or row.external_id in seen_ext:
                 self.report.add("skipped", "already imported")
                 continue
@@ -379,14 +448,38 @@ class _Chunk:
         if not isinstance(match, self.cls):
             self.report.add("skipped", f"duplicate of a stored {match.resource}")
             return
+        self._update(match, row, "merged into a stored record")
+
+    def _update(self, stored: Record, row: _Row, reason: str) -> None:
+        """Fill ``stored``'s empty fields from ``row``, as the actor, or reject the row.
+
+        A row that changes nothing counts as already imported. One the actor
+        may not apply (no right to update that record, or a lead already
+        closed) is rejected with the reason, and the import goes on.
+        """
         service = getattr(self.s, self.kind + "s")
-        current = service._load(match.id)
-        changes = {
-            k: v for k, v in _survivors(current, row.values).items() if getattr(current, k) != v
-        }
-        if changes:
+        try:
+            current = service._load(stored.id)
+            changes = {
+                k: v for k, v in _survivors(current, row.values).items() if getattr(current, k) != v
+            }
+            if not changes:
+                self.report.add("skipped", "already imported")
+                return
             service._change(current, None, "update", **changes)
-        self.report.add("merged", "merged into a stored record")
+        except (NotFound, PermissionDenied, InvalidTransition) as exc:
+            _refuse(
+                self.report,
+                self.rejects,
+                Reject(
+                    row.line,
+                    "row",
+                    f"matches a stored {stored.resource} it cannot update: {exc}",
+                    row.values,
+                ),
+            )
+            return
+        self.report.add("merged", reason)
 
     def _route(self, lead: Lead) -> Lead:
         s = self.s
