@@ -13,12 +13,10 @@ changes:
 * a ticket's due times move by exactly the SLA time spent waiting on the
   customer, and a waiting ticket is never reported as breached.
 
-The generated opening and closing times avoid the local hours 01:00-03:00,
+The generated opening and closing times include the local hours 01:00-03:00,
 where the DST changes of these zones happen (02:00-03:00 does not exist in
 spring; 01:00-02:00 in New York and 02:00-03:00 elsewhere happens twice in
-autumn). Periods *spanning* a change are generated; boundaries *inside* the
-skipped or repeated hour are wrong today and have their own ``xfail`` tests
-at the end of this file.
+autumn), and the tests at the end of this file pin those cases down by hand.
 """
 
 from __future__ import annotations
@@ -75,8 +73,8 @@ def test_the_zones_under_test_change_their_clocks_twice_a_year() -> None:
 
 # -- strategies ---------------------------------------------------------------
 
-#: Local quarter hours a span may start or end at: 00:00 … 23:45, except inside 01:00-03:00.
-MARKS = [m for m in range(0, 24 * 60, 15) if not 60 < m < 180]
+#: Local quarter hours a span may start or end at: 00:00 … 23:45, the DST hours included.
+MARKS = list(range(0, 24 * 60, 15))
 
 
 def _hhmm(minutes: int) -> str:
@@ -305,7 +303,7 @@ def test_waiting_on_the_customer_moves_the_due_times_by_the_sla_time_waited(
     story: dict[str, Any],
 ) -> None:
     policy: SlaPolicy = story["policy"]
-    clock = FakeClock(story["start"].astimezone(UTC))  # see the FakeClock xfail below
+    clock = FakeClock(story["start"].astimezone(UTC))  # FakeClock counts real (UTC) time, see the test below
     crm = pycrm.CRM(MemoryStore(), clock=clock, sla_policy=policy)
     with crm.session(crm.system_actor) as s:
         agent = s.org.create_user("Agent", "agent@example.com", "service")
@@ -348,7 +346,7 @@ def test_a_first_reply_stops_the_first_response_clock_for_later_pauses(
     story: dict[str, Any],
 ) -> None:
     policy: SlaPolicy = story["policy"]
-    clock = FakeClock(story["start"].astimezone(UTC))  # see the FakeClock xfail below
+    clock = FakeClock(story["start"].astimezone(UTC))  # FakeClock counts real (UTC) time, see the test below
     crm = pycrm.CRM(MemoryStore(), clock=clock, sla_policy=policy)
     with crm.session(crm.system_actor) as s:
         agent = s.org.create_user("Agent", "agent@example.com", "service")
@@ -482,13 +480,6 @@ def _open_minutes(calendar: WorkingHours, start: datetime, end: datetime) -> tim
     return sum(calendar.is_open(start + i * step) for i in range(minutes)) * step
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a span starting or ending inside the hour skipped in spring (Berlin 2026-03-29 "
-    "02:00-03:00) becomes an inverted or misplaced period: sun '02:45-03:15' yields a period "
-    "from 01:45Z to 01:15Z, so between() is negative (-30 min) and add(10 min) lands a week late; "
-    "'01:00-02:30' ends at 01:30Z though is_open is False from 01:00Z",
-)
 @pytest.mark.parametrize("span", ["02:45-03:15", "01:00-02:30"])
 def test_spans_with_a_boundary_in_the_skipped_hour_agree_with_is_open(span: str) -> None:
     calendar = WorkingHours.parse({"timezone": "Europe/Berlin", "sun": span})
@@ -503,12 +494,6 @@ def test_spans_with_a_boundary_in_the_skipped_hour_agree_with_is_open(span: str)
     assert calendar.is_open(due - timedelta(microseconds=1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: in the hour repeated in autumn (Berlin 2026-10-25 02:00-03:00) is_open says "
-    "'sun 02:15-02:45' is open in both passes of that hour (60 min), but periods()/between() "
-    "count only the first pass (30 min), so SLA time and availability disagree",
-)
 def test_spans_in_the_repeated_hour_agree_with_is_open() -> None:
     calendar = WorkingHours.parse({"timezone": "Europe/Berlin", "sun": "02:15-02:45"})
     assert calendar is not None

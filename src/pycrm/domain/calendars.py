@@ -113,8 +113,11 @@ class WorkingHours:
     def periods(self, start: datetime) -> Iterator[tuple[datetime, datetime]]:
         """Open periods as UTC ``(from, to)`` pairs, from the one containing ``start`` onwards.
 
-        Local times are turned into instants with the zone's rules, so a
-        period spanning a DST change is as long as the clock says it is.
+        A period is every instant whose local wall-clock time falls in the open
+        hours, exactly as :meth:`is_open` judges it. So a period spanning a
+        DST change is as long as the clock says it is: hours inside the hour
+        skipped in spring are never open, and hours inside the hour repeated in
+        autumn are open in both of its passes.
         """
         if not self.hours:
             raise ValidationError(
@@ -122,21 +125,21 @@ class WorkingHours:
             )
         zone = _zone(self.timezone)
         day = start.astimezone(zone).date() - timedelta(days=1)
+        ordered = sorted(self.hours, key=lambda h: h.start)
         closed_days = 0
         while True:
-            if day in self.holidays:
+            todays = [p for p in ordered if p.weekday == day.weekday()]
+            if day in self.holidays or not todays:
                 closed_days += 1
             else:
-                opened = False
-                for p in sorted(self.hours, key=lambda h: h.start):
-                    if p.weekday != day.weekday():
-                        continue
-                    begin = datetime.combine(day, p.start, tzinfo=zone).astimezone(UTC)
-                    end = datetime.combine(day, p.end, tzinfo=zone).astimezone(UTC)
-                    opened = True
-                    if end > start:
-                        yield max(begin, start), end
-                closed_days = 0 if opened else closed_days + 1
+                closed_days = 0
+                for first, last, offset in _stretches(day, zone):
+                    for p in todays:
+                        begin = datetime.combine(day, p.start, tzinfo=UTC) - offset
+                        end = datetime.combine(day, p.end, tzinfo=UTC) - offset
+                        begin, end = max(begin, first, start), min(end, last)
+                        if begin < end:
+                            yield begin, end
             if closed_days > 366:
                 raise ValidationError("working_hours", self, "is closed for more than a year")
             day += timedelta(days=1)
@@ -164,3 +167,31 @@ class WorkingHours:
                 break
             total += min(finish, end) - begin
         return total
+
+
+def _offset(at: datetime, zone: ZoneInfo) -> timedelta:
+    offset = at.astimezone(zone).utcoffset()
+    assert offset is not None  # a ZoneInfo always has one
+    return offset
+
+
+def _stretches(day: date, zone: ZoneInfo) -> list[tuple[datetime, datetime, timedelta]]:
+    """The UTC instants of a local ``day`` as ``(from, to, UTC offset)`` stretches.
+
+    One stretch on most days; two on the day of a DST change, split at the
+    instant the offset changes (found by bisection to the second).
+    """
+    first = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    last = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+    before, after = _offset(first, zone), _offset(last - timedelta(seconds=1), zone)
+    if before == after:
+        return [(first, last, before)]
+    low, high = first, last - timedelta(seconds=1)  # offset(low) == before != offset(high)
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) // 2
+        middle -= timedelta(microseconds=middle.microsecond)
+        if _offset(middle, zone) == before:
+            low = middle
+        else:
+            high = middle
+    return [(first, high, before), (high, last, after)]
