@@ -303,7 +303,7 @@ def test_waiting_on_the_customer_moves_the_due_times_by_the_sla_time_waited(
     story: dict[str, Any],
 ) -> None:
     policy: SlaPolicy = story["policy"]
-    clock = FakeClock(story["start"].astimezone(UTC))  # FakeClock counts real (UTC) time, see the test below
+    clock = FakeClock(story["start"].astimezone(UTC))  # counts real (UTC) time
     crm = pycrm.CRM(MemoryStore(), clock=clock, sla_policy=policy)
     with crm.session(crm.system_actor) as s:
         agent = s.org.create_user("Agent", "agent@example.com", "service")
@@ -346,7 +346,7 @@ def test_a_first_reply_stops_the_first_response_clock_for_later_pauses(
     story: dict[str, Any],
 ) -> None:
     policy: SlaPolicy = story["policy"]
-    clock = FakeClock(story["start"].astimezone(UTC))  # FakeClock counts real (UTC) time, see the test below
+    clock = FakeClock(story["start"].astimezone(UTC))  # counts real (UTC) time
     crm = pycrm.CRM(MemoryStore(), clock=clock, sla_policy=policy)
     with crm.session(crm.system_actor) as s:
         agent = s.org.create_user("Agent", "agent@example.com", "service")
