@@ -6,13 +6,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
 import pycrm
+from pycrm.adapters.sqlalchemy.engine import alembic_config
+from pycrm.adapters.sqlalchemy.store import SqlStore
 from pycrm.adapters.sqlalchemy.tables import table_name
 from pycrm.domain import RECORD_TYPES
 from pycrm.errors import ConfigurationError
 
-HEAD = "0001"
+HEAD = "0002"
 
 
 def expected_tables(prefix: str) -> set[str]:
@@ -170,3 +173,34 @@ def test_connect_to_a_sqlite_file_that_cannot_exist_raises_configuration_error(p
 def test_connect_to_a_server_that_does_not_answer_raises_configuration_error() -> None:
     with pytest.raises(ConfigurationError):
         pycrm.connect("postgresql+psycopg://nobody@127.0.0.1:1/nothing?connect_timeout=2")
+
+
+def customer_indexes(url: str) -> dict[str, list[str]]:
+    engine = sa.create_engine(url)
+    try:
+        found = sa.inspect(engine).get_indexes("pycrm_customers")
+    finally:
+        engine.dispose()
+    return {ix["name"]: list(ix["column_names"]) for ix in found if ix["name"]}
+
+
+def test_a_database_at_an_older_revision_is_migrated_to_the_current_indexes(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with pycrm.connect(url) as crm:
+        add_customer(crm, "Acme")
+        fresh = customer_indexes(url)
+        store = crm.store
+        assert isinstance(store, SqlStore)
+        with store.engine.begin() as connection:
+            command.downgrade(alembic_config(store.schema, connection), "0001")
+    old = customer_indexes(url)
+    assert old["ix_pycrm_customers_owner_id"] == ["tenant_id", "owner_id"]
+    assert "ix_pycrm_customers_owner_id_status" not in old
+
+    with pycrm.connect(url) as again:  # connecting migrates to head
+        assert names_in(again) == ["Acme"]
+    assert customer_indexes(url) == fresh
+    assert fresh["ix_pycrm_customers_owner_id_status"] == ["tenant_id", "owner_id", "status"]
+    assert "ix_pycrm_customers_owner_id" not in fresh

@@ -68,7 +68,11 @@ class Customer(Record):
 
     resource: ClassVar[str] = "customer"
     owner_field: ClassVar[str] = "owner_id"
-    indexes: ClassVar[tuple[tuple[str, ...], ...]] = (("name_key",), ("owner_id",), ("status",))
+    indexes: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("name_key",),
+        ("owner_id", "status"),
+        ("status",),
+    )
     computed: ClassVar[tuple[str, ...]] = ("name_key",)
 
     name: str
