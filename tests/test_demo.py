@@ -37,8 +37,16 @@ def test_the_demo_walks_a_customer_from_lead_to_cash_on_every_backend(crm: pycrm
     )
     assert handoffs.count("receivable_created") == 3
     assert figures["pending_outbox"] == len(figures["signals"])
+    # The trade-show list: Jonas is new, Anna is already a lead, Jonas again is a
+    # duplicate of an earlier row, and Petra's phone cannot exist.
+    assert figures["imported"] == (1, 2, 1)
+    assert figures["custom"] == {"headcount": 420, "tier": "gold"}
+    funnel = {row[0]: row[1:7] for row in figures["funnel"]}
+    # captured, assigned, contacted, qualified, converted, won per source
+    assert funnel == {"trade_show": [2, 1, 1, 1, 1, 1], "webform": [2, 1, 0, 0, 0, 0]}
+    assert [row[1] for row in figures["service"]] == [1]
     text = out.getvalue()
-    for heading in ("Marketing", "Sales", "Legal", "Finance", "Service", "Handoffs"):
+    for heading in ("Marketing", "Sales", "Legal", "Finance", "Service", "Managers", "Handoffs"):
         assert heading in text
 
 

@@ -1149,3 +1149,14 @@ def test_reject_is_what_the_report_and_the_writer_share() -> None:
         "2,email,is bad,A,x",
         "3,email,is bad,A,x",
     ]
+
+
+def test_the_importer_refuses_a_session_with_uncommitted_writes(crm: pycrm.CRM) -> None:
+    # Its chunks commit in transactions of their own, which would wait on (SQLite)
+    # or never see (PostgreSQL) the session's own uncommitted rows.
+    people = staff(crm)
+    with crm.session(actor=people.mia.id) as s:
+        s.leads.capture("Typed By Hand", email="hand@h.example", source="phone")
+        with pytest.raises(ConfigurationError, match="uncommitted writes"):
+            s.importer.leads(text_rows(b"name,email\nFrom File,file@f.example\n"))
+    assert set(leads_by_name(crm)) == {"Typed By Hand"}

@@ -237,3 +237,22 @@ def test_a_tenant_name_must_be_a_short_plain_identifier(crm: pycrm.CRM) -> None:
             crm.session(actor=crm.system_actor, tenant=bad)  # type: ignore[arg-type]
     with system(crm, "A-1_b.c") as s:
         assert s.tenant_id == "A-1_b.c"
+
+
+def test_each_tenant_can_define_the_same_searchable_custom_field(crm: pycrm.CRM) -> None:
+    # A searchable field gets an expression index on the shared table; a second
+    # tenant defining the same key must reuse it, not fail to create it again.
+    for tenant, tier in (("acme", "gold"), ("beta", "silver")):
+        with crm.session(actor=crm.system_actor, tenant=tenant) as s:
+            s.fields.define(
+                "customer", "tier", "choice", choices=["gold", "silver"], searchable=True
+            )
+            s.customers.create(f"{tenant} customer", custom={"tier": tier})
+    for tenant, tier in (("acme", "gold"), ("beta", "silver")):
+        with crm.session(actor=crm.system_actor, tenant=tenant) as s:
+            assert [c.name for c in s.customers.search(custom={"tier": tier})] == [
+                f"{tenant} customer"
+            ]
+            assert (
+                s.customers.search(custom={"tier": "gold" if tier == "silver" else "silver"}) == []
+            )

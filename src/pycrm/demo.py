@@ -1,13 +1,18 @@
 """``pycrm demo``: one customer's journey through a company, department by department.
 
-Marketing captures leads, a sales manager assigns them, sales converts and
-wins a deal, legal and the sales manager approve the contract, the customer
-signs, finance records payments, the deal owner is told, and service answers
-the customer's ticket within its SLA while seeing the whole history. Each department's view is printed as it would see it.
+The admin defines the company's own customer fields; marketing captures
+leads and imports a trade-show list; a sales manager assigns them; sales
+converts and wins a deal; legal and the sales manager approve the contract;
+the customer signs; finance records payments and the deal owner is told;
+service answers the customer's ticket within its SLA while seeing the whole
+history; and the managers read the funnel, receivables aging and service
+figures. Each department's view is printed as it would see it.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
@@ -19,8 +24,18 @@ from pycrm import signals
 from pycrm.crm import CRM
 from pycrm.domain.events import Event
 from pycrm.domain.money import Money
+from pycrm.reports import report_rows
 
 __all__ = ["run_demo"]
+
+#: The list marketing brings back from the trade show: a lead already captured by
+#: hand, a new one, a phone number that cannot exist, and the new one again.
+TRADE_SHOW = """name,email,phone,company
+Anna Schmidt,ANNA.SCHMIDT@acme-maschinen.example,,ACME Maschinenbau GmbH
+Jonas Berg,jonas@berg-verpackung.example,+49 40 30701234,Berg Verpackung KG
+Petra Lang,petra@lang-logistik.example,12345,Lang Logistik AG
+Jonas Berg,Jonas@Berg-Verpackung.example,,Berg Verpackung KG
+"""
 
 
 def _table(
@@ -80,10 +95,22 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
         fin = s.org.create_user(name="Finn Ode", email="finn@demo.example", department="finance")
         agent = s.org.create_user(name="Li Na", email="li.na@demo.example", department="service")
         people = {u.id: u.name for u in (hr, boss, rep, mia, lea, fin, agent)}
+        fields = [
+            s.fields.define("customer", "headcount", "number", label="Headcount", minimum=0),
+            s.fields.define(
+                "customer", "tier", "choice", label="Tier", searchable=True,
+                choices=["gold", "silver", "bronze"], group="grade",
+            ),
+        ]  # fmt: skip
     console.rule(f"[bold]Admin/HR: the organisation (tenant {tenant})")
     _table(
         console, "Users", ["name", "department", "roles"],
         [(u.name, u.department, ", ".join(u.roles)) for u in (hr, boss, rep, mia, lea, fin, agent)],
+    )  # fmt: skip
+    _table(
+        console, "The company's own customer fields", ["key", "label", "type", "rule"],
+        [(f.key, f.label, f.type.value, ", ".join(f.choices) if f.choices else f"≥ {f.minimum}")
+         for f in fields],
     )  # fmt: skip
 
     # -- Marketing ---------------------------------------------------------
@@ -98,7 +125,18 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
         s.leads.capture(
             "Tom Novak", source="webform", email="tom@example.org", needs="Student project"
         )
-        console.rule("[bold]Marketing: leads captured")
+    with session(mia.id) as s:  # the importer commits chunk by chunk, so in a session of its own
+        imported = s.importer.leads(
+            csv.DictReader(io.StringIO(TRADE_SHOW)), source="trade show", campaign="Hannover Messe"
+        )
+        console.rule("[bold]Marketing: leads captured, and a trade-show list imported")
+        _table(
+            console, "Import of the trade-show list",
+            ["rows", "created", "skipped", "rejected", "why"],
+            [(imported.rows, imported.created, imported.skipped, imported.rejected,
+              "; ".join(f"{reason} ({n})" for reason, n in sorted(imported.reasons.items())))],
+        )  # fmt: skip
+    with session(mia.id) as s:  # a new session: it sees what the import committed
         _table(
             console,
             "New leads",
@@ -133,6 +171,7 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
             "note", "Competitor quoted 8% lower", customer_id=customer.id, private=True
         )
         s.activities.track(contact.id, "viewed_pricing_page", {"page": "/pricing/packaging"})
+        s.customers.update(customer.id, custom={"headcount": 420, "tier": "gold"})
         s.deals.move(deal.id, "proposal")
         s.deals.move(deal.id, "negotiation")
         deal = s.deals.win(deal.id)
@@ -255,10 +294,27 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
             [(t.subject, t.status.value, t.csat_score) for t in view.tickets],
         )  # fmt: skip
         console.print(f"Satisfaction: [bold]{view.satisfaction}[/bold] / 5")
+        console.print(
+            "The company's own fields: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(view.customer.custom.items()))
+        )
+        figures["custom"] = dict(view.customer.custom)
         figures["service_sees_activities"] = len(view.activities)
         figures["tickets"] = len(view.tickets)
         figures["satisfaction"] = view.satisfaction
         figures["service_sees_receivables"] = len(view.receivables)
+    # -- Managers ----------------------------------------------------------
+    with session(hr.id) as s:
+        console.rule("[bold]Managers: the numbers (SQL aggregates, over what they may read)")
+        for name, title in (
+            ("funnel", "Funnel by lead source"),
+            ("aging", "Receivables aging"),
+            ("service", "Service by priority"),
+        ):
+            head, rows = report_rows(s, name)
+            _table(console, title, head, rows)
+            figures[name] = rows
+    figures["imported"] = (imported.created, imported.skipped, imported.rejected)
     console.rule("[bold]Handoffs: signals sent after each commit")
     console.print(", ".join(heard))
     figures["signals"] = heard

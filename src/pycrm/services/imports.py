@@ -29,7 +29,13 @@ from pycrm.domain.outbox import OutboxMessage
 from pycrm.domain.query import AnyKey
 from pycrm.domain.records import Record
 from pycrm.domain.tasks import Task
-from pycrm.errors import InvalidTransition, NotFound, PermissionDenied, ValidationError
+from pycrm.errors import (
+    ConfigurationError,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
 from pycrm.rules.context import RuleContext
 from pycrm.serialization import to_dict
 from pycrm.services.records import Service
@@ -165,6 +171,10 @@ class ImporterService(Service):
         :param lenient: keep invalid phones and emails flagged instead of rejecting the row.
         :param start_line: line number of the first row (default 2: after a header).
         :param progress: called with the number of rows read after each chunk.
+        :raises ConfigurationError: when this session has uncommitted writes (the chunks
+            commit in transactions of their own), or for a bad ``mapping``.
+        :raises ValidationError: for a bad option, or a file without a name column.
+        :raises PermissionDenied: when the actor may not create this kind of record.
         """
         return self._run("lead", rows, **options)
 
@@ -214,6 +224,13 @@ class ImporterService(Service):
                 "chunk_size", chunk_size, "must be a whole number from 1 to 50,000"
             )
         self._s.guard.require_any(kind, "create")
+        if self._s._events:
+            # Each chunk commits in a transaction of its own, which would wait on
+            # (SQLite) or never see (PostgreSQL) this session's uncommitted rows.
+            raise ConfigurationError(
+                "s.importer commits chunk by chunk in transactions of its own: call it in "
+                "a session without uncommitted writes (commit this session's work first)"
+            )
         options = {
             "kind": kind,
             "region": default_region or self._s.crm.default_region,

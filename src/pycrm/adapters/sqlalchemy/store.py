@@ -160,8 +160,13 @@ class SqlUnitOfWork:
         table = codec.table
         name = f"ix_{table.name}_{column}_{key}"[:63]
         index = sa.Index(name, table.c.tenant_id, codec.json_path(f"{column}.{key}", ""))
+        # The index belongs to the database, not to the shared table definitions:
+        # keep it out of them. And SQLAlchemy cannot reflect expression indexes on
+        # SQLite (checkfirst would miss one another tenant made), so let the
+        # database skip an index it has.
+        table.indexes.discard(index)
         with translate_errors("create index"):
-            index.create(self.connection, checkfirst=True)
+            self.connection.execute(sa.schema.CreateIndex(index, if_not_exists=True))
 
     def next_number(self, key: str) -> int:
         """Increment counter ``key`` with one upsert; its row stays locked until commit."""
