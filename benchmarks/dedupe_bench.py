@@ -25,9 +25,7 @@ Loading (``--load``):
   not need them). Several times faster.
 * ``auto`` (default): ``service`` up to 20,000 contacts, ``bulk`` above.
 
-``--experiment exact-blocks`` / ``split-keys`` monkeypatch a suggested change into
-pycrm for the run (clearly labelled in the output) to size it; ``--reuse`` reopens
-the SQLite files of an earlier run instead of loading again.
+``--reuse`` reopens the SQLite files of an earlier run instead of loading again.
 
 Targets: F1 >= 0.95, 100k scan <= 60 s, 100k/10k scan-time ratio <= 15,
 check p50 ratio (200k/2k stored) <= 2.
@@ -154,55 +152,6 @@ def load(
     return crm, ids, mode, elapsed
 
 
-# -- experiments (monkeypatches, to size suggested changes; never on by default) -------------
-
-
-def _exact_blocks() -> None:
-    """Scan blocks on shared emails and phones only (no name or name-token blocks).
-
-    With the default weights a contact pair can reach 0.8 only by sharing an email or
-    a phone: name (0.6) and address (0.4) together give at most 0.76.
-    """
-    from pycrm.services import dedupe
-
-    original = dedupe._blocks
-
-    def blocks(p: Any) -> Iterable[str]:
-        return (k for k in original(p) if k.startswith(("e:", "p:")))
-
-    dedupe._blocks = blocks
-
-
-def _split_keys() -> None:
-    """The check looks each match key up on its own (one index probe each, own limit)."""
-    from pycrm.services import dedupe
-
-    def candidates_for(self: Any, record: Any, *, exclude: Any = ()) -> list[Any]:
-        target = dedupe._profile(record)
-        keys = dedupe._keys(target)
-        threshold = self._s.crm.duplicate_threshold
-        skip = {record.id, *exclude}
-        found = []
-        for kind in dedupe._COMPARED_WITH[record.resource]:
-            repo = self._s.uow.repo(dedupe._TYPES[kind])
-            seen: dict[str, Any] = {}
-            for key in keys:
-                for other in repo.find(key, limit=50):
-                    seen[other.id] = other
-            for other in seen.values():
-                if other.id in skip or not dedupe._live(other):
-                    continue
-                value, evidence = dedupe.score(target, dedupe._profile(other))
-                if value >= threshold:
-                    found.append(dedupe.Candidate(kind, other.id, value, evidence))
-        return sorted(found, key=lambda c: (-c.score, c.record_id))
-
-    dedupe.DedupeService.candidates_for = candidates_for
-
-
-EXPERIMENTS = {"exact-blocks": _exact_blocks, "split-keys": _split_keys}
-
-
 # -- scan quality --------------------------------------------------------------------------
 
 
@@ -256,10 +205,11 @@ def diagnose(
 
     Uses pycrm's private matching helpers, for analysis only.
     """
-    from pycrm.domain.matching import score
+    from pycrm.domain.matching import reachable_without_keys, score
     from pycrm.services.dedupe import MAX_BLOCK, _blocks, _profile
 
     threshold = crm.duplicate_threshold
+    names = threshold <= reachable_without_keys("contact")  # as the scan decides
     with crm.session(actor=crm.system_actor) as s:
         records = {}
         repo = s.uow.repo(Contact)
@@ -268,14 +218,14 @@ def diagnose(
         profiles = {i: _profile(records[id]) for i, id in enumerate(ids)}
     block_size: Counter[str] = Counter()
     for p in profiles.values():
-        block_size.update(set(_blocks(p)))
+        block_size.update(set(_blocks(p, names)))
     reasons: Counter[str] = Counter()
     by_kind: dict[str, Counter[str]] = defaultdict(Counter)
     examples: list[str] = []
     for a, b in result["missed"]:
         pa, pb = profiles[a], profiles[b]
         value, evidence = score(pa, pb)
-        shared = set(_blocks(pa)) & set(_blocks(pb))
+        shared = set(_blocks(pa, names)) & set(_blocks(pb, names))
         usable = [k for k in shared if block_size[k] <= MAX_BLOCK]
         if value < threshold:
             why = "scored below threshold"
@@ -453,21 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="reuse the SQLite files of an earlier run"
     )
-    parser.add_argument(
-        "--experiment",
-        choices=sorted(EXPERIMENTS),
-        action="append",
-        default=[],
-        help="monkeypatch a suggested change into pycrm (to size it); not pycrm as shipped",
-    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.check_sizes = [2_000], [2_000, 20_000]
     args.workdir.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"scan": [], "check": [], "experiments": args.experiment}
-    for name in args.experiment:
-        EXPERIMENTS[name]()
-        print(f"!! experiment {name}: {EXPERIMENTS[name].__doc__.splitlines()[0]}")
+    report: dict[str, Any] = {"scan": [], "check": []}
 
     if not args.no_scan:
         for size in args.sizes:
