@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
@@ -26,6 +26,7 @@ from pycrm.errors import FieldError, ValidationError
 
 __all__ = [
     "CUSTOMIZABLE",
+    "comparable",
     "FieldDefinition",
     "FieldType",
     "check_custom",
@@ -93,6 +94,11 @@ class FieldDefinition(Record):
     """No longer offered; stored values are kept."""
 
 
+#: What a record id looks like (ids are made by :func:`pycrm.domain.ids.new_id`, or
+#: given by an application as plain identifiers).
+_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
 def _number(defn: FieldDefinition, value: Any, name: str) -> Decimal:
     if isinstance(value, bool | float):
         raise ValidationError(
@@ -123,7 +129,9 @@ def check_value(defn: FieldDefinition, value: Any) -> Any:
         text = clean_text(
             value, name, limit=int(defn.maximum) if defn.maximum is not None else 10_000
         )
-        if text is None:
+        if text is None:  # blank: no value, which a required field may not be
+            if defn.required:
+                raise ValidationError(name, value, "is required")
             return None
         if defn.minimum is not None and len(text) < defn.minimum:
             raise ValidationError(name, value, f"must be at least {defn.minimum} characters")
@@ -160,7 +168,9 @@ def check_value(defn: FieldDefinition, value: Any) -> Any:
                 raise ValidationError(name, value, "is not an ISO datetime") from None
         if not isinstance(value, datetime) or value.tzinfo is None:
             raise ValidationError(name, value, "must be a timezone-aware datetime")
-        return value.isoformat()
+        # Stored in UTC with a fixed width, so equal instants are equal text and
+        # text order is time order (searches and ranges compare the text).
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
     if kind is FieldType.CHOICE:
         if value not in defn.choices:
             raise ValidationError(name, value, f"must be one of {', '.join(defn.choices)}")
@@ -178,16 +188,37 @@ def check_value(defn: FieldDefinition, value: Any) -> Any:
         if isinstance(value, Mapping):
             value = (value.get("amount"), value.get("currency"))
         if isinstance(value, tuple | list) and len(value) == 2:
-            value = Money.of(value[0], value[1], field=name)
+            try:
+                value = Money.of(value[0], value[1], field=name)
+            except ValidationError as exc:  # name the custom field, whichever part is bad
+                reason = "; ".join(f"{e.field}: {e.reason}" for e in exc.errors)
+                raise ValidationError(name, value, reason) from None
         if not isinstance(value, Money):
             raise ValidationError(name, value, "must be Money or an (amount, currency) pair")
         _number(defn, value.amount, name)
         return {"amount": str(value.amount), "currency": value.currency}
     if kind is FieldType.REFERENCE:
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not _ID.fullmatch(value):
             raise ValidationError(name, value, f"must be the id of a {defn.reference}")
         return value
     raise AssertionError(kind)  # pragma: no cover
+
+
+def comparable(defn: FieldDefinition, stored: Any) -> Any:
+    """A stored (JSON-form) value as searches compare it: decimals as numbers, not text.
+
+    Whole numbers are ints already; dates and datetimes are ISO text whose
+    order is time order; multi-choice and money values are not compared.
+    """
+    if stored is None:
+        return None
+    if defn.type is FieldType.DECIMAL:
+        return Decimal(stored)
+    if defn.type in (FieldType.MULTI_CHOICE, FieldType.MONEY):
+        raise ValidationError(
+            f"custom.{defn.key}", stored, f"{defn.type.value} fields are not searched by value"
+        )
+    return stored
 
 
 def typed_value(defn: FieldDefinition, stored: Any) -> Any:

@@ -112,7 +112,8 @@ def survive(
 
     Unless a rule says otherwise, each field keeps the survivor's value, or,
     where the survivor has none, the most recently updated record's value;
-    contact points and tags are the union of all records'.
+    contact points and tags are the union of all records', and custom values
+    are merged key by key the same way.
     """
     rules = dict(rules or {})
     survivor = records[0]
@@ -139,6 +140,13 @@ def survive(
                     )
                     seen.setdefault(key, item)
             values[name] = tuple(seen.values())
+            continue
+        if rule is None and isinstance(getattr(survivor, name), Mapping):
+            # Custom values merge key by key: the survivor's, then the most recent other's.
+            merged: dict[str, Any] = {}
+            for record in reversed([survivor, *recent]):
+                merged.update({k: v for k, v in getattr(record, name).items() if not _empty(v)})
+            values[name] = merged
             continue
         if rule is None:
             order: Sequence[Record] = [survivor, *recent]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -25,7 +24,7 @@ import attrs
 from pycrm.domain.campaigns import Campaign, CampaignMember, CampaignStatus, Segment
 from pycrm.domain.contact_points import search_key
 from pycrm.domain.contracts import ContractStatus
-from pycrm.domain.custom_fields import check_value
+from pycrm.domain.custom_fields import check_value, comparable
 from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.fields import Checks, check_choice, check_money, check_text
 from pycrm.domain.money import Money
@@ -45,6 +44,7 @@ from pycrm.domain.query import (
     all_of,
 )
 from pycrm.errors import NotFound, ValidationError
+from pycrm.services.fields import check_custom_read
 from pycrm.services.records import RecordService, write
 
 __all__ = ["SEGMENT_FIELDS", "CampaignService"]
@@ -168,20 +168,25 @@ class _Compiler:
             raise ValidationError(
                 f"{where}.field", field, f"is not a custom field of {self.target}s"
             )
+        check_custom_read(self.service._s, defs[key])  # a hidden field may not be probed
         defn = attrs.evolve(defs[key], required=False)
         at = f"{where}.value"
+
+        def bound(item: Any) -> Any:  # a bad value is a ValidationError naming custom.<key>
+            return comparable(defn, check_value(defn, item))
+
         if op in ("eq", "ne"):
-            condition: Filter = Eq(field, check_value(defn, value))
+            condition: Filter = Eq(field, bound(value))
             return Not(condition) if op == "ne" else condition
         if op == "in":
             if not isinstance(value, list):
                 raise ValidationError(at, value, "in takes a list")
-            return In(field, [check_value(defn, v) for v in value])
+            return In(field, [bound(v) for v in value])
         if op in _RANGE_OPS:
             bounds = value if op == "between" else ([value, None] if op == "gte" else [None, value])
             if not isinstance(bounds, list) or len(bounds) != 2:
                 raise ValidationError(at, value, "between takes [low, high)")
-            low, high = (None if b is None else _comparable(check_value(defn, b)) for b in bounds)
+            low, high = (None if b is None else bound(b) for b in bounds)
             return Range(field, low, high)
         raise ValidationError(f"{where}.op", op, "custom fields take eq, ne, in, gte, lt, between")
 
@@ -232,16 +237,6 @@ class _Compiler:
     def dates(self, field: str, op: str, value: Any, at: str) -> Filter:
         low, high = self.date_range(op, value, at)
         return Range(field, low, high)
-
-
-def _comparable(stored: Any) -> Any:
-    """A stored custom value as a range bound: decimals (stored as text) as Decimal."""
-    if isinstance(stored, str):
-        try:
-            return Decimal(stored) if stored.replace(".", "", 1).lstrip("-").isdigit() else stored
-        except ArithmeticError:
-            return stored
-    return stored
 
 
 class CampaignService(RecordService[Campaign]):

@@ -288,6 +288,32 @@ def check_custom_writes(session: Any, entity: str, keys: Sequence[str]) -> None:
             _permission(session, defs[key], "write")
 
 
+def check_custom_read(session: Any, defn: FieldDefinition) -> None:
+    """Raise PermissionDenied if the actor may not read (so not search on) this field."""
+    _permission(session, defn, "read")
+
+
+def check_references(
+    session: Any, definitions: Mapping[str, FieldDefinition], values: Mapping[str, Any]
+) -> None:
+    """Raise ValidationError naming ``custom.<key>`` for a reference to no stored record.
+
+    One lookup per kind referenced, whatever the number of fields.
+    """
+    wanted: dict[str, dict[str, str]] = {}
+    for key, value in values.items():
+        defn = definitions.get(key)
+        if value is not None and defn is not None and defn.type is FieldType.REFERENCE:
+            wanted.setdefault(str(defn.reference), {})[key] = value
+    for resource, refs in wanted.items():
+        found = session.uow.repo(RECORD_BY_RESOURCE[resource]).get_many(sorted(set(refs.values())))
+        for key, value in refs.items():
+            if value not in found:
+                raise ValidationError(
+                    f"custom.{key}", value, f"is not the id of a stored {resource}"
+                )
+
+
 def _permission(session: Any, defn: FieldDefinition, action: str) -> None:
     allowed = defn.writable_by if action == "write" else defn.readable_by
     if allowed and not session.actor.is_system and session.guard.roles.isdisjoint(allowed):

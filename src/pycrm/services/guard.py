@@ -140,12 +140,8 @@ class Guard:
         }
         custom = getattr(record, "custom", None)
         if custom:
-            defs = self._s.field_definitions(record.resource)
-            secret = {
-                k for k in custom
-                if k in defs and defs[k].readable_by and self.roles.isdisjoint(defs[k].readable_by)
-            }  # fmt: skip
-            if secret:
+            secret = self.hidden_custom(record.resource)
+            if secret.intersection(custom):
                 empty["custom"] = {k: v for k, v in custom.items() if k not in secret}
         if not empty:
             return record
@@ -154,6 +150,16 @@ class Guard:
     def hidden(self, resource: str) -> frozenset[str]:
         """Fields of ``resource`` hidden from the actor."""
         return frozenset() if self._bypass else self._s.crm.policy.hidden(self.roles, resource)
+
+    def hidden_custom(self, resource: str) -> frozenset[str]:
+        """Custom field keys of ``resource`` whose ``readable_by`` leaves the actor out."""
+        if self._bypass:
+            return frozenset()
+        return frozenset(
+            key
+            for key, defn in self._s.field_definitions(resource).items()
+            if defn.readable_by and self.roles.isdisjoint(defn.readable_by)
+        )
 
     # -- writes --------------------------------------------------------------
 

@@ -187,12 +187,15 @@ class RecordService(Service, Generic[R]):
     def _custom(self, current: Mapping[str, Any], given: Any, *, creating: bool) -> dict[str, Any]:
         """The record's new custom values, checked against the definitions and the actor's rights."""
         from pycrm.domain.custom_fields import check_custom
-        from pycrm.services.fields import check_custom_writes
+        from pycrm.services.fields import check_custom_writes, check_references
 
         defs = self._s.field_definitions(self.record_type.resource)
         if isinstance(given, Mapping):
             check_custom_writes(self._s, self.record_type.resource, list(given))
-        return check_custom(defs, current, given, creating=creating)
+        checked = check_custom(defs, current, given, creating=creating)
+        if isinstance(given, Mapping):
+            check_references(self._s, defs, {k: checked.get(k) for k in given})
+        return checked
 
     def _create(self, values: dict[str, Any], action: str = "create") -> R:
         """Check ``values`` and add the record (taking ``on_duplicate`` and ``lenient`` options)."""
@@ -264,13 +267,24 @@ class RecordService(Service, Generic[R]):
             Eq("record_id", id), order_by=[OrderBy("at"), OrderBy("id")]
         )
         hidden = self._s.guard.hidden(self.record_type.resource)
-        return [
-            FieldChange(name, old, new, entry.at, entry.actor_id, entry.department)
+        secret = self._s.guard.hidden_custom(self.record_type.resource)
+
+        def shown(name: str, value: Any) -> Any:
+            if name == "custom" and secret and isinstance(value, Mapping):
+                return {k: v for k, v in value.items() if k not in secret}
+            return value
+
+        changes = [
+            FieldChange(
+                name, shown(name, old), shown(name, new), entry.at, entry.actor_id, entry.department
+            )
             for entry in entries
             if entry.record_type == self.record_type.resource
             for name, (old, new) in entry.changes.items()
             if (field is None or name == field) and name not in hidden
         ]
+        # A change to hidden custom fields only is no change this reader can see.
+        return [c for c in changes if c.field != "custom" or c.old != c.new]
 
     def as_of(self, id: str, when: datetime) -> R:
         """The record as it was at ``when``; NotFound if it did not exist yet."""

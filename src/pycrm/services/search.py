@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 
 from pycrm.domain.contact_points import normalise_email, normalise_phone, search_key
-from pycrm.domain.custom_fields import check_value
+from pycrm.domain.custom_fields import check_value, comparable
 from pycrm.domain.fields import Checks, check_int, check_text
 from pycrm.domain.normalise import email_key
 from pycrm.domain.query import Contains, Eq, Filter, HasKey
@@ -46,6 +46,8 @@ def point_filter(email: Any, phone: Any, region: str | None) -> list[Filter]:
 
 def custom_filter(session: Any, entity: str, custom: Any) -> list[Filter]:
     """Equality on custom fields: ``{"tier": "gold"}`` (values in any form the field accepts)."""
+    from pycrm.services.fields import check_custom_read
+
     if custom is None:
         return []
     if not isinstance(custom, dict):
@@ -55,12 +57,10 @@ def custom_filter(session: Any, entity: str, custom: Any) -> list[Filter]:
     for key, value in custom.items():
         if key not in defs:
             raise ValidationError(f"custom.{key}", value, "is not a defined custom field")
-        stored = check_value(attrs.evolve(defs[key], required=False), value)
-        if isinstance(stored, list | dict):
-            raise ValidationError(
-                f"custom.{key}", value, "multi-choice and money fields are not searched by equality"
-            )
-        parts.append(Eq(f"custom.{key}", stored))
+        defn = defs[key]
+        check_custom_read(session, defn)  # a search on a hidden field would reveal its values
+        stored = check_value(attrs.evolve(defn, required=False), value)
+        parts.append(Eq(f"custom.{key}", comparable(defn, stored)))
     return parts
 
 

@@ -180,7 +180,9 @@ class Codec:
         if isinstance(sample, bool):
             return element.as_boolean()  # type: ignore[no-any-return]
         if isinstance(sample, int | float | Decimal):
-            return element.as_numeric(30, 10)  # type: ignore[no-any-return]
+            # Unconstrained NUMERIC: PostgreSQL compares every digit, at any size.
+            # (SQLite's NUMERIC is a 64-bit float past 15 significant digits.)
+            return sa.cast(element.as_string(), sa.Numeric())
         return element.as_string()  # type: ignore[no-any-return]
 
     def column(self, field: str) -> sa.Column[Any]:
