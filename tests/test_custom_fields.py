@@ -1345,3 +1345,45 @@ def test_blob_stores_put_get_exists_and_delete(kind: str, tmp_path: Path) -> Non
         assert not list(tmp_path.rglob(".tmp-*")), "writes leave no temporary files"
         with pytest.raises(StorageError):
             store.put("../escape", b"x")
+
+
+# -- analytics filters -----------------------------------------------------------------------
+
+
+def test_analytics_figures_can_be_filtered_by_custom_fields(crm: pycrm.CRM) -> None:
+    with system(crm) as s:
+        s.fields.define("lead", "fair", "choice", choices=["hannover", "cebit"])
+        s.fields.define("deal", "line", "choice", choices=["presses", "lathes"])
+        s.fields.define("ticket", "plant", "text")
+        for name, fair in (("Ann", "hannover"), ("Ben", "hannover"), ("Cem", "cebit")):
+            s.leads.capture(name, source="fair", custom={"fair": fair})
+        acme = s.customers.create("Acme")
+        for title, line, amount in (("Big press", "presses", "900"), ("Lathe", "lathes", "100")):
+            s.deals.create(
+                title,
+                customer_id=acme.id,
+                amount=eur(amount),
+                expected_close=date(2026, 6, 30),
+                custom={"line": line},
+            )
+        s.tickets.open("Leak", channel="phone", customer_id=acme.id, custom={"plant": "Ulm"})
+        s.tickets.open("Noise", channel="phone", customer_id=acme.id)
+    with system(crm) as s:
+        # Two of the three leads came from Hannover; one of the two deals sells presses.
+        assert [r.captured for r in s.analytics.funnel(custom={"fair": "hannover"})] == [2]
+        assert [r.captured for r in s.analytics.funnel()] == [3]
+        forecast = s.analytics.forecast(custom={"line": "presses"})
+        assert [(r.period, r.pipeline) for r in forecast] == [("2026-06", eur("900"))]
+        assert [r.tickets for r in s.analytics.service(custom={"plant": "Ulm"})] == [1]
+        with pytest.raises(ValidationError) as raised:
+            s.analytics.funnel(custom={"fair": "ces"})
+        assert raised.value.field == "custom.fair"
+
+
+def test_analytics_refuse_a_filter_on_a_field_the_actor_may_not_read() -> None:
+    crm = memory_crm()
+    banking = setup_banking(crm)
+    with system(crm) as s:
+        s.fields.define("deal", "margin", "decimal", readable_by=["finance"])
+    with crm.session(actor=banking["sam"]) as s, pytest.raises(PermissionDenied):
+        s.analytics.forecast(custom={"margin": "0.3"})

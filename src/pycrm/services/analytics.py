@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -40,6 +40,7 @@ from pycrm.domain.tickets import Ticket
 from pycrm.errors import ValidationError
 from pycrm.services.campaigns import PURCHASES
 from pycrm.services.records import Service, check_when
+from pycrm.services.search import custom_filter
 
 __all__ = [
     "AgingRow",
@@ -272,10 +273,12 @@ class AnalyticsService(Service):
         since: datetime | None = None,
         until: datetime | None = None,
         period: str = "month",
+        custom: Mapping[str, Any] | None = None,
     ) -> list[FunnelRow]:
         """Leads captured in the period, how far they got, and how many became won deals.
 
         ``by``: ``source``, ``owner``, ``campaign`` or ``period`` (of capture, ``period`` units).
+        ``custom``: only leads with these custom field values, e.g. ``{"fair": "hannover"}``.
         """
         keys = self._grouping(
             by,
@@ -287,7 +290,10 @@ class AnalyticsService(Service):
         measures["won"] = Count(
             Related("deal", "lead_id", "count", None, 1, None, Eq("status", DealStatus.WON))
         )
-        rows = self._query(Lead, self._period(since, until, "created_at"), keys, measures)
+        where = all_of(
+            [self._period(since, until, "created_at"), *custom_filter(self._s, "lead", custom)]
+        )
+        rows = self._query(Lead, where, keys, measures)
         group = keys[0].name if keys and isinstance(keys[0], Field) else "created_at"
         return sorted(
             (
@@ -297,12 +303,25 @@ class AnalyticsService(Service):
             key=lambda row: (row.group is None, row.group or ""),
         )
 
-    def forecast(self, *, period: str = "month", owner_id: str | None = None) -> list[ForecastRow]:
-        """Per period (of expected close) and owner: open pipeline, weighted forecast, won, quota."""
+    def forecast(
+        self,
+        *,
+        period: str = "month",
+        owner_id: str | None = None,
+        custom: Mapping[str, Any] | None = None,
+    ) -> list[ForecastRow]:
+        """Per period (of expected close) and owner: open pipeline, weighted forecast, won, quota.
+
+        ``custom``: only deals with these custom field values.
+        """
         if period not in ("month", "quarter"):
             raise ValidationError("period", period, "must be month or quarter")
         where = all_of(
-            [Not(IsNull("expected_close")), None if owner_id is None else Eq("owner_id", owner_id)]
+            [
+                Not(IsNull("expected_close")),
+                None if owner_id is None else Eq("owner_id", owner_id),
+                *custom_filter(self._s, "deal", custom),
+            ]
         )
         keys: list[GroupKey] = [
             Period("expected_close", period),
@@ -343,11 +362,17 @@ class AnalyticsService(Service):
         return sorted(out, key=lambda row: (row.period, row.owner_id or "", row.currency))
 
     def win_rate(
-        self, *, by: str | None = None, since: datetime | None = None, until: datetime | None = None
+        self,
+        *,
+        by: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        custom: Mapping[str, Any] | None = None,
     ) -> list[WinRateRow]:
         """Won vs lost deals closed in the period, and the mean sales cycle of the won ones.
 
         ``by``: ``owner``, ``source`` or ``period`` (month of closing).
+        ``custom``: only deals with these custom field values.
         """
         keys = self._grouping(
             by,
@@ -361,6 +386,7 @@ class AnalyticsService(Service):
             [
                 In("status", [DealStatus.WON, DealStatus.LOST]),
                 self._period(since, until, "closed_at"),
+                *custom_filter(self._s, "deal", custom),
             ]
         )
         won = Eq("status", DealStatus.WON)
@@ -514,11 +540,17 @@ class AnalyticsService(Service):
         )
 
     def service(
-        self, *, by: str | None = None, since: datetime | None = None, until: datetime | None = None
+        self,
+        *,
+        by: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        custom: Mapping[str, Any] | None = None,
     ) -> list[ServiceRow]:
         """Tickets opened in the period: response and resolution times, SLA breaches, CSAT.
 
         ``by``: ``priority``, ``category``, ``agent``, ``channel`` or ``period`` (month opened).
+        ``custom``: only tickets with these custom field values.
         """
         keys = self._grouping(
             by,
@@ -527,7 +559,9 @@ class AnalyticsService(Service):
         )  # fmt: skip
         rows = self._query(
             Ticket,
-            self._period(since, until, "opened_at"),
+            all_of(
+                [self._period(since, until, "opened_at"), *custom_filter(self._s, "ticket", custom)]
+            ),
             keys,
             {
                 "tickets": Count(),
