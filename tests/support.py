@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -49,3 +50,24 @@ def eur(amount: str) -> pycrm.Money:
 
 def outbox_names(crm: pycrm.CRM) -> list[str]:
     return [e.name for e in crm.outbox.pending(limit=1000)]
+
+
+def add_user(crm: pycrm.CRM, name: str, department: str = "sales", **fields: Any) -> str:
+    """Create a user (email ``<name>@corp.example``) as the system actor; return the id."""
+    with crm.session(actor=crm.system_actor) as s:
+        return s.org.create_user(name, f"{name.lower()}@corp.example", department, **fields).id
+
+
+def staff(crm: pycrm.CRM, **people: str | tuple[str, list[str]]) -> SimpleNamespace:
+    """Users by nickname, ``staff(crm, mia="marketing", max=("sales", ["sales_manager"]))``.
+
+    Each is named after the nickname, with the email ``<nickname>@corp.example``.
+    """
+    made: dict[str, Any] = {}
+    with crm.session(actor=crm.system_actor) as s:
+        for nick, spec in people.items():
+            department, roles = (spec, []) if isinstance(spec, str) else spec
+            made[nick] = s.org.create_user(
+                name=nick.title(), email=f"{nick}@corp.example", department=department, roles=roles
+            )
+    return SimpleNamespace(**made)

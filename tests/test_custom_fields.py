@@ -32,18 +32,13 @@ from pycrm.errors import NotFound, PermissionDenied, StorageError, ValidationErr
 from pycrm.serialization import from_dict, to_dict
 from pycrm.session import Session
 from pycrm.testing import FakeClock
-from support import eur, refused
+from support import add_user, eur, refused
 
 ConnectFn = Callable[..., pycrm.CRM]
 
 
 def system(crm: pycrm.CRM) -> Session:
     return crm.session(actor=crm.system_actor)
-
-
-def add_user(crm: pycrm.CRM, name: str, department: str = "sales", **fields: Any) -> str:
-    with system(crm) as s:
-        return s.org.create_user(name, f"{name.lower()}@corp.example", department, **fields).id
 
 
 def backend_of(crm: pycrm.CRM) -> str:

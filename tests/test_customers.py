@@ -18,17 +18,13 @@ from pycrm import Address, ContactPoint, Money, PointKind, RecordStatus
 from pycrm.errors import ConcurrencyError, NotFound, ValidationError
 from pycrm.session import Session
 from pycrm.testing import FakeClock
+from support import add_user
 
 ConnectFn = Callable[..., pycrm.CRM]
 
 
 def system(crm: pycrm.CRM) -> Session:
     return crm.session(actor=crm.system_actor)
-
-
-def add_user(crm: pycrm.CRM, name: str, department: str = "sales", **fields: object) -> str:
-    with system(crm) as s:
-        return s.org.create_user(name, f"{name.lower()}@example.com", department, **fields).id
 
 
 def names(records: list[pycrm.Customer]) -> list[str]:

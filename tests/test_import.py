@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import pycrm
+import support
 from pycrm.csvfiles import count_rows, detect_encoding, read_rows
 from pycrm.domain.audit import AuditEntry
 from pycrm.domain.contact_points import PointKind
@@ -39,13 +40,7 @@ ConnectFn = Callable[..., pycrm.CRM]
 
 
 def staff(crm: pycrm.CRM) -> SimpleNamespace:
-    with crm.session(actor=crm.system_actor) as s:
-        return SimpleNamespace(
-            mia=s.org.create_user(name="Mia", email="mia@corp.example", department="marketing"),
-            sam=s.org.create_user(name="Sam", email="sam@corp.example", department="sales"),
-            kim=s.org.create_user(name="Kim", email="kim@corp.example", department="sales"),
-            fay=s.org.create_user(name="Fay", email="fay@corp.example", department="finance"),
-        )
+    return support.staff(crm, mia="marketing", sam="sales", kim="sales", fay="finance")
 
 
 def text_rows(data: bytes) -> csv.DictReader[str]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import pycrm
+import support
 from pycrm.domain.contact_points import PointKind
 from pycrm.domain.leads import Lead, LeadStatus
 from pycrm.domain.tasks import TaskPriority, TaskStatus
@@ -35,15 +36,9 @@ Call = Callable[[Session], object]
 
 
 def staff(crm: pycrm.CRM) -> SimpleNamespace:
-    with crm.session(actor=crm.system_actor) as s:
-        return SimpleNamespace(
-            mia=s.org.create_user(name="Mia", email="mia@corp.example", department="marketing"),
-            sam=s.org.create_user(name="Sam", email="sam@corp.example", department="sales"),
-            kim=s.org.create_user(name="Kim", email="kim@corp.example", department="sales"),
-            max=s.org.create_user(
-                name="Max", email="max@corp.example", department="sales", roles=["sales_manager"]
-            ),
-        )
+    return support.staff(
+        crm, mia="marketing", sam="sales", kim="sales", max=("sales", ["sales_manager"])
+    )
 
 
 _n = iter(range(10**6))

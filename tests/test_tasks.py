@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import pycrm
+import support
 from pycrm.domain.tasks import Followup, TaskPriority, TaskStatus
 from pycrm.errors import (
     ConcurrencyError,
@@ -34,13 +35,7 @@ Call = Callable[[Session], object]
 
 
 def staff(crm: pycrm.CRM) -> SimpleNamespace:
-    with crm.session(actor=crm.system_actor) as s:
-        return SimpleNamespace(
-            sam=s.org.create_user(name="Sam", email="sam@corp.example", department="sales"),
-            kim=s.org.create_user(name="Kim", email="kim@corp.example", department="sales"),
-            fin=s.org.create_user(name="Fin", email="fin@corp.example", department="finance"),
-            fay=s.org.create_user(name="Fay", email="fay@corp.example", department="finance"),
-        )
+    return support.staff(crm, sam="sales", kim="sales", fin="finance", fay="finance")
 
 
 # -- tasks -----------------------------------------------------------------------
