@@ -479,7 +479,8 @@ class SqlRepository(Generic[S]):
             formats = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
             if unit == "quarter":
                 month = sa.cast(sa.func.strftime("%m", column), sa.Integer)
-                return sa.func.strftime("%Y", column) + "-Q" + sa.cast((month + 2) / 3, sa.String)
+                quarter = (month + 2) // 3  # floor division: SQLAlchemy 2 makes / true division
+                return sa.func.strftime("%Y", column) + "-Q" + sa.cast(quarter, sa.String)
             return sa.func.strftime(formats[unit], column)
         local = sa.func.timezone("UTC", column) if isinstance(column.type, UTCDateTime) else column
         formats = {"day": "YYYY-MM-DD", "month": "YYYY-MM", "year": "YYYY", "quarter": 'YYYY-"Q"Q'}
