@@ -59,7 +59,8 @@ def clean_text(
         checked = text.replace("\n", "").replace("\t", "")
     else:
         text = checked = " ".join(normal.split())
-    if any(unicodedata.category(ch) in ("Cc", "Cs", "Co") for ch in checked):
+    plain = checked.isascii() and checked.isprintable()  # the usual case, checked in C
+    if not plain and any(unicodedata.category(ch) in ("Cc", "Cs", "Co") for ch in checked):
         raise ValidationError(field, value, "contains control or unassigned characters")
     if not text:
         if required:

@@ -10,6 +10,7 @@ and phone with one indexed query per chunk, never per row.
 from __future__ import annotations
 
 import csv
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any, cast
@@ -44,6 +45,9 @@ from pycrm.session import Session
 __all__ = ["ImporterService", "RejectsWriter"]
 
 Row = Mapping[str, Any]
+
+#: Bytes the file's encoding could not decode, kept by ``surrogateescape``.
+_UNDECODED = re.compile("[\udc80-\udcff]")
 
 _TEXT = {
     "name": 200, "company": 200, "title": 200, "region": 200, "industry": 200,
@@ -288,7 +292,7 @@ class ImporterService(Service):
         if row.missing:
             return Reject(line, "row", f"has fewer values than the header's {len(header)}", raw)
         for column, value in raw.items():
-            if isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value):
+            if isinstance(value, str) and _UNDECODED.search(value):
                 return Reject(line, str(column), "is not valid text in the file's encoding", raw)
         picked = {field: raw.get(column) for field, column in mapping.items()}
         picked = {k: (v.strip() if isinstance(v, str) else v) or None for k, v in picked.items()}
