@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 import pycrm
 from pycrm.adapters.blobs import FileBlobStore, MemoryBlobStore
+from pycrm.adapters.sqlalchemy.store import SqlStore
 from pycrm.domain.custom_fields import FieldType, check_value, typed_value
 from pycrm.domain.customers import Customer
 from pycrm.errors import NotFound, PermissionDenied, StorageError, ValidationError
@@ -859,6 +860,39 @@ def test_a_searchable_field_gets_an_expression_index_on_sql_databases(crm: pycrm
             query = "SELECT indexname FROM pg_indexes"
         indexes = {row[0] for row in connection.execute(sa.text(query))}
     assert {"ix_pycrm_customers_custom_tier", "ix_pycrm_contacts_custom_role"} <= indexes
+
+
+def test_sqlite_searches_a_searchable_field_through_its_index(tmp_path: Path) -> None:
+    # SQLite matches an expression index only against the same expression: the JSON
+    # path must be written into the query as it is in the index, not bound.
+    crm = pycrm.connect(f"sqlite:///{tmp_path / 'crm.db'}", clock=FakeClock())
+    try:
+        with system(crm) as s:
+            s.fields.define("customer", "branch", "text", searchable=True)
+            for i in range(300):
+                s.customers.create(f"Customer {i:03d}", custom={"branch": f"B{i % 30:02d}"})
+        store = crm.store
+        assert isinstance(store, SqlStore)
+        engine = store.engine
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE")
+        seen: list[tuple[str, Any]] = []
+
+        def record(_c: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+            if "pycrm_customers" in statement and "custom" in statement:
+                seen.append((statement, params))
+
+        sa.event.listen(engine, "before_cursor_execute", record)
+        with system(crm) as s:
+            found = s.customers.search(custom={"branch": "B07"})
+        sa.event.remove(engine, "before_cursor_execute", record)
+        assert len(found) == 10
+        statement, params = seen[-1]
+        with engine.connect() as connection:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params).all()
+        assert any("ix_pycrm_customers_custom_branch" in row[-1] for row in plan), plan
+    finally:
+        crm.close()
 
 
 def test_a_second_searchable_field_of_an_entity_is_indexed_without_warnings(

@@ -24,6 +24,8 @@ from typing import Any
 import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import BindParameter
 
 from pycrm.domain import RECORD_TYPES
 from pycrm.domain.money import Money
@@ -147,6 +149,21 @@ def _column_for(name: str, tp: Any) -> tuple[Column, list[sa.Column[Any]]]:
     return Column(name, (name,), json_out, json_in), [sa.Column(name, sa.JSON, nullable=nullable)]
 
 
+def _literal_path(expression: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """``expression`` with its JSON path written into the SQL rather than bound.
+
+    SQLite uses an expression index only for the very expression it indexes,
+    and the index has the path as a literal (``json_extract(custom, '$."tier"')``);
+    with the path as a bound parameter, every search on a custom field scanned.
+    """
+
+    def inline(bind: BindParameter[Any]) -> None:
+        bind.literal_execute = True
+
+    result: sa.ColumnElement[Any] = visitors.cloned_traverse(expression, {}, {"bindparam": inline})
+    return result
+
+
 @attrs.frozen
 class Codec:
     """Turns records of one type into rows of its table and back."""
@@ -184,12 +201,12 @@ class Codec:
         column = self.column(name)
         element = column[key]
         if isinstance(sample, bool):
-            return element.as_boolean()  # type: ignore[no-any-return]
+            return _literal_path(element.as_boolean())
         if isinstance(sample, int | float | Decimal):
             # Unconstrained NUMERIC: PostgreSQL compares every digit, at any size.
             # (SQLite's NUMERIC is a 64-bit float past 15 significant digits.)
-            return sa.cast(element.as_string(), sa.Numeric())
-        return element.as_string()  # type: ignore[no-any-return]
+            return _literal_path(sa.cast(element.as_string(), sa.Numeric()))
+        return _literal_path(element.as_string())
 
     def column(self, field: str) -> sa.Column[Any]:
         """The column a filter on ``field`` compares against."""
