@@ -34,9 +34,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the package."""
+    """mypy --strict over the package and the benchmarks."""
     session.install("-e", DEV)
     session.run("mypy")
+    session.run("mypy", "--strict", *sorted(glob.glob("benchmarks/*.py")))
 
 
 @nox.session

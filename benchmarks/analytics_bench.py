@@ -28,17 +28,16 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from backends import sqlite_crm
 
 import pycrm
 from pycrm.adapters.sqlalchemy.store import SqlStore
@@ -250,8 +249,7 @@ def main() -> int:
     deals = args.deals or (50_000 if args.quick else 1_000_000)
     repeat = args.repeat or (5 if args.quick else 9)
     rng = random.Random(args.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        crm = pycrm.connect(f"sqlite:///{Path(tmp) / 'bench.db'}")
+    with sqlite_crm() as crm:
         started = time.perf_counter()
         load(crm, "big", deals, rng)
         load(crm, "small", deals // 10, rng)
@@ -274,7 +272,6 @@ def main() -> int:
                 print(f"!! {name}: pycrm and the baseline disagree")
                 return 1
             failed |= not measure(name, ours, partial(theirs, baselines["big"]), repeat)
-        crm.close()
     print(
         "\nratio: pycrm / hand-written aggregate (target ≤ 1.3×); growth: peak Python memory "
         "for all the rows / for a tenth of them (rows never reach Python, so ~1×)"

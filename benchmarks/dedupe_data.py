@@ -140,7 +140,8 @@ class _Maker:
         self.companies = self._companies(max(20, n // 25))
 
     def _companies(self, count: int) -> list[dict[str, Any]]:
-        out, seen = [], set()
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
         while len(out) < count:
             words = self.rng.sample(_COMPANY_WORDS, self.rng.choice([1, 2, 2, 3]))
             base = " ".join(words)
@@ -342,13 +343,13 @@ def generate(
         for _ in range(copies):
             if total >= n:
                 break
-            kinds = [k for k in KINDS if _feasible(orig, k)]
-            chosen = [rng.choice(kinds)]
+            feasible = [k for k in KINDS if _feasible(orig, k)]
+            chosen = [rng.choice(feasible)]
             if rng.random() < double_kind_rate:
                 extra = [
                     k
                     for k in ("case_space", "phone_format", "email_variant", "missing_fields")
-                    if k != chosen[0] and k in kinds
+                    if k != chosen[0] and k in feasible
                 ]
                 chosen.append(rng.choice(extra))
             dup = {

@@ -21,16 +21,14 @@ import argparse
 import os
 import random
 import statistics
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from backends import postgres_crm, sqlite_crm
 from rich.console import Console
 from rich.table import Table
 
@@ -243,36 +241,6 @@ def summary(samples: list[float]) -> tuple[float, float, float]:
 
 
 # -- backends ------------------------------------------------------------------
-
-
-@contextmanager
-def sqlite_crm() -> Iterator[pycrm.CRM]:
-    with tempfile.TemporaryDirectory() as tmp:
-        crm = pycrm.connect(f"sqlite:///{Path(tmp) / 'bench.db'}")
-        try:
-            yield crm
-        finally:
-            crm.close()
-
-
-@contextmanager
-def postgres_crm(url: str) -> Iterator[pycrm.CRM]:
-    """pycrm in a fresh schema, dropped afterwards."""
-    schema = f"pycrm_bench_{uuid.uuid4().hex[:8]}"
-    crm = None
-    try:
-        crm = pycrm.connect(url, schema=schema)
-        yield crm
-    finally:
-        if crm is not None:
-            crm.close()
-        address = sa.engine.make_url(url)
-        if address.drivername == "postgresql":
-            address = address.set(drivername="postgresql+psycopg")
-        engine = sa.create_engine(address)
-        with engine.begin() as conn:  # also after a failed connect(), which may have begun it
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        engine.dispose()
 
 
 def main() -> None:
