@@ -21,8 +21,10 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
 
+from pycrm.domain.events import Event
 from pycrm.domain.money import Money
 from pycrm.errors import ValidationError
 
@@ -68,6 +70,20 @@ converter.register_unstructure_hook(
 converter.register_structure_hook(
     Money, lambda v, _: v if isinstance(v, Money) else Money.of(v["amount"], v["currency"])
 )
+
+
+_EVENT_FIELDS = tuple(f.name for f in attrs.fields(Event))
+
+
+def _unstructure_event(event: Event) -> dict[str, Any]:
+    # ``before`` and ``after`` are in JSON form already: walking them again is
+    # most of the cost of an event's payload. Its other fields are strings.
+    data = {name: getattr(event, name) for name in _EVENT_FIELDS}
+    data["occurred_at"] = event.occurred_at.isoformat()
+    return data
+
+
+converter.register_unstructure_hook(Event, _unstructure_event)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

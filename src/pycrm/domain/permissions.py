@@ -110,12 +110,23 @@ class Policy:
     fields: tuple[FieldRule, ...] = ()
     """Every field rule."""
 
-    def grants_for(self, roles: Iterable[str], resource: str, action: str) -> list[Grant]:
+    _found: dict[tuple[frozenset[str], str, str], tuple[Grant, ...]] = attrs.field(
+        factory=dict, init=False, eq=False, repr=False
+    )
+    """grants_for's answers: a policy never changes, and every check asks again."""
+
+    def grants_for(self, roles: Iterable[str], resource: str, action: str) -> tuple[Grant, ...]:
         """The grants that speak for ``roles`` about this resource and action."""
-        roles = set(roles)
-        return [
-            g for g in self.grants if g.covers(roles, resource, action) and g.scope > Scope.NONE
-        ]
+        key = (frozenset(roles), resource, action)
+        found = self._found.get(key)
+        if found is None:
+            found = tuple(
+                g
+                for g in self.grants
+                if g.covers(key[0], resource, action) and g.scope > Scope.NONE
+            )
+            self._found[key] = found
+        return found
 
     def scope(self, roles: Iterable[str], resource: str, action: str) -> Scope:
         """The widest unconditional scope the roles have (conditions ignored)."""

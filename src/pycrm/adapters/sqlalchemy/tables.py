@@ -78,14 +78,18 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def _same(v: Any) -> tuple[Any, ...]:
+    """A value stored as it is, in one column."""
+    return (v,)
+
+
+def _first(row: tuple[Any, ...]) -> Any:
+    return row[0]
+
+
 def _column_for(name: str, tp: Any) -> tuple[Column, list[sa.Column[Any]]]:
     inner, nullable = _unwrap_optional(tp)
-
-    def same(v: Any) -> tuple[Any, ...]:
-        return (v,)
-
-    def first(row: tuple[Any, ...]) -> Any:
-        return row[0]
+    same, first = _same, _first
 
     if inner is Money:
 
@@ -172,14 +176,23 @@ class Codec:
     table: sa.Table
     columns: tuple[Column, ...]
     computed: tuple[str, ...]
+    _plain: tuple[tuple[str, str], ...] = attrs.field(init=False, eq=False, repr=False)
+    """(column name, attribute) of every value stored as it is: computed fields too."""
+    _converted: tuple[Column, ...] = attrs.field(init=False, eq=False, repr=False)
+    """The columns whose values are converted on the way in."""
+
+    def __attrs_post_init__(self) -> None:
+        plain = [(c.names[0], c.field) for c in self.columns if c.to_row is _same]
+        object.__setattr__(self, "_plain", (*plain, *((n, n) for n in self.computed)))
+        object.__setattr__(
+            self, "_converted", tuple(c for c in self.columns if c.to_row is not _same)
+        )
 
     def to_row(self, record: Stored) -> dict[str, Any]:
         """The row for ``record``."""
-        row: dict[str, Any] = {}
-        for column in self.columns:
+        row = {name: getattr(record, field) for name, field in self._plain}
+        for column in self._converted:
             row.update(zip(column.names, column.to_row(getattr(record, column.field)), strict=True))
-        for name in self.computed:
-            row[name] = getattr(record, name)
         return row
 
     def from_row(self, row: sa.RowMapping) -> Any:
