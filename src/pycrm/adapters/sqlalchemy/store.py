@@ -424,13 +424,19 @@ class SqlRepository(Generic[S]):
                     )
                 )
             case Related(resource, key, measure, field, low, high, related_where):
-                value = self._related(resource, key, measure, field, related_where)
-                parts = [value.is_not(None)]
+                if measure == "count" and low == 1 and high is None:
+                    # "At least one": EXISTS stops at the first related row.
+                    return self._related(resource, key, "exists", None, related_where).exists()
+                value = self._related(
+                    resource, key, measure, field, related_where
+                ).scalar_subquery()
+                # Only max can be NULL (no related rows): count is 0, sum coalesced to 0.
+                parts = [value.is_not(None)] if measure == "max" else []
                 if low is not None:
                     parts.append(value >= low)
                 if high is not None:
                     parts.append(value < high)
-                return sa.and_(*parts)
+                return sa.and_(*parts) if parts else sa.true()
             case And(parts):
                 return sa.and_(*(self.compile(p) for p in parts))
             case Or(parts):
@@ -443,12 +449,14 @@ class SqlRepository(Generic[S]):
 
     def _related(
         self, resource: str, key: str, measure: str, field: str | None, where: Filter | None
-    ) -> sa.ColumnElement[Any]:
+    ) -> sa.Select[Any]:
         """A correlated subquery: the aggregate of the related records of each row."""
         related = self._uow.repo(RECORD_BY_RESOURCE[resource])
         table = related._table
-        if measure == "count":
-            value: sa.ColumnElement[Any] = sa.func.count()
+        if measure == "exists":  # the related rows themselves, for EXISTS
+            value: sa.ColumnElement[Any] = sa.literal(1)
+        elif measure == "count":
+            value = sa.func.count()
         elif measure == "sum":
             value = sa.func.coalesce(sa.func.sum(related._codec.measure_column(field or "")), 0)
         elif measure == "max":
@@ -460,17 +468,16 @@ class SqlRepository(Generic[S]):
         )
         if where is not None:
             query = query.where(related.compile(where))
-        return query.scalar_subquery()
+        return query
 
     # -- aggregates ------------------------------------------------------------
 
     def _days_before(self, as_of: Any, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         if self._dialect == "sqlite":
-            return sa.cast(
-                sa.func.julianday(sa.literal(as_of.isoformat()))
-                - sa.func.julianday(sa.func.date(column)),
-                sa.Integer,
-            )
+            as_of_day = sa.func.julianday(sa.literal(as_of.isoformat()))
+            if isinstance(column.type, sa.Date) and not isinstance(column.type, sa.DateTime):
+                return as_of_day - sa.func.julianday(column)  # two dates: whole days already
+            return sa.cast(as_of_day - sa.func.julianday(sa.func.date(column)), sa.Integer)
         day = sa.func.timezone("UTC", column) if isinstance(column.type, UTCDateTime) else column
         return sa.cast(sa.literal(as_of, sa.Date), sa.Date) - sa.cast(day, sa.Date)
 
