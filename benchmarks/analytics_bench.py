@@ -1,23 +1,30 @@
-"""Analytics on many deals: pycrm's reports against hand-written SQLAlchemy aggregates.
+"""Analytics on a million rows: pycrm's reports against hand-written SQLAlchemy aggregates.
 
-Loads ``--deals`` deals (default 1,000,000; ``--quick``: 50,000) into a fresh
-SQLite file, in bulk through pycrm's own deals table (rows made by pycrm's
-codec from real ``Deal`` records, so pycrm reads them as its own), spread over
-20 owners, 18 months of expected close dates, the four open stages, won and
-lost. Then, per report:
+Loads ``--deals`` rows (default 1,000,000; ``--quick``: 50,000) into each of
+pycrm's leads, deals and receivables tables in a fresh SQLite file, in bulk
+(rows made by pycrm's codec from real records, so pycrm reads them as its
+own): 20 owners, 18 months of dates; leads of six sources in every status;
+deals in the four open stages, won and lost, 30% of the closed ones from a
+converted lead; receivables in every status, falling due from 200 days before
+to 60 days after the aging day. Then, per report:
 
 * ``forecast``: ``s.analytics.forecast()`` (open pipeline, weighted pipeline
-  and won amount per month of expected close and owner), and
+  and won amount per month of expected close and owner),
 * ``win rate``: ``s.analytics.win_rate(by="owner")`` (won, lost and the mean
   sales cycle of won deals per owner),
+* ``funnel``: ``s.analytics.funnel(by="source")`` (leads captured, how many
+  reached each status, how many have a won deal), and
+* ``aging``: ``s.analytics.aging(as_of=...)`` (unpaid receivables and the
+  amount outstanding per bucket of days past due),
 
 against one hand-written SQLAlchemy Core ``GROUP BY`` of the same figures on
-the same table. An untimed pass checks both give the same numbers (the run
-fails if not); then the two paths take turns, ``--repeat`` times each, and
-the medians and their ratio are printed (target: pycrm ≤ 1.3× the baseline).
+the same tables. An untimed pass checks both give the same numbers (the run
+fails, printing the differing groups, if not); then the two paths take turns,
+``--repeat`` times each, and the medians and their ratio are printed (target:
+pycrm ≤ 1.3× the baseline).
 
-Peak memory: each report also runs under ``tracemalloc`` on the full table
-and on a tenth of it (a second tenant holding 10 % of the rows), and the
+Peak memory: each report also runs under ``tracemalloc`` on the full tables
+and on a tenth of them (a second tenant holding 10 % of the rows), and the
 ratio of the peaks is printed. Rows never reach Python, so it stays near 1×.
 
     python benchmarks/analytics_bench.py [--quick] [--deals N] [--repeat R] [--seed S]
@@ -31,7 +38,7 @@ import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import partial
 from typing import Any
@@ -43,16 +50,48 @@ import pycrm
 from pycrm.adapters.sqlalchemy.store import SqlStore
 from pycrm.domain.deals import Deal, DealStatus
 from pycrm.domain.ids import new_id
+from pycrm.domain.leads import Lead, LeadStatus
 from pycrm.domain.money import Money
+from pycrm.domain.receivables import Receivable, ReceivableStatus
 
 TARGET = 1.3
 OWNERS = 20
 STAGES = (("qualification", 10), ("needs_analysis", 25), ("proposal", 50), ("negotiation", 75))
 START = datetime(2025, 1, 1, tzinfo=UTC)
+AS_OF = date(2026, 1, 1)  # the aging report's day; receivables fall due around it
+SOURCES = ("web", "trade_fair", "referral", "cold_call", "partner", "newsletter")
+LEAD_STATUSES = tuple(LeadStatus)
+RECEIVABLE_STATUSES = tuple(ReceivableStatus)
 
 
-def load(crm: pycrm.CRM, tenant: str, deals: int, rng: random.Random) -> list[str]:
-    """Bulk-load ``deals`` deals into ``tenant``; return the owner ids."""
+def insert(crm: pycrm.CRM, template: Any, count: int, vary: Callable[[], dict[str, Any]]) -> None:
+    """Insert ``count`` rows like ``template``'s, each updated by ``vary()``, in batches."""
+    store = crm.store
+    assert isinstance(store, SqlStore)
+    codec = store.schema.codec(type(template))
+    base = codec.to_row(template)
+    rows: list[dict[str, Any]] = []
+    with store.engine.begin() as connection:
+        for _ in range(count):
+            rows.append({**base, "id": new_id(), **vary()})
+            if len(rows) == 20_000:
+                connection.execute(codec.table.insert(), rows)
+                rows = []
+        if rows:
+            connection.execute(codec.table.insert(), rows)
+
+
+def naive(when: datetime) -> datetime:
+    """``when`` as the SQL adapter stores it on SQLite (UTC, without an offset)."""
+    return when.replace(tzinfo=None)
+
+
+def load(crm: pycrm.CRM, tenant: str, count: int, rng: random.Random) -> None:
+    """Bulk-load ``count`` leads, deals and receivables into ``tenant``.
+
+    About 30% of the won deals come from a converted lead, so the funnel's won
+    column has something to count.
+    """
     with crm.session(actor=crm.system_actor, tenant=tenant) as s:
         owners = [
             s.org.create_user(f"Owner {i:02d}", f"owner{i:02d}@bench.example", "sales").id
@@ -60,53 +99,89 @@ def load(crm: pycrm.CRM, tenant: str, deals: int, rng: random.Random) -> list[st
         ]
         customer = s.customers.create("Bench GmbH")
         pipeline = s.deals.pipeline()
-        template = Deal(
+        euro = Money.of("1", "EUR")
+        lead = Lead(**s.stamp(name="Lead", source="web"))
+        deal = Deal(
             **s.stamp(
                 name="Deal",
                 customer_id=customer.id,
                 pipeline_id=pipeline.id,
                 stage="qualification",
                 probability=10,
-                amount=Money.of("1", "EUR"),
+                amount=euro,
             )
         )
-    store = crm.store
-    assert isinstance(store, SqlStore)
-    codec = store.schema.codec(Deal)
-    base = codec.to_row(template)
-    rows: list[dict[str, Any]] = []
-    with store.engine.begin() as connection:
-        for _ in range(deals):
-            created = START + timedelta(minutes=rng.randrange(0, 540 * 24 * 60))
-            roll = rng.random()
-            if roll < 0.2:
-                status, stage, probability = DealStatus.WON, "won", 100
-                closed: datetime | None = created + timedelta(hours=rng.randrange(1, 24 * 120))
-            elif roll < 0.35:
-                status, stage, probability = DealStatus.LOST, "lost", 0
-                closed = created + timedelta(hours=rng.randrange(1, 24 * 120))
-            else:
-                status, closed = DealStatus.OPEN, None
-                stage, probability = rng.choice(STAGES)
-            row = dict(base)
-            row.update(
-                id=new_id(),
-                owner_id=rng.choice(owners),
-                status=status.value,
-                stage=stage,
-                probability=probability,
-                amount_minor=rng.randrange(100_00, 250_000_00),
-                expected_close=(created + timedelta(days=rng.randrange(10, 120))).date(),
-                created_at=created.replace(tzinfo=None),
-                closed_at=None if closed is None else closed.replace(tzinfo=None),
+        receivable = Receivable(
+            **s.stamp(
+                contract_id=new_id(),
+                customer_id=customer.id,
+                instalment=1,
+                amount=euro,
+                due=AS_OF,
+                paid=Money.zero("EUR"),
             )
-            rows.append(row)
-            if len(rows) == 20_000:
-                connection.execute(codec.table.insert(), rows)
-                rows = []
-        if rows:
-            connection.execute(codec.table.insert(), rows)
-    return owners
+        )
+
+    converted: list[str] = []
+
+    def a_lead() -> dict[str, Any]:
+        status = rng.choice(LEAD_STATUSES)
+        return {
+            "status": status.value,
+            "source": rng.choice(SOURCES),
+            "owner_id": None if status is LeadStatus.NEW else rng.choice(owners),
+            "created_at": naive(START + timedelta(minutes=rng.randrange(0, 540 * 24 * 60))),
+        }
+
+    def a_deal() -> dict[str, Any]:
+        created = START + timedelta(minutes=rng.randrange(0, 540 * 24 * 60))
+        roll = rng.random()
+        if roll < 0.2:
+            status, stage, probability = DealStatus.WON, "won", 100
+            closed: datetime | None = created + timedelta(hours=rng.randrange(1, 24 * 120))
+        elif roll < 0.35:
+            status, stage, probability = DealStatus.LOST, "lost", 0
+            closed = created + timedelta(hours=rng.randrange(1, 24 * 120))
+        else:
+            status, closed = DealStatus.OPEN, None
+            stage, probability = rng.choice(STAGES)
+        from_lead = bool(converted) and status is not DealStatus.OPEN and rng.random() < 0.3
+        return {
+            "owner_id": rng.choice(owners),
+            "lead_id": rng.choice(converted) if from_lead else None,
+            "status": status.value,
+            "stage": stage,
+            "probability": probability,
+            "amount_minor": rng.randrange(100_00, 250_000_00),
+            "expected_close": (created + timedelta(days=rng.randrange(10, 120))).date(),
+            "created_at": naive(created),
+            "closed_at": None if closed is None else naive(closed),
+        }
+
+    def a_receivable() -> dict[str, Any]:
+        amount = rng.randrange(100_00, 50_000_00)
+        status = rng.choice(RECEIVABLE_STATUSES)
+        paid = {"paid": amount, "partially_paid": rng.randrange(1, amount)}.get(status.value, 0)
+        return {
+            "owner_id": rng.choice(owners),
+            "status": status.value,
+            "amount_minor": amount,
+            "paid_minor": paid,
+            "due": AS_OF + timedelta(days=rng.randrange(-200, 60)),
+        }
+
+    insert(crm, lead, count, a_lead)
+    leads = crm.store.schema.codec(Lead).table  # type: ignore[attr-defined]
+    with crm.engine.connect() as connection:
+        converted = list(
+            connection.execute(
+                sa.select(leads.c.id).where(
+                    leads.c.tenant_id == tenant, leads.c.status == LeadStatus.CONVERTED.value
+                )
+            ).scalars()
+        )
+    insert(crm, deal, count, a_deal)
+    insert(crm, receivable, count, a_receivable)
 
 
 # -- the hand-written baselines ------------------------------------------------
@@ -152,6 +227,55 @@ class Baseline:
             .group_by(t.c.owner_id)
         )  # fmt: skip
 
+        leads = store.schema.codec(Lead).table
+        won_leads = (
+            sa.select(t.c.lead_id)
+            .where(t.c.tenant_id == tenant, won, t.c.lead_id.is_not(None))
+            .group_by(t.c.lead_id)
+            .subquery()
+        )
+        reached = {  # a lead that got this far is in this status or a later one
+            "assigned": ["assigned", "contacted", "qualified", "converted"],
+            "contacted": ["contacted", "qualified", "converted"],
+            "qualified": ["qualified", "converted"],
+            "converted": ["converted"],
+            "disqualified": ["disqualified"],
+        }
+        self.funnel_query = (
+            sa.select(
+                leads.c.source,
+                sa.func.count(),
+                *(sa.func.count(sa.case((leads.c.status.in_(s), 1))) for s in reached.values()),
+                sa.func.count(won_leads.c.lead_id),
+            )
+            .select_from(leads.outerjoin(won_leads, won_leads.c.lead_id == leads.c.id))
+            .where(leads.c.tenant_id == tenant)
+            .group_by(leads.c.source)
+        )
+
+        r = store.schema.codec(Receivable).table
+        days = sa.func.julianday(AS_OF.isoformat()) - sa.func.julianday(r.c.due)
+        bucket = sa.case(
+            (days <= 0, "current"),
+            (days <= 30, "0-30"),
+            (days <= 60, "31-60"),
+            (days <= 90, "61-90"),
+            else_="90+",
+        )
+        self.aging_query = (
+            sa.select(
+                bucket,
+                r.c.amount_currency,
+                sa.func.count(),
+                sa.func.sum(r.c.amount_minor) - sa.func.sum(r.c.paid_minor),
+            )
+            .where(
+                r.c.tenant_id == tenant,
+                r.c.status.in_(["open", "partially_paid", "overdue"]),
+            )
+            .group_by(bucket, r.c.amount_currency)
+        )
+
     def forecast(self) -> dict[tuple[str, str], tuple[Money, Money, Money]]:
         with self.engine.connect() as connection:
             rows = connection.execute(self.forecast_query).all()
@@ -173,6 +297,19 @@ class Baseline:
             for owner, won, lost, cycle in rows
         }
 
+    def funnel(self) -> dict[str, tuple[int, ...]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(self.funnel_query).all()
+        return {source: tuple(figures) for source, *figures in rows}
+
+    def aging(self) -> dict[tuple[str, str], tuple[int, Money]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(self.aging_query).all()
+        return {
+            (bucket, currency): (count, Money.from_minor(outstanding, currency))
+            for bucket, currency, count, outstanding in rows
+        }
+
 
 # -- pycrm's side, as the same shapes ------------------------------------------
 
@@ -189,6 +326,23 @@ def pycrm_win_rate(crm: pycrm.CRM, tenant: str) -> dict[str, tuple[int, int, flo
     with crm.session(actor=crm.system_actor, tenant=tenant) as s:
         rows = s.analytics.win_rate(by="owner")
     return {r.group or "": (r.won, r.lost, r.avg_cycle_days) for r in rows}
+
+
+def pycrm_funnel(crm: pycrm.CRM, tenant: str) -> dict[str, tuple[int, ...]]:
+    with crm.session(actor=crm.system_actor, tenant=tenant) as s:
+        rows = s.analytics.funnel(by="source")
+    return {
+        r.group or "": (
+            r.captured, r.assigned, r.contacted, r.qualified, r.converted, r.disqualified, r.won
+        )
+        for r in rows
+    }  # fmt: skip
+
+
+def pycrm_aging(crm: pycrm.CRM, tenant: str) -> dict[tuple[str, str], tuple[int, Money]]:
+    with crm.session(actor=crm.system_actor, tenant=tenant) as s:
+        rows = s.analytics.aging(as_of=AS_OF)
+    return {(r.bucket, r.currency): (r.count, r.outstanding) for r in rows}
 
 
 def close(a: dict[Any, Any], b: dict[Any, Any]) -> bool:
@@ -241,8 +395,10 @@ def measure(name: str, ours: Callable[[str], Any], theirs: Callable[[], Any], re
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="50,000 deals, fewer repeats")
-    parser.add_argument("--deals", type=int, help="how many deals (default 1,000,000)")
+    parser.add_argument("--quick", action="store_true", help="50,000 rows per table, fewer repeats")
+    parser.add_argument(
+        "--deals", type=int, help="leads, deals and receivables each (default 1,000,000)"
+    )
     parser.add_argument("--repeat", type=int, help="timed runs per path and report")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -253,7 +409,10 @@ def main() -> int:
         started = time.perf_counter()
         load(crm, "big", deals, rng)
         load(crm, "small", deals // 10, rng)
-        print(f"loaded {deals:,} + {deals // 10:,} deals in {time.perf_counter() - started:.0f}s")
+        print(
+            f"loaded {deals:,} + {deals // 10:,} each of leads, deals and receivables "
+            f"in {time.perf_counter() - started:.0f}s"
+        )
         store = crm.store
         assert isinstance(store, SqlStore)
         with store.engine.begin() as connection:
@@ -261,15 +420,23 @@ def main() -> int:
         reports: dict[str, tuple[Callable[[str], Any], Callable[[Baseline], Any]]] = {
             "forecast": (lambda t: pycrm_forecast(crm, t), Baseline.forecast),
             "win rate": (lambda t: pycrm_win_rate(crm, t), Baseline.win_rate),
+            "funnel": (lambda t: pycrm_funnel(crm, t), Baseline.funnel),
+            "aging": (lambda t: pycrm_aging(crm, t), Baseline.aging),
         }
         baselines = {"big": Baseline(crm, "big")}
-        print(f"\nSQLite, {deals:,} deals, median of {repeat} runs each, paths interleaved")
+        print(
+            f"\nSQLite, {deals:,} rows per table, median of {repeat} runs each, paths interleaved"
+        )
         print(f"{'report':10} {'pycrm ms':>10} {'baseline ms':>12} {'ratio':>7}  "
               f"{'peak KiB (10%)':>15} {'peak KiB (all)':>15} {'growth':>7}")  # fmt: skip
         failed = False
         for name, (ours, theirs) in reports.items():
-            if not close(ours("big"), theirs(baselines["big"])):
+            mine, base = ours("big"), theirs(baselines["big"])
+            if not close(mine, base):
                 print(f"!! {name}: pycrm and the baseline disagree")
+                for key in sorted(mine.keys() | base.keys(), key=str):
+                    if mine.get(key) != base.get(key):
+                        print(f"   {key}: pycrm {mine.get(key)}, baseline {base.get(key)}")
                 return 1
             failed |= not measure(name, ours, partial(theirs, baselines["big"]), repeat)
     print(
