@@ -450,7 +450,10 @@ class SqlRepository(Generic[S]):
     def _related(
         self, resource: str, key: str, measure: str, field: str | None, where: Filter | None
     ) -> sa.Select[Any]:
-        """A correlated subquery: the aggregate of the related records of each row."""
+        """A correlated subquery on each row's related records: their ``measure``.
+
+        ``exists`` selects the related rows themselves, for an EXISTS test.
+        """
         related = self._uow.repo(RECORD_BY_RESOURCE[resource])
         table = related._table
         if measure == "exists":  # the related rows themselves, for EXISTS
