@@ -478,7 +478,7 @@ class SqlRepository(Generic[S]):
     def _days_before(self, as_of: Any, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         if self._dialect == "sqlite":
             as_of_day = sa.func.julianday(sa.literal(as_of.isoformat()))
-            if isinstance(column.type, sa.Date) and not isinstance(column.type, sa.DateTime):
+            if isinstance(column.type, sa.Date):  # DateTime is no Date subclass
                 return as_of_day - sa.func.julianday(column)  # two dates: whole days already
             return sa.cast(as_of_day - sa.func.julianday(sa.func.date(column)), sa.Integer)
         day = sa.func.timezone("UTC", column) if isinstance(column.type, UTCDateTime) else column
