@@ -117,9 +117,9 @@ def load(crm: pycrm.CRM, tenant: str, count: int, rng: random.Random) -> None:
         customer = s.customers.create("Bench GmbH")
         pipeline = s.deals.pipeline()
         euro = Money.of("1", "EUR")
-        lead = Lead(**s.stamp(name="Lead", source="web"))
+        lead = Lead(**s._stamp(name="Lead", source="web"))
         deal = Deal(
-            **s.stamp(
+            **s._stamp(
                 name="Deal",
                 customer_id=customer.id,
                 pipeline_id=pipeline.id,
@@ -129,7 +129,7 @@ def load(crm: pycrm.CRM, tenant: str, count: int, rng: random.Random) -> None:
             )
         )
         receivable = Receivable(
-            **s.stamp(
+            **s._stamp(
                 contract_id=new_id(),
                 customer_id=customer.id,
                 instalment=1,
@@ -138,7 +138,7 @@ def load(crm: pycrm.CRM, tenant: str, count: int, rng: random.Random) -> None:
                 paid=Money.zero("EUR"),
             )
         )
-        ticket = Ticket(**s.stamp(subject="Ticket", channel=Channel.EMAIL, opened_at=START))
+        ticket = Ticket(**s._stamp(subject="Ticket", channel=Channel.EMAIL, opened_at=START))
 
     converted: list[str] = []
 

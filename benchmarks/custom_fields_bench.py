@@ -102,17 +102,17 @@ def populate(
                 on_duplicate="allow",
             )
     with crm.session(actor=crm.system_actor) as s:
-        definitions = s.field_definitions("customer")
+        definitions = s._field_definitions("customer")
         custom = [
             check_custom(definitions, {}, {KEY: field_value(kind, k)}, creating=True)
             for k in range(values)
         ]
-        repo = s.uow.repo(Customer)
+        repo = s._uow.repo(Customer)
         for start in range(values, customers, BATCH):
             repo.add_many(
                 [
                     Customer(
-                        **s.stamp(
+                        **s._stamp(
                             name=name(i), owner_id=owners[i % values], custom=custom[i % values]
                         )
                     )

@@ -103,17 +103,17 @@ def load_bulk(crm: pycrm.CRM, rows: list[dict[str, Any]]) -> list[str]:
         for row in rows:
             name = row["company"]
             if name and name not in companies:
-                customer = Customer(**s.stamp(name=clean_text(name, "name", required=True)))
+                customer = Customer(**s._stamp(name=clean_text(name, "name", required=True)))
                 companies[name] = customer.id
                 new_companies.append(customer)
-        customers = s.uow.repo(Customer)
+        customers = s._uow.repo(Customer)
         for start in range(0, len(new_companies), BATCH):
             customers.add_many(new_companies[start : start + BATCH])
-        contacts = s.uow.repo(Contact)
+        contacts = s._uow.repo(Contact)
         batch: list[Contact] = []
         for row in rows:
             contact = Contact(
-                **s.stamp(
+                **s._stamp(
                     name=clean_text(row["name"], "name", required=True),
                     title=clean_text(row["title"], "title"),
                     customer_id=companies.get(row["company"]) if row["company"] else None,
@@ -212,7 +212,7 @@ def diagnose(
     names = threshold <= reachable_without_keys("contact")  # as the scan decides
     with crm.session(actor=crm.system_actor) as s:
         records = {}
-        repo = s.uow.repo(Contact)
+        repo = s._uow.repo(Contact)
         for start in range(0, len(ids), 900):
             records.update(repo.get_many(ids[start : start + 900]))
         profiles = {i: _profile(records[id]) for i, id in enumerate(ids)}

@@ -82,11 +82,11 @@ def load(crm: pycrm.CRM, customers: int) -> tuple[str, str]:
         ]
     started = time.perf_counter()
     with crm.session(actor=crm.system_actor) as s:  # one unit of work, straight to the repository
-        repo = s.uow.repo(Customer)
+        repo = s._uow.repo(Customer)
         batch: list[Customer] = []
         for i in range(customers):
             owner = owners[i % USERS].id
-            batch.append(Customer(**s.stamp(name=f"Customer {i:06d} GmbH", owner_id=owner)))
+            batch.append(Customer(**s._stamp(name=f"Customer {i:06d} GmbH", owner_id=owner)))
             if len(batch) == 5000:
                 repo.add_many(batch)
                 batch = []
@@ -163,12 +163,12 @@ def main() -> int:
         try:
             admin, reader = load(crm, customers)
             with crm.session(actor=reader) as s:
-                where = s.guard.filter(Customer)
+                where = s._guard.filter(Customer)
                 visible = s.customers.count()
             assert isinstance(where, In), f"expected a team filter, got {where!r}"
             assert visible == customers // TEAMS, visible
             with crm.session(actor=admin) as s:
-                assert s.guard.filter(Customer) is None
+                assert s._guard.filter(Customer) is None
                 assert s.customers.count() == customers
             print(
                 f"team reader sees {visible:,} of {customers:,} customers "

@@ -81,7 +81,7 @@ def define_fields(crm: pycrm.CRM) -> dict[str, FieldDefinition]:
         for key, (kind, options) in FIELDS.items():
             s.fields.define("customer", key, kind, searchable=key == "count", **options)
         for id in PARTNERS:  # the customers a reference may name
-            s.uow.repo(Customer).add(Customer(**s.stamp(id=id, name=f"Partner {id}")))
+            s._uow.repo(Customer).add(Customer(**s._stamp(id=id, name=f"Partner {id}")))
     return definitions(crm)
 
 

@@ -46,7 +46,7 @@ def dump(s: Session, *classes: type[Record]) -> dict[tuple[str, str], dict[str, 
     """Every stored record of ``classes``, in JSON form, by (kind, id)."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for cls in classes:
-        for record in s.uow.repo(cls).find():
+        for record in s._uow.repo(cls).find():
             out[(record.resource, record.id)] = to_dict(record)
     return out
 
@@ -61,10 +61,11 @@ def stable(data: dict[str, Any]) -> dict[str, Any]:
 def involved(s: Session, kind: str, ids: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
     """The merged records and every record pointing at any of them, without volatile fields."""
     out = {
-        (kind, r.id): stable(to_dict(r)) for r in s.uow.repo(MERGEABLE[kind]).get_many(ids).values()
+        (kind, r.id): stable(to_dict(r))
+        for r in s._uow.repo(MERGEABLE[kind]).get_many(ids).values()
     }
     for cls, field in REFERENCES[kind]:
-        for record in s.uow.repo(cls).find(In(field, ids)):
+        for record in s._uow.repo(cls).find(In(field, ids)):
             out[(record.resource, record.id)] = stable(to_dict(record))
     return out
 
@@ -72,7 +73,7 @@ def involved(s: Session, kind: str, ids: list[str]) -> dict[tuple[str, str], dic
 def related_counts(s: Session, kind: str, ids: list[str]) -> dict[tuple[str, str], int]:
     """How many records of each referencing kind point at any of ``ids``."""
     return {
-        (cls.resource, field): s.uow.repo(cls).count(In(field, ids))
+        (cls.resource, field): s._uow.repo(cls).count(In(field, ids))
         for cls, field in REFERENCES[kind]
     }
 
@@ -731,7 +732,7 @@ def test_merge_reparents_every_related_record(system: Session, family: dict[str,
     moving = {
         (cls.resource, r.id, f)
         for cls, f in REFERENCES["customer"]
-        for r in system.uow.repo(cls).find(Eq(f, b.id))
+        for r in system._uow.repo(cls).find(Eq(f, b.id))
     }
     result = system.dedupe.merge(a.id, [b.id])
     assert set(result.reparented) == moving
@@ -782,7 +783,7 @@ def test_dry_run_writes_nothing_but_reports_everything(
         moving = {
             (cls.resource, r.id, f)
             for cls, f in REFERENCES["customer"]
-            for r in s.uow.repo(cls).find(Eq(f, b.id))
+            for r in s._uow.repo(cls).find(Eq(f, b.id))
         }
     with received("customers_merged", crm) as got:
         with crm.session(actor=crm.system_actor) as s:
@@ -823,7 +824,7 @@ def test_a_rolled_back_merge_sends_nothing(crm: pycrm.CRM, fake_clock: FakeClock
     assert got == []
     with crm.session(actor=crm.system_actor) as s:
         assert s.customers.get(b.id).status is RecordStatus.ACTIVE
-        assert s.uow.repo(Merge).count() == 0
+        assert s._uow.repo(Merge).count() == 0
 
 
 def test_merge_is_audited(system: Session, family: dict[str, Any]) -> None:

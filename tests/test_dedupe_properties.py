@@ -181,21 +181,21 @@ def build(s: Session, clock: FakeClock, scenario: dict[str, Any]) -> tuple[list[
 def state(s: Session) -> dict[tuple[str, str], dict[str, Any]]:
     out = {}
     for cls in KINDS:
-        for record in s.uow.repo(cls).find():
+        for record in s._uow.repo(cls).find():
             data = to_dict(record)
             out[(record.resource, record.id)] = {k: v for k, v in data.items() if k not in VOLATILE}
     return out
 
 
 def exact(s: Session) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(r.resource, r.id): to_dict(r) for cls in KINDS for r in s.uow.repo(cls).find()}
+    return {(r.resource, r.id): to_dict(r) for cls in KINDS for r in s._uow.repo(cls).find()}
 
 
 def related_ids(s: Session, kind: str, ids: list[str]) -> set[tuple[str, str, str]]:
     return {
         (cls.resource, r.id, field)
         for cls, field in REFERENCES[kind]
-        for r in s.uow.repo(cls).find(In(field, ids))
+        for r in s._uow.repo(cls).find(In(field, ids))
     }
 
 
@@ -226,7 +226,7 @@ def test_merge_then_unmerge_restores_everything_and_loses_nothing(
         before = state(s)
         untouched = exact(s)
         pointing = related_ids(s, kind, chosen)
-        records = s.uow.repo(MERGEABLE[kind]).get_many(chosen)
+        records = s._uow.repo(MERGEABLE[kind]).get_many(chosen)
         if scenario["dry_run_first"]:
             dry = s.dedupe.merge(
                 survivor_id, duplicate_ids, record_type=kind, rules=rules, dry_run=True
@@ -247,14 +247,14 @@ def test_merge_then_unmerge_restores_everything_and_loses_nothing(
         survivor_own = {(k, id) for k, id, f in pointing if before[(k, id)][f] == survivor_id}
         assert moved == {(k, id) for k, id, _ in pointing} - survivor_own
         # Total record counts do not change; the duplicates are tombstones.
-        assert {cls: s.uow.repo(cls).count() for cls in KINDS} == {
+        assert {cls: s._uow.repo(cls).count() for cls in KINDS} == {
             cls: sum(1 for key in before if key[0] == cls.resource) for cls in KINDS
         }
-        survivor = s.uow.repo(MERGEABLE[kind]).get(survivor_id)
+        survivor = s._uow.repo(MERGEABLE[kind]).get(survivor_id)
         assert survivor is not None
         assert survivor.status is not RecordStatus.MERGED
         for id in duplicate_ids:
-            tomb = s.uow.repo(MERGEABLE[kind]).get(id)
+            tomb = s._uow.repo(MERGEABLE[kind]).get(id)
             assert (tomb.status, tomb.merged_into) == (RecordStatus.MERGED, survivor_id)
         # Contact points and tags are unions unless a rule picked one record's.
         if "contact_points" not in rules:
@@ -270,7 +270,7 @@ def test_merge_then_unmerge_restores_everything_and_loses_nothing(
         for cls, field in REFERENCES[kind]:
             for id in chosen:
                 was = sum(1 for (k, _), d in before.items() if k == cls.resource and d[field] == id)
-                assert s.uow.repo(cls).count(Eq(field, id)) == was
+                assert s._uow.repo(cls).count(Eq(field, id)) == was
 
 
 @PROPERTY
@@ -284,26 +284,26 @@ def test_merge_never_loses_a_related_activity_or_task(scenario: dict[str, Any]) 
     pool = contacts if kind == "contact" else customers
     chosen = [pool[i] for i in scenario["merged"]]
     with crm.session(actor=crm.system_actor) as s:
-        activities = {a.id: a for a in s.uow.repo(Activity).find()}
-        tasks = {t.id: t for t in s.uow.repo(Task).find()}
+        activities = {a.id: a for a in s._uow.repo(Activity).find()}
+        tasks = {t.id: t for t in s._uow.repo(Task).find()}
         counts = {
-            (cls.resource, f): s.uow.repo(cls).count(In(f, chosen)) for cls, f in REFERENCES[kind]
+            (cls.resource, f): s._uow.repo(cls).count(In(f, chosen)) for cls, f in REFERENCES[kind]
         }
         s.dedupe.merge(chosen[0], chosen[1:], record_type=kind)
     with crm.session(actor=crm.system_actor) as s:
         assert {
-            (cls.resource, f): s.uow.repo(cls).count(Eq(f, chosen[0]))
+            (cls.resource, f): s._uow.repo(cls).count(Eq(f, chosen[0]))
             for cls, f in REFERENCES[kind]
         } == counts
         # Every activity and task is still there, with only its pointer changed.
         field = "customer_id" if kind == "customer" else "contact_id"
-        for a in s.uow.repo(Activity).find():
+        for a in s._uow.repo(Activity).find():
             old = activities.pop(a.id)
             expected = chosen[0] if getattr(old, field) in chosen else getattr(old, field)
             assert getattr(a, field) == expected
             assert (a.subject, a.kind, a.occurred_at) == (old.subject, old.kind, old.occurred_at)
         assert activities == {}
-        for t in s.uow.repo(Task).find():
+        for t in s._uow.repo(Task).find():
             old = tasks.pop(t.id)
             expected = chosen[0] if old.related_id in chosen else old.related_id
             assert t.related_id == expected

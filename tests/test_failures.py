@@ -44,10 +44,10 @@ def system(crm: pycrm.CRM) -> Session:
 def dump(s: Session, *, searches: bool = True) -> dict[str, Any]:
     """Everything the session can see: every row of every table, and what searches return."""
     out: dict[str, Any] = {
-        cls.__name__: [to_dict(r) for r in s.uow.repo(cls).find(order_by=[OrderBy("id")])]
+        cls.__name__: [to_dict(r) for r in s._uow.repo(cls).find(order_by=[OrderBy("id")])]
         for cls in RECORD_TYPES
     }
-    connection = getattr(s.uow, "connection", None)
+    connection = getattr(s._uow, "connection", None)
     if connection is not None:  # SQL: the index tables too
         schema = s.crm.store.schema  # type: ignore[attr-defined]
         for table in (schema.match_keys, schema.counters):

@@ -173,7 +173,7 @@ def test_ids_and_names_that_look_like_sql_are_plain_values(
             others |= {created[p] for p in PROBES if _fold(probe) in _fold(p)}
             assert found == others, probe
         assert s.customers.count() == len(NAMES) + len(PROBES)
-        assert s.uow.repo(Customer).count() == len(NAMES) + len(PROBES)
+        assert s._uow.repo(Customer).count() == len(NAMES) + len(PROBES)
     if backend != "memory":
         tables = crm.store.schema.metadata.tables  # type: ignore[attr-defined]
         customers = next(t for name, t in tables.items() if name.endswith("pycrm_customers"))

@@ -226,7 +226,7 @@ def _build(
         for team in teams:
             manager = _owner(data, users, f"manager of {team.name}")
             if manager is not None:
-                s.uow.repo(Team).replace(
+                s._uow.repo(Team).replace(
                     attrs.evolve(team, manager_id=manager, version=team.version + 1), team.version
                 )
                 managed[manager].add(team.id)
@@ -277,7 +277,7 @@ def _build(
             s.tasks.create(
                 f"Task {k}", assignee_id=assignee, department=queue if assignee is None else None
             )
-        customers = s.uow.repo(Customer).find()
+        customers = s._uow.repo(Customer).find()
     for k in range(data.draw(st.integers(0, 3), label="activities")):
         author = data.draw(st.sampled_from(users), label="author")
         with crm.session(actor=author.id, tenant=tenant) as s:
@@ -358,7 +358,7 @@ def test_no_read_path_returns_a_row_or_field_the_policy_forbids(
     tenant = f"p{next(_tenants)}"
     people, managed = _build(crm, tenant, data)
     with crm.session(actor=crm.system_actor, tenant=tenant) as s:
-        truth = {kind: {r.id: r for r in s.uow.repo(cls).find()} for kind, cls in KINDS.items()}
+        truth = {kind: {r.id: r for r in s._uow.repo(cls).find()} for kind, cls in KINDS.items()}
     for person in people:
         model = Model(policy, person, people, managed[person.id])
         expected = {

@@ -384,12 +384,12 @@ def test_service_may_update_an_open_deal_but_not_a_won_one(
         assert s.deals.update(open_deal.id, name="Helped").name == "Helped"
         won_now = s.deals.get(won.id)
         assert won_now.status is DealStatus.WON
-        assert s.guard.allows(s.deals.get(open_deal.id), "update")
-        assert not s.guard.allows(won_now, "update")
+        assert s._guard.allows(s.deals.get(open_deal.id), "update")
+        assert not s._guard.allows(won_now, "update")
         with pytest.raises((PermissionDenied, InvalidTransition)):
             s.deals.update(won.id, name="Meddled")
     with _as(crm, org["rep"]) as s:
-        assert s.guard.allows(s.deals.get(won.id), "update")  # the owner's grant has no condition
+        assert s._guard.allows(s.deals.get(won.id), "update")  # the owner's grant has no condition
         assert s.deals.get(won.id).name == "Won"
 
 
@@ -756,7 +756,7 @@ def test_a_legal_department_member_approves_the_legal_step(
         contract = system.contracts.draft(deal.id, standard_terms=False)
         system.contracts.submit(contract.id)
     with _as(crm, counsel) as s:
-        assert s.guard.allows(s.contracts.get(contract.id), "approve")
+        assert s._guard.allows(s.contracts.get(contract.id), "approve")
         assert s.contracts.approve(contract.id).status.value == "approved"
 
 

@@ -41,15 +41,15 @@ def customer_with(s: Session, name: str, contacts: int, activities: int, author:
     """A customer with that many contacts and activities, bulk-inserted."""
     customer = s.customers.create(name)
     people = [
-        Contact(**s.stamp(name=f"{name} person {n:03}", customer_id=customer.id))
+        Contact(**s._stamp(name=f"{name} person {n:03}", customer_id=customer.id))
         for n in range(contacts)
     ]
-    s.uow.repo(Contact).add_many(people)
-    start = s.now()
-    s.uow.repo(Activity).add_many(
+    s._uow.repo(Contact).add_many(people)
+    start = s._now()
+    s._uow.repo(Activity).add_many(
         [
             Activity(
-                **s.stamp(
+                **s._stamp(
                     kind=ActivityKind.CALL,
                     subject=f"call {n}",
                     customer_id=customer.id,

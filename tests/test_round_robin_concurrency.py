@@ -126,14 +126,14 @@ def test_round_robin_is_fair_across_processes(
     assert turns == list(range(1, TOTAL + 1))  # every turn taken exactly once
 
     with pycrm.connect(pg_engine, schema=pg_schema) as crm, crm.session(crm.system_actor) as s:
-        leads = s.uow.repo(Lead)
+        leads = s._uow.repo(Lead)
         assert leads.count() == TOTAL
         assert leads.count(Eq("status", LeadStatus.ASSIGNED)) == TOTAL
         per_user = leads.count_by("owner_id")
         assert set(per_user) == users
         assert sum(per_user.values()) == TOTAL
         assert max(per_user.values()) - min(per_user.values()) <= 1
-        assigned = s.uow.repo(AuditEntry).count_by("record_id", Eq("action", "assign"))
+        assigned = s._uow.repo(AuditEntry).count_by("record_id", Eq("action", "assign"))
         assert len(assigned) == TOTAL
         assert Counter(assigned.values()) == {1: TOTAL}  # each lead assigned exactly once
 

@@ -53,7 +53,7 @@ def get_lead(crm: pycrm.CRM, lead_id: str) -> Lead:
 def counts(s: Session) -> dict[str, int]:
     """How many rows of each kind a write could leave behind."""
     return {
-        cls.__name__: s.uow.repo(cls).count()
+        cls.__name__: s._uow.repo(cls).count()
         for cls in (Lead, Task, AuditEntry, OutboxMessage, BehaviourEvent)
     }
 

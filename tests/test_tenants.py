@@ -63,7 +63,9 @@ def dump(crm: pycrm.CRM, tenant: str) -> dict[str, list[dict[str, Any]]]:
     session = system(crm, tenant)
     try:
         return {
-            cls.__name__: [to_dict(r) for r in session.uow.repo(cls).find(order_by=[OrderBy("id")])]
+            cls.__name__: [
+                to_dict(r) for r in session._uow.repo(cls).find(order_by=[OrderBy("id")])
+            ]
             for cls in RECORD_TYPES
         }
     finally:

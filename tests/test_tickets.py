@@ -74,7 +74,7 @@ def load(crm: pycrm.CRM, ticket_id: str) -> Ticket:
 
 def ticket_count(crm: pycrm.CRM) -> int:
     with crm.session(crm.system_actor) as s:
-        return s.uow.repo(Ticket).count()
+        return s._uow.repo(Ticket).count()
 
 
 @contextmanager

@@ -172,7 +172,7 @@ class CRM:
         if kind != "ticket":
             raise ConfigurationError(f"pycrm cannot count open {kind}s")
         where = all_of([In("status", OPEN_TICKET_STATUSES), In("assignee_id", user_ids)])
-        return session.uow.repo(Ticket).count_by("assignee_id", where)
+        return session._uow.repo(Ticket).count_by("assignee_id", where)
 
     @property
     def engine(self) -> Engine:

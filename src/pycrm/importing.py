@@ -25,7 +25,7 @@ def _actor(crm: Any, who: str, tenant: str | None) -> str:
     if "@" not in who:
         return who
     with crm.session(actor=crm.system_actor, tenant=tenant) as s:
-        found = s.uow.repo(User).find(Eq("email", who.strip().lower()), limit=1)
+        found = s._uow.repo(User).find(Eq("email", who.strip().lower()), limit=1)
     if not found:
         raise NotFound("user", who)
     return str(found[0].id)

@@ -64,17 +64,17 @@ class Session:
         """The CRM this session belongs to."""
         self.actor = actor
         """Who this session acts as."""
-        self._uow = uow
+        self._unit = uow
         self.tenant_id = uow.tenant_id
         """The tenant every read and write is scoped to."""
         self._events: list[Event] = []
         self._open = True
 
     @property
-    def uow(self) -> UnitOfWork:
+    def _uow(self) -> UnitOfWork:
         """The unit of work (for adapters and services); refused once the session has ended."""
         self._check_open()
-        return self._uow
+        return self._unit
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -97,18 +97,18 @@ class Session:
         self._check_open()
         self._open = False
         events, self._events = self._events, []
-        if getattr(self._uow, "joined", False):
+        if getattr(self._unit, "joined", False):
             # Inside the caller's transaction: refusals are recorded in it, and the
             # signals wait for the caller's commit (and are dropped on its rollback).
-            guard = self.__dict__.get("guard")
+            guard = self.__dict__.get("_guard")
             if guard is not None and guard.denials:
-                self._uow.repo(AuditEntry).add_many(guard.denials)
+                self._unit.repo(AuditEntry).add_many(guard.denials)
                 guard.denials = []
-            self._uow.commit()
-            self._uow.after_outer_commit(lambda: self.crm._dispatch(events))  # type: ignore[attr-defined]
+            self._unit.commit()
+            self._unit.after_outer_commit(lambda: self.crm._dispatch(events))  # type: ignore[attr-defined]
             return
         try:
-            self._uow.commit()
+            self._unit.commit()
         finally:
             self._flush_denials()
         self.crm._dispatch(events)
@@ -120,38 +120,36 @@ class Session:
         self._open = False
         self._events = []
         try:
-            self._uow.rollback()
+            self._unit.rollback()
         finally:
             self._flush_denials()
 
     def _flush_denials(self) -> None:
-        if getattr(self._uow, "joined", False):
+        if getattr(self._unit, "joined", False):
             return  # a separate transaction would wait on the caller's locks
-        guard = self.__dict__.get("guard")
+        guard = self.__dict__.get("_guard")
         if guard is not None and guard.denials:
             denials, guard.denials = guard.denials, []
             self.crm._record_denials(self.tenant_id, denials)
 
-    def field_definitions(self, entity: str) -> dict[str, FieldDefinition]:
+    def _field_definitions(self, entity: str) -> dict[str, FieldDefinition]:
         """The custom field definitions of ``entity`` by key (read once per session)."""
-        cache: dict[str, dict[str, FieldDefinition]] = self.__dict__.setdefault(
-            "_field_definitions", {}
-        )
+        cache: dict[str, dict[str, FieldDefinition]] = self.__dict__.setdefault("_field_cache", {})
         if entity not in cache:
-            found = self._uow.repo(FieldDefinition).find(Eq("entity", entity))
+            found = self._unit.repo(FieldDefinition).find(Eq("entity", entity))
             cache[entity] = {d.key: d for d in found}
         return cache[entity]
 
-    def uow_index(self, entity: str, key: str) -> None:
+    def _uow_index(self, entity: str, key: str) -> None:
         """Index custom field ``key`` of ``entity`` where the adapter can (SQL expression index)."""
-        index = getattr(self.uow, "index_json_key", None)
+        index = getattr(self._uow, "index_json_key", None)
         if index is not None:
             from pycrm.domain import RECORD_BY_RESOURCE
 
             index(RECORD_BY_RESOURCE[entity], "custom", key)
 
     @cached_property
-    def guard(self) -> Guard:
+    def _guard(self) -> Guard:
         """The actor's rights under the CRM's policy."""
         from pycrm.services.guard import Guard
 
@@ -171,25 +169,25 @@ class Session:
 
     # -- what services share -------------------------------------------------
 
-    def now(self) -> datetime:
+    def _now(self) -> datetime:
         """The CRM clock's current time."""
         return self.crm.clock.now()
 
     @contextmanager
-    def atomic(self) -> Iterator[None]:
+    def _atomic(self) -> Iterator[None]:
         """Make one service call all-or-nothing: its writes and events vanish if it raises."""
         self._check_open()
         events = len(self._events)
         try:
-            with self.uow.savepoint():
+            with self._uow.savepoint():
                 yield
         except BaseException:
             del self._events[events:]
             raise
 
-    def stamp(self, **fields: Any) -> dict[str, Any]:
+    def _stamp(self, **fields: Any) -> dict[str, Any]:
         """The bookkeeping fields of a new record created now by this actor."""
-        now = self.now()
+        now = self._now()
         return {
             "id": new_id(),
             "tenant_id": self.tenant_id,
@@ -200,7 +198,7 @@ class Session:
             **fields,
         }
 
-    def record(
+    def _record(
         self,
         action: str,
         before: Record | None,
@@ -223,11 +221,11 @@ class Session:
             changes=diff(old, new),
             snapshot=new,
         )
-        self.uow.repo(AuditEntry).add(entry)
+        self._uow.repo(AuditEntry).add(entry)
         if event is not None:
-            self.emit(event, after, before=old, after=new)
+            self._emit(event, after, before=old, after=new)
 
-    def emit(
+    def _emit(
         self,
         name: str,
         record: Record,
@@ -245,22 +243,22 @@ class Session:
             name=name,
             tenant_id=self.tenant_id,
             actor_id=self.actor.id,
-            occurred_at=self.now(),
+            occurred_at=self._now(),
             record_type=record.resource,
             record_id=record.id,
             before=before,
             after=after,
         )
         self._events.append(event)
-        stamp = self.stamp(id=event.id)
-        self.uow.repo(OutboxMessage).add(OutboxMessage(**stamp, name=name, payload=to_dict(event)))
+        stamp = self._stamp(id=event.id)
+        self._uow.repo(OutboxMessage).add(OutboxMessage(**stamp, name=name, payload=to_dict(event)))
         if name != "task_created":  # tasks do not beget tasks: no reminder loops
-            self.create_tasks(self.crm.rules.followups(event, RuleContext(self)))
+            self._create_tasks(self.crm.rules.followups(event, RuleContext(self)))
         return event
 
-    def create_tasks(self, specs: Sequence[TaskSpec]) -> None:
+    def _create_tasks(self, specs: Sequence[TaskSpec]) -> None:
         """Create the tasks that followups hooks asked for."""
-        with self.guard.bypass():  # the rules' reminders, not the actor's own tasks
+        with self._guard.bypass():  # the rules' reminders, not the actor's own tasks
             for spec in specs:
                 self.tasks.create(**attrs.asdict(spec, recurse=False))
 
@@ -407,10 +405,10 @@ class Reader(Generic[S]):
         self._s = session
         self._cls = cls
         self._quiet = quiet
-        self._repo = session.uow.repo(cls)
+        self._repo = session._uow.repo(cls)
 
     def _where(self, where: Filter | None) -> Filter | None:
-        return all_of([where, self._s.guard.filter(self._cls, quiet=self._quiet)])
+        return all_of([where, self._s._guard.filter(self._cls, quiet=self._quiet)])
 
     def find(
         self,
@@ -422,15 +420,19 @@ class Reader(Generic[S]):
     ) -> list[S]:
         """The matching records the actor may read, in one query."""
         rows = self._repo.find(self._where(where), order_by=order_by, limit=limit, offset=offset)
-        return [self._s.guard.redact(row) for row in rows]
+        return [self._s._guard.redact(row) for row in rows]
 
     def count(self, where: Filter | None = None) -> int:
         """How many matching records the actor may read."""
         return self._repo.count(self._where(where))
 
+    def count_by(self, field: str, where: Filter | None = None) -> dict[Any, int]:
+        """How many matching records the actor may read, per value of ``field`` (a GROUP BY)."""
+        return self._repo.count_by(field, self._where(where))
+
     def get(self, id: str) -> S | None:
         """The record, if it exists and the actor may read it."""
         record = self._repo.get(id)
-        if record is None or not self._s.guard.allows(record, "read"):
+        if record is None or not self._s._guard.allows(record, "read"):
             return None
-        return self._s.guard.redact(record)
+        return self._s._guard.redact(record)

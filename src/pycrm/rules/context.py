@@ -66,7 +66,7 @@ class RuleContext:
     ) -> None:
         self.session = session
         """The session the rule runs in (read through its services)."""
-        self.now: datetime = session.now()
+        self.now: datetime = session._now()
         """The CRM clock's time when the rule was asked."""
         self.kind = kind
         """What is being routed or scored: ``"lead"`` or ``"ticket"``."""
@@ -82,7 +82,7 @@ class RuleContext:
         if not user_ids:
             return {}
         if self.kind == "lead":
-            counts = self.session.uow.repo(Lead).count_by(
+            counts = self.session._uow.repo(Lead).count_by(
                 "owner_id",
                 all_of([In("status", OPEN_LEAD_STATUSES), In("owner_id", list(user_ids))]),
             )
@@ -108,7 +108,7 @@ class RuleContext:
 
     def next_number(self, key: str) -> int:
         """The next value of a counter kept in the database (round-robin state)."""
-        return self.session.uow.next_number(f"{self.kind}:{key}")
+        return self.session._uow.next_number(f"{self.kind}:{key}")
 
     def team_members(self, team: str) -> list[User]:
         """Active members of the team with this id or name."""
@@ -120,7 +120,7 @@ class RuleContext:
 
     def behaviour(self, lead: Lead) -> list[BehaviourEvent]:
         """Behaviour events tracked for the lead."""
-        return self.session.uow.repo(BehaviourEvent).find(Eq("lead_id", lead.id))
+        return self.session._uow.repo(BehaviourEvent).find(Eq("lead_id", lead.id))
 
     def setting(self, name: str, default: Any = None) -> Any:
         """A CRM setting by name."""

@@ -83,7 +83,7 @@ class Reminders:
         rule = ctx.crm.followups.get(event.event)
         if rule is None or event.contact_id is None:
             return None
-        uow = ctx.session.uow
+        uow = ctx.session._uow
         contact = uow.repo(Contact).get(event.contact_id)
         if contact is None:
             return None

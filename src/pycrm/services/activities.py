@@ -61,7 +61,7 @@ class ActivityService(RecordService[Activity]):
                 "subject": checks(check_text, "subject", subject, required=True, limit=300),
                 "body": checks(check_text, "body", body, limit=20_000, multiline=True),
                 "private": checks(check_bool, "private", private),
-                "occurred_at": self._s.now()
+                "occurred_at": self._s._now()
                 if occurred_at is None
                 else checks(check_when, "occurred_at", occurred_at),
             }
@@ -69,7 +69,7 @@ class ActivityService(RecordService[Activity]):
             raise ValidationError("customer_id", None, "an activity needs a customer or a contact")
         if contact_id is not None:
             contact = (
-                self._s.uow.repo(Contact).get(contact_id) if isinstance(contact_id, str) else None
+                self._s._uow.repo(Contact).get(contact_id) if isinstance(contact_id, str) else None
             )
             if contact is None:
                 raise ValidationError("contact_id", contact_id, "is not the id of a contact")
@@ -78,11 +78,11 @@ class ActivityService(RecordService[Activity]):
             elif contact.customer_id not in (None, customer_id):
                 raise ValidationError("contact_id", contact_id, "works for another customer")
         if customer_id is not None and (
-            not isinstance(customer_id, str) or self._s.uow.repo(Customer).get(customer_id) is None
+            not isinstance(customer_id, str) or self._s._uow.repo(Customer).get(customer_id) is None
         ):
             raise ValidationError("customer_id", customer_id, "is not the id of a customer")
         record = Activity(
-            **self._s.stamp(
+            **self._s._stamp(
                 customer_id=customer_id,
                 contact_id=contact_id,
                 author_id=self._s.actor.id,
@@ -90,7 +90,7 @@ class ActivityService(RecordService[Activity]):
             )
         )
         self._repo.add(record)
-        self._s.record("create", None, record, event=None if record.private else "activity_logged")
+        self._s._record("create", None, record, event=None if record.private else "activity_logged")
         return record
 
     @write
@@ -100,7 +100,7 @@ class ActivityService(RecordService[Activity]):
         """Correct an activity's subject or body. Only its author may."""
         current = self._load(id)
         if current.author_id != self._s.actor.id and not self._s.actor.is_system:
-            self._s.guard.deny("update", "activity", current.id, "only its author may")
+            self._s._guard.deny("update", "activity", current.id, "only its author may")
         changes: dict[str, Any] = {}
         with Checks() as checks:
             if subject is not ...:
@@ -154,11 +154,13 @@ class ActivityService(RecordService[Activity]):
         owner (or its customer's owner, or else sales) gets a task. A lead's
         score is recomputed.
         """
-        contact = self._s.uow.repo(Contact).get(contact_id) if isinstance(contact_id, str) else None
+        contact = (
+            self._s._uow.repo(Contact).get(contact_id) if isinstance(contact_id, str) else None
+        )
         if contact is None and contact_id is not None:
             raise ValidationError("contact_id", contact_id, "is not the id of a contact")
         if lead_id is not None and (
-            not isinstance(lead_id, str) or self._s.uow.repo(Lead).get(lead_id) is None
+            not isinstance(lead_id, str) or self._s._uow.repo(Lead).get(lead_id) is None
         ):
             raise ValidationError("lead_id", lead_id, "is not the id of a lead")
         if contact is None and lead_id is None:
@@ -170,9 +172,9 @@ class ActivityService(RecordService[Activity]):
             json.dumps(props)
         except (TypeError, ValueError):
             raise ValidationError("properties", properties, "must be JSON-able") from None
-        when = self._s.now() if occurred_at is None else check_when("occurred_at", occurred_at)
+        when = self._s._now() if occurred_at is None else check_when("occurred_at", occurred_at)
         record = BehaviourEvent(
-            **self._s.stamp(
+            **self._s._stamp(
                 contact_id=contact_id,
                 lead_id=lead_id,
                 event=name,
@@ -180,12 +182,12 @@ class ActivityService(RecordService[Activity]):
                 occurred_at=when,
             )
         )
-        self._s.uow.repo(BehaviourEvent).add(record)
-        self._s.record("track", None, record)
-        self._s.create_tasks(self._s.crm.rules.followups(record, RuleContext(self._s)))
+        self._s._uow.repo(BehaviourEvent).add(record)
+        self._s._record("track", None, record)
+        self._s._create_tasks(self._s.crm.rules.followups(record, RuleContext(self._s)))
         if record.lead_id is not None:
-            lead = self._s.uow.repo(Lead).get(record.lead_id)
+            lead = self._s._uow.repo(Lead).get(record.lead_id)
             if lead is not None and lead.is_open:
-                with self._s.guard.bypass():
+                with self._s._guard.bypass():
                     self._s.leads._rescore(lead)
         return record

@@ -213,8 +213,8 @@ class AnalyticsService(Service):
         group_by: Sequence[GroupKey],
         measures: dict[str, Any],
     ) -> list[dict[str, Any]]:
-        scoped = all_of([where, self._s.guard.filter(cls)])
-        return self._s.uow.repo(cls).aggregate(scoped, group_by, measures)
+        scoped = all_of([where, self._s._guard.filter(cls)])
+        return self._s._uow.repo(cls).aggregate(scoped, group_by, measures)
 
     def _period(self, since: datetime | None, until: datetime | None, field: str) -> Filter | None:
         if since is None and until is None:
@@ -235,7 +235,7 @@ class AnalyticsService(Service):
         self, period: str, amount: Any, *, owner_id: str | None = None, team_id: str | None = None
     ) -> Quota:
         """Set (or replace) a user's or team's quota for a period (``2026-03`` or ``2026-Q1``)."""
-        with self._s.atomic():
+        with self._s._atomic():
             if (owner_id is None) == (team_id is None):
                 raise ValidationError(
                     "owner_id", owner_id, "give exactly one of owner_id and team_id"
@@ -245,25 +245,25 @@ class AnalyticsService(Service):
             money = check_money("amount", amount)
             if money is None:
                 raise ValidationError("amount", amount, "is required")
-            repo = self._s.uow.repo(Quota)
+            repo = self._s._uow.repo(Quota)
             where = all_of([Eq("period", period), Eq("owner_id", owner_id), Eq("team_id", team_id)])
             existing = repo.find(where, limit=1)
-            now, actor = self._s.now(), self._s.actor.id
+            now, actor = self._s._now(), self._s.actor.id
             if existing:
                 old = existing[0]
                 new = attrs.evolve(
                     old, amount=money, version=old.version + 1, updated_at=now, updated_by=actor
                 )
-                self._s.guard.require(old, "update")
+                self._s._guard.require(old, "update")
                 repo.replace(new, old.version)
-                self._s.record("update", old, new)
+                self._s._record("update", old, new)
                 return new
             quota = Quota(
-                **self._s.stamp(owner_id=owner_id, team_id=team_id, period=period, amount=money)
+                **self._s._stamp(owner_id=owner_id, team_id=team_id, period=period, amount=money)
             )
-            self._s.guard.require(quota, "create")
+            self._s._guard.require(quota, "create")
             repo.add(quota)
-            self._s.record("create", None, quota)
+            self._s._record("create", None, quota)
             return quota
 
     def funnel(
@@ -470,7 +470,7 @@ class AnalyticsService(Service):
         Scores are quintiles (5 best) over the customers with purchases;
         monetary value counts the CRM's currency.
         """
-        today = as_of or self._s.now().date()
+        today = as_of or self._s._now().date()
         currency = self._s.crm.currency
         rows = self._query(
             Contract,
@@ -516,7 +516,7 @@ class AnalyticsService(Service):
 
     def aging(self, *, as_of: date | None = None) -> list[AgingRow]:
         """Unpaid receivables by days past due: current, 0-30, 31-60, 61-90, 90+."""
-        today = as_of or self._s.now().date()
+        today = as_of or self._s._now().date()
         if not isinstance(today, date) or isinstance(today, datetime):
             raise ValidationError("as_of", as_of, "must be a date")
         rows = self._query(

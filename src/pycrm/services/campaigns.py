@@ -79,7 +79,7 @@ class _Compiler:
         self.service = service
         self.target = target
         self.seen = seen
-        self.now = service._s.now()
+        self.now = service._s._now()
 
     def compile(self, rule: Any, where: str = "rule") -> Filter:
         if not isinstance(rule, Mapping):
@@ -163,7 +163,7 @@ class _Compiler:
 
     def custom(self, field: str, op: Any, value: Any, where: str) -> Filter:
         key = field.partition(".")[2]
-        defs = self.service._s.field_definitions(self.target)
+        defs = self.service._s._field_definitions(self.target)
         if key not in defs:
             raise ValidationError(
                 f"{where}.field", field, f"is not a custom field of {self.target}s"
@@ -281,10 +281,10 @@ class CampaignService(RecordService[Campaign]):
                 "name": checks(check_text, "name", name, required=True),
                 "description": checks(check_text, "description", description, limit=2000),
             }
-        segment = Segment(**self._s.stamp(target=target, rule=dict(rule), **fields))
-        self._s.guard.require(segment, "create")
-        self._s.uow.repo(Segment).add(segment)
-        self._s.record("create", None, segment)
+        segment = Segment(**self._s._stamp(target=target, rule=dict(rule), **fields))
+        self._s._guard.require(segment, "create")
+        self._s._uow.repo(Segment).add(segment)
+        self._s._record("create", None, segment)
         return segment
 
     def segments(self) -> list[Segment]:
@@ -357,14 +357,14 @@ class CampaignService(RecordService[Campaign]):
         while True:
             page = self.members(segment.id, limit=1000, offset=offset)
             members += [
-                CampaignMember(**self._s.stamp(campaign_id=id, **{key: m.id})) for m in page
+                CampaignMember(**self._s._stamp(campaign_id=id, **{key: m.id})) for m in page
             ]
             if len(page) < 1000:
                 break
             offset += 1000
-        self._s.uow.repo(CampaignMember).add_many(members)
+        self._s._uow.repo(CampaignMember).add_many(members)
         self._change(
-            campaign, None, "update", members_added_at=self._s.now(), status=CampaignStatus.ACTIVE
+            campaign, None, "update", members_added_at=self._s._now(), status=CampaignStatus.ACTIVE
         )
         return len(members)
 
@@ -394,21 +394,21 @@ class CampaignService(RecordService[Campaign]):
         )
         if customer_id is None and contact_id is None:
             raise ValidationError("customer_id", None, "name the customer or contact who responded")
-        found = self._s.uow.repo(CampaignMember).find(where, limit=1)
+        found = self._s._uow.repo(CampaignMember).find(where, limit=1)
         if not found:
             raise NotFound("campaign_member", customer_id or contact_id or "")
         member = found[0]
-        repo = self._s.uow.repo(CampaignMember)
+        repo = self._s._uow.repo(CampaignMember)
         changed = attrs.evolve(
             member,
             response=text,
-            responded_at=self._s.now(),
+            responded_at=self._s._now(),
             version=member.version + 1,
-            updated_at=self._s.now(),
+            updated_at=self._s._now(),
             updated_by=self._s.actor.id,
         )
         repo.replace(changed, member.version)
-        self._s.record("respond", member, changed)
+        self._s._record("respond", member, changed)
         return changed
 
     @write

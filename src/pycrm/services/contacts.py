@@ -39,7 +39,7 @@ class ContactService(RecordService[Contact]):
     def _check_customer(self, field: str, value: Any) -> str | None:
         if value is None:
             return None
-        if not isinstance(value, str) or self._s.uow.repo(Customer).get(value) is None:
+        if not isinstance(value, str) or self._s._uow.repo(Customer).get(value) is None:
             raise ValidationError(field, value, "is not the id of a customer")
         return value
 
@@ -78,7 +78,7 @@ class ContactService(RecordService[Contact]):
         if current.status is RecordStatus.ARCHIVED:
             return current
         return self._change(
-            current, version, "archive", status=RecordStatus.ARCHIVED, archived_at=self._s.now()
+            current, version, "archive", status=RecordStatus.ARCHIVED, archived_at=self._s._now()
         )
 
     def search(

@@ -81,7 +81,7 @@ class ContractService(RecordService[Contract]):
         apart from ``first_due`` (default: ``start`` or today), or an explicit
         ``schedule`` of ``(due date, Money)`` that must sum exactly to ``amount``.
         """
-        deal = self._s.uow.repo(Deal).get(deal_id) if isinstance(deal_id, str) else None
+        deal = self._s._uow.repo(Deal).get(deal_id) if isinstance(deal_id, str) else None
         if deal is None:
             raise ValidationError("deal_id", deal_id, "is not the id of a deal")
         if deal.status is not DealStatus.WON:
@@ -103,7 +103,7 @@ class ContractService(RecordService[Contract]):
         total: Money = fields.pop("amount")
         if total.amount <= 0:
             raise ValidationError("amount", str(total), "must be positive")
-        first = fields.pop("first_due") or fields["start"] or self._s.now().date()
+        first = fields.pop("first_due") or fields["start"] or self._s._now().date()
         if fields["start"] and fields["end"] and fields["end"] < fields["start"]:
             raise ValidationError("end", fields["end"], "is before the start")
         if schedule is not None:
@@ -137,10 +137,10 @@ class ContractService(RecordService[Contract]):
         contract = self._load(id)
         if contract.status is not ContractStatus.DRAFT:
             CONTRACT_MOVES.check(contract.status, ContractStatus.PENDING_APPROVAL)
-        self._s.guard.require(contract, "update")
+        self._s._guard.require(contract, "update")
         steps = tuple(self._s.crm.approval_steps(self._s, contract))
         if not steps:
-            with self._s.guard.bypass():  # no approver needed: the policy approves it
+            with self._s._guard.bypass():  # no approver needed: the policy approves it
                 return self._move(contract, ContractStatus.APPROVED, "approve", approvals=())
         return self._move(contract, ContractStatus.PENDING_APPROVAL, "submit", approvals=steps)
 
@@ -154,21 +154,21 @@ class ContractService(RecordService[Contract]):
                 "contract", contract.status.value, target, "it is not pending approval"
             )
         actor = self._s.actor
-        roles = set(self._s.guard.roles)  # roles and department, as the policy sees them
+        roles = set(self._s._guard.roles)  # roles and department, as the policy sees them
         pending = [i for i, s in enumerate(contract.approvals) if s.decision is Decision.PENDING]
         mine = [i for i in pending if contract.approvals[i].role in roles]
         if not mine and (actor.is_system or "admin" in roles) and pending:
             mine = pending[:1]
         if not mine:
             needed = ", ".join(sorted({contract.approvals[i].role for i in pending}))
-            self._s.guard.deny("approve", "contract", contract.id, f"needs the role {needed}")
+            self._s._guard.deny("approve", "contract", contract.id, f"needs the role {needed}")
         note = check_text("comment", comment, limit=2000)
         steps = list(contract.approvals)
         steps[mine[0]] = attrs.evolve(
             steps[mine[0]],
             decision=decision,
             decided_by=actor.id,
-            decided_at=self._s.now(),
+            decided_at=self._s._now(),
             comment=note,
         )
         return contract, tuple(steps)
@@ -218,9 +218,9 @@ class ContractService(RecordService[Contract]):
     def sign(self, id: str, *, signed_at: datetime | None = None) -> Contract:
         """Record the customer's signature: finance gets one receivable per instalment."""
         contract = self._load(id)
-        when = self._s.now() if signed_at is None else check_when("signed_at", signed_at)
+        when = self._s._now() if signed_at is None else check_when("signed_at", signed_at)
         signed = self._move(contract, ContractStatus.SIGNED, "sign", signed_at=when)
-        with self._s.guard.bypass():  # finance's receivables follow from the signature
+        with self._s._guard.bypass():  # finance's receivables follow from the signature
             for instalment in signed.schedule:
                 self._s.receivables._open_for(signed, instalment)
         return signed
@@ -234,7 +234,7 @@ class ContractService(RecordService[Contract]):
     def complete(self, id: str) -> Contract:
         """The contract ran its course (active → completed)."""
         return self._move(
-            self._load(id), ContractStatus.COMPLETED, "update", ended_at=self._s.now()
+            self._load(id), ContractStatus.COMPLETED, "update", ended_at=self._s._now()
         )
 
     @write
@@ -245,7 +245,7 @@ class ContractService(RecordService[Contract]):
             self._load(id),
             ContractStatus.TERMINATED,
             "update",
-            ended_at=self._s.now(),
+            ended_at=self._s._now(),
             end_reason=text,
         )
 

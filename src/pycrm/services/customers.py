@@ -131,7 +131,7 @@ class CustomerService(RecordService[Customer]):
         if current.status is RecordStatus.ARCHIVED:
             return current
         return self._change(
-            current, version, "archive", status=RecordStatus.ARCHIVED, archived_at=self._s.now()
+            current, version, "archive", status=RecordStatus.ARCHIVED, archived_at=self._s._now()
         )
 
     @write
@@ -254,12 +254,12 @@ class CustomerService(RecordService[Customer]):
                 "note": checks(check_text, "note", note, limit=2000, multiline=True),
             }
         assessment = Assessment(
-            **self._s.stamp(customer_id=id, assessed_at=self._s.now(), **fields)
+            **self._s._stamp(customer_id=id, assessed_at=self._s._now(), **fields)
         )
         attribute = assessment.attribute
-        self._s.guard.require(assessment, "create")
-        self._s.uow.repo(Assessment).add(assessment)
-        self._s.record("assess", None, assessment)
+        self._s._guard.require(assessment, "create")
+        self._s._uow.repo(Assessment).add(assessment)
+        self._s._record("assess", None, assessment)
         if attribute in attrs.fields_dict(Customer) and attribute in (
             "grade",
             "industry",
@@ -267,7 +267,7 @@ class CustomerService(RecordService[Customer]):
         ):
             current = self._current_assessments(id, attribute)
             consolidated = self.rule_for(attribute)(current)
-            with self._s.guard.bypass():  # derived from the ratings just recorded
+            with self._s._guard.bypass():  # derived from the ratings just recorded
                 self._change(customer, None, "update", **{attribute: consolidated})
         return assessment
 

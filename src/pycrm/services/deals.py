@@ -44,18 +44,18 @@ class DealService(RecordService[Deal]):
 
     def pipeline(self, key: str = "default") -> Pipeline:
         """The pipeline called ``key``; the default one is created on first use."""
-        repo = self._s.uow.repo(Pipeline)
+        repo = self._s._uow.repo(Pipeline)
         found = repo.find(Eq("key", key), limit=1)
         if found:
             return found[0]
         if key != "default":
             raise NotFound("pipeline", key)
-        with self._s.atomic(), self._s.guard.bypass():
+        with self._s._atomic(), self._s._guard.bypass():
             pipeline = Pipeline(
-                **self._s.stamp(key="default", name="Default", stages=DEFAULT_STAGES)
+                **self._s._stamp(key="default", name="Default", stages=DEFAULT_STAGES)
             )
             repo.add(pipeline)
-            self._s.record("create", None, pipeline)
+            self._s._record("create", None, pipeline)
         return pipeline
 
     @write
@@ -80,16 +80,16 @@ class DealService(RecordService[Deal]):
                     f"stages[{i}].key", stage.key, "must be unique and not won/lost"
                 )
             parsed.append(stage)
-        pipeline = Pipeline(**self._s.stamp(key=clean_key, name=clean_name, stages=tuple(parsed)))
-        self._s.guard.require(pipeline, "create")
-        self._s.uow.repo(Pipeline).add(pipeline)
-        self._s.record("create", None, pipeline)
+        pipeline = Pipeline(**self._s._stamp(key=clean_key, name=clean_name, stages=tuple(parsed)))
+        self._s._guard.require(pipeline, "create")
+        self._s._uow.repo(Pipeline).add(pipeline)
+        self._s._record("create", None, pipeline)
         return pipeline
 
     def pipelines(self) -> list[Pipeline]:
         """Every pipeline (the default one included), by key."""
         self.pipeline()
-        return self._s.uow.repo(Pipeline).find(order_by=[OrderBy("key")])
+        return self._s._uow.repo(Pipeline).find(order_by=[OrderBy("key")])
 
     # -- deals -------------------------------------------------------------
 
@@ -134,9 +134,9 @@ class DealService(RecordService[Deal]):
             }
         if fields["amount"] is None:
             raise ValidationError("amount", amount, "is required")
-        if self._s.uow.repo(Customer).get(customer_id) is None:
+        if self._s._uow.repo(Customer).get(customer_id) is None:
             raise ValidationError("customer_id", customer_id, "is not the id of a customer")
-        if contact_id is not None and self._s.uow.repo(Contact).get(contact_id) is None:
+        if contact_id is not None and self._s._uow.repo(Contact).get(contact_id) is None:
             raise ValidationError("contact_id", contact_id, "is not the id of a contact")
         fields["custom"] = self._custom({}, custom, creating=True)
         first = chosen.stage(stage) if stage is not None else chosen.stages[0]
@@ -149,7 +149,7 @@ class DealService(RecordService[Deal]):
             lead_id=lead_id,
             pipeline_id=chosen.id,
             stage=first.key,
-            stage_history=(StageChange(first.key, self._s.now(), self._s.actor.id),),
+            stage_history=(StageChange(first.key, self._s._now(), self._s.actor.id),),
             **fields,
         )
 
@@ -168,7 +168,7 @@ class DealService(RecordService[Deal]):
         Its probability becomes the stage's default unless ``probability`` is given.
         """
         deal = self._open(id, stage)
-        pipeline = self._s.uow.repo(Pipeline).get(deal.pipeline_id)
+        pipeline = self._s._uow.repo(Pipeline).get(deal.pipeline_id)
         assert pipeline is not None
         target = pipeline.stage(stage)
         chance = _probability("probability", probability)
@@ -180,7 +180,7 @@ class DealService(RecordService[Deal]):
             probability=target.probability if chance is None else chance,
             stage_history=(
                 *deal.stage_history,
-                StageChange(target.key, self._s.now(), self._s.actor.id),
+                StageChange(target.key, self._s._now(), self._s.actor.id),
             ),
         )
 
@@ -207,7 +207,7 @@ class DealService(RecordService[Deal]):
 
     def _close(self, id: str, status: DealStatus, version: int | None, **changes: Any) -> Deal:
         deal = self._open(id, status.value)
-        now = self._s.now()
+        now = self._s._now()
         return self._change(
             deal,
             version,

@@ -201,7 +201,7 @@ class DedupeService(Service):
 
     # -- the check at the door ----------------------------------------------
 
-    def candidates_for(self, record: Any, *, exclude: Sequence[str] = ()) -> list[Candidate]:
+    def _candidates_for(self, record: Any, *, exclude: Sequence[str] = ()) -> list[Candidate]:
         """Existing records that look like ``record``, best first (index lookups, then scoring)."""
         target = _profile(record)
         keys = _keys(target)
@@ -211,7 +211,7 @@ class DedupeService(Service):
         skip = {record.id, *exclude}
         found: dict[tuple[str, str], Candidate] = {}
         for kind in _COMPARED_WITH[record.resource]:
-            repo = self._s.uow.repo(_TYPES[kind])
+            repo = self._s._uow.repo(_TYPES[kind])
             # One index probe per key, strongest keys first, each with its own limit:
             # an OR of them defeats SQLite's planner (a scan), and fifty namesakes
             # must not crowd out the one record that shares the email.
@@ -238,17 +238,17 @@ class DedupeService(Service):
         values = service._parse(fields, creating=True)
         if record_type == "lead":
             values.setdefault("source", "check")
-        record = _TYPES[record_type](**self._s.stamp(**values))
-        return self.candidates_for(record)
+        record = _TYPES[record_type](**self._s._stamp(**values))
+        return self._candidates_for(record)
 
-    def policy(self, given: str | None) -> str:
+    def _policy(self, given: str | None) -> str:
         """The policy to apply: ``given`` or the CRM's ``on_duplicate``."""
         chosen = self._s.crm.on_duplicate if given is None else given
         if chosen not in POLICIES:
             raise ValidationError("on_duplicate", given, f"must be one of {', '.join(POLICIES)}")
         return chosen
 
-    def screen(self, record: Any, policy: str, *, exclude: Sequence[str] = ()) -> Any | None:
+    def _screen(self, record: Any, policy: str, *, exclude: Sequence[str] = ()) -> Any | None:
         """Apply ``policy`` to a record about to be written.
 
         Returns None to go on writing it, or (policy ``merge``) the existing
@@ -256,7 +256,7 @@ class DedupeService(Service):
         """
         if policy == "allow":
             return None
-        found = self.candidates_for(record, exclude=exclude)
+        found = self._candidates_for(record, exclude=exclude)
         if not found:
             return None
         if policy == "block":
@@ -282,7 +282,7 @@ class DedupeService(Service):
     # -- batch scan ----------------------------------------------------------
 
     def _all(self, cls: type[Any]) -> Iterator[Any]:
-        repo = self._s.uow.repo(cls)
+        repo = self._s._uow.repo(cls)
         after: str | None = None
         while True:
             where = (
@@ -392,7 +392,7 @@ class DedupeService(Service):
             raise ValidationError(
                 "duplicate_ids", survivor_id, "the survivor cannot be merged into itself"
             )
-        repo = self._s.uow.repo(cls)
+        repo = self._s._uow.repo(cls)
         found = repo.get_many([survivor_id, *ids])
         for id in (survivor_id, *ids):
             found_record = found.get(id)
@@ -402,12 +402,12 @@ class DedupeService(Service):
                 raise InvalidTransition(record_type, "merged", "merged", f"{id} was already merged")
         survivor = found[survivor_id]
         duplicates = [found[i] for i in ids]
-        self._s.guard.require(survivor, "update")
+        self._s._guard.require(survivor, "update")
         for duplicate in duplicates:
-            self._s.guard.require(duplicate, "delete")
+            self._s._guard.require(duplicate, "delete")
         values = survive([survivor, *duplicates], rules)
         changes: list[MergeChange] = []
-        now, actor = self._s.now(), self._s.actor.id
+        now, actor = self._s._now(), self._s.actor.id
 
         def rewrite(record: Record, action: str, **fields: Any) -> Record:
             updated = attrs.evolve(
@@ -417,8 +417,8 @@ class DedupeService(Service):
                 MergeChange(record.resource, record.id, to_dict(record), updated.version)
             )
             if not dry_run:
-                self._s.uow.repo(type(record)).replace(updated, record.version)
-                self._s.record(action, record, updated)
+                self._s._uow.repo(type(record)).replace(updated, record.version)
+                self._s._record(action, record, updated)
             return updated
 
         merged = rewrite(
@@ -428,7 +428,7 @@ class DedupeService(Service):
             rewrite(duplicate, "merge", status=RecordStatus.MERGED, merged_into=survivor_id)
         reparented: list[tuple[str, str, str]] = []
         for ref_cls, field in REFERENCES[record_type]:
-            related = self._s.uow.repo(ref_cls).find(In(field, ids))
+            related = self._s._uow.repo(ref_cls).find(In(field, ids))
             for record in related:
                 # Following the survivor is part of the merge the actor may do.
                 rewrite(record, "reparent", **{field: survivor_id})
@@ -436,15 +436,15 @@ class DedupeService(Service):
         merge_id = None
         if not dry_run:
             entry = Merge(
-                **self._s.stamp(
+                **self._s._stamp(
                     record_type=record_type,
                     survivor_id=survivor_id,
                     merged_ids=tuple(ids),
                     changes=tuple(changes),
                 )
             )
-            self._s.uow.repo(Merge).add(entry)
-            self._s.record("merge", None, entry, event=f"{record_type}s_merged")
+            self._s._uow.repo(Merge).add(entry)
+            self._s._record("merge", None, entry, event=f"{record_type}s_merged")
             merge_id = entry.id
         return MergeResult(merge_id, merged, tuple(ids), tuple(reparented))
 
@@ -454,7 +454,7 @@ class DedupeService(Service):
 
         :raises ConcurrencyError: when one of them changed since the merge.
         """
-        repo = self._s.uow.repo(Merge)
+        repo = self._s._uow.repo(Merge)
         entry = repo.get(merge_id) if isinstance(merge_id, str) else None
         if entry is None:
             raise NotFound("merge", str(merge_id))
@@ -463,11 +463,11 @@ class DedupeService(Service):
         types: dict[str, type[Record]] = {Customer.resource: Customer, Contact.resource: Contact}
         for refs in REFERENCES.values():
             types.update((cls.resource, cls) for cls, _ in refs)
-        now, actor = self._s.now(), self._s.actor.id
+        now, actor = self._s._now(), self._s.actor.id
         survivor: Any = None
         for change in reversed(entry.changes):
             cls = types[change.record_type]
-            current = self._s.uow.repo(cls).get(change.record_id)
+            current = self._s._uow.repo(cls).get(change.record_id)
             if current is None:
                 raise NotFound(change.record_type, change.record_id)
             if current.version != change.version_after:
@@ -480,15 +480,15 @@ class DedupeService(Service):
                 updated_at=now,
                 updated_by=actor,
             )
-            self._s.uow.repo(cls).replace(restored, current.version)
-            self._s.record("unmerge", current, restored)
+            self._s._uow.repo(cls).replace(restored, current.version)
+            self._s._record("unmerge", current, restored)
             if change.record_id == entry.survivor_id:
                 survivor = restored
         done = attrs.evolve(
             entry, undone_at=now, version=entry.version + 1, updated_at=now, updated_by=actor
         )
         repo.replace(done, entry.version)
-        self._s.record("unmerge", entry, done, event="merge_undone")
+        self._s._record("unmerge", entry, done, event="merge_undone")
         return MergeResult(entry.id, survivor, entry.merged_ids, ())
 
     # -- cleansing report ----------------------------------------------------

@@ -33,7 +33,7 @@ class DocumentService(RecordService[Document]):
         if service is None or not hasattr(service, "_load"):
             raise ValidationError("record_type", record_type, "takes no documents")
         record = service._load(record_id)
-        self._s.guard.require(record, action)
+        self._s._guard.require(record, action)
         return record
 
     def _store(self, data: Any) -> tuple[str, str, int]:
@@ -64,7 +64,7 @@ class DocumentService(RecordService[Document]):
         assert filename is not None
         kind = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
         blob, checksum, size = self._store(data)
-        with self._s.guard.bypass():  # the right that counts is the record's, checked above
+        with self._s._guard.bypass():  # the right that counts is the record's, checked above
             return self._add(
                 "attach",
                 record_type=record_type,
@@ -85,7 +85,7 @@ class DocumentService(RecordService[Document]):
         self._parent(latest.record_type, latest.record_id, "update")
         filename = check_text("name", name, limit=255) or latest.name
         blob, checksum, size = self._store(data)
-        with self._s.guard.bypass():  # the right that counts is the record's, checked above
+        with self._s._guard.bypass():  # the right that counts is the record's, checked above
             self._change(latest, None, "supersede", latest=False)
             return self._add(
                 "attach",
@@ -142,7 +142,7 @@ class DocumentService(RecordService[Document]):
         self._require_admin("audit", "document")
         missing: builtins.list[Document] = []
         for document in self._repo.find():
-            parent = self._s.uow.repo(RECORD_BY_RESOURCE[document.record_type]).get(
+            parent = self._s._uow.repo(RECORD_BY_RESOURCE[document.record_type]).get(
                 document.record_id
             )
             if parent is None or not self._s.crm.blob_store.exists(document.blob_key):

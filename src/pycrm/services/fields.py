@@ -120,7 +120,7 @@ class FieldService(RecordService[FieldDefinition]):
             entity, kind, {"label": label or key.replace("_", " ").capitalize(), **options}
         )
         draft = FieldDefinition(
-            **self._s.stamp(entity=entity, key=key, type=kind, reference=reference, **values)
+            **self._s._stamp(entity=entity, key=key, type=kind, reference=reference, **values)
         )
         if default is not None:
             draft = attrs.evolve(
@@ -129,9 +129,9 @@ class FieldService(RecordService[FieldDefinition]):
         if self._repo.find(all_of([Eq("entity", entity), Eq("key", key)]), limit=1):
             raise ValidationError("key", key, f"{entity} already has a custom field {key!r}")
         self._repo.add(draft)
-        self._s.record("define", None, draft)
+        self._s._record("define", None, draft)
         if draft.searchable:
-            self._s.uow_index(entity, key)
+            self._s._uow_index(entity, key)
         self._s.__dict__.pop("_field_definitions", None)
         return draft
 
@@ -144,7 +144,7 @@ class FieldService(RecordService[FieldDefinition]):
 
     def definitions(self, entity: str, *, include_retired: bool = False) -> list[FieldDefinition]:
         """The custom fields of ``entity``, by group and key."""
-        defs = self._s.field_definitions(entity)
+        defs = self._s._field_definitions(entity)
         return sorted(
             (d for d in defs.values() if include_retired or not d.retired),
             key=lambda d: (d.group or "", d.key),
@@ -180,9 +180,9 @@ class FieldService(RecordService[FieldDefinition]):
         new = attrs.evolve(new, default=default)
         cls = RECORD_BY_RESOURCE[entity]
         service = getattr(self._s, entity + "s")
-        repo = self._s.uow.repo(cls)
+        repo = self._s._uow.repo(cls)
         path = f"custom.{key}"
-        with self._s.guard.bypass():
+        with self._s._guard.bypass():
             for record in repo.find(Not(IsNull(path)) if not new.required else None):
                 stored = record.custom.get(key)  # type: ignore[attr-defined]
                 value = migrate(stored) if migrate is not None else stored
@@ -202,7 +202,7 @@ class FieldService(RecordService[FieldDefinition]):
             current, None, "redefine", **{f: getattr(new, f) for f in ("type", "default", *values)}
         )
         if updated.searchable and not current.searchable:
-            self._s.uow_index(entity, key)
+            self._s._uow_index(entity, key)
         self._s.__dict__.pop("_field_definitions", None)
         return updated
 
@@ -216,7 +216,7 @@ class FieldService(RecordService[FieldDefinition]):
 
     def typed(self, record: Record) -> dict[str, Any]:
         """A record's custom values as Python values (Decimal, date, Money …)."""
-        defs = self._s.field_definitions(record.resource)
+        defs = self._s._field_definitions(record.resource)
         custom: Mapping[str, Any] = getattr(record, "custom", {})
         return {k: typed_value(defs[k], v) if k in defs else v for k, v in custom.items()}
 
@@ -231,17 +231,17 @@ class CategoryService(RecordService[Category]):
         self, key: str, name: str, *, parent: str | None = None, taxonomy: str | None = None
     ) -> Category:
         """Add a category under ``parent`` (a path), or a new root (its key is the taxonomy)."""
-        self._s.guard.require_any("category", "create") if not self._s.actor.is_system else None
+        self._s._guard.require_any("category", "create") if not self._s.actor.is_system else None
         if not isinstance(key, str) or not _KEY.fullmatch(key):
             raise ValidationError("key", key, "must be lower-case letters, digits and _")
         label = check_text("name", name, required=True)
         if parent is None:
             root = taxonomy or key
-            record = Category(**self._s.stamp(taxonomy=root, key=key, name=label, path=key))
+            record = Category(**self._s._stamp(taxonomy=root, key=key, name=label, path=key))
         else:
             up = self.by_path(parent)
             record = Category(
-                **self._s.stamp(
+                **self._s._stamp(
                     taxonomy=up.taxonomy,
                     key=key,
                     name=label,
@@ -252,7 +252,7 @@ class CategoryService(RecordService[Category]):
         if self._repo.find(Eq("path", record.path), limit=1):
             raise ValidationError("key", key, f"category {record.path!r} exists")
         self._repo.add(record)
-        self._s.record("create", None, record)
+        self._s._record("create", None, record)
         return record
 
     def by_path(self, path: str) -> Category:
@@ -282,7 +282,7 @@ class CategoryService(RecordService[Category]):
 
 def check_custom_writes(session: Any, entity: str, keys: Sequence[str]) -> None:
     """Raise PermissionDenied if the actor may not write one of these custom fields."""
-    defs = session.field_definitions(entity)
+    defs = session._field_definitions(entity)
     for key in keys:
         if key in defs:
             _permission(session, defs[key], "write")
@@ -306,7 +306,7 @@ def check_references(
         if value is not None and defn is not None and defn.type is FieldType.REFERENCE:
             wanted.setdefault(str(defn.reference), {})[key] = value
     for resource, refs in wanted.items():
-        found = session.uow.repo(RECORD_BY_RESOURCE[resource]).get_many(sorted(set(refs.values())))
+        found = session._uow.repo(RECORD_BY_RESOURCE[resource]).get_many(sorted(set(refs.values())))
         for key, value in refs.items():
             if value not in found:
                 raise ValidationError(
@@ -316,7 +316,7 @@ def check_references(
 
 def _permission(session: Any, defn: FieldDefinition, action: str) -> None:
     allowed = defn.writable_by if action == "write" else defn.readable_by
-    if allowed and not session.actor.is_system and session.guard.roles.isdisjoint(allowed):
-        session.guard.deny(
+    if allowed and not session.actor.is_system and session._guard.roles.isdisjoint(allowed):
+        session._guard.deny(
             action, defn.entity, None, f"custom field {defn.key!r} is not for this role"
         )

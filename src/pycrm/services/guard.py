@@ -68,15 +68,15 @@ class Guard:
         if self._teams is None:
             actor = self._s.actor
             teams = set(actor.team_ids)
-            teams |= {t.id for t in self._s.uow.repo(Team).find(Eq("manager_id", actor.id))}
-            members = self._s.uow.repo(User).find(AnyKey("team", sorted(teams))) if teams else []
+            teams |= {t.id for t in self._s._uow.repo(Team).find(Eq("manager_id", actor.id))}
+            members = self._s._uow.repo(User).find(AnyKey("team", sorted(teams))) if teams else []
             self._teams = {u.id for u in members} | {actor.id}
         return self._teams
 
     def _department_ids(self) -> set[str]:
         if self._department is None:
             actor = self._s.actor
-            found = self._s.uow.repo(User).find(Eq("department", actor.department))
+            found = self._s._uow.repo(User).find(Eq("department", actor.department))
             self._department = {u.id for u in found} | {actor.id}
         return self._department
 
@@ -157,7 +157,7 @@ class Guard:
             return frozenset()
         return frozenset(
             key
-            for key, defn in self._s.field_definitions(resource).items()
+            for key, defn in self._s._field_definitions(resource).items()
             if defn.readable_by and self.roles.isdisjoint(defn.readable_by)
         )
 
@@ -188,7 +188,7 @@ class Guard:
             AuditEntry(
                 id=new_id(),
                 tenant_id=self._s.tenant_id,
-                at=self._s.now(),
+                at=self._s._now(),
                 actor_id=actor.id,
                 department=actor.department,
                 action=f"denied:{action}",

@@ -227,7 +227,7 @@ class ImporterService(Service):
             raise ValidationError(
                 "chunk_size", chunk_size, "must be a whole number from 1 to 50,000"
             )
-        self._s.guard.require_any(kind, "create")
+        self._s._guard.require_any(kind, "create")
         if self._s._events:
             # Each chunk commits in a transaction of its own, which would wait on
             # (SQLite) or never see (PostgreSQL) this session's uncommitted rows.
@@ -378,7 +378,7 @@ class _Chunk:
 
     def run(self, rows: list[_Row]) -> None:
         s = self.s
-        repo = s.uow.repo(self.cls)
+        repo = s._uow.repo(self.cls)
         stored_ext = {
             r.external_id: r
             for r in repo.find(AnyKey("external_id", [r.external_id for r in rows]))
@@ -426,7 +426,7 @@ class _Chunk:
             if not keys:
                 continue
             for cls in kinds:
-                for record in self.s.uow.repo(cls).find(AnyKey(kind, keys)):
+                for record in self.s._uow.repo(cls).find(AnyKey(kind, keys)):
                     if isinstance(record, Lead) and not record.is_open:
                         continue
                     for key in record.match_keys():
@@ -438,7 +438,7 @@ class _Chunk:
         names = {company_key(r.values.get("customer")) for r in rows if r.values.get("customer")}
         if not names:
             return {}
-        found = self.s.uow.repo(Customer).find(AnyKey("company", sorted(names)))
+        found = self.s._uow.repo(Customer).find(AnyKey("company", sorted(names)))
         return {company_key(c.name): c.id for c in found}
 
     def _build(self, row: _Row, customers: Mapping[str, str]) -> Record:
@@ -446,8 +446,8 @@ class _Chunk:
         if self.kind == "contact":
             name = values.pop("customer", None)
             values["customer_id"] = customers.get(company_key(name)) if name else None
-        record = self.cls(**self.s.stamp(external_id=row.external_id, **values))
-        self.s.guard.require(record, "create")
+        record = self.cls(**self.s._stamp(external_id=row.external_id, **values))
+        self.s._guard.require(record, "create")
         return record
 
     def _merge(
@@ -516,7 +516,7 @@ class _Chunk:
             lead,
             owner_id=decision.assignment.owner_id,
             status=LeadStatus.ASSIGNED,
-            assigned_at=s.now(),
+            assigned_at=s._now(),
             assigned_by=decision.decided_by,
             assignment_reason=decision.assignment.reason,
         )
@@ -530,15 +530,15 @@ class _Chunk:
             )
             if isinstance(record, Lead) and record.owner_id is not None:
                 event = self._event("lead_assigned", record, snapshot)
-                with s.guard.bypass():
+                with s._guard.bypass():
                     for spec in s.crm.rules.followups(event, RuleContext(s, bulk=True)):
-                        task = Task(**s.stamp(**attrs.asdict(spec, recurse=False)))
+                        task = Task(**s._stamp(**attrs.asdict(spec, recurse=False)))
                         tasks.append(task)
                         self._note(task, "create", "created")
-        s.uow.repo(self.cls).add_many(self.records)  # type: ignore[arg-type]
-        s.uow.repo(Task).add_many(tasks)
-        s.uow.repo(AuditEntry).add_many(self.audit)
-        s.uow.repo(OutboxMessage).add_many(self.outbox)
+        s._uow.repo(self.cls).add_many(self.records)  # type: ignore[arg-type]
+        s._uow.repo(Task).add_many(tasks)
+        s._uow.repo(AuditEntry).add_many(self.audit)
+        s._uow.repo(OutboxMessage).add_many(self.outbox)
         s._events.extend(self.events)
 
     def _note(self, record: Record, action: str, verb: str) -> dict[str, Any]:
@@ -566,14 +566,14 @@ class _Chunk:
             name=name,
             tenant_id=record.tenant_id,
             actor_id=self.s.actor.id,
-            occurred_at=self.s.now(),
+            occurred_at=self.s._now(),
             record_type=record.resource,
             record_id=record.id,
             after=snapshot,
         )
         self.events.append(event)
         self.outbox.append(
-            OutboxMessage(**self.s.stamp(id=event.id), name=name, payload=to_dict(event))
+            OutboxMessage(**self.s._stamp(id=event.id), name=name, payload=to_dict(event))
         )
         return event
 

@@ -118,7 +118,7 @@ class LeadService(RecordService[Lead]):
 
     def _route(self, lead: Lead) -> Lead:
         # Scoring and routing are pycrm's own rules at work, not the actor's edits.
-        with self._s.guard.bypass():
+        with self._s._guard.bypass():
             lead = self._rescore(lead)
             decision = self._decide(lead, dry_run=False)
             if decision is None:
@@ -153,7 +153,7 @@ class LeadService(RecordService[Lead]):
             "assign",
             owner_id=owner,
             status=status,
-            assigned_at=self._s.now(),
+            assigned_at=self._s._now(),
             assigned_by=decided_by,
             assignment_reason=reason,
         )
@@ -166,12 +166,12 @@ class LeadService(RecordService[Lead]):
             raise InvalidTransition(
                 "lead", lead.status.value, "assigned", "only new leads are routed"
             )
-        self._s.guard.require(lead, "update")
+        self._s._guard.require(lead, "update")
         return self._route(lead)
 
     def _close_tasks(self, lead_id: str, kind: str | None, *, done: bool) -> None:
         """Complete (or cancel) the lead's open tasks: housekeeping, not the actor's edit."""
-        with self._s.guard.bypass():
+        with self._s._guard.bypass():
             for task in self._s.tasks.list(related_id=lead_id, kind=kind):
                 (self._s.tasks.complete if done else self._s.tasks.cancel)(task.id)
 
@@ -184,9 +184,9 @@ class LeadService(RecordService[Lead]):
         for one, many in (("email", "emails"), ("phone", "phones")):
             if one in values:
                 values[many] = [values.pop(one), *values.get(many, ())]
-        lead = Lead(**self._s.stamp(**self._parse(values, creating=True)))
+        lead = Lead(**self._s._stamp(**self._parse(values, creating=True)))
         try:
-            with self._s.atomic():
+            with self._s._atomic():
                 score, _ = self._s.crm.rules.score_lead(lead, RuleContext(self._s, dry_run=True))
                 decision = self._decide(attrs.evolve(lead, score=score), dry_run=True)
                 raise _Preview(decision)
@@ -290,7 +290,7 @@ class LeadService(RecordService[Lead]):
             customer_id=customer.id,
             contact_id=contact.id,
             deal_id=deal.id,
-            converted_at=self._s.now(),
+            converted_at=self._s._now(),
         )
         self._close_tasks(id, None, done=True)
         return customer, contact, deal
@@ -299,7 +299,7 @@ class LeadService(RecordService[Lead]):
         if customer_id is not None:
             return self._s.customers.get(customer_id)
         name = lead.company or lead.name
-        existing = self._s.uow.repo(Customer).find(
+        existing = self._s._uow.repo(Customer).find(
             all_of([HasKey("company", company_key(name)), Eq("status", RecordStatus.ACTIVE)]),
             order_by=[OrderBy("created_at")],
             limit=1,
@@ -316,7 +316,7 @@ class LeadService(RecordService[Lead]):
         )
 
     def _contact_for(self, lead: Lead, customer: Customer) -> Contact:
-        repo = self._s.uow.repo(Contact)
+        repo = self._s._uow.repo(Contact)
         for point in lead.contact_points:
             found = repo.find(
                 all_of(
@@ -381,5 +381,5 @@ class LeadService(RecordService[Lead]):
         if not lead.is_open:
             raise ValidationError("status", lead.status.value, "a closed lead cannot be edited")
         updated = self._update(lead, version, fields)
-        with self._s.guard.bypass():
+        with self._s._guard.bypass():
             return self._rescore(updated)

@@ -62,7 +62,7 @@ class OrgService(RecordService[User]):
 
     def _check_department(self, field: str, value: Any) -> str:
         key = _key(field, value)
-        if key not in DEPARTMENTS and not self._s.uow.repo(Department).find(
+        if key not in DEPARTMENTS and not self._s._uow.repo(Department).find(
             Eq("key", key), limit=1
         ):
             raise ValidationError(field, value, "is not a department (create it first)")
@@ -72,7 +72,7 @@ class OrgService(RecordService[User]):
         if isinstance(value, str) or not isinstance(value, Sequence):
             raise ValidationError(field, value, "must be a list of team ids")
         ids = tuple(dict.fromkeys(value))
-        found = self._s.uow.repo(Team).get_many(ids)
+        found = self._s._uow.repo(Team).get_many(ids)
         missing = [i for i in ids if i not in found]
         if missing:
             raise ValidationError(field, missing[0], "is not the id of a team")
@@ -203,9 +203,9 @@ class OrgService(RecordService[User]):
                 "reassign_to", heir, "cannot hand work to the user being deactivated"
             )
         updated = self._change(current, version, "deactivate", active=False)
-        with self._s.guard.bypass():
+        with self._s._guard.bypass():
             for cls, field, where in OPEN_WORK:
-                repo = self._s.uow.repo(cls)
+                repo = self._s._uow.repo(cls)
                 for record in repo.find(all_of([Eq(field, id), where])):
                     fields = {field: heir}
                     if hasattr(record, "assignment_reason"):
@@ -215,23 +215,23 @@ class OrgService(RecordService[User]):
                         record,
                         **fields,
                         version=record.version + 1,
-                        updated_at=self._s.now(),
+                        updated_at=self._s._now(),
                         updated_by=self._s.actor.id,
                     )
                     repo.replace(changed, record.version)
-                    self._s.record("reassign", record, changed)
+                    self._s._record("reassign", record, changed)
         return updated
 
     def _heir(self, user: User) -> str | None:
         if user.manager_id is not None:
-            manager = self._s.uow.repo(User).get(user.manager_id)
+            manager = self._s._uow.repo(User).get(user.manager_id)
             if manager is not None and manager.active:
                 return manager.id
-        teams = self._s.uow.repo(Team).get_many(list(user.team_ids))
+        teams = self._s._uow.repo(Team).get_many(list(user.team_ids))
         for team_id in user.team_ids:
             team = teams.get(team_id)
             if team is not None and team.manager_id not in (None, user.id):
-                manager = self._s.uow.repo(User).get(team.manager_id)
+                manager = self._s._uow.repo(User).get(team.manager_id)
                 if manager is not None and manager.active:
                     return manager.id
         return None
@@ -251,14 +251,14 @@ class OrgService(RecordService[User]):
         with Checks() as checks:
             clean_key = checks(_key, "key", key)
             clean_name = checks(check_text, "name", name, required=True)
-        record = Department(**self._s.stamp(key=clean_key, name=clean_name))
-        self._s.uow.repo(Department).add(record)
-        self._s.record("create", None, record)
+        record = Department(**self._s._stamp(key=clean_key, name=clean_name))
+        self._s._uow.repo(Department).add(record)
+        self._s._record("create", None, record)
         return record
 
     def departments(self) -> list[str]:
         """Every department key: the built-in ones and those created."""
-        created = [d.key for d in self._s.uow.repo(Department).find(order_by=[OrderBy("key")])]
+        created = [d.key for d in self._s._uow.repo(Department).find(order_by=[OrderBy("key")])]
         return list(dict.fromkeys([*DEPARTMENTS, *created]))
 
     @write
@@ -271,19 +271,19 @@ class OrgService(RecordService[User]):
                 "department": checks(self._check_department, "department", department),
                 "manager_id": checks(self._check_user, "manager_id", manager_id),
             }
-        record = Team(**self._s.stamp(**fields))
-        self._s.uow.repo(Team).add(record)
-        self._s.record("create", None, record)
+        record = Team(**self._s._stamp(**fields))
+        self._s._uow.repo(Team).add(record)
+        self._s._record("create", None, record)
         return record
 
     def teams(self, *, department: str | None = None) -> list[Team]:
         """Teams, by name."""
         where = None if department is None else Eq("department", _key("department", department))
-        return self._s.uow.repo(Team).find(where, order_by=[OrderBy("name")])
+        return self._s._uow.repo(Team).find(where, order_by=[OrderBy("name")])
 
     def get_team(self, id: str) -> Team:
         """The team with ``id``."""
-        team = self._s.uow.repo(Team).get(id) if isinstance(id, str) else None
+        team = self._s._uow.repo(Team).get(id) if isinstance(id, str) else None
         if team is None:
             raise NotFound("team", str(id))
         return team

@@ -40,7 +40,7 @@ class ReceivableService(RecordService[Receivable]):
         if not (
             actor.is_system or actor.department in ("finance", "admin") or "admin" in actor.roles
         ):
-            self._s.guard.deny(action, "receivable", None, "finance owns receivables")
+            self._s._guard.deny(action, "receivable", None, "finance owns receivables")
 
     def _open_for(self, contract: Contract, instalment: Instalment) -> Receivable:
         return self._add(
@@ -80,7 +80,7 @@ class ReceivableService(RecordService[Receivable]):
         money = check_money("amount", amount)
         if money is None:
             raise ValidationError("amount", amount, "is required")
-        when = self._s.now() if received_at is None else check_when("received_at", received_at)
+        when = self._s._now() if received_at is None else check_when("received_at", received_at)
         check_bool("allow_overpayment", allow_overpayment)
         if any(p.reference == ref for p in receivable.payments):
             existing = next(p for p in receivable.payments if p.reference == ref)
@@ -119,7 +119,7 @@ class ReceivableService(RecordService[Receivable]):
         )
 
     def _today(self) -> date:
-        return self._s.now().date()
+        return self._s._now().date()
 
     @write
     def scan_overdue(self) -> list[Receivable]:

@@ -43,10 +43,10 @@ def write(method: Callable[P, T]) -> Callable[P, T]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         service = args[0]
         assert isinstance(service, Service)
-        with service._s.atomic():
+        with service._s._atomic():
             result = method(*args, **kwargs)
         # What a write returns is read by the actor: hidden fields stay hidden.
-        return service._s.guard.redact(result) if isinstance(result, Stored) else result
+        return service._s._guard.redact(result) if isinstance(result, Stored) else result
 
     return wrapper
 
@@ -75,14 +75,14 @@ class Service:
         """``value`` is None or the id of a user in this tenant."""
         if value is None:
             return None
-        if not isinstance(value, str) or self._s.uow.repo(User).get(value) is None:
+        if not isinstance(value, str) or self._s._uow.repo(User).get(value) is None:
             raise ValidationError(field, value, "is not the id of a user")
         return value
 
     def _require_admin(self, action: str, resource: str) -> None:
         actor = self._s.actor
         if not (actor.is_system or "admin" in actor.roles or actor.department == "admin"):
-            self._s.guard.deny(action, resource, None, "needs the admin role")
+            self._s._guard.deny(action, resource, None, "needs the admin role")
 
 
 class RecordService(Service, Generic[R]):
@@ -134,21 +134,21 @@ class RecordService(Service, Generic[R]):
 
     @property
     def _repo(self) -> Repository[R]:
-        return self._s.uow.repo(self.record_type)
+        return self._s._uow.repo(self.record_type)
 
     def get(self, id: str) -> R:
         """Return the record with ``id``; raise NotFound if there is none the actor may see.
 
         Fields the policy hides from the actor are None.
         """
-        return self._s.guard.redact(self._load(id))
+        return self._s._guard.redact(self._load(id))
 
     def _load(self, id: str) -> R:
         """The whole record (nothing redacted), if the actor may read it."""
         if not isinstance(id, str):
             raise ValidationError("id", id, "must be a string id")
         found = self._repo.get(id)
-        if found is None or not self._visible(found) or not self._s.guard.allows(found, "read"):
+        if found is None or not self._visible(found) or not self._s._guard.allows(found, "read"):
             raise NotFound(self.record_type.resource, id)
         return found
 
@@ -172,16 +172,16 @@ class RecordService(Service, Generic[R]):
     """Whether creates and updates of this kind are checked for duplicates."""
 
     def _add(self, action: str, *, on_duplicate: str | None = None, **fields: Any) -> R:
-        record = self.record_type(**self._s.stamp(**fields))
-        self._s.guard.require(
+        record = self.record_type(**self._s._stamp(**fields))
+        self._s._guard.require(
             record, "create", [k for k, v in fields.items() if v not in (None, (), "")]
         )
         if self.screened:
-            absorbed = self._s.dedupe.screen(record, self._s.dedupe.policy(on_duplicate))
+            absorbed = self._s.dedupe._screen(record, self._s.dedupe._policy(on_duplicate))
             if absorbed is not None:
                 return absorbed  # type: ignore[no-any-return]
         self._repo.add(record)
-        self._s.record(action, None, record, event=self.events.get(action))
+        self._s._record(action, None, record, event=self.events.get(action))
         return record
 
     def _custom(self, current: Mapping[str, Any], given: Any, *, creating: bool) -> dict[str, Any]:
@@ -189,7 +189,7 @@ class RecordService(Service, Generic[R]):
         from pycrm.domain.custom_fields import check_custom
         from pycrm.services.fields import check_custom_writes, check_references
 
-        defs = self._s.field_definitions(self.record_type.resource)
+        defs = self._s._field_definitions(self.record_type.resource)
         if isinstance(given, Mapping):
             check_custom_writes(self._s, self.record_type.resource, list(given))
         checked = check_custom(defs, current, given, creating=creating)
@@ -227,9 +227,9 @@ class RecordService(Service, Generic[R]):
             )
         identity = {"name", "company", "contact_points", "address"}
         if self.screened and identity & {k for k, v in changes.items() if getattr(current, k) != v}:
-            chosen = self._s.dedupe.policy(policy)
+            chosen = self._s.dedupe._policy(policy)
             if chosen != "allow":
-                self._s.dedupe.screen(
+                self._s.dedupe._screen(
                     attrs.evolve(current, **changes), "warn" if chosen == "merge" else chosen
                 )
         return self._change(current, version, "update", **changes)
@@ -243,16 +243,16 @@ class RecordService(Service, Generic[R]):
         if all(getattr(current, k) == v for k, v in changes.items()):
             return current
         changed = [k for k, v in changes.items() if getattr(current, k) != v]
-        self._s.guard.require(current, PERMISSION_FOR.get(action, "update"), changed)
+        self._s._guard.require(current, PERMISSION_FOR.get(action, "update"), changed)
         updated = attrs.evolve(
             current,
             **changes,
             version=current.version + 1,
-            updated_at=self._s.now(),
+            updated_at=self._s._now(),
             updated_by=self._s.actor.id,
         )
         self._repo.replace(updated, current.version)
-        self._s.record(action, current, updated, event=self.events.get(action))
+        self._s._record(action, current, updated, event=self.events.get(action))
         return updated
 
     def history(self, id: str, field: str | None = None) -> list[FieldChange]:
@@ -263,11 +263,11 @@ class RecordService(Service, Generic[R]):
         self.get(id)
         if field is not None and field not in attrs.fields_dict(self.record_type):
             raise ValidationError("field", field, f"{self.record_type.resource} has no such field")
-        entries = self._s.uow.repo(AuditEntry).find(
+        entries = self._s._uow.repo(AuditEntry).find(
             Eq("record_id", id), order_by=[OrderBy("at"), OrderBy("id")]
         )
-        hidden = self._s.guard.hidden(self.record_type.resource)
-        secret = self._s.guard.hidden_custom(self.record_type.resource)
+        hidden = self._s._guard.hidden(self.record_type.resource)
+        secret = self._s._guard.hidden_custom(self.record_type.resource)
 
         def shown(name: str, value: Any) -> Any:
             if name == "custom" and secret and isinstance(value, Mapping):
@@ -290,14 +290,14 @@ class RecordService(Service, Generic[R]):
         """The record as it was at ``when``; NotFound if it did not exist yet."""
         check_when("when", when)
         self.get(id)
-        entries = self._s.uow.repo(AuditEntry).find(
+        entries = self._s._uow.repo(AuditEntry).find(
             And((Eq("record_id", id), Range("at", None, _just_after(when)))),
             order_by=[OrderBy("at", descending=True), OrderBy("id", descending=True)],
             limit=5,
         )
         for entry in entries:
             if entry.record_type == self.record_type.resource and entry.snapshot is not None:
-                return self._s.guard.redact(from_dict(self.record_type, entry.snapshot))
+                return self._s._guard.redact(from_dict(self.record_type, entry.snapshot))
         raise NotFound(self.record_type.resource, id)
 
 

@@ -52,7 +52,7 @@ def custom_filter(session: Any, entity: str, custom: Any) -> list[Filter]:
         return []
     if not isinstance(custom, dict):
         raise ValidationError("custom", custom, "must be a mapping of field key → value")
-    defs = session.field_definitions(entity)
+    defs = session._field_definitions(entity)
     parts: list[Filter] = []
     for key, value in custom.items():
         if key not in defs:

@@ -58,7 +58,7 @@ class TaskService(RecordService[Task]):
         if current.status is not TaskStatus.OPEN:
             raise InvalidTransition("task", current.status.value, status.value, "it is not open")
         return self._change(
-            current, version, status.value, status=status, completed_at=self._s.now()
+            current, version, status.value, status=status, completed_at=self._s._now()
         )
 
     @write

@@ -96,7 +96,7 @@ class TicketService(RecordService[Ticket]):
             }
         if contact_id is not None:
             contact = (
-                self._s.uow.repo(Contact).get(contact_id) if isinstance(contact_id, str) else None
+                self._s._uow.repo(Contact).get(contact_id) if isinstance(contact_id, str) else None
             )
             if contact is None:
                 raise ValidationError("contact_id", contact_id, "is not the id of a contact")
@@ -104,13 +104,13 @@ class TicketService(RecordService[Ticket]):
         customer = None
         if customer_id is not None:
             customer = (
-                self._s.uow.repo(Customer).get(customer_id)
+                self._s._uow.repo(Customer).get(customer_id)
                 if isinstance(customer_id, str)
                 else None
             )
             if customer is None:
                 raise ValidationError("customer_id", customer_id, "is not the id of a customer")
-        now = self._s.now()
+        now = self._s._now()
         policy = self._s.crm.sla_policy
         target = policy.target(fields["priority"], customer.grade if customer else None)
         ticket = self._add(
@@ -132,7 +132,7 @@ class TicketService(RecordService[Ticket]):
         return RuleContext(self._s, kind="ticket").candidates(self._s.crm.ticket_departments, at)
 
     def _route(self, ticket: Ticket) -> Ticket:
-        with self._s.guard.bypass():  # routing is pycrm's rule, not the actor's edit
+        with self._s._guard.bypass():  # routing is pycrm's rule, not the actor's edit
             ctx = RuleContext(self._s, kind="ticket")
             decision = self._s.crm.rules.assign(
                 "pycrm_assign_ticket", ticket, self.candidates(ctx.now), ctx
@@ -176,14 +176,14 @@ class TicketService(RecordService[Ticket]):
             raise InvalidTransition(
                 "ticket", ticket.status.value, "assigned", "only new tickets are routed"
             )
-        self._s.guard.require(ticket, "update")
+        self._s._guard.require(ticket, "update")
         return self._route(ticket)
 
     # -- working it ----------------------------------------------------------
 
     def _move(self, ticket: Ticket, to: TicketStatus, action: str, **changes: Any) -> Ticket:
         TICKET_MOVES.check(ticket.status, to)
-        now = self._s.now()
+        now = self._s._now()
         if ticket.paused_since is not None and to is not TicketStatus.WAITING_ON_CUSTOMER:
             changes.update(self._resume_clock(ticket, now))
         return self._change(ticket, None, action, status=to, **changes)
@@ -219,7 +219,7 @@ class TicketService(RecordService[Ticket]):
         """Waiting for the customer's answer: the SLA clock stops until work resumes."""
         ticket = self._load(id)
         return self._move(
-            ticket, TicketStatus.WAITING_ON_CUSTOMER, "update", paused_since=self._s.now()
+            ticket, TicketStatus.WAITING_ON_CUSTOMER, "update", paused_since=self._s._now()
         )
 
     @write
@@ -230,7 +230,7 @@ class TicketService(RecordService[Ticket]):
         """
         ticket = self._load(id)
         text = check_text("body", body, required=True, limit=20_000, multiline=True)
-        now = self._s.now()
+        now = self._s._now()
         changes: dict[str, Any] = {
             "messages": (*ticket.messages, Message(self._s.actor.id, text or "", public, now))
         }
@@ -252,7 +252,7 @@ class TicketService(RecordService[Ticket]):
         """Record the customer's answer; a ticket waiting on the customer goes back to in_progress."""
         ticket = self._load(id)
         text = check_text("body", body, required=True, limit=20_000, multiline=True)
-        messages = (*ticket.messages, Message("customer", text or "", True, self._s.now()))
+        messages = (*ticket.messages, Message("customer", text or "", True, self._s._now()))
         if ticket.status is TicketStatus.WAITING_ON_CUSTOMER:
             return self._move(ticket, TicketStatus.IN_PROGRESS, "update", messages=messages)
         return self._change(ticket, None, "update", messages=messages)
@@ -261,7 +261,7 @@ class TicketService(RecordService[Ticket]):
     def resolve(self, id: str, *, note: str | None = None) -> Ticket:
         """Mark it resolved (the resolution target is met or breached now)."""
         ticket = self._load(id)
-        now = self._s.now()
+        now = self._s._now()
         changes: dict[str, Any] = {"resolved_at": now, "resolutions": ticket.resolutions + 1}
         if note is not None:
             text = check_text("note", note, required=True, limit=20_000)
@@ -277,7 +277,7 @@ class TicketService(RecordService[Ticket]):
     @write
     def close(self, id: str) -> Ticket:
         """Close a resolved ticket."""
-        return self._move(self._load(id), TicketStatus.CLOSED, "close", closed_at=self._s.now())
+        return self._move(self._load(id), TicketStatus.CLOSED, "close", closed_at=self._s._now())
 
     @write
     def reopen(self, id: str, *, reason: str | None = None) -> Ticket:
@@ -287,10 +287,10 @@ class TicketService(RecordService[Ticket]):
             raise InvalidTransition(
                 "ticket", ticket.status.value, "reopened", "only resolved or closed tickets reopen"
             )
-        now = self._s.now()
+        now = self._s._now()
         policy = self._s.crm.sla_policy
         customer = (
-            self._s.uow.repo(Customer).get(ticket.customer_id) if ticket.customer_id else None
+            self._s._uow.repo(Customer).get(ticket.customer_id) if ticket.customer_id else None
         )
         target = policy.target(ticket.priority, customer.grade if customer else None)
         changes: dict[str, Any] = {
@@ -339,7 +339,7 @@ class TicketService(RecordService[Ticket]):
 
         Tickets waiting on the customer are not counted: their clock is stopped.
         """
-        when = self._s.now() if at is None else check_when("at", at)
+        when = self._s._now() if at is None else check_when("at", at)
         found = [
             breach for ticket in self._overdue(when) for breach in self._breaches_of(ticket, when)
         ]
@@ -391,7 +391,7 @@ class TicketService(RecordService[Ticket]):
         manager (with no manager, the service department gets a task). A
         breach is escalated once; returns the tickets escalated by this run.
         """
-        when = self._s.now() if at is None else check_when("at", at)
+        when = self._s._now() if at is None else check_when("at", at)
         escalated: list[Ticket] = []
         for ticket in self._overdue(when):
             kinds = {b.kind for b in self._breaches_of(ticket, when)}
@@ -408,7 +408,7 @@ class TicketService(RecordService[Ticket]):
             if "resolution" in kinds:
                 changes["resolution_breached"] = True
             manager = self._manager_of(ticket.assignee_id)
-            with self._s.guard.bypass():
+            with self._s._guard.bypass():
                 if manager is not None and manager != ticket.assignee_id:
                     changes.update(
                         assignee_id=manager,
@@ -431,10 +431,10 @@ class TicketService(RecordService[Ticket]):
     def _manager_of(self, user_id: str | None) -> str | None:
         if user_id is None:
             return None
-        user = self._s.uow.repo(User).get(user_id)
+        user = self._s._uow.repo(User).get(user_id)
         if user is None or user.manager_id is None:
             return None
-        manager = self._s.uow.repo(User).get(user.manager_id)
+        manager = self._s._uow.repo(User).get(user.manager_id)
         return manager.id if manager is not None and manager.active else None
 
     # -- reading ---------------------------------------------------------------
