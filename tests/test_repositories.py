@@ -1,0 +1,211 @@
+"""The repository port on every backend: tenant scope and optimistic versions.
+
+The services rely on each repository call seeing and changing only its unit of
+work's tenant, and on ``replace`` writing only over the version it was given.
+Tenants ``a`` and ``b`` hold look-alike customers (same names, industries and
+ids for nothing), in different numbers, so a call that forgot the tenant would
+find, count or overwrite the other's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import attrs
+import pytest
+
+import pycrm
+from pycrm.domain.aggregates import Count, Field, Sum
+from pycrm.domain.customers import Customer
+from pycrm.domain.query import Eq
+from pycrm.errors import ConcurrencyError, NotFound
+from pycrm.ports import UnitOfWork
+
+
+@pytest.fixture
+def tenants(crm: pycrm.CRM) -> dict[str, list[str]]:
+    """Customer ids per tenant: ``a`` has three machinery firms, ``b`` one and a bakery."""
+    made: dict[str, list[str]] = {}
+    plan = {
+        "a": [("Acme GmbH", "machinery", 10), ("Beta AG", "machinery", 20), ("Gamma KG", "machinery", 30)],
+        "b": [("Acme GmbH", "machinery", 5), ("Brot & Co", "bakery", 7)],
+    }  # fmt: skip
+    for tenant, customers in plan.items():
+        with crm.session(actor=crm.system_actor, tenant=tenant) as s:
+            made[tenant] = [
+                s.customers.create(name, industry=industry, size=size).id
+                for name, industry, size in customers
+            ]
+    return made
+
+
+@pytest.fixture
+def uow_b(crm: pycrm.CRM) -> Iterator[UnitOfWork]:
+    """A unit of work in tenant ``b``, rolled back at the end."""
+    uow = crm.store.begin("b")
+    try:
+        yield uow
+    finally:
+        uow.rollback()
+
+
+def stored(crm: pycrm.CRM, tenant: str, id: str) -> Customer | None:
+    uow = crm.store.begin(tenant)
+    try:
+        return uow.repo(Customer).get(id)
+    finally:
+        uow.rollback()
+
+
+# -- reads see only the unit of work's tenant ------------------------------------------
+
+
+def test_get_and_get_many_do_not_find_the_other_tenants_records(
+    uow_b: UnitOfWork, tenants: dict[str, list[str]]
+) -> None:
+    repo = uow_b.repo(Customer)
+    for id in tenants["a"]:
+        assert repo.get(id) is None
+        assert repo.get(id, lock=True) is None
+    assert repo.get_many(tenants["a"] + tenants["b"]).keys() == set(tenants["b"])
+
+
+def test_find_and_count_see_only_the_tenants_records(
+    uow_b: UnitOfWork, tenants: dict[str, list[str]]
+) -> None:
+    repo = uow_b.repo(Customer)
+    assert sorted(c.id for c in repo.find()) == sorted(tenants["b"])
+    assert [c.id for c in repo.find(Eq("name", "Acme GmbH"))] == [tenants["b"][0]]
+    assert repo.count() == 2
+    assert repo.count(Eq("industry", "machinery")) == 1
+
+
+def test_count_by_counts_only_the_tenants_records(
+    uow_b: UnitOfWork, tenants: dict[str, list[str]]
+) -> None:
+    repo = uow_b.repo(Customer)
+    assert repo.count_by("industry") == {"machinery": 1, "bakery": 1}
+    assert repo.count_by("industry", Eq("name", "Acme GmbH")) == {"machinery": 1}
+
+
+def test_aggregate_measures_only_the_tenants_records(
+    uow_b: UnitOfWork, tenants: dict[str, list[str]]
+) -> None:
+    repo = uow_b.repo(Customer)
+    rows = repo.aggregate(None, [Field("industry")], {"n": Count(), "staff": Sum("size")})
+    assert sorted(rows, key=lambda r: r["industry"]) == [
+        {"industry": "bakery", "n": 1, "staff": 7},
+        {"industry": "machinery", "n": 1, "staff": 5},
+    ]
+    assert repo.aggregate(Eq("industry", "machinery"), [], {"n": Count()}) == [{"n": 1}]
+
+
+# -- writes change only the unit of work's tenant --------------------------------------
+
+
+def test_replace_refuses_a_record_of_another_tenant(
+    crm: pycrm.CRM, uow_b: UnitOfWork, tenants: dict[str, list[str]]
+) -> None:
+    theirs = stored(crm, "a", tenants["a"][0])
+    assert theirs is not None
+    with pytest.raises(NotFound):
+        uow_b.repo(Customer).replace(
+            attrs.evolve(theirs, name="Hijacked", version=theirs.version + 1), theirs.version
+        )
+    uow_b.commit()
+    assert stored(crm, "a", theirs.id) == theirs
+
+
+def test_replace_does_not_reach_another_tenants_row_with_the_same_id(
+    crm: pycrm.CRM, uow_b: UnitOfWork, tenants: dict[str, list[str]]
+) -> None:
+    theirs = stored(crm, "a", tenants["a"][0])
+    assert theirs is not None
+    # A record claiming tenant b but carrying an id only tenant a has.
+    forged = attrs.evolve(theirs, tenant_id="b", name="Hijacked", version=theirs.version + 1)
+    with pytest.raises(NotFound):
+        uow_b.repo(Customer).replace(forged, theirs.version)
+    uow_b.commit()
+    assert stored(crm, "a", theirs.id) == theirs
+    assert stored(crm, "b", theirs.id) is None
+
+
+def test_add_refuses_a_record_of_another_tenant(
+    crm: pycrm.CRM, uow_b: UnitOfWork, tenants: dict[str, list[str]]
+) -> None:
+    theirs = stored(crm, "a", tenants["a"][0])
+    assert theirs is not None
+    copy = attrs.evolve(theirs, id="c-" + theirs.id, name="Planted")
+    with pytest.raises(NotFound):
+        uow_b.repo(Customer).add(copy)
+    uow_b.commit()
+    assert stored(crm, "a", copy.id) is None
+    assert stored(crm, "b", copy.id) is None
+
+
+# -- replace writes only over the version it was given ---------------------------------
+
+
+def test_replace_refuses_a_stale_version_and_keeps_the_stored_record(
+    crm: pycrm.CRM, tenants: dict[str, list[str]]
+) -> None:
+    id = tenants["a"][0]
+    current = stored(crm, "a", id)
+    assert current is not None
+    uow = crm.store.begin("a")
+    try:
+        with pytest.raises(ConcurrencyError) as raised:
+            uow.repo(Customer).replace(
+                attrs.evolve(current, size=99, version=current.version + 1), current.version - 1
+            )
+        uow.commit()
+    except BaseException:
+        uow.rollback()
+        raise
+    assert raised.value.expected == current.version - 1
+    assert raised.value.actual == current.version
+    assert stored(crm, "a", id) == current
+
+
+def test_replace_at_the_current_version_writes(
+    crm: pycrm.CRM, tenants: dict[str, list[str]]
+) -> None:
+    id = tenants["a"][0]
+    current = stored(crm, "a", id)
+    assert current is not None
+    changed = attrs.evolve(current, size=99, version=current.version + 1)
+    uow = crm.store.begin("a")
+    uow.repo(Customer).replace(changed, current.version)
+    uow.commit()
+    assert stored(crm, "a", id) == changed
+
+
+def test_the_second_of_two_writers_from_the_same_version_is_refused(
+    crm: pycrm.CRM, tenants: dict[str, list[str]]
+) -> None:
+    id = tenants["a"][1]
+    current = stored(crm, "a", id)
+    assert current is not None
+    first = attrs.evolve(current, size=21, version=current.version + 1)
+    uow = crm.store.begin("a")
+    uow.repo(Customer).replace(first, current.version)
+    uow.commit()
+    late = crm.store.begin("a")
+    try:
+        with pytest.raises(ConcurrencyError):
+            late.repo(Customer).replace(
+                attrs.evolve(current, size=22, version=current.version + 1),
+                current.version,
+            )
+    finally:
+        late.rollback()
+    assert stored(crm, "a", id) == first
+
+
+def test_replace_of_a_record_that_is_gone_is_not_found(
+    crm: pycrm.CRM, uow_b: UnitOfWork, tenants: dict[str, list[str]]
+) -> None:
+    mine = stored(crm, "b", tenants["b"][0])
+    assert mine is not None
+    with pytest.raises(NotFound):
+        uow_b.repo(Customer).replace(attrs.evolve(mine, id="no-such-id"), mine.version)
