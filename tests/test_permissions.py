@@ -31,6 +31,7 @@ from pycrm.serialization import to_dict
 from pycrm.services.audit import AuditService
 from pycrm.session import Session
 from pycrm.testing import FakeClock
+from support import snapshot
 
 EUR = "EUR"
 
@@ -812,3 +813,74 @@ def test_deactivated_users_keep_their_history_and_can_be_reactivated(
         s.org.reactivate_user(org["rep"].id)
     with _as(crm, org["rep"]) as s:
         assert s.customers.get(acme.id).created_by == org["rep"].id
+
+
+# -- a "none" grant gives nothing --------------------------------------------------------
+
+
+def test_a_none_scope_grant_gives_no_records(connect_crm: Any) -> None:
+    policy = Policy.from_dict(
+        {
+            "grants": [
+                {"roles": ["*"], "resources": ["user"], "actions": ["read"], "scope": "all"},
+                {"roles": ["sales"], "resources": ["customer"], "actions": ["read", "update"],
+                 "scope": "own"},
+                {"roles": ["sales"], "resources": ["customer"],
+                 "actions": ["read", "update", "delete"], "scope": "none"},
+            ]
+        }
+    )  # fmt: skip
+    crm = connect_crm(policy=policy)
+    with _system(crm) as s:
+        rep = s.org.create_user(name="Rep", email="rep@none.example", department="sales")
+        mate = s.org.create_user(name="Mate", email="mate@none.example", department="sales")
+        mine = s.customers.create("Mine GmbH", owner_id=rep.id)
+        theirs = s.customers.create("Theirs GmbH", owner_id=mate.id)
+    with _as(crm, rep) as s:
+        # The own grant reaches the rep's customer; the none grant adds no colleague's.
+        assert [c.id for c in s.customers.search()] == [mine.id]
+        with pytest.raises(NotFound):
+            s.customers.get(theirs.id)
+        with pytest.raises(NotFound):
+            s.customers.update(theirs.id, industry="tools")
+        # A none grant alone is no grant.
+        with pytest.raises(PermissionDenied):
+            s.customers.archive(mine.id)
+    with _system(crm) as s:
+        assert s.customers.get(theirs.id).industry is None
+        assert s.customers.get(mine.id).archived_at is None
+
+
+# -- a merge deletes the duplicates ------------------------------------------------------
+
+
+def test_merging_needs_delete_on_every_duplicate(connect_crm: Any) -> None:
+    # Stewards may merge and update every customer, but delete only their own.
+    policy = DEFAULT_POLICY.extend(
+        {
+            "grants": [
+                {"roles": ["steward"], "resources": ["merge"],
+                 "actions": ["create", "read", "update"], "scope": "all"},
+                {"roles": ["steward"], "resources": ["customer"], "actions": ["delete"],
+                 "scope": "own"},
+            ]
+        }
+    )  # fmt: skip
+    crm = connect_crm(policy=policy, on_duplicate="allow")
+    with _system(crm) as s:
+        steward = s.org.create_user(
+            name="Stew", email="stew@merge.example", department="sales", roles=["steward"]
+        )
+        other = s.org.create_user(name="Other", email="other@merge.example", department="sales")
+        survivor = s.customers.create("Acme GmbH", owner_id=steward.id)
+        own_copy = s.customers.create("ACME GmbH", owner_id=steward.id)
+        their_copy = s.customers.create("Acme G.m.b.H.", owner_id=other.id)
+    before = snapshot(crm)
+    with _as(crm, steward) as s:
+        with pytest.raises(PermissionDenied):
+            s.dedupe.merge(survivor.id, [own_copy.id, their_copy.id])
+        with pytest.raises(PermissionDenied):
+            s.dedupe.merge(survivor.id, [their_copy.id])
+    assert snapshot(crm) == before
+    with _as(crm, steward) as s:
+        assert s.dedupe.merge(survivor.id, [own_copy.id]).merged_ids == (own_copy.id,)
