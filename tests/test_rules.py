@@ -788,6 +788,32 @@ def test_a_misbehaving_scoring_or_followups_plugin_stops_the_capture(
     assert stored_counts(crm) == before
 
 
+class FollowsUpEverything:
+    """A plugin that wants a task for every event, task_created included."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    @hookimpl
+    def pycrm_followups(self, event: Any, ctx: RuleContext) -> list[TaskSpec]:
+        self.asked.append(event.name)
+        return [TaskSpec(f"Follow up {event.name}", department="sales", kind="chase")]
+
+
+def test_tasks_made_by_followups_do_not_beget_more_tasks(connect_crm: ConnectFn) -> None:
+    crm = connect_crm()
+    plugin = FollowsUpEverything()
+    crm.plugins.register(plugin, name="chaser")
+    with crm.session(crm.system_actor) as s:
+        s.customers.create("Acme GmbH")
+        chases = s.tasks.list(kind="chase")
+    # One task for the customer_created event; its own task_created event asks for none.
+    assert [t.title for t in chases] == ["Follow up customer_created"]
+    assert plugin.asked == ["customer_created"]
+    with crm.session(crm.system_actor) as s:
+        assert [t.title for t in s.tasks.list(kind="chase")] == ["Follow up customer_created"]
+
+
 # -- the other hooks ---------------------------------------------------------------
 
 
