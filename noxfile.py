@@ -1,4 +1,4 @@
-"""Developer tasks: ``nox -s tests lint typecheck docs examples bench``.
+"""Developer tasks: ``nox -s tests lint typecheck docs examples bench mutants``.
 
 The PostgreSQL tests need ``PYCRM_TEST_POSTGRES_URL`` (see ``../shared/ci`` for
 a throwaway server); without it they are skipped.
@@ -7,7 +7,10 @@ a throwaway server); without it they are skipped.
 from __future__ import annotations
 
 import glob
+import json
 import os
+import shutil
+from pathlib import Path
 
 import nox
 
@@ -61,3 +64,163 @@ def bench(session: nox.Session) -> None:
     session.install("-e", DEV)
     for path in sorted(glob.glob("benchmarks/*_bench.py")):
         session.run("python", path, *session.posargs)
+
+
+#: The files under mutation testing and the test files that exercise each one.
+#: A mutant runs only its file's tests (and of those, mutmut runs only the ones
+#: that reach the mutated function), on memory and SQLite, stopping at the
+#: first failure.
+MUTATION_TARGETS: dict[str, tuple[str, ...]] = {
+    "src/pycrm/domain/money.py": (
+        "tests/test_money.py",
+        "tests/test_receivables.py",
+        "tests/test_contracts.py",
+        "tests/test_serialization.py",
+    ),
+    "src/pycrm/domain/calendars.py": (
+        "tests/test_business_hours_properties.py",
+        "tests/test_tickets.py",
+        "tests/test_serialization.py",
+    ),
+    "src/pycrm/domain/merging.py": (
+        "tests/test_dedupe.py",
+        "tests/test_dedupe_properties.py",
+    ),
+    "src/pycrm/domain/permissions.py": (
+        "tests/test_permissions.py",
+        "tests/test_permission_matrix.py",
+        "tests/test_permission_properties.py",
+        "tests/test_docs_policy_table.py",
+        "tests/test_org.py",
+    ),
+    "src/pycrm/rules/*.py": (
+        "tests/test_rules.py",
+        "tests/test_example_plugin.py",
+        "tests/test_round_robin_concurrency.py",
+        "tests/test_hooks_documented.py",
+        "tests/test_leads.py",
+        "tests/test_tasks.py",
+        "tests/test_contracts.py",
+    ),
+    "src/pycrm/services/imports.py": (
+        "tests/test_import.py",
+        "tests/test_import_resume.py",
+    ),
+    "src/pycrm/session.py": (
+        "tests/test_joined_session.py",
+        "tests/test_signals_outbox.py",
+        "tests/test_failures.py",
+        "tests/test_tenants.py",
+        "tests/test_audit.py",
+        "tests/test_tasks.py",
+        "tests/test_rules.py",
+    ),
+    "src/pycrm/services/guard.py": (
+        "tests/test_permissions.py",
+        "tests/test_permission_matrix.py",
+        "tests/test_permission_properties.py",
+        "tests/test_tenants.py",
+    ),
+    "src/pycrm/services/dedupe.py": (
+        "tests/test_dedupe.py",
+        "tests/test_dedupe_properties.py",
+        "tests/test_permissions.py",
+    ),
+    "src/pycrm/adapters/memory/store.py": (
+        "tests/test_repositories.py",
+        "tests/test_tenants.py",
+        "tests/test_failures.py",
+        "tests/test_stateful.py",
+        "tests/test_customers.py",
+        "tests/test_signals_outbox.py",
+    ),
+    "src/pycrm/adapters/sqlalchemy/store.py": (
+        "tests/test_repositories.py",
+        "tests/test_joined_session.py",
+        "tests/test_tenants.py",
+        "tests/test_failures.py",
+        "tests/test_stateful.py",
+        "tests/test_customers.py",
+        "tests/test_signals_outbox.py",
+        "tests/test_injection.py",
+    ),
+}
+
+#: mutmut's exit codes that mean a test noticed the mutant (failure, pytest
+#: error, CPU-time limit, type check).
+_DETECTED = {1, 3, 24, -24, 152, 255, 36, 37}
+
+
+def _mutmut_config(target: str, tests: tuple[str, ...]) -> str:
+    quoted = ", ".join(json.dumps(t) for t in tests)
+    return f"""
+[tool.mutmut]
+source_paths = ["src"]
+only_mutate = [{json.dumps(target)}]
+pytest_add_cli_args_test_selection = [{quoted}]
+pytest_add_cli_args = ["-k", "not postgresql", "-p", "no:cacheprovider"]
+timeout_multiplier = 3.0
+timeout_constant = 5.0
+use_git_change_detection = false
+"""
+
+
+def _mutation_scores(workdir: Path) -> dict[str, tuple[int, int, list[str]]]:
+    """Per mutated file: (detected, total, names of the undetected mutants)."""
+    scores: dict[str, tuple[int, int, list[str]]] = {}
+    for meta in sorted((workdir / "mutants").rglob("*.py.meta")):
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        if not codes:
+            continue
+        undetected = sorted(name for name, code in codes.items() if code not in _DETECTED)
+        source = str(meta.relative_to(workdir / "mutants")).removesuffix(".meta")
+        scores[source] = (len(codes) - len(undetected), len(codes), undetected)
+    return scores
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing with mutmut; prints each file's score (not a default session).
+
+    ``nox -s mutants`` covers every file of ``MUTATION_TARGETS``;
+    ``nox -s mutants -- src/pycrm/domain/money.py`` only the ones given. One
+    mutant at a time; working copies stay in ``.mutants/`` (ignored by git).
+    """
+    session.install("-e", DEV)
+    targets = session.posargs or list(MUTATION_TARGETS)
+    unknown = [t for t in targets if t not in MUTATION_TARGETS]
+    if unknown:
+        session.error(f"not under mutation testing: {unknown}; see MUTATION_TARGETS")
+    root = Path.cwd()
+    results: dict[str, tuple[int, int, list[str]]] = {}
+    for target in targets:
+        workdir = (
+            root
+            / ".mutants"
+            / target.removeprefix("src/pycrm/")
+            .replace("/", "_")
+            .replace("*", "all")
+            .removesuffix(".py")
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        for name in ("src", "tests"):
+            (workdir / name).symlink_to(root / name)
+        pyproject = (root / "pyproject.toml").read_text()
+        (workdir / "pyproject.toml").write_text(
+            pyproject + _mutmut_config(target, MUTATION_TARGETS[target])
+        )
+        with session.chdir(workdir):
+            session.run(
+                "mutmut",
+                "run",
+                "--max-children",
+                "1",
+                env={"PYCRM_HYPOTHESIS_PROFILE": "mutation"},
+            )
+        results.update(_mutation_scores(workdir))
+    session.log("mutation score: detected / mutants")
+    for source, (detected, total, undetected) in results.items():
+        session.log(f"  {source}: {detected}/{total} = {100 * detected / total:.1f}%")
+        for name in undetected:
+            session.log(f"      not detected: {name}")

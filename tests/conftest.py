@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings
 
 import pycrm
 from pycrm.session import Session
@@ -25,6 +26,13 @@ from pycrm.testing import Factories, FakeClock
 BACKENDS = ("memory", "sqlite", "postgresql")
 PG_URL = os.environ.get("PYCRM_TEST_POSTGRES_URL")
 PG_REQUIRED = os.environ.get("PYCRM_REQUIRE_POSTGRES") == "1"
+
+# ``PYCRM_HYPOTHESIS_PROFILE=mutation`` (set by ``nox -s mutants``): every test
+# runs once per mutant, so property tests try few examples, in a fixed order and
+# without the example database, and each mutant gets the same verdict every run.
+# Tests that set their own ``max_examples`` keep it.
+settings.register_profile("mutation", max_examples=10, derandomize=True, database=None)
+settings.load_profile(os.environ.get("PYCRM_HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")
