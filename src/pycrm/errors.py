@@ -133,18 +133,29 @@ class InvalidTransition(CRMError):
 
 
 class ConcurrencyError(CRMError):
-    """A write was based on a stale version of the record; nothing was written.
+    """A write was based on a stale version of the record, or lost a race; nothing was written.
 
-    Reload the record and apply the change again.
+    Reload the record (in a new session) and apply the change again. When the
+    database itself gave up (a lock held too long, a deadlock), ``id`` is
+    ``"?"`` and the message says what happened.
     """
 
-    def __init__(self, resource: str, id: str, expected: int, actual: int | None) -> None:
+    def __init__(
+        self,
+        resource: str,
+        id: str,
+        expected: int,
+        actual: int | None,
+        *,
+        reason: str | None = None,
+    ) -> None:
         self.resource = resource
         self.id = id
         self.expected = expected
         self.actual = actual
         super().__init__(
-            f"{resource} {id!r} was changed by someone else "
+            reason
+            or f"{resource} {id!r} was changed by someone else "
             f"(expected version {expected}, found {actual})"
         )
 

@@ -47,8 +47,12 @@ class Repository(Protocol[S]):
         """Store many new records at once (bulk import)."""
         ...
 
-    def get(self, id: str) -> S | None:
-        """Return the record with ``id`` in this tenant, or None."""
+    def get(self, id: str, *, lock: bool = False) -> S | None:
+        """Return the record with ``id`` in this tenant, or None.
+
+        With ``lock``, hold a shared lock on it until the unit of work ends, so
+        a concurrent change waits (or this read waits for one in progress).
+        """
         ...
 
     def get_many(self, ids: Sequence[str]) -> dict[str, S]:

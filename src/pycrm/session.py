@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
@@ -11,20 +11,22 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
+from pycrm.domain.aggregates import GroupKey, Measure
 from pycrm.domain.audit import AuditEntry, diff
 from pycrm.domain.custom_fields import FieldDefinition
 from pycrm.domain.events import Event
 from pycrm.domain.ids import new_id
-from pycrm.domain.org import Actor
+from pycrm.domain.org import Actor, User
 from pycrm.domain.outbox import OutboxMessage
 from pycrm.domain.query import Eq, Filter, OrderBy, all_of
 from pycrm.domain.records import Record, Stored
-from pycrm.errors import ConfigurationError
+from pycrm.errors import ConcurrencyError, ConfigurationError
 from pycrm.ports import UnitOfWork
 from pycrm.rules.context import RuleContext, TaskSpec
 from pycrm.serialization import to_dict
 
 S = TypeVar("S", bound=Stored)
+R = TypeVar("R", bound=Record)
 
 if TYPE_CHECKING:
     from pycrm.crm import CRM
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from pycrm.services.deals import DealService
     from pycrm.services.dedupe import DedupeService
     from pycrm.services.documents import DocumentService
+    from pycrm.services.exports import ExportService
     from pycrm.services.fields import CategoryService, FieldService
     from pycrm.services.guard import Guard
     from pycrm.services.imports import ImporterService
@@ -69,6 +72,11 @@ class Session:
         """The tenant every read and write is scoped to."""
         self._events: list[Event] = []
         self._open = True
+        self._versions: dict[str, int] = {}
+        """Record id → the version this session first read it at (or last wrote)."""
+        self._version_log: list[tuple[str, int | None]] = []
+        """Undo log of ``_versions`` for savepoint rollbacks."""
+        self._wrote = False
 
     @property
     def _uow(self) -> UnitOfWork:
@@ -93,25 +101,30 @@ class Session:
             self.rollback()
 
     def commit(self) -> None:
-        """Commit the work and then send its signals. The session is closed afterwards."""
+        """Commit the work and then send its signals. The session is closed afterwards.
+
+        :raises PermissionDenied: (and rolls back) when the session wrote and
+            its user was deactivated in the meantime.
+        """
         self._check_open()
+        if self._wrote:
+            try:
+                self._check_active(lock=True)
+            except BaseException:
+                self.rollback()
+                raise
         self._open = False
         events, self._events = self._events, []
-        if getattr(self._unit, "joined", False):
-            # Inside the caller's transaction: refusals are recorded in it, and the
-            # signals wait for the caller's commit (and are dropped on its rollback).
-            guard = self.__dict__.get("_guard")
-            if guard is not None and guard.denials:
-                self._unit.repo(AuditEntry).add_many(guard.denials)
-                guard.denials = []
-            self._unit.commit()
-            self._unit.after_outer_commit(lambda: self.crm._dispatch(events))  # type: ignore[attr-defined]
-            return
         try:
             self._unit.commit()
         finally:
             self._flush_denials()
-        self.crm._dispatch(events)
+        if getattr(self._unit, "joined", False):
+            # Inside the caller's transaction: the signals wait for the caller's
+            # commit, and are dropped on its rollback.
+            self._unit.after_outer_commit(lambda: self.crm._dispatch(events))  # type: ignore[attr-defined]
+        else:
+            self.crm._dispatch(events)
 
     def rollback(self) -> None:
         """Discard the work; no signal is sent. The session is closed afterwards."""
@@ -125,12 +138,21 @@ class Session:
             self._flush_denials()
 
     def _flush_denials(self) -> None:
-        if getattr(self._unit, "joined", False):
-            return  # a separate transaction would wait on the caller's locks
+        """Audit the refused attempts so that they outlive the session's rollback.
+
+        They go in a transaction of their own, except in a session joined to
+        the caller's SQLite connection: that connection holds the database's
+        one write lock, so they go into the caller's transaction (after this
+        session's savepoint ended), and a caller's rollback undoes them.
+        """
         guard = self.__dict__.get("_guard")
-        if guard is not None and guard.denials:
-            denials, guard.denials = guard.denials, []
+        if guard is None or not guard.denials:
+            return
+        denials, guard.denials = guard.denials, []
+        if getattr(self._unit, "writes_apart", True):
             self.crm._record_denials(self.tenant_id, denials)
+        else:
+            self._unit.repo(AuditEntry).add_many(denials)
 
     def _field_definitions(self, entity: str) -> dict[str, FieldDefinition]:
         """The custom field definitions of ``entity`` by key (read once per session)."""
@@ -175,15 +197,75 @@ class Session:
 
     @contextmanager
     def _atomic(self) -> Iterator[None]:
-        """Make one service call all-or-nothing: its writes and events vanish if it raises."""
+        """Make one service call all-or-nothing: its writes and events vanish if it raises.
+
+        The session's first write checks that its user is still active.
+        """
         self._check_open()
-        events = len(self._events)
+        if not self._wrote:
+            self._check_active()
+            self._wrote = True
+        events, versions = len(self._events), len(self._version_log)
         try:
             with self._uow.savepoint():
                 yield
         except BaseException:
             del self._events[events:]
+            while len(self._version_log) > versions:
+                id, version = self._version_log.pop()
+                if version is None:
+                    self._versions.pop(id, None)
+                else:
+                    self._versions[id] = version
             raise
+
+    def _check_active(self, *, lock: bool = False) -> None:
+        """Refuse to write as a user deactivated since the session opened."""
+        if self.actor.is_system:
+            return
+        user = self._unit.repo(User).get(self.actor.id, lock=lock)
+        if user is None or not user.active:
+            self._guard.deny("write", "user", self.actor.id, "the user was deactivated")
+
+    def _saw(self, records: Iterable[Stored]) -> None:
+        """Remember the version each record had when this session first read it."""
+        for record in records:
+            version = getattr(record, "version", None)
+            if version is not None:
+                self._versions.setdefault(record.id, version)
+
+    def _revise(self, current: R, action: str, *, event: str | None = None, **changes: Any) -> R:
+        """Write the next version of ``current`` with ``changes``, audited as ``action``."""
+        updated = attrs.evolve(
+            current,
+            **changes,
+            version=current.version + 1,
+            updated_at=self._now(),
+            updated_by=self.actor.id,
+        )
+        self._replace(updated, current)
+        self._record(action, current, updated, event=event)
+        return updated
+
+    def _check_fresh(self, current: Record) -> None:
+        """Raise ConcurrencyError if ``current`` is newer than the version this session read."""
+        expected = self._versions.get(current.id, current.version)
+        if expected != current.version:
+            raise ConcurrencyError(current.resource, current.id, expected, current.version)
+
+    def _replace(self, updated: R, current: R) -> None:
+        """Store ``updated`` in place of ``current`` (both versions of one record).
+
+        Refused with ConcurrencyError when ``current`` is not the version this
+        session read earlier (someone changed the record since), so a
+        read-modify-write never silently overwrites another session's change,
+        with or without ``version=``. Then the store's own compare-and-swap
+        refuses a change made since ``current`` was loaded.
+        """
+        self._check_fresh(current)
+        self._uow.repo(type(updated)).replace(updated, current.version)
+        self._version_log.append((current.id, self._versions.get(current.id)))
+        self._versions[current.id] = updated.version
 
     def _stamp(self, **fields: Any) -> dict[str, Any]:
         """The bookkeeping fields of a new record created now by this actor."""
@@ -391,6 +473,13 @@ class Session:
         return ImporterService(self)
 
     @cached_property
+    def export(self) -> ExportService:
+        """Exports of customers, contacts, leads, deals, tickets, receivables, activities."""
+        from pycrm.services.exports import ExportService
+
+        return ExportService(self)
+
+    @cached_property
     def tasks(self) -> TaskService:
         """Tasks and reminders."""
         from pycrm.services.tasks import TaskService
@@ -399,7 +488,14 @@ class Session:
 
 
 class Reader(Generic[S]):
-    """A repository view that applies the actor's read permissions (see :meth:`Session.read`)."""
+    """A repository view that applies the actor's read permissions (see :meth:`Session.read`).
+
+    Every query ANDs in the actor's read filter; conditions over related
+    records see only what the actor may read; filtering, sorting or grouping
+    on a field hidden from the actor is refused; what comes back is redacted.
+    Records read here are remembered with their version, so an update later
+    in the session is checked against the version the session read.
+    """
 
     def __init__(self, session: Session, cls: type[S], quiet: bool = False) -> None:
         self._s = session
@@ -407,8 +503,15 @@ class Reader(Generic[S]):
         self._quiet = quiet
         self._repo = session._uow.repo(cls)
 
-    def _where(self, where: Filter | None) -> Filter | None:
-        return all_of([where, self._s._guard.filter(self._cls, quiet=self._quiet)])
+    def _where(self, where: Filter | None, *fields: str) -> Filter | None:
+        guard = self._s._guard
+        guard.check_fields(self._cls, fields)
+        return all_of(
+            [
+                guard.confine(self._cls, where, quiet=self._quiet),
+                guard.filter(self._cls, quiet=self._quiet),
+            ]
+        )
 
     def find(
         self,
@@ -419,7 +522,9 @@ class Reader(Generic[S]):
         offset: int = 0,
     ) -> list[S]:
         """The matching records the actor may read, in one query."""
-        rows = self._repo.find(self._where(where), order_by=order_by, limit=limit, offset=offset)
+        scoped = self._where(where, *(o.field for o in order_by))
+        rows = self._repo.find(scoped, order_by=order_by, limit=limit, offset=offset)
+        self._s._saw(rows)
         return [self._s._guard.redact(row) for row in rows]
 
     def count(self, where: Filter | None = None) -> int:
@@ -428,11 +533,33 @@ class Reader(Generic[S]):
 
     def count_by(self, field: str, where: Filter | None = None) -> dict[Any, int]:
         """How many matching records the actor may read, per value of ``field`` (a GROUP BY)."""
-        return self._repo.count_by(field, self._where(where))
+        return self._repo.count_by(field, self._where(where, field))
+
+    def aggregate(
+        self, where: Filter | None, group_by: Sequence[GroupKey], measures: Mapping[str, Measure]
+    ) -> list[dict[str, Any]]:
+        """Group the matching records the actor may read and measure each group (one query)."""
+        guard = self._s._guard
+        named: list[str] = [
+            str(getattr(k, "name", None) or getattr(k, "field", "")) for k in group_by
+        ]
+        confined: dict[str, Measure] = {}
+        for name, measure in measures.items():
+            named += [
+                getattr(measure, part)
+                for part in ("field", "weight", "start", "end")
+                if isinstance(getattr(measure, part, None), str)
+            ]
+            inner = guard.confine(self._cls, measure.where, quiet=self._quiet)
+            confined[name] = (
+                measure if inner is measure.where else attrs.evolve(measure, where=inner)
+            )
+        return self._repo.aggregate(self._where(where, *named), group_by, confined)
 
     def get(self, id: str) -> S | None:
         """The record, if it exists and the actor may read it."""
         record = self._repo.get(id)
         if record is None or not self._s._guard.allows(record, "read"):
             return None
+        self._s._saw([record])
         return self._s._guard.redact(record)

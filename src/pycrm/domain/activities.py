@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import attrs
 
+from pycrm.domain.query import Eq, Filter, Or
 from pycrm.domain.records import Record
 
 __all__ = ["Activity", "ActivityKind"]
@@ -53,3 +54,8 @@ class Activity(Record):
     """Who recorded it."""
     private: bool = False
     """Visible to the author only."""
+
+    @classmethod
+    def read_rule(cls, actor_id: str) -> Filter:
+        """Public activities, and the actor's own private ones."""
+        return Or((Eq("private", False), Eq("author_id", actor_id)))

@@ -2,18 +2,23 @@
 
 Services build filters; adapters evaluate them (the memory adapter in Python,
 the SQL adapter by compiling them into a WHERE clause), so user input is only
-ever a bound value, never SQL text.
+ever a bound value, never SQL text. Each filter checks its values when it is
+made (:mod:`pycrm.domain.values`): a value no stored field could hold raises
+ValidationError naming the field, before any adapter sees it.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import attrs
+
+from pycrm.domain.values import check_filter_value, check_scalar
+from pycrm.errors import ValidationError
 
 __all__ = [
     "And",
@@ -28,9 +33,12 @@ __all__ = [
     "Or",
     "OrderBy",
     "Range",
+    "RefersTo",
     "Related",
     "all_of",
     "evaluate",
+    "fields_of",
+    "map_related",
     "plain",
 ]
 
@@ -39,12 +47,38 @@ def _as_tuple(values: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(values)
 
 
+def _value(instance: Any, attribute: Any, value: Any) -> None:
+    check_filter_value(instance.field, value)
+
+
+def _values(instance: Any, attribute: Any, values: tuple[Any, ...]) -> None:
+    for value in values:
+        check_filter_value(instance.field, value)
+
+
+def _bound(instance: Any, attribute: Any, value: Any) -> None:
+    check_scalar(instance.field or instance.measure, value)
+
+
+def _key(instance: Any, attribute: Any, value: Any) -> None:
+    for key in value if isinstance(value, tuple) else (value,):
+        check_filter_value(instance.kind, key)
+        if not isinstance(key, str):
+            raise ValidationError(instance.kind, key, f"must be text, not {type(key).__name__}")
+
+
+def _text(instance: Any, attribute: Any, value: Any) -> None:
+    check_filter_value(instance.field, value)
+    if not isinstance(value, str):
+        raise ValidationError(instance.field, value, f"must be text, not {type(value).__name__}")
+
+
 @attrs.frozen
 class Eq:
     """``field == value``."""
 
     field: str
-    value: Any
+    value: Any = attrs.field(validator=_value)
 
 
 @attrs.frozen
@@ -52,7 +86,7 @@ class In:
     """``field`` is one of ``values``."""
 
     field: str
-    values: tuple[Any, ...] = attrs.field(converter=_as_tuple)
+    values: tuple[Any, ...] = attrs.field(converter=_as_tuple, validator=_values)
 
 
 @attrs.frozen
@@ -60,8 +94,8 @@ class Range:
     """``low <= field < high``; either bound may be None (open)."""
 
     field: str
-    low: Any = None
-    high: Any = None
+    low: Any = attrs.field(default=None, validator=_value)
+    high: Any = attrs.field(default=None, validator=_value)
 
 
 @attrs.frozen
@@ -69,7 +103,7 @@ class Contains:
     """``field`` (a case-folded text column) contains ``text`` (case-folded by the caller)."""
 
     field: str
-    text: str
+    text: str = attrs.field(validator=_text)
 
 
 @attrs.frozen
@@ -84,7 +118,7 @@ class HasKey:
     """The record has match key ``(kind, key)`` (see :meth:`Stored.match_keys`)."""
 
     kind: str
-    key: str
+    key: str = attrs.field(validator=_key)
 
 
 @attrs.frozen
@@ -92,7 +126,7 @@ class AnyKey:
     """The record has a match key of ``kind`` equal to one of ``keys`` (one index probe)."""
 
     kind: str
-    keys: tuple[str, ...] = attrs.field(converter=_as_tuple)
+    keys: tuple[str, ...] = attrs.field(converter=_as_tuple, validator=_key)
 
 
 @attrs.frozen
@@ -109,8 +143,22 @@ class Related:
     key: str
     measure: str
     field: str | None = None
-    low: Any = None
-    high: Any = None
+    low: Any = attrs.field(default=None, validator=_bound)
+    high: Any = attrs.field(default=None, validator=_bound)
+    where: Filter | None = None
+
+
+@attrs.frozen
+class RefersTo:
+    """``field`` holds the id of a ``resource`` record that matches ``where``.
+
+    A semi-join: ``field IN (SELECT id FROM resource WHERE where)`` in SQL.
+    The permission guard uses it to keep audit entries about records the
+    reader may not see out of the query.
+    """
+
+    field: str
+    resource: str
     where: Filter | None = None
 
 
@@ -135,7 +183,7 @@ class Not:
     part: Filter
 
 
-Filter = Eq | In | Range | Contains | IsNull | HasKey | AnyKey | Related | And | Or | Not
+Filter = Eq | In | Range | Contains | IsNull | HasKey | AnyKey | Related | RefersTo | And | Or | Not
 
 
 @attrs.frozen
@@ -152,6 +200,34 @@ def all_of(parts: Sequence[Filter | None]) -> Filter | None:
     if not kept:
         return None
     return kept[0] if len(kept) == 1 else And(tuple(kept))
+
+
+def map_related(where: Filter | None, change: Callable[[Related], Filter]) -> Filter | None:
+    """``where`` with every :class:`Related` condition replaced by ``change(condition)``."""
+    match where:
+        case Related():
+            return change(where)
+        case And(parts):
+            return And(tuple(map_related(p, change) for p in parts))  # type: ignore[misc]
+        case Or(parts):
+            return Or(tuple(map_related(p, change) for p in parts))  # type: ignore[misc]
+        case Not(part):
+            return Not(map_related(part, change))  # type: ignore[arg-type]
+    return where
+
+
+def fields_of(where: Filter | None) -> Iterator[str]:
+    """The record fields ``where`` reads (not those of related records): ``name`` or ``custom.key``."""
+    match where:
+        case (
+            Eq(field) | In(field) | Range(field) | Contains(field) | IsNull(field) | RefersTo(field)
+        ):
+            yield field
+        case And(parts) | Or(parts):
+            for part in parts:
+                yield from fields_of(part)
+        case Not(part):
+            yield from fields_of(part)
 
 
 def plain(value: Any) -> Any:
@@ -220,8 +296,8 @@ def evaluate(record: Any, where: Filter | None) -> bool:
         case AnyKey(kind, keys):
             wanted = set(keys)
             return any(k == kind and v in wanted for k, v in record.match_keys())
-        case Related():
-            raise TypeError("Related filters are resolved by the adapter before evaluation")
+        case Related() | RefersTo():
+            raise TypeError(f"{type(where).__name__} filters are resolved by the adapter")
         case And(parts):
             return all(evaluate(record, p) for p in parts)
         case Or(parts):

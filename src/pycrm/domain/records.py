@@ -8,6 +8,8 @@ from typing import ClassVar
 
 import attrs
 
+from pycrm.domain.query import Filter
+
 __all__ = ["Record", "Stored"]
 
 
@@ -36,6 +38,16 @@ class Stored:
     """Time-ordered unique id (see :func:`pycrm.domain.ids.new_id`)."""
     tenant_id: str
     """The company whose CRM this record belongs to."""
+
+    @classmethod
+    def read_rule(cls, actor_id: str) -> Filter | None:
+        """A condition a record must meet for ``actor_id`` to see it, whatever their grants.
+
+        The permission guard ANDs it into every read and write of every user
+        (pycrm's own side effects and the system actor aside). None: no such
+        condition. A private activity, for one, exists for its author alone.
+        """
+        return None
 
     def match_keys(self) -> Iterable[tuple[str, str]]:
         """Yield ``(kind, key)`` pairs the record can be looked up by (email, phone, tag, …).

@@ -28,6 +28,7 @@ import attrs
 
 from pycrm.domain.contact_points import search_key
 from pycrm.domain.org import User
+from pycrm.domain.query import plain
 from pycrm.errors import ConfigurationError
 from pycrm.rules.context import Assignment, RuleContext
 from pycrm.rules.hookspecs import hookimpl
@@ -39,6 +40,8 @@ PICKS = ("round_robin", "load_balanced", "first")
 
 
 def _same(actual: Any, expected: Any) -> bool:
+    # Enum fields (a ticket's priority, channel) compare by their value, as filters do.
+    actual, expected = plain(actual), plain(expected)
     if isinstance(actual, str) and isinstance(expected, str):
         return search_key(actual) == search_key(expected)
     return bool(actual == expected)

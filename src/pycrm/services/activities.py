@@ -11,7 +11,7 @@ from pycrm.domain.activities import Activity, ActivityKind
 from pycrm.domain.customers import Contact, Customer
 from pycrm.domain.fields import Checks, check_bool, check_choice, check_text
 from pycrm.domain.leads import Lead
-from pycrm.domain.query import Eq, Filter, Or, OrderBy, Range, all_of
+from pycrm.domain.query import Eq, Filter, OrderBy, Range, all_of
 from pycrm.domain.tasks import BehaviourEvent
 from pycrm.errors import ValidationError
 from pycrm.rules.context import RuleContext
@@ -30,12 +30,6 @@ class ActivityService(RecordService[Activity]):
 
     record_type = Activity
     events: ClassVar[Mapping[str, str]] = {"create": "activity_logged"}
-
-    def _visibility(self) -> Filter:
-        return Or((Eq("private", False), Eq("author_id", self._s.actor.id)))
-
-    def _visible(self, record: Activity) -> bool:
-        return not record.private or record.author_id == self._s.actor.id
 
     @write
     def log(
@@ -122,7 +116,7 @@ class ActivityService(RecordService[Activity]):
     ) -> list[Activity]:
         """Activities, newest first, in one query; other users' private ones are never loaded."""
         limit, _ = check_page(limit, 0)
-        parts: list[Filter | None] = [self._visibility()]
+        parts: list[Filter | None] = []
         if customer_id is not None:
             parts.append(Eq("customer_id", customer_id))
         if contact_id is not None:

@@ -213,8 +213,7 @@ class AnalyticsService(Service):
         group_by: Sequence[GroupKey],
         measures: dict[str, Any],
     ) -> list[dict[str, Any]]:
-        scoped = all_of([where, self._s._guard.filter(cls)])
-        return self._s._uow.repo(cls).aggregate(scoped, group_by, measures)
+        return self._s.read(cls).aggregate(where, group_by, measures)
 
     def _period(self, since: datetime | None, until: datetime | None, field: str) -> Filter | None:
         if since is None and until is None:
@@ -248,16 +247,10 @@ class AnalyticsService(Service):
             repo = self._s._uow.repo(Quota)
             where = all_of([Eq("period", period), Eq("owner_id", owner_id), Eq("team_id", team_id)])
             existing = repo.find(where, limit=1)
-            now, actor = self._s._now(), self._s.actor.id
             if existing:
                 old = existing[0]
-                new = attrs.evolve(
-                    old, amount=money, version=old.version + 1, updated_at=now, updated_by=actor
-                )
                 self._s._guard.require(old, "update")
-                repo.replace(new, old.version)
-                self._s._record("update", old, new)
-                return new
+                return self._s._revise(old, "update", amount=money)
             quota = Quota(
                 **self._s._stamp(owner_id=owner_id, team_id=team_id, period=period, amount=money)
             )

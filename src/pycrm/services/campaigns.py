@@ -398,18 +398,7 @@ class CampaignService(RecordService[Campaign]):
         if not found:
             raise NotFound("campaign_member", customer_id or contact_id or "")
         member = found[0]
-        repo = self._s._uow.repo(CampaignMember)
-        changed = attrs.evolve(
-            member,
-            response=text,
-            responded_at=self._s._now(),
-            version=member.version + 1,
-            updated_at=self._s._now(),
-            updated_by=self._s.actor.id,
-        )
-        repo.replace(changed, member.version)
-        self._s._record("respond", member, changed)
-        return changed
+        return self._s._revise(member, "respond", response=text, responded_at=self._s._now())
 
     @write
     def finish(self, id: str) -> Campaign:

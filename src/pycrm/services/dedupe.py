@@ -202,7 +202,11 @@ class DedupeService(Service):
     # -- the check at the door ----------------------------------------------
 
     def _candidates_for(self, record: Any, *, exclude: Sequence[str] = ()) -> list[Candidate]:
-        """Existing records that look like ``record``, best first (index lookups, then scoring)."""
+        """Existing records that look like ``record``, best first (index lookups, then scoring).
+
+        Only records the actor may read are compared: a check never reveals a
+        record the policy hides (the steward's :meth:`scan` finds those).
+        """
         target = _profile(record)
         keys = _keys(target)
         if not keys:
@@ -211,7 +215,7 @@ class DedupeService(Service):
         skip = {record.id, *exclude}
         found: dict[tuple[str, str], Candidate] = {}
         for kind in _COMPARED_WITH[record.resource]:
-            repo = self._s._uow.repo(_TYPES[kind])
+            repo = self._s.read(_TYPES[kind], quiet=True)
             # One index probe per key, strongest keys first, each with its own limit:
             # an OR of them defeats SQLite's planner (a scan), and fifty namesakes
             # must not crowd out the one record that shares the email.
@@ -229,8 +233,8 @@ class DedupeService(Service):
 
         Takes the fields ``create`` (or ``capture``) of that kind takes.
         """
-        if record_type not in _TYPES:
-            raise ValidationError("record_type", record_type, f"must be one of {', '.join(_TYPES)}")
+        cls = self._kind(record_type)
+        self._s._guard.filter(cls)  # no read grant for the kind: PermissionDenied
         service = getattr(self._s, record_type + "s")
         for one, many in (("email", "emails"), ("phone", "phones")):
             if one in fields:  # capture() takes email= and phone= too
@@ -281,8 +285,14 @@ class DedupeService(Service):
 
     # -- batch scan ----------------------------------------------------------
 
-    def _all(self, cls: type[Any]) -> Iterator[Any]:
-        repo = self._s._uow.repo(cls)
+    def _kind(self, record_type: Any) -> type[Customer] | type[Contact] | type[Lead]:
+        if not isinstance(record_type, str) or record_type not in _TYPES:
+            raise ValidationError("record_type", record_type, f"must be one of {', '.join(_TYPES)}")
+        return _TYPES[record_type]
+
+    def _all(self, cls: type[Any], *, quiet: bool = False) -> Iterator[Any]:
+        """Every record of ``cls`` the actor may read, in pages (PermissionDenied without a grant)."""
+        repo = self._s.read(cls, quiet=quiet)
         after: str | None = None
         while True:
             where = (
@@ -305,12 +315,11 @@ class DedupeService(Service):
         ``threshold`` (default: the CRM's ``duplicate_threshold``) are linked;
         linked records form clusters.
         """
-        if record_type not in _TYPES:
-            raise ValidationError("record_type", record_type, f"must be one of {', '.join(_TYPES)}")
+        cls = self._kind(record_type)
         limit = self._s.crm.duplicate_threshold if threshold is None else threshold
         if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit <= 1:
             raise ValidationError("threshold", threshold, "must be a number in (0, 1]")
-        profiles = [_profile(r) for r in self._all(_TYPES[record_type]) if _live(r)]
+        profiles = [_profile(r) for r in self._all(cls) if _live(r)]
         names = limit <= reachable_without_keys(record_type)
         blocks: dict[str, list[int]] = defaultdict(list)
         for i, p in enumerate(profiles):
@@ -417,7 +426,7 @@ class DedupeService(Service):
                 MergeChange(record.resource, record.id, to_dict(record), updated.version)
             )
             if not dry_run:
-                self._s._uow.repo(type(record)).replace(updated, record.version)
+                self._s._replace(updated, record)
                 self._s._record(action, record, updated)
             return updated
 
@@ -430,9 +439,11 @@ class DedupeService(Service):
         for ref_cls, field in REFERENCES[record_type]:
             related = self._s._uow.repo(ref_cls).find(In(field, ids))
             for record in related:
-                # Following the survivor is part of the merge the actor may do.
+                # Following the survivor is part of the merge the actor may do; the result
+                # names only the records the actor may read (not others' private notes).
                 rewrite(record, "reparent", **{field: survivor_id})
-                reparented.append((record.resource, record.id, field))
+                if self._s._guard.allows(record, "read"):
+                    reparented.append((record.resource, record.id, field))
         merge_id = None
         if not dry_run:
             entry = Merge(
@@ -460,6 +471,7 @@ class DedupeService(Service):
             raise NotFound("merge", str(merge_id))
         if entry.undone_at is not None:
             raise InvalidTransition("merge", "undone", "undone", "this merge was already undone")
+        self._s._guard.require(entry, "update")
         types: dict[str, type[Record]] = {Customer.resource: Customer, Contact.resource: Contact}
         for refs in REFERENCES.values():
             types.update((cls.resource, cls) for cls, _ in refs)
@@ -480,14 +492,14 @@ class DedupeService(Service):
                 updated_at=now,
                 updated_by=actor,
             )
-            self._s._uow.repo(cls).replace(restored, current.version)
+            self._s._replace(restored, current)
             self._s._record("unmerge", current, restored)
             if change.record_id == entry.survivor_id:
                 survivor = restored
         done = attrs.evolve(
             entry, undone_at=now, version=entry.version + 1, updated_at=now, updated_by=actor
         )
-        repo.replace(done, entry.version)
+        self._s._replace(done, entry)
         self._s._record("unmerge", entry, done, event="merge_undone")
         return MergeResult(entry.id, survivor, entry.merged_ids, ())
 
@@ -498,13 +510,15 @@ class DedupeService(Service):
 
         Lists invalid emails and phones (kept as typed in lenient mode),
         contacts and leads with no valid way to reach them, and incomplete addresses.
+        Only records the actor may read are listed; without ``record_type``,
+        the kinds the actor may not read are left out.
+
+        :raises PermissionDenied: for a ``record_type`` the actor may not read.
         """
-        kinds = [record_type] if record_type else list(_TYPES)
+        kinds = list(_TYPES) if record_type is None else [record_type]
         issues: list[CleansingIssue] = []
         for kind in kinds:
-            if kind not in _TYPES:
-                raise ValidationError("record_type", kind, f"must be one of {', '.join(_TYPES)}")
-            for record in self._all(_TYPES[kind]):
+            for record in self._all(self._kind(kind), quiet=record_type is None):
                 if not _live(record) or getattr(record, "status", None) is RecordStatus.ARCHIVED:
                     continue
                 for point in record.contact_points:

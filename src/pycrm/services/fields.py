@@ -18,7 +18,15 @@ from pycrm.domain.custom_fields import (
     check_value,
     typed_value,
 )
-from pycrm.domain.fields import Checks, check_bool, check_choice, check_tags, check_text
+from pycrm.domain.fields import (
+    Checks,
+    check_bool,
+    check_choice,
+    check_key,
+    check_one_of,
+    check_tags,
+    check_text,
+)
 from pycrm.domain.query import Eq, In, IsNull, Not, OrderBy, all_of
 from pycrm.domain.records import Record
 from pycrm.errors import FieldError, NotFound, ValidationError
@@ -113,7 +121,9 @@ class FieldService(RecordService[FieldDefinition]):
                 unknown[0], options[unknown[0]], "is not a field definition option"
             )
         reference = options.pop("reference", None)
-        if kind is FieldType.REFERENCE and reference not in RECORD_BY_RESOURCE:
+        if (kind is FieldType.REFERENCE or reference is not None) and (
+            not isinstance(reference, str) or reference not in RECORD_BY_RESOURCE
+        ):
             raise ValidationError("reference", reference, "must name a record kind, e.g. customer")
         default = options.pop("default", None)
         values = self._options(
@@ -123,9 +133,7 @@ class FieldService(RecordService[FieldDefinition]):
             **self._s._stamp(entity=entity, key=key, type=kind, reference=reference, **values)
         )
         if default is not None:
-            draft = attrs.evolve(
-                draft, default=check_value(attrs.evolve(draft, required=False), default)
-            )
+            draft = attrs.evolve(draft, default=_default(draft, default))
         if self._repo.find(all_of([Eq("entity", entity), Eq("key", key)]), limit=1):
             raise ValidationError("key", key, f"{entity} already has a custom field {key!r}")
         self._repo.add(draft)
@@ -144,7 +152,7 @@ class FieldService(RecordService[FieldDefinition]):
 
     def definitions(self, entity: str, *, include_retired: bool = False) -> list[FieldDefinition]:
         """The custom fields of ``entity``, by group and key."""
-        defs = self._s._field_definitions(entity)
+        defs = self._s._field_definitions(check_one_of("entity", entity, CUSTOMIZABLE))
         return sorted(
             (d for d in defs.values() if include_retired or not d.retired),
             key=lambda d: (d.group or "", d.key),
@@ -176,7 +184,7 @@ class FieldService(RecordService[FieldDefinition]):
         values = self._options(entity, kind, {**{"choices": current.choices}, **changes})
         new = attrs.evolve(current, type=kind, **values)
         if default is not None:
-            default = check_value(attrs.evolve(new, required=False), default)
+            default = _default(new, default)
         new = attrs.evolve(new, default=default)
         cls = RECORD_BY_RESOURCE[entity]
         service = getattr(self._s, entity + "s")
@@ -216,6 +224,8 @@ class FieldService(RecordService[FieldDefinition]):
 
     def typed(self, record: Record) -> dict[str, Any]:
         """A record's custom values as Python values (Decimal, date, Money …)."""
+        if not isinstance(record, Record):
+            raise ValidationError("record", record, "must be a record (a customer, a deal …)")
         defs = self._s._field_definitions(record.resource)
         custom: Mapping[str, Any] = getattr(record, "custom", {})
         return {k: typed_value(defs[k], v) if k in defs else v for k, v in custom.items()}
@@ -270,14 +280,27 @@ class CategoryService(RecordService[Category]):
         """Category paths that exist (raises ValidationError naming the first unknown one)."""
         if value is None:
             return ()
-        if isinstance(value, str) or not isinstance(value, Sequence):
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
             raise ValidationError(field, value, "must be a list of category paths")
-        paths = tuple(dict.fromkeys(value))
+        paths = tuple(
+            dict.fromkeys(
+                check_key(f"{field}[{i}]", path, what="a category path")
+                for i, path in enumerate(value)
+            )
+        )
         known = {c.path for c in self._repo.find(In("path", paths))} if paths else set()
         for i, path in enumerate(paths):
             if path not in known:
                 raise ValidationError(f"{field}[{i}]", path, "is not a category")
         return paths
+
+
+def _default(definition: FieldDefinition, value: Any) -> Any:
+    """``value`` checked as the default of ``definition`` (a refusal names ``default``)."""
+    try:
+        return check_value(attrs.evolve(definition, required=False), value)
+    except ValidationError as exc:
+        raise ValidationError("default", value, exc.reason) from None
 
 
 def check_custom_writes(session: Any, entity: str, keys: Sequence[str]) -> None:
@@ -315,8 +338,9 @@ def check_references(
 
 
 def _permission(session: Any, defn: FieldDefinition, action: str) -> None:
-    allowed = defn.writable_by if action == "write" else defn.readable_by
-    if allowed and not session.actor.is_system and session._guard.roles.isdisjoint(allowed):
-        session._guard.deny(
-            action, defn.entity, None, f"custom field {defn.key!r} is not for this role"
-        )
+    # Writing a field requires reading it too: no blind overwrite of what one cannot see.
+    lists = (defn.readable_by, defn.writable_by) if action == "write" else (defn.readable_by,)
+    guard = session._guard
+    for allowed in lists:
+        if allowed and not guard.unrestricted and guard.roles.isdisjoint(allowed):
+            guard.deny(action, defn.entity, None, f"custom field {defn.key!r} is not for this role")

@@ -1,28 +1,52 @@
-"""Enforcing the permission policy for one session.
+"""Enforcing the permission policy for one session: the one gate every read passes.
 
 Reads are filtered inside the query: :meth:`Guard.filter` turns the actor's
-grants into a :mod:`~pycrm.domain.query` filter the adapter compiles into the
-WHERE clause, so rows the actor may not see are never loaded. Writes are
-checked against the record before and after. Hidden fields come back as None.
-The system actor and side effects pycrm performs on its own (reminders,
-re-scoring, receivables opened on signing) are not restricted.
+grants (and each record kind's :meth:`~pycrm.domain.records.Stored.read_rule`,
+such as "a private activity exists for its author alone") into a
+:mod:`~pycrm.domain.query` filter the adapter compiles into the WHERE clause,
+so rows the actor may not see are never loaded. :meth:`Guard.confine` makes a
+caller's own filter safe: conditions over related records (a segment's
+"contracts worth at least X") see only the related records the actor may
+read, and a filter on a field hidden from the actor is refused.
+:meth:`Guard.redact` hides fields in whatever comes back, audit snapshots and
+changes and merge before-images included. Writes are checked against the
+record before and after. The system actor and side effects pycrm performs on
+its own (reminders, re-scoring, receivables opened on signing) are not
+restricted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import attrs
 
+from pycrm.domain import RECORD_BY_RESOURCE, RECORD_TYPES
 from pycrm.domain.audit import AuditEntry
 from pycrm.domain.ids import new_id
+from pycrm.domain.merging import Merge
 from pycrm.domain.org import Team, User
 from pycrm.domain.permissions import Grant, Scope
-from pycrm.domain.query import And, AnyKey, Eq, Filter, In, Not, Or, all_of, evaluate
+from pycrm.domain.query import (
+    And,
+    AnyKey,
+    Eq,
+    Filter,
+    In,
+    Not,
+    Or,
+    RefersTo,
+    Related,
+    all_of,
+    evaluate,
+    fields_of,
+    map_related,
+)
 from pycrm.domain.records import Stored
-from pycrm.errors import PermissionDenied
+from pycrm.errors import CRMError, PermissionDenied
+from pycrm.serialization import from_dict
 
 if TYPE_CHECKING:
     from pycrm.session import Session
@@ -30,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["Guard"]
 
 S = TypeVar("S", bound=Stored)
+T = TypeVar("T")
 
 _NOTHING: Filter = In("id", ())
 
@@ -42,16 +67,18 @@ class Guard:
         actor = session.actor
         self.roles = frozenset({*actor.roles, actor.department})
         """The roles the policy sees: the user's roles and department."""
-        self._bypass = actor.is_system
+        self._system = actor.is_system
+        self._bypass = False
         self._teams: set[str] | None = None
         self._department: set[str] | None = None
+        self._subjects: Filter | None = None
         self.denials: list[AuditEntry] = []
         """Refused attempts, written to the audit trail when the session ends."""
 
     @property
     def unrestricted(self) -> bool:
         """True for the system actor and inside :meth:`bypass`."""
-        return self._bypass
+        return self._bypass or self._system
 
     @contextmanager
     def bypass(self) -> Iterator[None]:
@@ -106,34 +133,125 @@ class Guard:
     ) -> Filter | None:
         """The records of ``cls`` the actor may ``action``, as a filter (None: all of them).
 
+        Besides the grants, the kind's read rule applies (other users' private
+        activities are never included), and audit entries are limited to
+        those about records the actor may read.
+
         :raises PermissionDenied: when no grant gives the actor any of them
             (with ``quiet``, a filter that matches nothing instead).
         """
         if self._bypass:
             return None
-        grants = self._s.crm.policy.grants_for(self.roles, cls.resource, action)
-        if not grants:
-            if quiet:
-                return _NOTHING
-            self._deny(action, cls.resource, None, "no grant for this")
-        filters = [self._grant_filter(cls, g) for g in grants]
-        if any(f is None for f in filters):
-            return None
-        kept = [f for f in filters if f is not None]
-        return kept[0] if len(kept) == 1 else Or(tuple(kept))
+        granted: Filter | None = None
+        if not self._system:
+            grants = self._s.crm.policy.grants_for(self.roles, cls.resource, action)
+            if not grants:
+                if quiet:
+                    return _NOTHING
+                self._deny(action, cls.resource, None, "no grant for this")
+            filters = [self._grant_filter(cls, g) for g in grants]
+            if all(f is not None for f in filters):
+                kept = [f for f in filters if f is not None]
+                granted = kept[0] if len(kept) == 1 else Or(tuple(kept))
+        subjects = self._audit_subjects() if cls is AuditEntry else None
+        return all_of([granted, cls.read_rule(self._s.actor.id), subjects])
+
+    def _audit_subjects(self) -> Filter:
+        """Audit entries about records the actor may read (every kind's read filter, once)."""
+        if self._subjects is None:
+            whole: list[str] = []
+            parts: list[Filter] = []
+            for cls in RECORD_TYPES:
+                if cls is AuditEntry:
+                    continue
+                readable = self.filter(cls, quiet=True)
+                if readable is None:
+                    whole.append(cls.resource)
+                elif readable != _NOTHING:
+                    parts.append(
+                        And(
+                            (
+                                Eq("record_type", cls.resource),
+                                RefersTo("record_id", cls.resource, readable),
+                            )
+                        )
+                    )
+            self._subjects = (
+                Or((In("record_type", whole), *parts)) if parts else In("record_type", whole)
+            )
+        return self._subjects
 
     def allows(self, record: Stored, action: str) -> bool:
         """True if the actor may ``action`` this record."""
         if self._bypass:
             return True
+        if not evaluate(record, type(record).read_rule(self._s.actor.id)):
+            return False
+        if isinstance(record, AuditEntry) and not self._subject_readable(record):
+            return False
+        if self._system:
+            return True
         grants = self._s.crm.policy.grants_for(self.roles, record.resource, action)
         return any(evaluate(record, self._grant_filter(type(record), g)) for g in grants)
 
+    def _subject_readable(self, entry: AuditEntry) -> bool:
+        cls = RECORD_BY_RESOURCE.get(entry.record_type)
+        if cls is None:
+            return False
+        readable = self.filter(cls, quiet=True)
+        if readable is None:
+            return True
+        subject = self._s._uow.repo(cls).get(entry.record_id)
+        return subject is not None and self.allows(subject, "read")
+
+    def confine(
+        self, cls: type[Stored], where: Filter | None, *, quiet: bool = False
+    ) -> Filter | None:
+        """``where`` made safe to run for the actor.
+
+        A condition over related records (:class:`~pycrm.domain.query.Related`)
+        sees only the related records the actor may read, and refuses a kind
+        the actor may not read at all (with ``quiet``, sees none of them); a
+        condition on a field hidden from the actor raises PermissionDenied, as
+        filtering on it would reveal its values.
+        """
+        if self._bypass or where is None:
+            return where
+        self.check_fields(cls, fields_of(where))
+
+        def narrowed(condition: Related) -> Filter:
+            related = RECORD_BY_RESOURCE[condition.resource]
+            self.check_fields(related, [condition.key, *filter(None, [condition.field])])
+            inner = self.confine(related, condition.where, quiet=quiet)
+            return attrs.evolve(condition, where=all_of([inner, self.filter(related, quiet=quiet)]))
+
+        return map_related(where, narrowed)
+
+    def check_fields(self, cls: type[Stored], names: Iterable[str]) -> None:
+        """Raise PermissionDenied if one of ``names`` (``field`` or ``custom.key``) is hidden."""
+        if self.unrestricted:
+            return
+        hidden = self.hidden(cls.resource)
+        secret: frozenset[str] | None = None
+        for name in names:
+            base, _, key = name.partition(".")
+            if base == "custom" and key and secret is None:
+                secret = self.hidden_custom(cls.resource)
+            if base in hidden or (base == "custom" and key in (secret or ())):
+                self._deny("read", cls.resource, None, f"the field {name!r} is hidden")
+
     def redact(self, record: S) -> S:
-        """The record with fields hidden from the actor set to None."""
+        """The record with fields hidden from the actor set to None (or empty).
+
+        An audit entry's snapshot and changes lose the hidden fields of the
+        record they describe; a merge's before-images lose theirs, and those of
+        records the actor may not read.
+        """
         if self._bypass:
             return record
-        hidden = self._s.crm.policy.hidden(self.roles, record.resource)
+        if isinstance(record, AuditEntry):
+            return self._redact_entry(record)  # type: ignore[return-value]
+        hidden = self.hidden(record.resource)
         present = [f for f in hidden if hasattr(record, f) and getattr(record, f) is not None]
         empty: dict[str, Any] = {
             f: () if isinstance(getattr(record, f), tuple) else None for f in present
@@ -143,17 +261,88 @@ class Guard:
             secret = self.hidden_custom(record.resource)
             if secret.intersection(custom):
                 empty["custom"] = {k: v for k, v in custom.items() if k not in secret}
+        if isinstance(record, Merge):
+            empty["changes"] = tuple(self._redact_merge(record))
         if not empty:
             return record
         return attrs.evolve(record, **empty)
 
+    def redact_all(self, value: T) -> T:
+        """``value`` with every record in it redacted (whatever a service call hands back).
+
+        A record, a tuple or list of them, or an attrs result holding records.
+        """
+        return value if self._bypass else cast(T, self._redact_any(value))
+
+    def _redact_any(self, value: Any) -> Any:
+        if isinstance(value, Stored):
+            return self.redact(value)
+        if type(value) in (tuple, list):
+            return type(value)(self._redact_any(v) for v in value)
+        if attrs.has(type(value)):
+            changed = {}
+            for field in attrs.fields(type(value)):
+                before = getattr(value, field.name)
+                after = self._redact_any(before)
+                if after is not before and field.init:
+                    changed[field.alias or field.name] = after
+            return attrs.evolve(value, **changed) if changed else value
+        return value
+
+    def _hide(self, resource: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A record's JSON form with the fields hidden from the actor emptied."""
+        hidden = self.hidden(resource)
+        secret = self.hidden_custom(resource) if "custom" in data else frozenset()
+        out = dict(data)
+        for name in hidden & set(data):
+            out[name] = [] if isinstance(data[name], list) else None
+        if secret and isinstance(data.get("custom"), Mapping):
+            out["custom"] = {k: v for k, v in data["custom"].items() if k not in secret}
+        return out
+
+    def _redact_entry(self, entry: AuditEntry) -> AuditEntry:
+        resource = entry.record_type
+        hidden = self.hidden(resource)
+        secret = self.hidden_custom(resource) if resource in RECORD_BY_RESOURCE else frozenset()
+        if not hidden and not secret:
+            return entry
+
+        def shown(value: Any) -> Any:
+            if secret and isinstance(value, Mapping):
+                return {k: v for k, v in value.items() if k not in secret}
+            return value
+
+        changes: dict[str, Any] = {}
+        for name, (old, new) in entry.changes.items():
+            if name in hidden:
+                continue
+            if name == "custom":
+                old, new = shown(old), shown(new)
+                if old == new:
+                    continue
+            changes[name] = [old, new]
+        snapshot = None if entry.snapshot is None else self._hide(resource, entry.snapshot)
+        return attrs.evolve(entry, changes=changes, snapshot=snapshot)
+
+    def _redact_merge(self, merge: Merge) -> Iterator[Any]:
+        for change in merge.changes:
+            cls = RECORD_BY_RESOURCE.get(change.record_type)
+            try:
+                before = None if cls is None else from_dict(cls, change.before)
+            except CRMError:
+                before = None
+            if before is not None and self.allows(before, "read"):
+                yield attrs.evolve(change, before=self._hide(change.record_type, change.before))
+
     def hidden(self, resource: str) -> frozenset[str]:
         """Fields of ``resource`` hidden from the actor."""
-        return frozenset() if self._bypass else self._s.crm.policy.hidden(self.roles, resource)
+        if self.unrestricted:
+            return frozenset()
+        return self._s.crm.policy.hidden(self.roles, resource)
 
     def hidden_custom(self, resource: str) -> frozenset[str]:
         """Custom field keys of ``resource`` whose ``readable_by`` leaves the actor out."""
-        if self._bypass:
+        if self.unrestricted:
             return frozenset()
         return frozenset(
             key
@@ -165,7 +354,7 @@ class Guard:
 
     def require(self, record: Stored, action: str, fields: Iterable[str] = ()) -> None:
         """Raise PermissionDenied unless the actor may ``action`` this record (and write ``fields``)."""
-        if self._bypass:
+        if self.unrestricted:
             return
         if not self.allows(record, action):
             self._deny(action, record.resource, record.id, "outside the actor's scope")
@@ -175,7 +364,9 @@ class Guard:
 
     def require_any(self, resource: str, action: str) -> None:
         """Raise PermissionDenied unless some grant lets the actor ``action`` some ``resource``."""
-        if not self._bypass and not self._s.crm.policy.grants_for(self.roles, resource, action):
+        if not self.unrestricted and not self._s.crm.policy.grants_for(
+            self.roles, resource, action
+        ):
             self._deny(action, resource, None, "no grant for this")
 
     def deny(self, action: str, resource: str, record_id: str | None, why: str) -> NoReturn:

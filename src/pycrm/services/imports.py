@@ -535,11 +535,12 @@ class _Chunk:
                         task = Task(**s._stamp(**attrs.asdict(spec, recurse=False)))
                         tasks.append(task)
                         self._note(task, "create", "created")
-        s._uow.repo(self.cls).add_many(self.records)  # type: ignore[arg-type]
-        s._uow.repo(Task).add_many(tasks)
-        s._uow.repo(AuditEntry).add_many(self.audit)
-        s._uow.repo(OutboxMessage).add_many(self.outbox)
-        s._events.extend(self.events)
+        with s._atomic():
+            s._uow.repo(self.cls).add_many(self.records)  # type: ignore[arg-type]
+            s._uow.repo(Task).add_many(tasks)
+            s._uow.repo(AuditEntry).add_many(self.audit)
+            s._uow.repo(OutboxMessage).add_many(self.outbox)
+            s._events.extend(self.events)
 
     def _note(self, record: Record, action: str, verb: str) -> dict[str, Any]:
         snapshot = to_dict(record)

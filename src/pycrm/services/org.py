@@ -10,8 +10,6 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
-import attrs
-
 from pycrm.domain.calendars import WorkingHours
 from pycrm.domain.contact_points import normalise_email
 from pycrm.domain.deals import Deal, DealStatus
@@ -211,15 +209,7 @@ class OrgService(RecordService[User]):
                     if hasattr(record, "assignment_reason"):
                         fields["assignment_reason"] = f"reassigned: {current.name} was deactivated"
                         fields["assigned_by"] = f"user:{self._s.actor.id}"
-                    changed = attrs.evolve(
-                        record,
-                        **fields,
-                        version=record.version + 1,
-                        updated_at=self._s._now(),
-                        updated_by=self._s.actor.id,
-                    )
-                    repo.replace(changed, record.version)
-                    self._s._record("reassign", record, changed)
+                    self._s._revise(record, "reassign", **fields)
         return updated
 
     def _heir(self, user: User) -> str | None:

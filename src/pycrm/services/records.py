@@ -11,10 +11,10 @@ import attrs
 
 from pycrm.domain.audit import AuditEntry, FieldChange
 from pycrm.domain.contact_points import Address, ContactPoint, PointKind
-from pycrm.domain.fields import Checks, check_bool, check_points
+from pycrm.domain.fields import Checks, check_bool, check_id, check_points
 from pycrm.domain.org import User
 from pycrm.domain.query import And, Eq, Filter, OrderBy, Range
-from pycrm.domain.records import Record, Stored
+from pycrm.domain.records import Record
 from pycrm.errors import ConcurrencyError, NotFound, ValidationError
 from pycrm.ports import Repository
 from pycrm.serialization import from_dict
@@ -46,7 +46,7 @@ def write(method: Callable[P, T]) -> Callable[P, T]:
         with service._s._atomic():
             result = method(*args, **kwargs)
         # What a write returns is read by the actor: hidden fields stay hidden.
-        return service._s._guard.redact(result) if isinstance(result, Stored) else result
+        return service._s._guard.redact_all(result)
 
     return wrapper
 
@@ -75,7 +75,7 @@ class Service:
         """``value`` is None or the id of a user in this tenant."""
         if value is None:
             return None
-        if not isinstance(value, str) or self._s._uow.repo(User).get(value) is None:
+        if self._s._uow.repo(User).get(check_id(field, value)) is None:
             raise ValidationError(field, value, "is not the id of a user")
         return value
 
@@ -145,11 +145,11 @@ class RecordService(Service, Generic[R]):
 
     def _load(self, id: str) -> R:
         """The whole record (nothing redacted), if the actor may read it."""
-        if not isinstance(id, str):
-            raise ValidationError("id", id, "must be a string id")
+        check_id("id", id)
         found = self._repo.get(id)
-        if found is None or not self._visible(found) or not self._s._guard.allows(found, "read"):
+        if found is None or not self._s._guard.allows(found, "read"):
             raise NotFound(self.record_type.resource, id)
+        self._s._saw([found])
         return found
 
     def _find(
@@ -164,9 +164,6 @@ class RecordService(Service, Generic[R]):
         return self._s.read(self.record_type).find(
             where, order_by=order_by, limit=limit, offset=offset
         )
-
-    def _visible(self, record: R) -> bool:
-        return True
 
     screened: ClassVar[bool] = False
     """Whether creates and updates of this kind are checked for duplicates."""
@@ -240,20 +237,13 @@ class RecordService(Service, Generic[R]):
                 raise ValidationError("version", version, "must be a whole number")
             if version != current.version:
                 raise ConcurrencyError(current.resource, current.id, version, current.version)
+        # Even a write that changes nothing was decided on what the session read.
+        self._s._check_fresh(current)
         if all(getattr(current, k) == v for k, v in changes.items()):
             return current
         changed = [k for k, v in changes.items() if getattr(current, k) != v]
         self._s._guard.require(current, PERMISSION_FOR.get(action, "update"), changed)
-        updated = attrs.evolve(
-            current,
-            **changes,
-            version=current.version + 1,
-            updated_at=self._s._now(),
-            updated_by=self._s.actor.id,
-        )
-        self._repo.replace(updated, current.version)
-        self._s._record(action, current, updated, event=self.events.get(action))
-        return updated
+        return self._s._revise(current, action, event=self.events.get(action), **changes)
 
     def history(self, id: str, field: str | None = None) -> list[FieldChange]:
         """Every change to the record, oldest first: who, which department, when, old → new.
@@ -261,30 +251,23 @@ class RecordService(Service, Generic[R]):
         With ``field``, only that field's changes.
         """
         self.get(id)
-        if field is not None and field not in attrs.fields_dict(self.record_type):
+        if field is not None and (
+            not isinstance(field, str) or field not in attrs.fields_dict(self.record_type)
+        ):
             raise ValidationError("field", field, f"{self.record_type.resource} has no such field")
+        resource = self.record_type.resource
         entries = self._s._uow.repo(AuditEntry).find(
-            Eq("record_id", id), order_by=[OrderBy("at"), OrderBy("id")]
+            And((Eq("record_id", id), Eq("record_type", resource))),
+            order_by=[OrderBy("at"), OrderBy("id")],
         )
-        hidden = self._s._guard.hidden(self.record_type.resource)
-        secret = self._s._guard.hidden_custom(self.record_type.resource)
-
-        def shown(name: str, value: Any) -> Any:
-            if name == "custom" and secret and isinstance(value, Mapping):
-                return {k: v for k, v in value.items() if k not in secret}
-            return value
-
-        changes = [
-            FieldChange(
-                name, shown(name, old), shown(name, new), entry.at, entry.actor_id, entry.department
-            )
-            for entry in entries
-            if entry.record_type == self.record_type.resource
+        # The guard's redaction, as for every audit entry: hidden fields' changes are dropped.
+        return [
+            FieldChange(name, old, new, entry.at, entry.actor_id, entry.department)
+            for entry in map(self._s._guard.redact, entries)
+            if not entry.action.startswith("denied:")
             for name, (old, new) in entry.changes.items()
-            if (field is None or name == field) and name not in hidden
+            if field is None or name == field
         ]
-        # A change to hidden custom fields only is no change this reader can see.
-        return [c for c in changes if c.field != "custom" or c.old != c.new]
 
     def as_of(self, id: str, when: datetime) -> R:
         """The record as it was at ``when``; NotFound if it did not exist yet."""

@@ -13,7 +13,18 @@ import attrs
 from pycrm.domain import RECORD_BY_RESOURCE
 from pycrm.domain.aggregates import GroupKey, Measure
 from pycrm.domain.measure import aggregate, value_of
-from pycrm.domain.query import And, Filter, In, Not, Or, OrderBy, Related, evaluate, plain
+from pycrm.domain.query import (
+    And,
+    Filter,
+    In,
+    Not,
+    Or,
+    OrderBy,
+    RefersTo,
+    Related,
+    evaluate,
+    plain,
+)
 from pycrm.domain.query import evaluate as matches
 from pycrm.domain.records import Record, Stored
 from pycrm.errors import ConcurrencyError, DuplicateError, NotFound
@@ -204,8 +215,8 @@ class MemoryRepository(Generic[S]):
         for record in records:
             self.add(record)
 
-    def get(self, id: str) -> S | None:
-        """Return the record with ``id``, or None."""
+    def get(self, id: str, *, lock: bool = False) -> S | None:
+        """Return the record with ``id``, or None (``lock``: commits are serialised anyway)."""
         written = self._uow._writes.get(self._cls, {}).get(id)
         if written is not None:
             return _isolated(written[0])  # type: ignore[return-value]
@@ -232,11 +243,15 @@ class MemoryRepository(Generic[S]):
     def _resolve(self, where: Filter | None) -> Filter | None:
         """Replace Related filters by the ids whose related aggregate is in range."""
         match where:
+            case RefersTo(field, resource, related_where):
+                cls = RECORD_BY_RESOURCE[resource]
+                inner = self._uow.repo(cls)._resolve(related_where)
+                ids = [r.id for r in self._uow._visible(cls).values() if evaluate(r, inner)]
+                return In(field, ids)
             case Related(resource, key, measure, field, low, high, related_where):
                 cls = RECORD_BY_RESOURCE[resource]
-                related = [
-                    r for r in self._uow._visible(cls).values() if evaluate(r, related_where)
-                ]
+                inner = self._uow.repo(cls)._resolve(related_where)
+                related = [r for r in self._uow._visible(cls).values() if evaluate(r, inner)]
                 groups: dict[Any, list[Any]] = {}
                 for record in related:
                     groups.setdefault(getattr(record, key), []).append(record)

@@ -11,17 +11,20 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from pycrm.adapters.sqlalchemy.store import SqlStore, translate_errors
+from pycrm.adapters.sqlalchemy.store import LAZY_BEGIN, SqlStore, translate_errors
 from pycrm.adapters.sqlalchemy.tables import Schema, build_schema
 from pycrm.errors import ConfigurationError, StorageError
 
-__all__ = ["alembic_config", "ensure_schema", "open_store"]
+__all__ = ["LAZY_BEGIN", "alembic_config", "ensure_schema", "open_store"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # pycrm's own units of work begin at their first write, with BEGIN IMMEDIATE
+    # (see SqlUnitOfWork); an application's connection begins as it always did.
+    if not conn.get_execution_options().get(LAZY_BEGIN):
+        conn.exec_driver_sql("BEGIN")
 
 
 def _sqlite_connect(dbapi_connection: Any, _: Any) -> None:

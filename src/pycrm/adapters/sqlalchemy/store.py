@@ -41,6 +41,7 @@ from pycrm.domain.query import (
     Or,
     OrderBy,
     Range,
+    RefersTo,
     Related,
     json_value,
 )
@@ -48,7 +49,10 @@ from pycrm.domain.records import Stored
 from pycrm.errors import ConcurrencyError, CRMError, DuplicateError, NotFound, StorageError
 from pycrm.ports import chunks
 
-__all__ = ["SqlStore", "translate_errors"]
+__all__ = ["LAZY_BEGIN", "SqlStore", "translate_errors"]
+
+#: Set on pycrm's own SQLite connections: their transaction begins at the first write.
+LAZY_BEGIN = "pycrm_lazy_begin"
 
 S = TypeVar("S", bound=Stored)
 
@@ -64,8 +68,23 @@ def translate_errors(what: str) -> Iterator[None]:
         raise DuplicateError(f"{what}: a unique key is taken ({exc.orig})") from exc
     except sa_exc.OperationalError as exc:
         text = str(exc.orig).lower()
-        if "locked" in text or "could not serialize" in text or "deadlock" in text:
-            raise ConcurrencyError(what, "?", 0, None) from exc
+        if "locked" in text:
+            raise ConcurrencyError(
+                what,
+                "?",
+                0,
+                None,
+                reason=f"{what}: another writer held the database lock past the busy timeout; "
+                "try again",
+            ) from exc
+        if "could not serialize" in text or "deadlock" in text:
+            raise ConcurrencyError(
+                what,
+                "?",
+                0,
+                None,
+                reason=f"{what}: lost a race with a concurrent transaction ({exc.orig}); try again",
+            ) from exc
         raise StorageError(f"{what}: {exc.orig}") from exc
     except sa_exc.SQLAlchemyError as exc:
         raise StorageError(f"{what}: {exc}") from exc
@@ -86,10 +105,20 @@ class SqlStore:
         self._owns_engine = owns_engine
 
     def begin(self, tenant_id: str) -> SqlUnitOfWork:
-        """Start a transaction on a new connection."""
+        """Start a transaction on a new connection.
+
+        On SQLite the transaction really begins at the first write, with
+        ``BEGIN IMMEDIATE``: a writer waits for the database's one write lock
+        (up to the busy timeout) instead of failing because its read snapshot
+        went stale, and a session that only reads never blocks a writer. Reads
+        before the first write see the latest committed data, as on PostgreSQL
+        (read committed); the session's version checks guard what it read.
+        """
         with translate_errors("begin"):
             connection = self.engine.connect()
             try:
+                if self.engine.dialect.name == "sqlite":
+                    connection.execution_options(**{LAZY_BEGIN: True})
                 transaction = connection.begin()
             except BaseException:
                 connection.close()
@@ -131,6 +160,7 @@ class SqlUnitOfWork:
         self._transaction = transaction
         self._owns = owns_connection
         self._repos: dict[type[Stored], SqlRepository[Any]] = {}
+        self._writing = not connection.get_execution_options().get(LAZY_BEGIN)
 
     def repo(self, cls: type[S]) -> SqlRepository[S]:
         """The repository for ``cls`` in this unit of work."""
@@ -138,9 +168,17 @@ class SqlUnitOfWork:
             self._repos[cls] = SqlRepository(self, self._store.schema.codec(cls))
         return self._repos[cls]
 
+    def write_lock(self) -> None:
+        """Take the database's write lock before the first write (SQLite; a no-op elsewhere)."""
+        if not self._writing:
+            with translate_errors("begin"):
+                self.connection.exec_driver_sql("BEGIN IMMEDIATE")
+            self._writing = True
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """Undo the block's writes if it raises."""
+        self.write_lock()
         with translate_errors("savepoint"):
             nested = self.connection.begin_nested()
         try:
@@ -165,6 +203,7 @@ class SqlUnitOfWork:
         # SQLite (checkfirst would miss one another tenant made), so let the
         # database skip an index it has.
         table.indexes.discard(index)
+        self.write_lock()
         with translate_errors("create index"):
             self.connection.execute(sa.schema.CreateIndex(index, if_not_exists=True))
 
@@ -172,6 +211,7 @@ class SqlUnitOfWork:
         """Increment counter ``key`` with one upsert; its row stays locked until commit."""
         table = self._store.schema.counters
         dialect = self.connection.dialect.name
+        self.write_lock()
         conflict: dict[str, Any] = {
             "index_elements": [table.c.tenant_id, table.c.key],
             "set_": {"value": table.c.value + 1},
@@ -204,6 +244,15 @@ class SqlUnitOfWork:
     def joined(self) -> bool:
         """True when working inside the caller's own transaction."""
         return not self._owns
+
+    @property
+    def writes_apart(self) -> bool:
+        """Whether another transaction may write while this one is open.
+
+        False inside a caller's SQLite transaction: it may hold the database's
+        one write lock, so a second writer would wait for it.
+        """
+        return self._owns or self.connection.dialect.name != "sqlite"
 
     def after_outer_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` when the caller's transaction commits; never if it rolls back."""
@@ -269,6 +318,7 @@ class SqlRepository(Generic[S]):
             return
         for record in records:
             self._check_tenant(record)
+        self._uow.write_lock()
         with translate_errors(f"add {self._resource}s"):
             self._uow.connection.execute(
                 sa.insert(self._table), [self._codec.to_row(r) for r in records]
@@ -315,6 +365,7 @@ class SqlRepository(Generic[S]):
     def add(self, record: S) -> None:
         """Insert a new record and its match keys."""
         self._check_tenant(record)
+        self._uow.write_lock()
         # No savepoint of its own: service calls run inside Session.atomic(), whose
         # savepoint undoes the row and its keys together (and keeps PostgreSQL's
         # transaction usable after a constraint error).
@@ -325,6 +376,7 @@ class SqlRepository(Generic[S]):
     def replace(self, record: S, expected_version: int) -> None:
         """Update the row only if it is still at ``expected_version``."""
         self._check_tenant(record)
+        self._uow.write_lock()
         t = self._table
         try:
             result = self._uow.execute(
@@ -353,13 +405,16 @@ class SqlRepository(Generic[S]):
     def _scoped(self) -> sa.ColumnElement[bool]:
         return self._table.c.tenant_id == self._uow.tenant_id
 
-    def get(self, id: str) -> S | None:
-        """The record with ``id`` in this tenant, or None."""
-        row = (
-            self._uow.execute(sa.select(self._table).where(self._scoped(), self._table.c.id == id))
-            .mappings()
-            .first()
-        )
+    def get(self, id: str, *, lock: bool = False) -> S | None:
+        """The record with ``id`` in this tenant, or None.
+
+        With ``lock``, the row stays share-locked until the unit of work ends
+        (PostgreSQL's ``FOR SHARE``; SQLite's one writer needs no row locks).
+        """
+        query = sa.select(self._table).where(self._scoped(), self._table.c.id == id)
+        if lock and self._dialect == "postgresql":
+            query = query.with_for_update(read=True)
+        row = self._uow.execute(query).mappings().first()
         return None if row is None else self._codec.from_row(row)
 
     def get_many(self, ids: Sequence[str]) -> dict[str, S]:
@@ -423,6 +478,12 @@ class SqlRepository(Generic[S]):
                         k.c.key.in_(list(keys)),
                     )
                 )
+            case RefersTo(field, resource, related_where):
+                related = self._uow.repo(RECORD_BY_RESOURCE[resource])
+                ids = sa.select(related._table.c.id).where(related._scoped())
+                if related_where is not None:
+                    ids = ids.where(related.compile(related_where))
+                return column(field, "").in_(ids)
             case Related(resource, key, measure, field, low, high, related_where):
                 if measure == "count" and low == 1 and high is None:
                     # "At least one": EXISTS stops at the first related row.
