@@ -8,7 +8,9 @@ a form can show them all at once.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+import math
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -20,14 +22,19 @@ from pycrm.domain.contact_points import (
     phone_point,
 )
 from pycrm.domain.money import Money
+from pycrm.domain.values import check_scalar
 from pycrm.errors import FieldError, ValidationError
 
 __all__ = [
     "Checks",
     "check_bool",
     "check_choice",
+    "check_id",
     "check_int",
+    "check_json",
+    "check_key",
     "check_money",
+    "check_one_of",
     "check_points",
     "check_tags",
     "check_text",
@@ -84,6 +91,67 @@ def check_int(field: str, value: Any, *, minimum: int = 0, maximum: int = 10**12
     if not minimum <= value <= maximum:
         raise ValidationError(field, value, f"must be between {minimum} and {maximum:,}")
     return value
+
+
+def check_key(field: str, value: Any, *, what: str = "text", limit: int = 1000) -> str:
+    """Text that names something exactly (a key, a path, a name to look up), as given.
+
+    Unlike :func:`check_text` nothing is normalised: the text must match as it
+    is. Refuses non-strings, text with control characters (a NUL byte …) or
+    unpaired surrogates, and text longer than ``limit``, naming ``field``.
+    """
+    if not isinstance(value, str):
+        raise ValidationError(field, value, f"must be {what}, not {type(value).__name__}")
+    if not value.isprintable() and any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        raise ValidationError(field, value, "contains control characters or unpaired surrogates")
+    if len(value) > limit:
+        raise ValidationError(field, value, f"is longer than {limit} characters")
+    return value
+
+
+def check_id(field: str, value: Any) -> str:
+    """The id of a record, as text (what no id can be is refused, naming ``field``)."""
+    return check_key(field, value, what="a string id", limit=200)
+
+
+def check_one_of(field: str, value: Any, choices: Iterable[str]) -> str:
+    """One of the texts ``choices`` (anything else, unhashable values too, is refused)."""
+    allowed = tuple(choices)
+    if not isinstance(value, str) or value not in allowed:
+        raise ValidationError(field, value, f"must be one of {', '.join(allowed)}")
+    return value
+
+
+def check_json(field: str, value: Any, *, depth: int = 20) -> Any:
+    """JSON data to store as it is: ``value`` with tuples as lists and mappings as dicts.
+
+    None, True/False, whole numbers, finite floats, text, lists and mappings
+    with text keys, nested at most ``depth`` deep. Text may hold no NUL byte or
+    unpaired surrogate (no database stores them in JSON). A refusal names the
+    place: ``properties.page``, ``rule.all[0].value``.
+    """
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError(field, value, "must be a finite number")
+        return value
+    if isinstance(value, str):
+        check_scalar(field, value)
+        return value
+    if depth <= 0:
+        raise ValidationError(field, value, "is nested too deeply")
+    if isinstance(value, list | tuple):
+        return [check_json(f"{field}[{i}]", v, depth=depth - 1) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValidationError(field, key, "keys must be text")
+            check_scalar(field, key)
+            out[key] = check_json(f"{field}.{key}", item, depth=depth - 1)
+        return out
+    raise ValidationError(field, value, f"must be JSON data, not {type(value).__name__}")
 
 
 def check_bool(field: str, value: Any) -> bool:
@@ -179,7 +247,7 @@ def check_choice(field: str, value: Any, choices: type[E]) -> E:
         return value
     try:
         return choices(value)
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: an unhashable value, or a signalling NaN
         allowed = ", ".join(str(c.value) for c in choices)
         raise ValidationError(field, value, f"must be one of {allowed}") from None
 
