@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from pycrm.crm import DEFAULT_URL, connect
 from pycrm.domain.ids import new_id
 from pycrm.errors import CRMError
+from pycrm.services.exports import KINDS
 
 __all__ = ["main"]
 
@@ -55,6 +56,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--tenant", help="tenant")
     report.add_argument("--png", help="also draw the report as a chart in this PNG file")
+    export = commands.add_parser(
+        "export", help="export records as CSV or JSON Lines (needs the export grant)"
+    )
+    export.add_argument(
+        "kind", choices=[*KINDS, *KINDS.values()], metavar="KIND", help=", ".join(KINDS)
+    )
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv", help="default csv")
+    export.add_argument("--out", help="file to write (default: standard output)")
+    export.add_argument(
+        "--since", help="only records updated at or after this ISO 8601 time (UTC if no offset)"
+    )
+    export.add_argument("--until", help="only records updated before this ISO 8601 time")
+    export.add_argument("--fields", help="comma-separated fields to export (default: all)")
+    export.add_argument(
+        "--as", dest="actor", required=True, help="the exporting user's id or email (or system)"
+    )
+    export.add_argument("--db", default=DEFAULT_URL, help="database URL")
+    export.add_argument("--tenant", help="tenant to export from")
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_commands.add_parser("upgrade", help="create or migrate pycrm's tables")
@@ -67,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pycrm`` command; return its exit status."""
     args = _parser().parse_args(argv)
-    console = Console()
+    # An export's data may go to standard output: its messages go to standard error.
+    console = Console(stderr=args.command == "export")
     if args.version:
         from pycrm import __version__
 
@@ -84,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pycrm.importing import run_import
 
             return run_import(args, console)
+        if args.command == "export":
+            from pycrm.exporting import run_export
+
+            return run_export(args, console)
         if args.command == "report":
             from pycrm.reports import run_report
 
