@@ -392,6 +392,16 @@ def test_each_export_is_audited_once_with_its_filters_and_row_count(
     assert (facts(second)["rows"], facts(second)["complete"]) == (1, True)
 
 
+def test_an_export_stays_audited_when_the_session_rolls_back(
+    crm: pycrm.CRM, world: SimpleNamespace
+) -> None:
+    with contextlib.suppress(RuntimeError), crm.session(actor=world.ann.id) as s:
+        assert s.export.csv("customers", io.StringIO(newline="")) == 2
+        raise RuntimeError("the caller's own failure after the export")
+    [entry] = export_entries(crm)
+    assert (entry.record_type, facts(entry)["rows"]) == ("customer", 2)
+
+
 def test_an_abandoned_or_closed_iterator_is_audited_with_the_rows_handed_out(
     crm: pycrm.CRM, world: SimpleNamespace
 ) -> None:

@@ -231,8 +231,8 @@ class CRM:
     def _begin(self, tenant: str | None) -> UnitOfWork:
         return self.store.begin(self._tenant(tenant))
 
-    def _record_denials(self, tenant: str, entries: list[AuditEntry]) -> None:
-        """Write refused attempts in a transaction of their own (they outlive a rollback)."""
+    def _record_apart(self, tenant: str, entries: list[AuditEntry]) -> None:
+        """Write audit entries (refusals, exports) in a transaction of their own: they outlive a rollback."""
         uow = self.store.begin(tenant)
         try:
             for entry in entries:
@@ -264,7 +264,7 @@ class CRM:
         if user is None:
             raise NotFound("user", actor)
         if not user.active:
-            self._record_denials(
+            self._record_apart(
                 uow.tenant_id,
                 [
                     AuditEntry(

@@ -77,6 +77,8 @@ class Session:
         self._version_log: list[tuple[str, int | None]] = []
         """Undo log of ``_versions`` for savepoint rollbacks."""
         self._wrote = False
+        self._lasting: list[AuditEntry] = []
+        """Audit entries that outlive the session's outcome (see ``_audit_apart``)."""
 
     @property
     def _uow(self) -> UnitOfWork:
@@ -118,7 +120,7 @@ class Session:
         try:
             self._unit.commit()
         finally:
-            self._flush_denials()
+            self._flush_lasting()
         if getattr(self._unit, "joined", False):
             # Inside the caller's transaction: the signals wait for the caller's
             # commit, and are dropped on its rollback.
@@ -135,24 +137,29 @@ class Session:
         try:
             self._unit.rollback()
         finally:
-            self._flush_denials()
+            self._flush_lasting()
 
-    def _flush_denials(self) -> None:
-        """Audit the refused attempts so that they outlive the session's rollback.
+    def _audit_apart(self, entry: AuditEntry) -> None:
+        """Audit ``entry`` whatever becomes of the session's work (a refusal, an export)."""
+        self._lasting.append(entry)
 
-        They go in a transaction of their own, except in a session joined to
-        the caller's SQLite connection: that connection holds the database's
-        one write lock, so they go into the caller's transaction (after this
-        session's savepoint ended), and a caller's rollback undoes them.
+    def _flush_lasting(self) -> None:
+        """Write the entries audited apart, so that they outlive the session's rollback.
+
+        They go in a transaction of their own, after the session's (so an
+        export never holds SQLite's write lock while it reads), except in a
+        session joined to the caller's SQLite connection: that connection may
+        hold the database's one write lock, so they go into the caller's
+        transaction (after this session's savepoint ended), and a caller's
+        rollback undoes them.
         """
-        guard = self.__dict__.get("_guard")
-        if guard is None or not guard.denials:
+        if not self._lasting:
             return
-        denials, guard.denials = guard.denials, []
+        entries, self._lasting = self._lasting, []
         if getattr(self._unit, "writes_apart", True):
-            self.crm._record_denials(self.tenant_id, denials)
+            self.crm._record_apart(self.tenant_id, entries)
         else:
-            self._unit.repo(AuditEntry).add_many(denials)
+            self._unit.repo(AuditEntry).add_many(entries)
 
     def _field_definitions(self, entity: str) -> dict[str, FieldDefinition]:
         """The custom field definitions of ``entity`` by key (read once per session)."""
@@ -497,10 +504,13 @@ class Reader(Generic[S]):
     in the session is checked against the version the session read.
     """
 
-    def __init__(self, session: Session, cls: type[S], quiet: bool = False) -> None:
+    def __init__(
+        self, session: Session, cls: type[S], quiet: bool = False, *, remember: bool = True
+    ) -> None:
         self._s = session
         self._cls = cls
         self._quiet = quiet
+        self._remember = remember
         self._repo = session._uow.repo(cls)
 
     def _where(self, where: Filter | None, *fields: str) -> Filter | None:
@@ -524,7 +534,8 @@ class Reader(Generic[S]):
         """The matching records the actor may read, in one query."""
         scoped = self._where(where, *(o.field for o in order_by))
         rows = self._repo.find(scoped, order_by=order_by, limit=limit, offset=offset)
-        self._s._saw(rows)
+        if self._remember:
+            self._s._saw(rows)
         return [self._s._guard.redact(row) for row in rows]
 
     def count(self, where: Filter | None = None) -> int:

@@ -34,6 +34,7 @@ from pycrm.domain.records import Stored
 from pycrm.errors import ValidationError
 from pycrm.serialization import to_dict
 from pycrm.services.records import Service, check_when
+from pycrm.session import Reader
 
 __all__ = ["KINDS", "ExportService", "Target"]
 
@@ -230,7 +231,9 @@ class ExportService(Service):
         """The page of records after id ``after`` (keyset), through the session's read path."""
         if after is not None:
             where = all_of([where, Range("id", after, None), Not(Eq("id", after))])
-        reader = self._s.read(cls)  # refused once the session has ended
+        # Refused once the session has ended. Not remembered for version checks:
+        # a million exported rows would otherwise sit in the session's memory.
+        reader = Reader(self._s, cls, remember=False)
         return reader.find(where, order_by=[OrderBy("id")], limit=size)
 
     # -- streaming ---------------------------------------------------------------
@@ -311,8 +314,7 @@ class ExportService(Service):
             record_id="",
             changes={name: [None, value] for name, value in facts.items()},
         )
-        with self._s._atomic():
-            self._s._uow.repo(AuditEntry).add(entry)
+        self._s._audit_apart(entry)  # kept even if the caller's session rolls back
 
 
 def _cell(value: Any) -> str:

@@ -72,8 +72,6 @@ class Guard:
         self._teams: set[str] | None = None
         self._department: set[str] | None = None
         self._subjects: Filter | None = None
-        self.denials: list[AuditEntry] = []
-        """Refused attempts, written to the audit trail when the session ends."""
 
     @property
     def unrestricted(self) -> bool:
@@ -375,7 +373,7 @@ class Guard:
 
     def _deny(self, action: str, resource: str, record_id: str | None, why: str) -> NoReturn:
         actor = self._s.actor
-        self.denials.append(
+        self._s._audit_apart(
             AuditEntry(
                 id=new_id(),
                 tenant_id=self._s.tenant_id,
