@@ -350,8 +350,8 @@ def test_required_fields_take_their_default_on_create_or_are_refused(crm: pycrm.
         assert isinstance(exc, ValidationError)
     assert [e.field for e in invalid(errors)] == ["custom.vat_id"] * 4 + [
         "custom.headcount",
-        "custom.grade",
-        "custom.n",
+        "default",
+        "default",
     ]
     assert "required" in invalid(errors)[0].reason
 

@@ -117,7 +117,7 @@ def test_capture_of_bad_input_and_get_of_an_unknown_id_are_refused_and_store_not
         (NotFound, lambda s: s.leads.get("no-such-lead")),
     )
     fields = [e.field for e in errors[:4]]  # type: ignore[attr-defined]
-    assert fields == ["name", "source", "emails[0]", "budget"]
+    assert fields == ["name", "source", "email", "budget"]
 
 
 # -- assignment -----------------------------------------------------------------

@@ -30,14 +30,17 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_id",
+    "check_ids",
     "check_int",
     "check_json",
     "check_key",
+    "check_mapping",
     "check_money",
     "check_one_of",
     "check_points",
     "check_tags",
     "check_text",
+    "fold_points",
 ]
 
 T = TypeVar("T")
@@ -112,6 +115,24 @@ def check_key(field: str, value: Any, *, what: str = "text", limit: int = 1000) 
 def check_id(field: str, value: Any) -> str:
     """The id of a record, as text (what no id can be is refused, naming ``field``)."""
     return check_key(field, value, what="a string id", limit=200)
+
+
+def check_ids(field: str, value: Any) -> tuple[str, ...]:
+    """A list of record ids; a bad one is named by its index (``duplicate_ids[1]``)."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ValidationError(field, value, "must be a list of ids")
+    return tuple(check_id(f"{field}[{i}]", item) for i, item in enumerate(value))
+
+
+def check_mapping(field: str, value: Any) -> Mapping[str, Any] | None:
+    """None, or a mapping with text keys (its values are the caller's to check)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, value, f"must be a mapping, not {type(value).__name__}")
+    for key in value:
+        check_key(field, key, what="a text key")
+    return value
 
 
 def check_one_of(field: str, value: Any, choices: Iterable[str]) -> str:
@@ -212,6 +233,8 @@ def check_points(
             continue
         for i, item in enumerate(items):
             name = f"{field}[{i}]"
+            if isinstance(item, _Lone):
+                name, item = item.field, item.value
             try:
                 if isinstance(item, ContactPoint):
                     value, label = item.value, item.label
@@ -236,6 +259,32 @@ def check_points(
     if len(points) > 50:
         raise ValidationError("contact_points", len(points), "at most 50 emails and phones")
     return tuple(points.values())
+
+
+class _Lone:
+    """One email or phone given on its own (``email=``): a refusal names that argument."""
+
+    __slots__ = ("field", "value")
+
+    def __init__(self, field: str, value: Any) -> None:
+        self.field = field
+        self.value = value
+
+
+def fold_points(fields: dict[str, Any]) -> None:
+    """Put a lone ``email``/``phone`` in ``fields`` first in its ``emails``/``phones`` list.
+
+    For calls that take one of each beside the lists (``capture``, ``check``):
+    :func:`check_points` then names ``email`` or ``phone`` when it refuses one.
+    """
+    for one, many in (("email", "emails"), ("phone", "phones")):
+        if one not in fields:
+            continue
+        value = fields.pop(one)
+        given = fields.get(many) or ()
+        if isinstance(given, str) or not isinstance(given, Iterable):
+            raise ValidationError(many, given, "must be a list")
+        fields[many] = [_Lone(one, value), *given] if value is not None else list(given)
 
 
 E = TypeVar("E", bound=enum.Enum)

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
 from pycrm.domain.activities import Activity, ActivityKind
 from pycrm.domain.customers import Contact, Customer
-from pycrm.domain.fields import Checks, check_bool, check_choice, check_text
+from pycrm.domain.fields import Checks, check_bool, check_choice, check_json, check_text
 from pycrm.domain.leads import Lead
 from pycrm.domain.query import Eq, Filter, OrderBy, Range, all_of
 from pycrm.domain.tasks import BehaviourEvent
 from pycrm.errors import ValidationError
 from pycrm.rules.context import RuleContext
 from pycrm.services.records import RecordService, check_when, write
-from pycrm.services.search import check_page
+from pycrm.services.search import check_page, referenced
 
 __all__ = ["ActivityService"]
 
@@ -61,20 +60,13 @@ class ActivityService(RecordService[Activity]):
             }
         if customer_id is None and contact_id is None:
             raise ValidationError("customer_id", None, "an activity needs a customer or a contact")
-        if contact_id is not None:
-            contact = (
-                self._s._uow.repo(Contact).get(contact_id) if isinstance(contact_id, str) else None
-            )
-            if contact is None:
-                raise ValidationError("contact_id", contact_id, "is not the id of a contact")
+        referenced(self._s, Customer, "customer_id", customer_id)
+        contact = referenced(self._s, Contact, "contact_id", contact_id)
+        if contact is not None:
             if customer_id is None:
                 customer_id = contact.customer_id
             elif contact.customer_id not in (None, customer_id):
                 raise ValidationError("contact_id", contact_id, "works for another customer")
-        if customer_id is not None and (
-            not isinstance(customer_id, str) or self._s._uow.repo(Customer).get(customer_id) is None
-        ):
-            raise ValidationError("customer_id", customer_id, "is not the id of a customer")
         record = Activity(
             **self._s._stamp(
                 customer_id=customer_id,
@@ -148,24 +140,15 @@ class ActivityService(RecordService[Activity]):
         owner (or its customer's owner, or else sales) gets a task. A lead's
         score is recomputed.
         """
-        contact = (
-            self._s._uow.repo(Contact).get(contact_id) if isinstance(contact_id, str) else None
-        )
-        if contact is None and contact_id is not None:
-            raise ValidationError("contact_id", contact_id, "is not the id of a contact")
-        if lead_id is not None and (
-            not isinstance(lead_id, str) or self._s._uow.repo(Lead).get(lead_id) is None
-        ):
-            raise ValidationError("lead_id", lead_id, "is not the id of a lead")
+        contact = referenced(self._s, Contact, "contact_id", contact_id)
+        referenced(self._s, Lead, "lead_id", lead_id)
         if contact is None and lead_id is None:
             raise ValidationError("contact_id", None, "track needs a contact or a lead")
         name = check_text("event", event, required=True, limit=80)
         assert name is not None
-        props = dict(properties or {})
-        try:
-            json.dumps(props)
-        except (TypeError, ValueError):
-            raise ValidationError("properties", properties, "must be JSON-able") from None
+        if properties is not None and not isinstance(properties, Mapping):
+            raise ValidationError("properties", properties, "must be a mapping")
+        props = check_json("properties", dict(properties or {}))
         when = self._s._now() if occurred_at is None else check_when("occurred_at", occurred_at)
         record = BehaviourEvent(
             **self._s._stamp(

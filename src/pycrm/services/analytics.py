@@ -33,6 +33,7 @@ from pycrm.domain.deals import Deal, DealStatus
 from pycrm.domain.fields import check_money
 from pycrm.domain.leads import Lead, LeadStatus
 from pycrm.domain.money import Money
+from pycrm.domain.org import Team, User
 from pycrm.domain.query import Eq, Filter, In, IsNull, Not, Or, Range, Related, all_of
 from pycrm.domain.receivables import Receivable, ReceivableStatus
 from pycrm.domain.records import Stored
@@ -40,7 +41,7 @@ from pycrm.domain.tickets import Ticket
 from pycrm.errors import ValidationError
 from pycrm.services.campaigns import PURCHASES
 from pycrm.services.records import Service, check_when
-from pycrm.services.search import custom_filter
+from pycrm.services.search import custom_filter, referenced
 
 __all__ = [
     "AgingRow",
@@ -222,11 +223,19 @@ class AnalyticsService(Service):
         high = None if until is None else check_when("until", until)
         return Range(field, low, high)
 
+    def _day(self, as_of: Any) -> date:
+        """The ``as_of`` day of a report (today by default)."""
+        if as_of is None:
+            return self._s._now().date()
+        if not isinstance(as_of, date) or isinstance(as_of, datetime):
+            raise ValidationError("as_of", as_of, "must be a date")
+        return as_of
+
     @staticmethod
     def _grouping(by: str | None, choices: dict[str, GroupKey]) -> list[GroupKey]:
         if by is None:
             return []
-        if by not in choices:
+        if not isinstance(by, str) or by not in choices:
             raise ValidationError("by", by, f"must be one of {', '.join(choices)}")
         return [choices[by]]
 
@@ -236,14 +245,15 @@ class AnalyticsService(Service):
         """Set (or replace) a user's or team's quota for a period (``2026-03`` or ``2026-Q1``)."""
         with self._s._atomic():
             if (owner_id is None) == (team_id is None):
-                raise ValidationError(
-                    "owner_id", owner_id, "give exactly one of owner_id and team_id"
-                )
+                field, value = ("team_id", team_id) if team_id is not None else ("owner_id", None)
+                raise ValidationError(field, value, "give exactly one of owner_id and team_id")
             if not isinstance(period, str) or not _PERIOD.fullmatch(period):
                 raise ValidationError("period", period, "must look like 2026-03 or 2026-Q1")
             money = check_money("amount", amount)
             if money is None:
                 raise ValidationError("amount", amount, "is required")
+            referenced(self._s, User, "owner_id", owner_id)
+            referenced(self._s, Team, "team_id", team_id)
             repo = self._s._uow.repo(Quota)
             where = all_of([Eq("period", period), Eq("owner_id", owner_id), Eq("team_id", team_id)])
             existing = repo.find(where, limit=1)
@@ -463,7 +473,7 @@ class AnalyticsService(Service):
         Scores are quintiles (5 best) over the customers with purchases;
         monetary value counts the CRM's currency.
         """
-        today = as_of or self._s._now().date()
+        today = self._day(as_of)
         currency = self._s.crm.currency
         rows = self._query(
             Contract,
@@ -509,9 +519,7 @@ class AnalyticsService(Service):
 
     def aging(self, *, as_of: date | None = None) -> list[AgingRow]:
         """Unpaid receivables by days past due: current, 0-30, 31-60, 61-90, 90+."""
-        today = as_of or self._s._now().date()
-        if not isinstance(today, date) or isinstance(today, datetime):
-            raise ValidationError("as_of", as_of, "must be a date")
+        today = self._day(as_of)
         rows = self._query(
             Receivable,
             In("status", _UNPAID),

@@ -15,8 +15,10 @@ SQL adapters evaluate it in the database::
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -26,7 +28,15 @@ from pycrm.domain.contact_points import search_key
 from pycrm.domain.contracts import ContractStatus
 from pycrm.domain.custom_fields import check_value, comparable
 from pycrm.domain.customers import Contact, Customer, RecordStatus
-from pycrm.domain.fields import Checks, check_choice, check_money, check_text
+from pycrm.domain.fields import (
+    Checks,
+    check_choice,
+    check_json,
+    check_key,
+    check_money,
+    check_one_of,
+    check_text,
+)
 from pycrm.domain.money import Money
 from pycrm.domain.query import (
     And,
@@ -46,6 +56,7 @@ from pycrm.domain.query import (
 from pycrm.errors import NotFound, ValidationError
 from pycrm.services.fields import check_custom_read
 from pycrm.services.records import RecordService, write
+from pycrm.services.search import check_page
 
 __all__ = ["SEGMENT_FIELDS", "CampaignService"]
 
@@ -102,7 +113,13 @@ class _Compiler:
             raise ValidationError(
                 where, rule, "needs field, op and value (or all / any / not / segment)"
             )
-        return self.condition(rule["field"], rule["op"], rule["value"], where)
+        try:
+            return self.condition(rule["field"], rule["op"], rule["value"], where)
+        except ValidationError as exc:
+            if exc.field.startswith((where, "custom.")):
+                raise
+            # A filter refused the value: name the place in the rule it came from.
+            raise ValidationError(f"{where}.value", rule["value"], exc.reason) from None
 
     def condition(self, field: Any, op: Any, value: Any, where: str) -> Filter:
         if isinstance(field, str) and field.startswith("custom."):
@@ -110,10 +127,10 @@ class _Compiler:
         if field == "category":
             if op != "under":
                 raise ValidationError(f"{where}.op", op, "category takes under")
-            self.service._s.categories.by_path(value)
+            self.service._s.categories.by_path(check_key(f"{where}.value", value))
             return HasKey("category", value)
         fields = SEGMENT_FIELDS[self.target]
-        if field not in fields:
+        if not isinstance(field, str) or field not in fields:
             raise ValidationError(
                 f"{where}.field", field, f"must be one of {', '.join(sorted(fields))}"
             )
@@ -217,6 +234,9 @@ class _Compiler:
 
     def date_range(self, op: str, value: Any, at: str) -> tuple[Any, Any]:
         def moment(item: Any) -> datetime:
+            if isinstance(item, str):  # a saved rule holds dates as ISO text
+                with contextlib.suppress(ValueError):
+                    item = datetime.fromisoformat(item) if "T" in item else date.fromisoformat(item)
             if isinstance(item, datetime) and item.tzinfo is not None:
                 return item
             if isinstance(item, date) and not isinstance(item, datetime):
@@ -239,6 +259,21 @@ class _Compiler:
         return Range(field, low, high)
 
 
+def _saved_rule(value: Any, where: str) -> Any:
+    """A segment rule as JSON data (see :meth:`CampaignService.create_segment`)."""
+    if isinstance(value, Money):
+        return [str(value.amount), value.currency]
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal) and value.is_finite():
+        return str(value)
+    if isinstance(value, Mapping):
+        return {k: _saved_rule(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_saved_rule(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return check_json(where, value)
+
+
 class CampaignService(RecordService[Campaign]):
     """``s.campaigns``: segments, campaigns, members and responses."""
 
@@ -247,9 +282,10 @@ class CampaignService(RecordService[Campaign]):
     # -- segments ------------------------------------------------------------
 
     def _segment(self, ref: Any, where: str = "segment") -> Segment:
+        check_key(where, ref, what="a segment name or id")
         repo = self._s.read(Segment)
-        found = repo.get(ref) if isinstance(ref, str) else None
-        if found is None and isinstance(ref, str):
+        found = repo.get(ref)
+        if found is None:
             named = repo.find(Eq("name", ref), limit=1)
             found = named[0] if named else None
         if found is None:
@@ -266,22 +302,28 @@ class CampaignService(RecordService[Campaign]):
 
     def compile(self, target: str, rule: Mapping[str, Any]) -> Filter:
         """The filter a segment rule stands for; raises ValidationError naming the bad part."""
-        if target not in SEGMENT_FIELDS:
-            raise ValidationError("target", target, "must be customer or contact")
+        check_one_of("target", target, SEGMENT_FIELDS)
         return _Compiler(self, target, frozenset()).compile(rule)
 
     @write
     def create_segment(
         self, name: str, target: str, rule: Mapping[str, Any], *, description: str | None = None
     ) -> Segment:
-        """Save a segment after checking its rule."""
+        """Save a segment after checking its rule.
+
+        The rule is saved as JSON data: dates and datetimes as ISO text, Money
+        as ``[amount, currency]``, which the rule compiles to the same filter.
+        """
         self.compile(target, rule)
+        saved = _saved_rule(rule, "rule")
+        if saved != rule:
+            self.compile(target, saved)
         with Checks() as checks:
             fields = {
                 "name": checks(check_text, "name", name, required=True),
                 "description": checks(check_text, "description", description, limit=2000),
             }
-        segment = Segment(**self._s._stamp(target=target, rule=dict(rule), **fields))
+        segment = Segment(**self._s._stamp(target=target, rule=saved, **fields))
         self._s._guard.require(segment, "create")
         self._s._uow.repo(Segment).add(segment)
         self._s._record("create", None, segment)
@@ -293,6 +335,7 @@ class CampaignService(RecordService[Campaign]):
 
     def members(self, segment: str, *, limit: int = 1000, offset: int = 0) -> list[Any]:
         """The customers or contacts in a segment now (evaluated in the database)."""
+        limit, offset = check_page(limit, offset)
         chosen = self._segment(segment)
         cls: type[Any] = Customer if chosen.target == "customer" else Contact
         where = all_of(

@@ -12,13 +12,13 @@ from pycrm.domain.contact_points import search_key
 from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.fields import check_tags, check_text
 from pycrm.domain.query import Eq, Filter, HasKey, In, OrderBy, all_of
-from pycrm.errors import ValidationError
 from pycrm.services.records import RecordService, check_address, write
 from pycrm.services.search import (
     category_filter,
     check_page,
     custom_filter,
     point_filter,
+    referenced,
     text_filter,
 )
 
@@ -37,11 +37,8 @@ class ContactService(RecordService[Contact]):
     }
 
     def _check_customer(self, field: str, value: Any) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str) or self._s._uow.repo(Customer).get(value) is None:
-            raise ValidationError(field, value, "is not the id of a customer")
-        return value
+        customer = referenced(self._s, Customer, field, value)
+        return None if customer is None else customer.id
 
     def _checkers(self) -> dict[str, Callable[[str, Any], Any]]:
         return {

@@ -19,7 +19,7 @@ from pycrm.domain.contracts import (
     check_schedule,
 )
 from pycrm.domain.deals import Deal, DealStatus
-from pycrm.domain.fields import Checks, check_bool, check_choice, check_money, check_text
+from pycrm.domain.fields import Checks, check_bool, check_choice, check_id, check_money, check_text
 from pycrm.domain.money import Money
 from pycrm.domain.query import Eq, Filter, OrderBy, all_of
 from pycrm.errors import InvalidTransition, ValidationError
@@ -81,7 +81,7 @@ class ContractService(RecordService[Contract]):
         apart from ``first_due`` (default: ``start`` or today), or an explicit
         ``schedule`` of ``(due date, Money)`` that must sum exactly to ``amount``.
         """
-        deal = self._s._uow.repo(Deal).get(deal_id) if isinstance(deal_id, str) else None
+        deal = self._s._uow.repo(Deal).get(check_id("deal_id", deal_id))
         if deal is None:
             raise ValidationError("deal_id", deal_id, "is not the id of a deal")
         if deal.status is not DealStatus.WON:
@@ -107,6 +107,8 @@ class ContractService(RecordService[Contract]):
         if fields["start"] and fields["end"] and fields["end"] < fields["start"]:
             raise ValidationError("end", fields["end"], "is before the start")
         if schedule is not None:
+            if isinstance(schedule, str | bytes) or not isinstance(schedule, Sequence):
+                raise ValidationError("schedule", schedule, "must be a list of (due date, Money)")
             parts = [Instalment(i + 1, *_instalment(i, item)) for i, item in enumerate(schedule)]
             plan = check_schedule(total, parts)
         else:

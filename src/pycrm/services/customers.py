@@ -15,7 +15,7 @@ from pycrm.domain.contact_points import search_key
 from pycrm.domain.contracts import Contract
 from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.deals import Deal
-from pycrm.domain.fields import Checks, check_int, check_money, check_tags, check_text
+from pycrm.domain.fields import Checks, check_int, check_key, check_money, check_tags, check_text
 from pycrm.domain.leads import Lead
 from pycrm.domain.money import Money
 from pycrm.domain.query import Eq, Filter, HasKey, OrderBy, all_of
@@ -23,6 +23,7 @@ from pycrm.domain.receivables import Receivable
 from pycrm.domain.tickets import Ticket
 from pycrm.services.records import RecordService, check_address, write
 from pycrm.services.search import (
+    MAX_PAGE,
     category_filter,
     check_page,
     custom_filter,
@@ -197,6 +198,7 @@ class CustomerService(RecordService[Customer]):
 
         Loaded in a constant number of queries, however much related data there is.
         """
+        check_int("activities", activities, minimum=1, maximum=MAX_PAGE)
         customer = self.get(id)
         contacts = self._s.read(Contact, quiet=True).find(
             all_of([Eq("customer_id", id), Eq("status", RecordStatus.ACTIVE)]),
@@ -273,7 +275,7 @@ class CustomerService(RecordService[Customer]):
 
     def rule_for(self, attribute: str) -> ConsolidationRule:
         """The rule that consolidates ``attribute`` (the CRM's ``assessment_rules``, else latest)."""
-        return self._s.crm.assessment_rules.get(attribute, latest)
+        return self._s.crm.assessment_rules.get(check_key("attribute", attribute), latest)
 
     def assessments(self, id: str, attribute: str | None = None) -> list[Assessment]:
         """The current rating of each source (for one attribute, or all), latest first."""

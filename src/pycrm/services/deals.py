@@ -8,11 +8,19 @@ from typing import Any, ClassVar
 
 from pycrm.domain.customers import Contact, Customer
 from pycrm.domain.deals import DEFAULT_STAGES, Deal, DealStatus, Pipeline, Stage, StageChange
-from pycrm.domain.fields import Checks, check_choice, check_int, check_money, check_text
+from pycrm.domain.fields import (
+    Checks,
+    check_choice,
+    check_int,
+    check_key,
+    check_money,
+    check_text,
+)
+from pycrm.domain.leads import Lead
 from pycrm.domain.query import Eq, Filter, OrderBy, all_of
 from pycrm.errors import InvalidTransition, NotFound, ValidationError
 from pycrm.services.records import RecordService, write
-from pycrm.services.search import check_page
+from pycrm.services.search import check_page, referenced
 
 __all__ = ["DealService"]
 
@@ -70,6 +78,10 @@ class DealService(RecordService[Deal]):
             raise ValidationError("stages", stages, "must be a non-empty list of stages")
         parsed: list[Stage] = []
         for i, item in enumerate(stages):
+            if not isinstance(item, Stage) and (
+                isinstance(item, str) or not isinstance(item, Sequence) or len(item) != 3
+            ):
+                raise ValidationError(f"stages[{i}]", item, "must be (key, name, probability %)")
             stage = item if isinstance(item, Stage) else Stage(*item)
             with Checks() as checks:
                 checks(check_text, f"stages[{i}].key", stage.key, required=True, limit=40)
@@ -115,7 +127,7 @@ class DealService(RecordService[Deal]):
 
         ``source`` and ``campaign`` attribute the deal for analytics (conversion copies the lead's).
         """
-        chosen = self.pipeline(pipeline)
+        chosen = self.pipeline(check_key("pipeline", pipeline))
         with Checks() as checks:
             fields: dict[str, Any] = {
                 "name": checks(check_text, "name", name, required=True),
@@ -134,10 +146,11 @@ class DealService(RecordService[Deal]):
             }
         if fields["amount"] is None:
             raise ValidationError("amount", amount, "is required")
-        if self._s._uow.repo(Customer).get(customer_id) is None:
-            raise ValidationError("customer_id", customer_id, "is not the id of a customer")
-        if contact_id is not None and self._s._uow.repo(Contact).get(contact_id) is None:
-            raise ValidationError("contact_id", contact_id, "is not the id of a contact")
+        if customer_id is None:
+            raise ValidationError("customer_id", customer_id, "is required")
+        referenced(self._s, Customer, "customer_id", customer_id)
+        referenced(self._s, Contact, "contact_id", contact_id)
+        referenced(self._s, Lead, "lead_id", lead_id)
         fields["custom"] = self._custom({}, custom, creating=True)
         first = chosen.stage(stage) if stage is not None else chosen.stages[0]
         if fields["probability"] is None:

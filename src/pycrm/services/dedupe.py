@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from pycrm.domain.customers import Contact, Customer, RecordStatus
+from pycrm.domain.fields import check_id, check_ids, check_mapping, check_one_of, fold_points
 from pycrm.domain.leads import Lead
 from pycrm.domain.matching import Evidence, Profile, profile, reachable_without_keys, score
 from pycrm.domain.merging import (
@@ -236,9 +237,7 @@ class DedupeService(Service):
         cls = self._kind(record_type)
         self._s._guard.filter(cls)  # no read grant for the kind: PermissionDenied
         service = getattr(self._s, record_type + "s")
-        for one, many in (("email", "emails"), ("phone", "phones")):
-            if one in fields:  # capture() takes email= and phone= too
-                fields[many] = [fields.pop(one), *fields.get(many, ())]
+        fold_points(fields)  # capture() takes email= and phone= too
         values = service._parse(fields, creating=True)
         if record_type == "lead":
             values.setdefault("source", "check")
@@ -393,6 +392,10 @@ class DedupeService(Service):
         ``merged``. Sends ``customers_merged`` (or ``contacts_merged``).
         With ``dry_run`` nothing is written and the result shows what would happen.
         """
+        check_id("survivor_id", survivor_id)
+        check_ids("duplicate_ids", duplicate_ids)
+        check_one_of("record_type", record_type, MERGEABLE)
+        check_mapping("rules", rules)
         cls = self._mergeable(record_type)
         if isinstance(duplicate_ids, str) or not duplicate_ids:
             raise ValidationError("duplicate_ids", duplicate_ids, "must be a non-empty list of ids")

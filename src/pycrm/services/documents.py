@@ -9,7 +9,7 @@ from typing import Any
 
 from pycrm.domain import RECORD_BY_RESOURCE
 from pycrm.domain.documents import Document
-from pycrm.domain.fields import check_text
+from pycrm.domain.fields import check_id, check_one_of, check_text
 from pycrm.domain.ids import new_id
 from pycrm.domain.query import Eq, OrderBy, all_of
 from pycrm.errors import NotFound, StorageError, ValidationError
@@ -27,8 +27,8 @@ class DocumentService(RecordService[Document]):
     record_type = Document
 
     def _parent(self, record_type: str, record_id: str, action: str) -> Any:
-        if record_type not in RECORD_BY_RESOURCE:
-            raise ValidationError("record_type", record_type, "is not a record kind")
+        check_one_of("record_type", record_type, RECORD_BY_RESOURCE)
+        check_id("record_id", record_id)
         service = getattr(self._s, record_type + "s", None)
         if service is None or not hasattr(service, "_load"):
             raise ValidationError("record_type", record_type, "takes no documents")
@@ -62,6 +62,7 @@ class DocumentService(RecordService[Document]):
         self._parent(record_type, record_id, "update")
         filename = check_text("name", name, required=True, limit=255)
         assert filename is not None
+        check_text("content_type", content_type, limit=255)
         kind = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
         blob, checksum, size = self._store(data)
         with self._s._guard.bypass():  # the right that counts is the record's, checked above
@@ -124,7 +125,7 @@ class DocumentService(RecordService[Document]):
 
     def read(self, id: str) -> bytes:
         """A document version's bytes, checked against its checksum."""
-        document = self._repo.get(id) if isinstance(id, str) else None
+        document = self._repo.get(check_id("id", id))
         if document is None:
             raise NotFound("document", str(id))
         self._parent(document.record_type, document.record_id, "read")

@@ -21,7 +21,15 @@ from pycrm.csvfiles import CsvRow
 from pycrm.domain.audit import AuditEntry, diff
 from pycrm.domain.customers import Contact, Customer
 from pycrm.domain.events import Event
-from pycrm.domain.fields import Checks, check_points, check_text
+from pycrm.domain.fields import (
+    Checks,
+    check_bool,
+    check_int,
+    check_key,
+    check_mapping,
+    check_points,
+    check_text,
+)
 from pycrm.domain.ids import new_id
 from pycrm.domain.imports import IMPORT_POLICIES, ImportReport, Reject, resolve_mapping, row_key
 from pycrm.domain.leads import Lead, LeadStatus
@@ -102,6 +110,8 @@ class _Raw:
     values: dict[str, Any]
     missing: tuple[str, ...] = ()
     surplus: tuple[str, ...] = ()
+    problem: str | None = None
+    """Why the row cannot be read at all (it is not a mapping)."""
 
 
 def _records(rows: Iterable[Row], start_line: int) -> Iterator[_Raw]:
@@ -131,6 +141,9 @@ def _records(rows: Iterable[Row], start_line: int) -> Iterator[_Raw]:
         line += 1
         if isinstance(raw, CsvRow):
             yield _Raw(raw.line, raw, raw.missing, raw.surplus)
+            continue
+        if not isinstance(raw, Mapping):
+            yield _Raw(line, {}, problem=f"is not a mapping of column to value: {raw!r:.60}")
             continue
         extra = cast("Mapping[object, Any]", raw).get(None)  # a DictReader row's surplus
         values = {str(k): v for k, v in raw.items() if k is not None}
@@ -214,7 +227,28 @@ class ImporterService(Service):
         lenient: bool = False,
         start_line: int = 2,
         progress: Callable[[int], object] | None = None,
+        **unknown: Any,
     ) -> ImportReport:
+        if unknown:
+            name = min(unknown)
+            raise ValidationError(name, unknown[name], "is not an import option")
+        if isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Iterable):
+            raise ValidationError("rows", rows, "must be an iterable of rows (mappings)")
+        for field, column in (check_mapping("mapping", mapping) or {}).items():
+            check_key(f"mapping.{field}", column, what="a column name")
+        for name, column in (("default_region", default_region), ("external_id", external_id)):
+            if column is not None:
+                check_key(name, column)
+        with Checks() as checks:
+            checks(check_text, "source", source, required=True, limit=60)
+            checks(check_text, "campaign", campaign, limit=200)
+            checks(check_bool, "lenient", lenient)
+            checks(check_int, "start_line", start_line, minimum=0)
+        if start_line is None:
+            raise ValidationError("start_line", start_line, "is required")
+        for name, call in (("rejects", rejects), ("progress", progress)):
+            if call is not None and not callable(call):
+                raise ValidationError(name, call, "must be a function")
         if on_duplicate not in IMPORT_POLICIES:
             raise ValidationError(
                 "on_duplicate", on_duplicate, f"must be one of {', '.join(IMPORT_POLICIES)}"
@@ -253,7 +287,7 @@ class ImporterService(Service):
         chunk: list[_Raw] = []
         for raw in _records(rows, start_line):
             report.rows += 1
-            if resolved is None:
+            if resolved is None and raw.problem is None:
                 header = list(raw.values)
                 resolved = resolve_mapping(header, fields, mapping)
                 if "name" not in resolved:
@@ -262,12 +296,12 @@ class ImporterService(Service):
                     )
             chunk.append(raw)
             if len(chunk) >= chunk_size:
-                self._chunk(chunk, resolved, header, options, report, rejects)
+                self._chunk(chunk, resolved or {}, header, options, report, rejects)
                 chunk = []
                 if progress is not None:
                     progress(report.rows)
-        if chunk and resolved is not None:
-            self._chunk(chunk, resolved, header, options, report, rejects)
+        if chunk:
+            self._chunk(chunk, resolved or {}, header, options, report, rejects)
             if progress is not None:
                 progress(report.rows)
         report.elapsed = time.perf_counter() - started
@@ -281,6 +315,8 @@ class ImporterService(Service):
         options: Mapping[str, Any],
     ) -> _Row | Reject:
         line, raw = row.line, row.values
+        if row.problem is not None:
+            return Reject(line, "row", row.problem, raw)
         if row.surplus:
             return Reject(
                 line,
@@ -297,6 +333,13 @@ class ImporterService(Service):
         picked = {field: raw.get(column) for field, column in mapping.items()}
         picked = {k: (v.strip() if isinstance(v, str) else v) or None for k, v in picked.items()}
         ext = picked.pop("external_id", None)
+        if ext is not None:
+            try:
+                ext = check_key(
+                    "external_id", str(ext) if type(ext) is int else ext, what="text", limit=200
+                )
+            except ValidationError as exc:
+                return Reject(line, "external_id", exc.reason, raw)
         kind = options["kind"]
         values: dict[str, Any] = {}
         try:

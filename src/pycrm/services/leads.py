@@ -12,7 +12,7 @@ import attrs
 from pycrm.domain.contact_points import PointKind, search_key
 from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.deals import Deal
-from pycrm.domain.fields import check_choice, check_tags, check_text
+from pycrm.domain.fields import check_choice, check_id, check_tags, check_text, fold_points
 from pycrm.domain.leads import LEAD_MOVES, Lead, LeadStatus
 from pycrm.domain.money import Money
 from pycrm.domain.normalise import company_key
@@ -104,13 +104,9 @@ class LeadService(RecordService[Lead]):
         When the CRM has a lead router, the lead is assigned at once.
         """
         values: dict[str, Any] = {"name": name, "source": source, **fields}
-        emails = list(values.pop("emails", ()) or ())
-        phones = list(values.pop("phones", ()) or ())
-        if email is not None:
-            emails.insert(0, email)
-        if phone is not None:
-            phones.insert(0, phone)
-        values.update(emails=emails, phones=phones)
+        values.update(email=email, phone=phone, emails=values.get("emails") or [])
+        values.setdefault("phones", [])
+        fold_points(values)
         lead = self._create(values, "capture")
         if lead.status is not LeadStatus.NEW:  # merged into an existing lead
             return lead
@@ -266,6 +262,9 @@ class LeadService(RecordService[Lead]):
         or phones, else a new one. The deal starts in the pipeline's first
         stage, owned by the lead's owner.
         """
+        if customer_id is not None:
+            check_id("customer_id", customer_id)
+        check_text("deal_name", deal_name)
         lead = self._load(id)
         LEAD_MOVES.check(lead.status, LeadStatus.CONVERTED)
         customer = self._customer_for(lead, customer_id)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from pycrm.domain.calendars import WorkingHours
 from pycrm.domain.contact_points import normalise_email
 from pycrm.domain.deals import Deal, DealStatus
-from pycrm.domain.fields import Checks, check_bool, check_int, check_tags, check_text
+from pycrm.domain.fields import Checks, check_bool, check_id, check_int, check_tags, check_text
 from pycrm.domain.leads import Lead
 from pycrm.domain.org import DEPARTMENTS, Department, Team, User
 from pycrm.domain.query import Eq, Filter, In, OrderBy, all_of
@@ -69,7 +69,7 @@ class OrgService(RecordService[User]):
     def _check_teams(self, field: str, value: Any) -> tuple[str, ...]:
         if isinstance(value, str) or not isinstance(value, Sequence):
             raise ValidationError(field, value, "must be a list of team ids")
-        ids = tuple(dict.fromkeys(value))
+        ids = tuple(dict.fromkeys(check_id(f"{field}[{i}]", v) for i, v in enumerate(value)))
         found = self._s._uow.repo(Team).get_many(ids)
         missing = [i for i in ids if i not in found]
         if missing:
@@ -273,7 +273,7 @@ class OrgService(RecordService[User]):
 
     def get_team(self, id: str) -> Team:
         """The team with ``id``."""
-        team = self._s._uow.repo(Team).get(id) if isinstance(id, str) else None
+        team = self._s._uow.repo(Team).get(check_id("id", id))
         if team is None:
             raise NotFound("team", str(id))
         return team
@@ -281,6 +281,8 @@ class OrgService(RecordService[User]):
     @write
     def add_to_team(self, user_id: str, team_id: str) -> User:
         """Make a user a member of a team. Admins only."""
+        check_id("user_id", user_id)
+        check_id("team_id", team_id)
         self._require_admin("update", "user")
         self.get_team(team_id)
         user = self._load(user_id)

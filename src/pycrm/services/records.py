@@ -75,9 +75,10 @@ class Service:
         """``value`` is None or the id of a user in this tenant."""
         if value is None:
             return None
-        if self._s._uow.repo(User).get(check_id(field, value)) is None:
+        user_id = check_id(field, value)
+        if self._s._uow.repo(User).get(user_id) is None:
             raise ValidationError(field, value, "is not the id of a user")
-        return value
+        return user_id
 
     def _require_admin(self, action: str, resource: str) -> None:
         actor = self._s.actor

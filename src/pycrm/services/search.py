@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from pycrm.domain.contact_points import normalise_email, normalise_phone, search_key
 from pycrm.domain.custom_fields import check_value, comparable
-from pycrm.domain.fields import Checks, check_int, check_text
+from pycrm.domain.fields import Checks, check_id, check_int, check_key, check_text
 from pycrm.domain.normalise import email_key
 from pycrm.domain.query import Contains, Eq, Filter, HasKey
+from pycrm.domain.records import Stored
 from pycrm.errors import ValidationError
 
 __all__ = [
@@ -19,8 +20,11 @@ __all__ = [
     "check_page",
     "custom_filter",
     "point_filter",
+    "referenced",
     "text_filter",
 ]
+
+S = TypeVar("S", bound=Stored)
 
 #: The most rows one list or search call returns.
 MAX_PAGE = 1000
@@ -42,6 +46,20 @@ def point_filter(email: Any, phone: Any, region: str | None) -> list[Filter]:
     if phone is not None:
         parts.append(HasKey("phone", normalise_phone(phone, region=region)))
     return parts
+
+
+def referenced(session: Any, cls: type[S], field: str, value: Any) -> S | None:
+    """The stored record of ``cls`` that argument ``field`` refers to by id (None for None).
+
+    A value that cannot be an id, or the id of no record, is refused with a
+    ValidationError naming ``field``. Permissions are the caller's to check.
+    """
+    if value is None:
+        return None
+    found: S | None = session._uow.repo(cls).get(check_id(field, value))
+    if found is None:
+        raise ValidationError(field, value, f"is not the id of a {cls.resource}")
+    return found
 
 
 def custom_filter(session: Any, entity: str, custom: Any) -> list[Filter]:
@@ -68,7 +86,7 @@ def category_filter(session: Any, path: Any) -> list[Filter]:
     """Records in category ``path`` or anything under it."""
     if path is None:
         return []
-    session.categories.by_path(path)
+    session.categories.by_path(check_key("category", path))
     return [HasKey("category", path)]
 
 

@@ -9,8 +9,10 @@ from typing import Any, ClassVar
 import attrs
 
 from pycrm.domain.contact_points import search_key
+from pycrm.domain.contracts import Contract
 from pycrm.domain.customers import Contact, Customer
-from pycrm.domain.fields import Checks, check_choice, check_int, check_tags, check_text
+from pycrm.domain.deals import Deal
+from pycrm.domain.fields import Checks, check_choice, check_id, check_int, check_tags, check_text
 from pycrm.domain.org import User
 from pycrm.domain.query import Contains, Eq, Filter, HasKey, In, Or, OrderBy, Range, all_of
 from pycrm.domain.tasks import TaskPriority
@@ -28,7 +30,7 @@ from pycrm.domain.tickets import (
 from pycrm.errors import InvalidTransition, ValidationError
 from pycrm.rules.context import RuleContext
 from pycrm.services.records import RecordService, check_when, write
-from pycrm.services.search import check_page
+from pycrm.services.search import check_page, referenced
 
 __all__ = ["ArticleService", "Breach", "TicketService"]
 
@@ -94,22 +96,13 @@ class TicketService(RecordService[Ticket]):
                 "skills": checks(check_tags, "skills", skills),
                 "priority": checks(check_choice, "priority", priority, Priority),
             }
-        if contact_id is not None:
-            contact = (
-                self._s._uow.repo(Contact).get(contact_id) if isinstance(contact_id, str) else None
-            )
-            if contact is None:
-                raise ValidationError("contact_id", contact_id, "is not the id of a contact")
-            customer_id = customer_id or contact.customer_id
-        customer = None
-        if customer_id is not None:
-            customer = (
-                self._s._uow.repo(Customer).get(customer_id)
-                if isinstance(customer_id, str)
-                else None
-            )
-            if customer is None:
-                raise ValidationError("customer_id", customer_id, "is not the id of a customer")
+        referenced(self._s, Deal, "deal_id", deal_id)
+        referenced(self._s, Contract, "contract_id", contract_id)
+        customer = referenced(self._s, Customer, "customer_id", customer_id)
+        contact = referenced(self._s, Contact, "contact_id", contact_id)
+        if contact is not None and customer is None and contact.customer_id is not None:
+            customer_id = contact.customer_id
+            customer = referenced(self._s, Customer, "customer_id", customer_id)
         now = self._s._now()
         policy = self._s.crm.sla_policy
         target = policy.target(fields["priority"], customer.grade if customer else None)
@@ -473,6 +466,7 @@ class TicketService(RecordService[Ticket]):
     @write
     def link_article(self, id: str, article_id: str) -> Ticket:
         """Link a knowledge-base article to the ticket (e.g. the answer sent)."""
+        check_id("article_id", article_id)
         ticket = self._load(id)
         self._s.articles.get(article_id)
         if article_id in ticket.article_ids:
