@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import decimal
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -134,6 +136,16 @@ def test_jpy_has_no_decimals_and_kwd_has_three() -> None:
     assert str(Money.of("0.135", "EUR").amount) == "0.14"
 
 
+@pytest.mark.parametrize(
+    "rounding", [decimal.ROUND_HALF_UP, decimal.ROUND_DOWN, decimal.ROUND_CEILING]
+)
+def test_rounding_is_half_even_whatever_the_callers_decimal_context(rounding: str) -> None:
+    with decimal.localcontext(rounding=rounding):
+        assert Money.of("2.5", "JPY") == Money.of("2", "JPY")
+        assert Money.of("0.125", "EUR").amount == Decimal("0.12")
+        assert Money.of("-0.135", "EUR").amount == Decimal("-0.14")
+
+
 @settings(max_examples=100, deadline=None)
 @given(currency=currencies, data=st.data())
 def test_arithmetic_within_one_currency_is_exact(currency: str, data: st.DataObject) -> None:
@@ -200,3 +212,43 @@ def test_the_largest_amount_just_fits_and_a_sum_beyond_it_is_refused() -> None:
         top + Money.of("0.01", "EUR")
     assert str(Money.of("12.3", "EUR")) == "12.30 EUR"
     assert str(Money.of("1234567.5", "EUR")) == "1,234,567.50 EUR"
+
+
+@pytest.mark.parametrize(
+    ("refused", "field", "value"),
+    [
+        (lambda: Money.of(1.5, "EUR"), "amount", 1.5),
+        (lambda: Money.of(True, "EUR", field="price"), "price", True),
+        (lambda: Money.of("lots", "EUR", field="price"), "price", "lots"),
+        (lambda: Money.of("NaN", "EUR", field="price"), "price", "NaN"),
+        (lambda: Money.of("1e400", "EUR", field="price"), "price", "1e400"),
+        (lambda: Money.of("1e14", "EUR", field="price"), "price", "1e14"),
+        (lambda: Money.of("1", "eur"), "currency", "eur"),
+        (lambda: Money.of([1], "EUR", field="price"), "price", [1]),
+        (lambda: Money.of("1", "EUR") + 1, "amount", 1),
+        (lambda: Money.of("1", "EUR") - Money.of("1", "USD"), "currency", "USD"),
+        (lambda: Money.of("1", "EUR").allocate(0), "parts", 0),
+    ],
+    ids=[
+        "float",
+        "bool",
+        "not a number",
+        "not finite",
+        "too large",
+        "at the limit",
+        "lower-case currency",
+        "not a number type",
+        "not money",
+        "other currency",
+        "no parts",
+    ],
+)
+def test_a_refusal_names_the_field_the_offending_value_and_a_reason(
+    refused: Callable[[], object], field: str, value: object
+) -> None:
+    with pytest.raises(ValidationError) as raised:
+        refused()
+    assert (raised.value.field, raised.value.value) == (field, value)
+    assert type(raised.value.value) is type(value)
+    assert isinstance(raised.value.reason, str)
+    assert raised.value.reason
