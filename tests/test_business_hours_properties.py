@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, date, datetime, time, timedelta
+from time import tzset
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -254,7 +255,8 @@ def test_negative_durations_and_calendars_without_hours_are_refused() -> None:
     assert BERLIN_WEEKDAYS is not None
     with pytest.raises(ValidationError) as negative:
         BERLIN_WEEKDAYS.add(SPRING_FORWARD_BERLIN, timedelta(seconds=-1))
-    assert negative.value.field == "duration"
+    assert (negative.value.field, negative.value.value) == ("duration", timedelta(seconds=-1))
+    assert negative.value.reason
     never = WorkingHours.parse({"timezone": "Europe/Berlin"})
     assert never is not None
     with pytest.raises(ValidationError) as closed:
@@ -269,6 +271,22 @@ def test_negative_durations_and_calendars_without_hours_are_refused() -> None:
     assert always_holiday is not None
     with pytest.raises(ValidationError, match="closed for more than a year"):
         always_holiday.add(datetime(2026, 1, 1, tzinfo=UTC), timedelta(hours=1))
+
+
+def test_add_answers_in_utc_whatever_the_machines_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert BERLIN_WEEKDAYS is not None
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    tzset()
+    try:
+        start = datetime(2026, 3, 2, 10, tzinfo=ZoneInfo("Europe/Berlin"))  # Monday, open
+        due = BERLIN_WEEKDAYS.add(start, timedelta(hours=1))
+    finally:
+        monkeypatch.undo()
+        tzset()
+    assert due == datetime(2026, 3, 2, 10, tzinfo=UTC)  # 11:00 in Berlin
+    assert due.utcoffset() == timedelta(0)
 
 
 # -- pauses: waiting on the customer -------------------------------------------
@@ -369,27 +387,39 @@ def test_a_first_reply_stops_the_first_response_clock_for_later_pauses(
 # -- parsing -------------------------------------------------------------------
 
 
+NOT_A_DATE = datetime(2026, 12, 25, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
-    ("value", "field"),
+    ("value", "field", "offending"),
     [
-        ({"mon": "9-17"}, "working_hours.mon"),
-        ({"tue": ["08:00-12:00", "13:00"]}, "working_hours.tue"),
-        ({"wed": "noon-evening"}, "working_hours.wed"),
-        ({"thu": "17:00-09:00"}, "working_hours.thu"),
-        ({"fri": "09:00-09:00"}, "working_hours.fri"),
-        ({"sat": "00:00-24:00"}, "working_hours.sat"),
-        ({"monday": "09:00-17:00"}, "working_hours"),
-        ({"mon": "09:00-17:00", "lunch": "12:00-13:00"}, "working_hours"),
-        ({"holidays": ["2026-12-25"]}, "working_hours.holidays"),
-        ({"holidays": [datetime(2026, 12, 25, tzinfo=UTC)]}, "working_hours.holidays"),
-        ("mon-fri 9-17", "working_hours"),
-        (["09:00-17:00"], "working_hours"),
+        ({"mon": "9-17"}, "working_hours.mon", "9-17"),
+        ({"tue": ["08:00-12:00", "13:00"]}, "working_hours.tue", "13:00"),
+        ({"wed": "noon-evening"}, "working_hours.wed", "noon-evening"),
+        ({"thu": "17:00-09:00"}, "working_hours.thu", "17:00-09:00"),
+        ({"fri": "09:00-09:00"}, "working_hours.fri", "09:00-09:00"),
+        ({"sat": "00:00-24:00"}, "working_hours.sat", "00:00-24:00"),
+        ({"sun": "09:00+02:00-17:00"}, "working_hours.sun", "09:00+02:00-17:00"),
+        ({"mon": ["09:00-12:00", "11:00-14:00"]}, "working_hours.mon", ["09:00-12:00", "11:00-14:00"]),
+        ({"mon": 9}, "working_hours.mon", 9),
+        ({"monday": "09:00-17:00"}, "working_hours", {"monday": "09:00-17:00"}),
+        ({"mon": "09:00-17:00", "lunch": "12:00-13:00"}, "working_hours",
+         {"mon": "09:00-17:00", "lunch": "12:00-13:00"}),
+        ({"timezone": 1}, "working_hours.timezone", 1),
+        ({"timezone": "Mars/Olympus_Mons"}, "working_hours.timezone", "Mars/Olympus_Mons"),
+        ({"holidays": ["2026-12-25"]}, "working_hours.holidays", ["2026-12-25"]),
+        ({"holidays": [NOT_A_DATE]}, "working_hours.holidays", [NOT_A_DATE]),
+        ("mon-fri 9-17", "working_hours", "mon-fri 9-17"),
+        (["09:00-17:00"], "working_hours", ["09:00-17:00"]),
     ],
-)
-def test_parse_names_the_field_of_bad_input(value: Any, field: str) -> None:
+)  # fmt: skip
+def test_parse_names_the_field_and_the_offending_value_of_bad_input(
+    value: Any, field: str, offending: Any
+) -> None:
     with pytest.raises(ValidationError) as refused:
         WorkingHours.parse(value)
-    assert refused.value.field == field
+    assert (refused.value.field, refused.value.value) == (field, offending)
+    assert refused.value.reason
 
 
 def test_parse_names_the_custom_field() -> None:
