@@ -9,7 +9,14 @@ from typing import Any
 import attrs
 
 from pycrm.domain.customers import Contact, Customer, RecordStatus
-from pycrm.domain.fields import check_id, check_ids, check_mapping, check_one_of, fold_points
+from pycrm.domain.fields import (
+    check_bool,
+    check_id,
+    check_ids,
+    check_mapping,
+    check_one_of,
+    fold_points,
+)
 from pycrm.domain.leads import Lead
 from pycrm.domain.matching import Evidence, Profile, profile, reachable_without_keys, score
 from pycrm.domain.merging import (
@@ -396,6 +403,7 @@ class DedupeService(Service):
         check_ids("duplicate_ids", duplicate_ids)
         check_one_of("record_type", record_type, MERGEABLE)
         check_mapping("rules", rules)
+        check_bool("dry_run", dry_run)
         cls = self._mergeable(record_type)
         if isinstance(duplicate_ids, str) or not duplicate_ids:
             raise ValidationError("duplicate_ids", duplicate_ids, "must be a non-empty list of ids")

@@ -12,7 +12,15 @@ from pycrm.domain.contact_points import search_key
 from pycrm.domain.contracts import Contract
 from pycrm.domain.customers import Contact, Customer
 from pycrm.domain.deals import Deal
-from pycrm.domain.fields import Checks, check_choice, check_id, check_int, check_tags, check_text
+from pycrm.domain.fields import (
+    Checks,
+    check_bool,
+    check_choice,
+    check_id,
+    check_int,
+    check_tags,
+    check_text,
+)
 from pycrm.domain.org import User
 from pycrm.domain.query import Contains, Eq, Filter, HasKey, In, Or, OrderBy, Range, all_of
 from pycrm.domain.tasks import TaskPriority
@@ -221,6 +229,7 @@ class TicketService(RecordService[Ticket]):
 
         The first public reply meets (or breaches) the first-response target.
         """
+        check_bool("public", public)
         ticket = self._load(id)
         text = check_text("body", body, required=True, limit=20_000, multiline=True)
         now = self._s._now()
