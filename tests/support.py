@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 import pycrm
 from pycrm.domain import RECORD_TYPES
@@ -17,7 +18,12 @@ Call = Callable[[Session], object]
 
 
 def snapshot(crm: pycrm.CRM) -> dict[str, list[Any]]:
-    """Every stored record (the audit of refused attempts aside), for before/after checks."""
+    """Every stored row (the audit of refused attempts aside), for before/after checks.
+
+    The records of every record type, and the tables beside them: a SQL
+    store's match keys and counters, the memory store's counters (its match
+    keys are computed from the records).
+    """
     uow = crm.store.begin("default")
     try:
         rows: dict[str, list[Any]] = {}
@@ -26,9 +32,17 @@ def snapshot(crm: pycrm.CRM) -> dict[str, list[Any]]:
             if cls is AuditEntry:
                 found = [e for e in found if not e.action.startswith("denied:")]
             rows[cls.__name__] = found
-        return rows
     finally:
         uow.rollback()
+    store: Any = crm.store
+    schema = getattr(store, "schema", None)
+    if schema is None:
+        rows["counters"] = sorted(store._counters.items())
+        return rows
+    with store.engine.connect() as connection:
+        for table in (schema.match_keys, schema.counters):
+            rows[table.name] = sorted(tuple(row) for row in connection.execute(sa.select(table)))
+    return rows
 
 
 def refused(crm: pycrm.CRM, actor: Any, *cases: tuple[type[Exception], Call]) -> list[Exception]:
