@@ -33,7 +33,7 @@ class OpenHours:
 def _zone(name: str, field: str = "timezone") -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a name too long
         raise ValidationError(
             field, name, "is not an IANA time zone such as 'Europe/Berlin'"
         ) from None

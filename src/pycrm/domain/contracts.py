@@ -205,15 +205,24 @@ def build_schedule(
     """
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 600:
         raise ValidationError("instalments", count, "must be a whole number from 1 to 600")
-    if isinstance(every_months, bool) or not isinstance(every_months, int) or every_months < 1:
-        raise ValidationError("every_months", every_months, "must be a positive whole number")
+    if (
+        isinstance(every_months, bool)
+        or not isinstance(every_months, int)
+        or not 1 <= every_months <= 120
+    ):
+        raise ValidationError("every_months", every_months, "must be a whole number from 1 to 120")
     if not isinstance(first_due, date):
         raise ValidationError("first_due", first_due, "must be a date")
     parts = amount.allocate(count)
-    return tuple(
-        Instalment(i + 1, _add_months(first_due, i * every_months), part)
-        for i, part in enumerate(parts)
-    )
+    try:
+        return tuple(
+            Instalment(i + 1, _add_months(first_due, i * every_months), part)
+            for i, part in enumerate(parts)
+        )
+    except (OverflowError, ValueError):
+        raise ValidationError(
+            "first_due", first_due, "the schedule runs past the year 9999"
+        ) from None
 
 
 def check_schedule(amount: Money, instalments: Sequence[Instalment]) -> tuple[Instalment, ...]:

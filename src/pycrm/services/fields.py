@@ -47,9 +47,12 @@ def _decimal(field: str, value: Any) -> Decimal | None:
     if isinstance(value, bool | float) or not isinstance(value, int | str | Decimal):
         raise ValidationError(field, value, "must be an int, Decimal or numeric text")
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except ArithmeticError:
         raise ValidationError(field, value, "is not a number") from None
+    if not number.is_finite():
+        raise ValidationError(field, value, "must be a finite number")
+    return number
 
 
 class FieldService(RecordService[FieldDefinition]):
@@ -249,7 +252,7 @@ class CategoryService(RecordService[Category]):
             root = taxonomy or key
             record = Category(**self._s._stamp(taxonomy=root, key=key, name=label, path=key))
         else:
-            up = self.by_path(parent)
+            up = self.by_path(check_key("parent", parent, what="a category path"))
             record = Category(
                 **self._s._stamp(
                     taxonomy=up.taxonomy,
