@@ -1,4 +1,4 @@
-"""Developer tasks: ``nox -s tests lint typecheck docs examples bench mutants``.
+"""Developer tasks: ``nox -s tests lint typecheck docs examples bench mutants fuzz``.
 
 The PostgreSQL tests need ``PYCRM_TEST_POSTGRES_URL`` (see ``../shared/ci`` for
 a throwaway server); without it they are skipped.
@@ -64,6 +64,20 @@ def bench(session: nox.Session) -> None:
     session.install("-e", DEV)
     for path in sorted(glob.glob("benchmarks/*_bench.py")):
         session.run("python", path, *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Fuzz every public call long: every hostile value on every argument, 5,000 sampled calls.
+
+    ``PYCRM_FUZZ_EXAMPLES`` sets the number of sampled calls per backend (not a
+    default session; the test suite runs the same test briefly).
+    """
+    session.install("-e", DEV)
+    examples = os.environ.get("PYCRM_FUZZ_EXAMPLES", "5000")
+    session.run(
+        "pytest", "tests/test_fuzz.py", *session.posargs, env={"PYCRM_FUZZ_EXAMPLES": examples}
+    )
 
 
 #: The files under mutation testing and the test files that exercise each one.
