@@ -261,7 +261,8 @@ def test_negative_durations_and_calendars_without_hours_are_refused() -> None:
     assert never is not None
     with pytest.raises(ValidationError) as closed:
         never.add(SPRING_FORWARD_BERLIN, timedelta(hours=1))
-    assert closed.value.field == "working_hours"
+    assert (closed.value.field, closed.value.value) == ("working_hours", never)
+    assert closed.value.reason
     always_holiday = WorkingHours.parse(
         {
             "mon": "09:00-17:00",
@@ -273,20 +274,80 @@ def test_negative_durations_and_calendars_without_hours_are_refused() -> None:
         always_holiday.add(datetime(2026, 1, 1, tzinfo=UTC), timedelta(hours=1))
 
 
+@pytest.mark.parametrize(
+    ("machine_zone", "calendar", "start", "duration", "due"),
+    [
+        # Open now: the answer starts from the given instant.
+        ("Asia/Tokyo", {"timezone": "Europe/Berlin", "mon": "09:00-17:00"},
+         datetime(2026, 3, 2, 10, tzinfo=ZoneInfo("Europe/Berlin")), timedelta(hours=1),
+         datetime(2026, 3, 2, 10, tzinfo=UTC)),
+        # Across the spring change: the second part starts at the change instant.
+        ("Asia/Tokyo", {"timezone": "Europe/Berlin", "sun": "01:00-04:00"},
+         datetime(2026, 3, 28, 12, tzinfo=UTC), timedelta(minutes=90),
+         datetime(2026, 3, 29, 1, 30, tzinfo=UTC)),
+        # The machine's date is two days after the calendar's.
+        ("Pacific/Kiritimati", {"timezone": "Pacific/Pago_Pago", "mon": "23:00-23:59"},
+         datetime(2026, 3, 2, 23, 30, tzinfo=ZoneInfo("Pacific/Pago_Pago")), timedelta(minutes=10),
+         datetime(2026, 3, 3, 10, 40, tzinfo=UTC)),
+    ],
+    ids=["open-now", "across-dst", "two-days-apart"],
+)  # fmt: skip
 def test_add_answers_in_utc_whatever_the_machines_time_zone(
     monkeypatch: pytest.MonkeyPatch,
+    machine_zone: str,
+    calendar: dict[str, str],
+    start: datetime,
+    duration: timedelta,
+    due: datetime,
 ) -> None:
-    assert BERLIN_WEEKDAYS is not None
-    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    hours = WorkingHours.parse(calendar)
+    assert hours is not None
+    monkeypatch.setenv("TZ", machine_zone)
     tzset()
     try:
-        start = datetime(2026, 3, 2, 10, tzinfo=ZoneInfo("Europe/Berlin"))  # Monday, open
-        due = BERLIN_WEEKDAYS.add(start, timedelta(hours=1))
+        answer = hours.add(start, duration)
+        measured = hours.between(start, answer)
     finally:
         monkeypatch.undo()
         tzset()
-    assert due == datetime(2026, 3, 2, 10, tzinfo=UTC)  # 11:00 in Berlin
-    assert due.utcoffset() == timedelta(0)
+    assert answer == due
+    assert answer.utcoffset() == timedelta(0)
+    assert measured == duration
+
+
+@pytest.mark.parametrize(("closed", "refused"), [(366, False), (367, True)])
+def test_a_calendar_closed_for_more_than_a_year_is_refused(closed: int, refused: bool) -> None:
+    first = date(2028, 1, 1)
+    holidays = [first + timedelta(days=n) for n in range(closed)]
+    hours = WorkingHours.parse({**dict.fromkeys(WEEKDAYS, "09:00-17:00"), "holidays": holidays})
+    assert hours is not None
+    start = datetime(2027, 12, 31, 17, tzinfo=UTC)  # the evening before the closure
+    if refused:
+        with pytest.raises(ValidationError) as raised:
+            hours.add(start, timedelta(hours=1))
+        assert (raised.value.field, raised.value.value) == ("working_hours", hours)
+        assert raised.value.reason
+    else:  # a whole leap year is not more than a year
+        reopened = first + timedelta(days=closed)
+        assert hours.add(start, timedelta(hours=1)) == datetime.combine(
+            reopened, time(10), tzinfo=UTC
+        )
+
+
+def test_a_seasonal_desk_closed_for_months_still_answers() -> None:
+    winter = [date(2026, 10, 1) + timedelta(days=n) for n in range(240)]
+    hours = WorkingHours.parse({"mon": "09:00-17:00", "holidays": winter})
+    assert hours is not None
+    assert hours.add(datetime(2026, 9, 30, tzinfo=UTC), timedelta(hours=1)) == datetime(
+        2027, 5, 31, 10, tzinfo=UTC
+    )
+
+
+def test_a_calendar_built_directly_with_a_bad_zone_is_refused_when_used() -> None:
+    hours = WorkingHours("Mars/Olympus_Mons", ())
+    with pytest.raises(ValidationError) as raised:
+        hours.is_open(datetime(2026, 3, 2, 10, tzinfo=UTC))
+    assert (raised.value.field, raised.value.value) == ("timezone", "Mars/Olympus_Mons")
 
 
 # -- pauses: waiting on the customer -------------------------------------------
