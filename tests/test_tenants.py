@@ -258,3 +258,14 @@ def test_each_tenant_can_define_the_same_searchable_custom_field(crm: pycrm.CRM)
             assert (
                 s.customers.search(custom={"tier": "gold" if tier == "silver" else "silver"}) == []
             )
+
+
+def test_the_store_lists_the_tenants_that_hold_committed_records(crm: pycrm.CRM) -> None:
+    assert crm.store.tenants() == []
+    for tenant in ("zeta", "alpha", None, "alpha"):
+        with system(crm, tenant) as s:
+            s.customers.create("Acme GmbH")
+    with pytest.raises(RuntimeError), system(crm, "rolled-back") as s:
+        s.customers.create("Never Stored")
+        raise RuntimeError("roll back")
+    assert crm.store.tenants() == ["alpha", "default", "zeta"]

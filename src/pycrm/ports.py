@@ -153,6 +153,10 @@ class Store(Protocol):
         """Start a unit of work scoped to ``tenant_id``."""
         ...
 
+    def tenants(self) -> list[str]:
+        """The tenants that hold any committed record, sorted."""
+        ...
+
     def close(self) -> None:
         """Release connections (a passed-in engine is left open)."""
         ...

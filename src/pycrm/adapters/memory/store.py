@@ -75,6 +75,13 @@ class MemoryStore:
         """Start a unit of work scoped to ``tenant_id``."""
         return MemoryUnitOfWork(self, tenant_id)
 
+    def tenants(self) -> list[str]:
+        """The tenants that hold any committed record, sorted."""
+        with self._lock:
+            return sorted(
+                {t for table in self._tables.values() for t, rows in table.items() if rows}
+            )
+
     def close(self) -> None:
         """Nothing to release."""
 
