@@ -282,7 +282,8 @@ def test_merge_policy_folds_a_contact_into_the_existing_contact(system: Session)
 
 def test_merge_policy_below_the_merge_threshold_writes_and_warns(system: Session) -> None:
     a = system.customers.create("ACME Ltd.", phones=["030 1234567"])
-    b = system.customers.create("Acme Limited", phones=["+49 30 1234567"], on_duplicate="merge")
+    # A slip in the name and the same phone: likely, not near-certain.
+    b = system.customers.create("Akme Limited", phones=["+49 30 1234567"], on_duplicate="merge")
     [warning] = system.dedupe.warnings
     score = warning.candidates[0].score
     assert 0.8 <= score < 0.95
@@ -355,9 +356,11 @@ def test_the_duplicate_threshold_setting_is_used(connect_crm: ConnectFn) -> None
         [warning] = s.dedupe.warnings
         assert ids_of(warning.candidates) == [a.id]
         assert [e.field for e in warning.candidates[0].evidence] == ["name"]
-        # merge_threshold 0.99: an email-and-name match (0.96) is not folded.
-        c = s.contacts.create("Ada Lovelace", emails=["ada@calc.example"], on_duplicate="merge")
+        # merge_threshold 0.99: a name-only match is not folded, an email-and-name one is.
+        c = s.contacts.create("Ada Lovelace", phones=["030 7654321"], on_duplicate="merge")
         assert c.id != a.id
+        d = s.contacts.create("Ada Lovelace", emails=["ada@calc.example"], on_duplicate="merge")
+        assert d.id == a.id
 
 
 def test_the_check_on_update(system: Session) -> None:
@@ -429,7 +432,14 @@ def test_evidence_explains_the_score(system: Session) -> None:
     assert "+49301234567" in by_field["phone"].detail
     assert by_field["address"].detail == "same address"
     assert all(0 < e.similarity <= 1 for e in candidate.evidence)
-    assert candidate.evidence[0].field == "email"  # strongest first
+    weights = [e.weight for e in candidate.evidence]
+    assert weights == sorted(weights, reverse=True)  # strongest first
+    assert weights[-1] > 0
+    # The explanation: the prior, then each compared part's weight, summing to the match weight.
+    assert candidate.weights[0].comparison == "prior"
+    assert sum(w.weight for w in candidate.weights) == pytest.approx(
+        candidate.match_weight, abs=0.01
+    )
     assert candidate.score > 0.99
 
 

@@ -17,6 +17,7 @@ from pycrm.domain.deals import Deal, Pipeline
 from pycrm.domain.documents import Document
 from pycrm.domain.events import Event
 from pycrm.domain.leads import Lead
+from pycrm.domain.matching import MatchModel
 from pycrm.domain.merging import Merge
 from pycrm.domain.money import Money
 from pycrm.domain.org import Actor, Department, Team, User
@@ -36,6 +37,7 @@ __all__ = [
     "Contract",
     "Deal",
     "Lead",
+    "MatchModel",
     "Merge",
     "OutboxMessage",
     "Pipeline",
@@ -77,6 +79,7 @@ RECORD_TYPES: tuple[type[Stored], ...] = (
     BehaviourEvent,
     OutboxMessage,
     Merge,
+    MatchModel,
     Ticket,
     Article,
     Segment,

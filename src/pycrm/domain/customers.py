@@ -11,7 +11,7 @@ import attrs
 
 from pycrm.domain.contact_points import Address, ContactPoint, search_key
 from pycrm.domain.money import Money
-from pycrm.domain.normalise import company_key, person_key
+from pycrm.domain.normalise import company_key, person_key, place_key, sound_key
 from pycrm.domain.records import Record
 
 __all__ = ["Contact", "Customer", "RecordStatus", "category_keys", "point_keys"]
@@ -60,6 +60,10 @@ def _keys(
     for kind, key in names:
         if key:
             yield kind, key
+
+
+def _place(address: Address | None) -> str:
+    return "" if address is None else place_key(address.line1, address.postcode)
 
 
 @attrs.frozen(kw_only=True)
@@ -118,12 +122,13 @@ class Customer(Record):
         return search_key(self.name)
 
     def match_keys(self) -> Iterable[tuple[str, str]]:
-        """Emails, phones, tags and the company-name key (legal form stripped)."""
+        """Emails, phones, tags, the company-name key (legal form stripped) and the building."""
         return _keys(
             self.contact_points,
             self.tags,
             ("company", company_key(self.name)),
             ("external_id", self.external_id or ""),
+            ("place", _place(self.address)),
             categories=self.categories,
         )
 
@@ -176,11 +181,13 @@ class Contact(Record):
         return search_key(self.name)
 
     def match_keys(self) -> Iterable[tuple[str, str]]:
-        """Emails, phones, tags and the person-name key (order and case ignored)."""
+        """Emails, phones, tags, the person-name key (order and case ignored), its sound, the building."""
         return _keys(
             self.contact_points,
             self.tags,
             ("person", person_key(self.name)),
+            ("sound", sound_key(self.name)),
             ("external_id", self.external_id or ""),
+            ("place", _place(self.address)),
             categories=self.categories,
         )

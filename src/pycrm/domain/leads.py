@@ -11,7 +11,7 @@ import attrs
 
 from pycrm.domain.contact_points import ContactPoint, search_key
 from pycrm.domain.customers import category_keys, point_keys
-from pycrm.domain.normalise import company_key, person_key
+from pycrm.domain.normalise import company_key, person_key, sound_key
 from pycrm.domain.records import Record
 from pycrm.domain.states import StateMachine
 
@@ -118,13 +118,14 @@ class Lead(Record):
         return self.status not in (LeadStatus.CONVERTED, LeadStatus.DISQUALIFIED)
 
     def match_keys(self) -> Iterable[tuple[str, str]]:
-        """Emails, phones, the person-name key and the company key."""
+        """Emails, phones, the person-name key, its sound and the company key."""
         yield from point_keys(self.contact_points)
         yield from category_keys(self.categories)
         for tag in self.tags:
             yield "tag", search_key(tag)
         for kind, key in (
             ("person", person_key(self.name)),
+            ("sound", sound_key(self.name)),
             ("company", company_key(self.company)),
             ("external_id", self.external_id or ""),
         ):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+import gc
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -18,7 +18,7 @@ from pycrm.domain.fields import (
     fold_points,
 )
 from pycrm.domain.leads import Lead
-from pycrm.domain.matching import Evidence, Profile, profile, reachable_without_keys, score
+from pycrm.domain.matching import Evidence, MatchModel
 from pycrm.domain.merging import (
     MERGEABLE,
     REFERENCES,
@@ -27,7 +27,8 @@ from pycrm.domain.merging import (
     SurvivorshipRule,
     survive,
 )
-from pycrm.domain.query import Eq, Filter, HasKey, In, Not, OrderBy, Range, all_of
+from pycrm.domain.normalise import place_key, sound_key
+from pycrm.domain.query import Eq, HasKey, In, Not, OrderBy, Range, all_of
 from pycrm.domain.records import Record
 from pycrm.errors import (
     ConcurrencyError,
@@ -35,6 +36,18 @@ from pycrm.errors import (
     InvalidTransition,
     NotFound,
     ValidationError,
+)
+from pycrm.matching.blocking import candidate_pairs, clusters
+from pycrm.matching.comparisons import compare
+from pycrm.matching.features import IDENTIFIER_KINDS, Features, features
+from pycrm.matching.model import (
+    FieldWeight,
+    Model,
+    Scored,
+    Scorer,
+    default_model,
+    fit,
+    weight_of,
 )
 from pycrm.serialization import from_dict, to_dict
 from pycrm.services.records import Service, write
@@ -46,6 +59,8 @@ __all__ = [
     "Cluster",
     "DedupeService",
     "DuplicateWarning",
+    "FieldWeight",
+    "Link",
     "MergeResult",
 ]
 
@@ -65,11 +80,19 @@ _COMPARED_WITH = {
     "lead": ("lead", "contact"),
 }
 
-#: Blocks larger than this are too common to tell anything (a switchboard number).
-MAX_BLOCK = 200
+#: How many records each index probe of the check at the door may bring back.
+PROBE_LIMIT = 50
 
-#: Name-token blocks larger than this are skipped (a common surname prefix).
-MAX_NAME_BLOCK = 30
+#: How much weaker than the threshold (in bits of match weight) a pair inside a
+#: cluster may be when it was linked through others: a cluster never holds two
+#: records that do not match each other at least this well.
+CLUSTER_SLACK = 3.0
+
+#: A kind is refitted automatically when it has grown this many times past the last fit.
+REFIT_GROWTH = 2.0
+
+#: Fewer live records than this: the built-in defaults are kept (too little to learn from).
+MIN_FIT_RECORDS = 50
 
 
 @attrs.frozen
@@ -81,9 +104,16 @@ class Candidate:
     record_id: str
     """The existing record."""
     score: float
-    """0..1; at or above the CRM's ``duplicate_threshold`` counts as a duplicate."""
+    """The match probability, 0..1; at or above the CRM's ``duplicate_threshold``
+    counts as a duplicate."""
     evidence: tuple[Evidence, ...]
-    """What matched, strongest first."""
+    """The fields that spoke for the match, strongest first."""
+    match_weight: float = 0.0
+    """The match weight in bits (``score`` is ``1 / (1 + 2^-match_weight)``)."""
+    weights: tuple[FieldWeight, ...] = ()
+    """The explanation: the prior, then every compared field's weight, in bits."""
+    model_version: int = 0
+    """The version of the fitted parameters that decided (0: the built-in defaults)."""
 
 
 @attrs.frozen
@@ -107,7 +137,29 @@ class Cluster:
     record_ids: tuple[str, ...]
     """The records, oldest id first."""
     pairs: tuple[tuple[str, str, float, tuple[Evidence, ...]], ...]
-    """Each linked pair with its score and evidence."""
+    """Each pair in the group at or above the threshold, with its match probability and evidence."""
+    model_version: int = 0
+    """The version of the fitted parameters that decided (0: the built-in defaults)."""
+
+
+@attrs.frozen
+class Link:
+    """A pair found by :meth:`DedupeService.link`: one record or row of each source."""
+
+    left: str
+    """The record id in the first source, or ``row <n>`` (counted from 0) for a row."""
+    right: str
+    """The record id in the second source, or ``row <n>``."""
+    score: float
+    """The match probability."""
+    match_weight: float
+    """The match weight in bits."""
+    weights: tuple[FieldWeight, ...]
+    """The explanation: the prior, then every compared field's weight."""
+    evidence: tuple[Evidence, ...]
+    """The fields that spoke for the match, strongest first."""
+    model_version: int = 0
+    """The version of the fitted parameters that decided (0: the built-in defaults)."""
 
 
 @attrs.frozen
@@ -140,56 +192,63 @@ class CleansingIssue:
     """What is wrong."""
 
 
-def _profile(record: Any) -> Profile:
-    address = record.address if isinstance(record, Customer | Contact) else None
-    parts = (
-        None
-        if address is None
-        else (address.line1, address.postcode, address.city, address.country)
-    )
-    return profile(
-        record.resource,
-        record.id,
-        name=record.name,
-        points=record.contact_points,
-        company=record.company if isinstance(record, Lead) else None,
-        address=parts,
-    )
+def _explain(scorer: Scorer, a: Features, b: Features, scored: Scored) -> tuple[Evidence, ...]:
+    """The fields that spoke for a match, strongest first, each with its summed weight."""
+    by_field: dict[str, list[tuple[int, int, float]]] = {}
+    for i, level in enumerate(scored.levels):
+        if level < 0:
+            continue
+        c = scorer.comparisons[i]
+        w = next((x.weight for x in scored.weights if x.comparison == c.name), 0.0)
+        by_field.setdefault(c.field, []).append((level, len(c.levels) - 1, w))
+    out: list[Evidence] = []
+    for field, parts in by_field.items():
+        weight = sum(w for _, _, w in parts)
+        if weight <= 0:
+            continue
+        similarity = round(sum(level / top for level, top, _ in parts) / len(parts), 4)
+        if similarity <= 0:
+            continue
+        out.append(Evidence(field, similarity, _detail(field, a, b, similarity), round(weight, 3)))
+    out.sort(key=lambda e: (-e.weight, e.field))
+    return tuple(out)
 
 
-def _keys(p: Profile) -> list[Filter]:
-    keys: list[Filter] = [HasKey("email", e) for e in p.emails]
-    keys += [HasKey("phone", ph) for ph in p.phones]
-    if p.name:
-        keys.append(HasKey("company" if p.record_type == "customer" else "person", p.name))
-    if p.company:
-        keys.append(HasKey("company", p.company))
+def _detail(field: str, a: Features, b: Features, similarity: float) -> str:
+    if field == "email":
+        shared = a.emails & b.emails
+        return f"same email {min(shared)}" if shared else "same mailbox, a slip in the address"
+    if field == "phone":
+        shared = a.phones & b.phones
+        return f"same phone {min(shared)}" if shared else "same phone digits"
+    if field == "address":
+        return "same address" if similarity == 1 else f"addresses {similarity:.0%} alike"
+    if field == "name":
+        return f"names {similarity:.0%} alike ({a.name!r} ~ {b.name!r})"
+    return f"{field} {similarity:.0%} alike"
+
+
+def _probes(f: Features, record: Any) -> list[HasKey]:
+    """Index probes for the check at the door, strongest keys first."""
+    keys = [HasKey("email", e) for e in sorted(f.emails)]
+    keys += [HasKey("phone", p) for p in sorted(f.phones)]
+    if f.is_company:
+        if f.name:
+            keys.append(HasKey("company", f.name))
+    else:
+        if f.name:
+            keys.append(HasKey("person", f.name))
+        sound = sound_key(record.name)
+        if sound:
+            keys.append(HasKey("sound", sound))
+        if f.company and not f.company.startswith("id:"):
+            keys.append(HasKey("company", f.company))
+    address = getattr(record, "address", None)
+    if address is not None:
+        place = place_key(address.line1, address.postcode)
+        if place:
+            keys.append(HasKey("place", place))
     return keys
-
-
-def _blocks(p: Profile, names: bool) -> Iterator[str]:
-    """Blocking keys: records sharing one are compared in a scan.
-
-    Name blocks are made only when names (with company and address) can reach
-    the threshold without a shared email or phone; otherwise a shared email or
-    phone is needed anyway and the email and phone blocks find every pair.
-    """
-    for e in p.emails:
-        yield "e:" + e
-    for ph in p.phones:
-        yield "p:" + ph
-    if p.name and names:
-        yield "n:" + p.name
-        tokens = p.name.split()
-        if len(tokens) > 1:
-            # Tolerate a typo in one token: block on a prefix of one token plus
-            # the initial of another (both ways round for swapped names).
-            for i, token in enumerate(tokens):
-                for j, other in enumerate(tokens):
-                    if i != j:
-                        yield f"t:{token[:4]}|{other[:1]}"
-        else:
-            yield "t:" + p.name[:5]
 
 
 def _live(record: Any) -> bool:
@@ -209,32 +268,88 @@ class DedupeService(Service):
 
     # -- the check at the door ----------------------------------------------
 
+    # -- the fitted model ----------------------------------------------------
+
+    def _model(self, record_type: str) -> Model:
+        """The parameters in use for a kind: its latest stored version, else the defaults."""
+        cache: dict[str, Model] = self.__dict__.setdefault("_models", {})
+        model = cache.get(record_type)
+        if model is None:
+            stored = self._s._uow.repo(MatchModel).find(
+                Eq("record_type", record_type), order_by=[OrderBy("number", True)], limit=1
+            )
+            model = (
+                Model.from_json(stored[0].parameters, stored[0].number)
+                if stored
+                else default_model(record_type)
+            )
+            cache[record_type] = model
+        return model
+
+    def _scorer(self, record_type: str) -> Scorer:
+        cache: dict[str, Scorer] = self.__dict__.setdefault("_scorers", {})
+        model = self._model(record_type)
+        scorer = cache.get(record_type)
+        if scorer is None or scorer.model is not model:
+            scorer = cache[record_type] = model.scorer()
+        return scorer
+
+    # -- the check at the door ----------------------------------------------
+
     def _candidates_for(self, record: Any, *, exclude: Sequence[str] = ()) -> list[Candidate]:
-        """Existing records that look like ``record``, best first (index lookups, then scoring).
+        """Existing records that look like ``record``, best first (index probes, then scoring).
 
         Only records the actor may read are compared: a check never reveals a
         record the policy hides (the steward's :meth:`scan` finds those).
         """
-        target = _profile(record)
-        keys = _keys(target)
-        if not keys:
+        scorer = self._scorer(record.resource)
+        model = scorer.model
+        ids = model.identifying_fields
+        target = features(record, ids)
+        probes = _probes(target, record)
+        if not probes:
             return []
-        threshold = self._s.crm.duplicate_threshold
+        limit = weight_of(self._s.crm.duplicate_threshold)
         skip = {record.id, *exclude}
-        found: dict[tuple[str, str], Candidate] = {}
+        others: dict[tuple[str, str], Features] = {}
+        holders: dict[tuple[str, str], int] = {}
         for kind in _COMPARED_WITH[record.resource]:
             repo = self._s.read(_TYPES[kind], quiet=True)
             # One index probe per key, strongest keys first, each with its own limit:
             # an OR of them defeats SQLite's planner (a scan), and fifty namesakes
             # must not crowd out the one record that shares the email.
-            for key in keys:
-                for other in repo.find(key, limit=50):
-                    if other.id in skip or (kind, other.id) in found or not _live(other):
+            for key in probes:
+                for other in repo.find(key, limit=PROBE_LIMIT):
+                    if other.id in skip or not _live(other):
                         continue
-                    value, evidence = score(target, _profile(other))
-                    if value >= threshold:
-                        found[(kind, other.id)] = Candidate(kind, other.id, value, evidence)
-        return sorted(found.values(), key=lambda c: (-c.score, c.record_id))
+                    if key.kind in ("email", "phone"):
+                        holders[(key.kind, key.key)] = holders.get((key.kind, key.key), 1) + 1
+                    if (kind, other.id) not in others:
+                        others[(kind, other.id)] = features(other, ids)
+
+        def shared(kind: str, value: str) -> int:
+            return holders.get((kind, value), 2)
+
+        found: list[Candidate] = []
+        for (kind, other_id), seen in others.items():
+            scored = scorer.score(target, seen, shared)
+            if scored.weight >= limit:
+                found.append(self._candidate(kind, other_id, scorer, target, seen, scored))
+        return sorted(found, key=lambda c: (-c.match_weight, c.record_id))
+
+    @staticmethod
+    def _candidate(
+        kind: str, other_id: str, scorer: Scorer, a: Features, b: Features, scored: Scored
+    ) -> Candidate:
+        return Candidate(
+            kind,
+            other_id,
+            round(scored.probability, 6),
+            _explain(scorer, a, b, scored),
+            round(scored.weight, 3),
+            scored.weights,
+            scorer.model.version,
+        )
 
     def check(self, record_type: str, **fields: Any) -> list[Candidate]:
         """The duplicates a record with these fields would have, without writing anything.
@@ -310,66 +425,338 @@ class DedupeService(Service):
                 return
             after = page[-1].id
 
+    def _threshold(self, threshold: Any) -> float:
+        limit = self._s.crm.duplicate_threshold if threshold is None else threshold
+        if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit <= 1:
+            raise ValidationError("threshold", threshold, "must be a probability in (0, 1]")
+        return float(limit)
+
+    def _may_fit(self) -> bool:
+        actor = self._s.actor
+        return bool(actor.is_system or "admin" in actor.roles or actor.department == "admin")
+
+    def _fitted(
+        self,
+        record_type: str,
+        found: Sequence[Features],
+        pairs: Sequence[tuple[int, int]],
+        levels: Sequence[Sequence[int]],
+        *,
+        identifying: Mapping[str, str] | None = None,
+        force: bool = False,
+    ) -> Model:
+        """The model to decide with: the stored one, or (stale or forced) a new fit, stored.
+
+        A kind is fitted automatically when an admin (or the system) scans it
+        with no fit yet, or after it grew :data:`REFIT_GROWTH` times past the
+        last fit; other actors use what is stored.
+        """
+        current = self._model(record_type)
+        stale = current.records == 0 or len(found) >= REFIT_GROWTH * current.records
+        if not force and not (stale and self._may_fit() and len(found) >= MIN_FIT_RECORDS):
+            return current
+        base = current if identifying is None else default_model(record_type, identifying)
+        if identifying is None and current.version:
+            # Refit from the defaults, keeping the identifying fields chosen before.
+            base = default_model(record_type, current.identifying_fields)
+        model = fit(base, found, pairs, levels=levels)
+        latest = self._s._uow.repo(MatchModel).find(
+            Eq("record_type", record_type), order_by=[OrderBy("number", True)], limit=1
+        )
+        number = latest[0].number + 1 if latest else 1
+        entry = MatchModel(
+            **self._s._stamp(
+                record_type=record_type,
+                number=number,
+                records=model.records,
+                pairs=model.pairs,
+                parameters=model.to_json(),
+            )
+        )
+        with self._s._atomic():
+            self._s._uow.repo(MatchModel).add(entry)
+            self._s._record("fit", None, entry)
+        model = attrs.evolve(model, version=number)
+        self.__dict__.setdefault("_models", {})[record_type] = model
+        return model
+
+    def _compare_all(
+        self,
+        record_type: str,
+        records: Sequence[Any],
+        *,
+        side: Sequence[int] | None = None,
+        identifying: Mapping[str, str] | None = None,
+        force: bool = False,
+    ) -> tuple[Scorer, list[Features], list[tuple[int, int]], list[Scored], dict[str, int]]:
+        """Block, compare, fit if due, and weigh every candidate pair of ``records``."""
+        ids = (
+            dict(identifying)
+            if identifying is not None
+            else self._model(record_type).identifying_fields
+        )
+        found = [features(r, ids) for r in records]
+        chosen = tuple(ids.items())
+        pairs, shared_counts = candidate_pairs(found, chosen, side=side)
+        compared = [compare(found[a], found[b], chosen) for a, b in pairs]
+        model = self._fitted(
+            record_type,
+            found,
+            pairs,
+            [c[0] for c in compared],
+            identifying=identifying,
+            force=force,
+        )
+        scorer = self._scorer(record_type)
+        if scorer.model is not model:
+            scorer = model.scorer()
+
+        def shared(kind: str, value: str) -> int:
+            return shared_counts.get(("e:" if kind == "email" else "p:") + value, 2)
+
+        scored = [
+            scorer.weigh(found[a], found[b], levels, tf, shared, explain=False)
+            for (a, b), (levels, tf) in zip(pairs, compared, strict=True)
+        ]
+        return scorer, found, pairs, scored, shared_counts
+
     def scan(
         self, record_type: str = "contact", *, threshold: float | None = None
     ) -> list[Cluster]:
-        """Find groups of duplicates among all customers, contacts or leads.
+        """Find groups of duplicates among all customers, contacts or leads the actor may read.
 
-        Records are compared only with those sharing a blocking key (an email,
-        a phone, the name, or a name-token prefix with another token's
-        initial), so the work grows close to linearly. Pairs at or above
-        ``threshold`` (default: the CRM's ``duplicate_threshold``) are linked;
-        linked records form clusters.
+        Records are compared only with those sharing a blocking key (see
+        :mod:`pycrm.matching.blocking`), so the work grows close to linearly.
+        Pairs whose match probability is at or above ``threshold`` (default:
+        the CRM's ``duplicate_threshold``) are linked, strongest first, into
+        clusters in which every two records match each other well enough (no
+        chaining through a third). An admin's (or the system's) scan fits the
+        kind's parameters first when none are stored or the data has doubled
+        since (see :meth:`fit`).
         """
         cls = self._kind(record_type)
-        limit = self._s.crm.duplicate_threshold if threshold is None else threshold
-        if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit <= 1:
-            raise ValidationError("threshold", threshold, "must be a number in (0, 1]")
-        profiles = [_profile(r) for r in self._all(cls) if _live(r)]
-        names = limit <= reachable_without_keys(record_type)
-        blocks: dict[str, list[int]] = defaultdict(list)
-        for i, p in enumerate(profiles):
-            for key in set(_blocks(p, names)):
-                blocks[key].append(i)
-        pairs: set[tuple[int, int]] = set()
-        for key, members in blocks.items():
-            # Name-token blocks grow with the data: past a few dozen they say little.
-            cap = MAX_NAME_BLOCK if key.startswith("t:") else MAX_BLOCK
-            if 1 < len(members) <= cap:
-                pairs.update((a, b) for n, a in enumerate(members) for b in members[n + 1 :])
-        parent = list(range(len(profiles)))
+        limit = self._threshold(threshold)
+        records = [r for r in self._all(cls) if _live(r)]
+        enabled = gc.isenabled()
+        gc.disable()  # millions of small tuples: the collector would rescan them all
+        try:
+            scorer, found, pairs, scored, shared_counts = self._compare_all(record_type, records)
+            return self._clusters(record_type, limit, scorer, found, pairs, scored, shared_counts)
+        finally:
+            if enabled:
+                gc.enable()
 
-        def root(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
+    def _clusters(
+        self,
+        record_type: str,
+        limit: float,
+        scorer: Scorer,
+        found: Sequence[Features],
+        pairs: Sequence[tuple[int, int]],
+        scored: Sequence[Scored],
+        shared_counts: Mapping[str, int],
+    ) -> list[Cluster]:
+        bar = weight_of(limit)
+        n = len(found)
+        weights = {a * n + b: s.weight for (a, b), s in zip(pairs, scored, strict=True)}
+        links = [
+            (a, b, s.weight) for (a, b), s in zip(pairs, scored, strict=True) if s.weight >= bar
+        ]
 
-        linked: list[tuple[int, int, float, tuple[Evidence, ...]]] = []
-        for a, b in pairs:
-            value, evidence = score(profiles[a], profiles[b])
-            if value >= limit:
-                linked.append((a, b, value, evidence))
-                parent[root(a)] = root(b)
-        groups: dict[int, list[tuple[int, int, float, tuple[Evidence, ...]]]] = defaultdict(list)
-        for link in linked:
-            groups[root(link[0])].append(link)
-        clusters = []
-        for links in groups.values():
-            ids = sorted({profiles[i].record_id for a, b, _, _ in links for i in (a, b)})
-            clusters.append(
+        def shared(kind: str, value: str) -> int:
+            return shared_counts.get(("e:" if kind == "email" else "p:") + value, 2)
+
+        def weight(x: int, y: int) -> float:
+            a, b = min(x, y), max(x, y)
+            known = weights.get(a * n + b)
+            if known is None:
+                known = weights[a * n + b] = scorer.score(
+                    found[a], found[b], shared, explain=False
+                ).weight
+            return known
+
+        out = []
+        for group in clusters(n, links, weight, bar - CLUSTER_SLACK):
+            inside = []
+            for x, a in enumerate(group):
+                for b in group[x + 1 :]:
+                    if weight(a, b) >= bar:
+                        result = scorer.score(found[a], found[b], shared)
+                        first, second = sorted((found[a].record_id, found[b].record_id))
+                        inside.append(
+                            (
+                                first,
+                                second,
+                                round(result.probability, 6),
+                                _explain(scorer, found[a], found[b], result),
+                            )
+                        )
+            out.append(
                 Cluster(
                     record_type,
-                    tuple(ids),
-                    tuple(
-                        sorted(
-                            (profiles[a].record_id, profiles[b].record_id, s, e)
-                            for a, b, s, e in links
-                        )
-                    ),
+                    tuple(sorted(found[i].record_id for i in group)),
+                    tuple(sorted(inside, key=lambda p: (p[0], p[1]))),
+                    scorer.model.version,
                 )
             )
-        return sorted(clusters, key=lambda c: c.record_ids)
+        return sorted(out, key=lambda c: c.record_ids)
+
+    # -- fitting and linkage -------------------------------------------------
+
+    @write
+    def fit(
+        self, record_type: str = "contact", *, identifying: Mapping[str, str] | None = None
+    ) -> MatchModel:
+        """Fit the matching parameters of a kind to the records the actor may read, and store them.
+
+        m and u probabilities and the priors are estimated without labels (EM
+        over the blocked candidate pairs, u from value frequencies and random
+        pairs). Each fit stores a new version (:class:`MatchModel`); the check
+        at the door, imports, scans and links then decide with it, and every
+        decision names its version. ``identifying`` chooses the custom fields
+        that identify a record of this kind, each with how it is compared:
+        ``date``, ``identifier``, ``text`` or ``number``
+        (``{"birth_date": "date", "vat_id": "identifier"}``); without it, the
+        fields chosen at the last fit are kept.
+
+        :raises PermissionDenied: unless the actor is an admin (or the system).
+        """
+        cls = self._kind(record_type)
+        self._require_admin("fit", MatchModel.resource)
+        if identifying is not None:
+            check_mapping("identifying", identifying)
+            defs = self._s._field_definitions(record_type)
+            for key, kind in identifying.items():
+                if key not in defs:
+                    raise ValidationError(
+                        "identifying", key, f"is not a custom field of {record_type}"
+                    )
+                check_one_of(f"identifying.{key}", kind, IDENTIFIER_KINDS)
+        records = [r for r in self._all(cls) if _live(r)]
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self._compare_all(record_type, records, identifying=identifying, force=True)
+        finally:
+            if enabled:
+                gc.enable()
+        return self._s._uow.repo(MatchModel).find(
+            Eq("record_type", record_type), order_by=[OrderBy("number", True)], limit=1
+        )[0]
+
+    def models(self, record_type: str = "contact") -> list[MatchModel]:
+        """Every stored version of a kind's fitted parameters, newest first."""
+        self._kind(record_type)
+        self._require_admin("read", MatchModel.resource)
+        return self._s._uow.repo(MatchModel).find(
+            Eq("record_type", record_type), order_by=[OrderBy("number", True)]
+        )
+
+    def _source(
+        self, source: Any, name: str, record_type: str | None
+    ) -> tuple[str, list[Any], list[str]]:
+        """A source's kind, its records (rows parsed as ``create`` would) and their labels."""
+        if isinstance(source, str):
+            cls = self._kind(source)
+            records = [r for r in self._all(cls) if _live(r)]
+            return source, records, [r.id for r in records]
+        if isinstance(source, Mapping) or not isinstance(source, Iterable):
+            raise ValidationError(
+                name, source, "must be a record kind or a list of rows (mappings of fields)"
+            )
+        kind = record_type or "contact"
+        self._kind(kind)
+        records = []
+        for i, row in enumerate(source):
+            if not isinstance(row, Mapping):
+                raise ValidationError(f"{name}[{i}]", row, "must be a mapping of fields")
+            records.append(self._draft(kind, dict(row)))
+        return kind, records, [f"row {i}" for i in range(len(records))]
+
+    def _draft(self, record_type: str, fields: dict[str, Any]) -> Any:
+        """The record ``create`` would make of these fields, without writing it."""
+        from pycrm.domain.custom_fields import check_custom
+
+        service = getattr(self._s, record_type + "s")
+        custom = fields.pop("custom", None)
+        fold_points(fields)
+        lenient = check_bool("lenient", fields.pop("lenient", True))
+        values = service._parse(fields, creating=True, lenient=lenient)
+        if record_type == "lead":
+            values.setdefault("source", "check")
+        if custom is not None:
+            check_mapping("custom", custom)
+            defs = self._s._field_definitions(record_type)
+            values["custom"] = check_custom(defs, {}, custom, creating=False)
+        return _TYPES[record_type](**self._s._stamp(**values))
+
+    def link(
+        self,
+        source_a: Any,
+        source_b: Any,
+        *,
+        record_type: str | None = None,
+        threshold: float | None = None,
+        one_to_one: bool = False,
+    ) -> list[Link]:
+        """Match one source against another: an import file against the stored customers.
+
+        Each source is a record kind (``"contact"``: the live records of that
+        kind the actor may read) or a list of rows, each a mapping of the
+        fields ``create`` takes (parsed the same way, nothing written; a row
+        may carry ``custom``). Only pairs across the sources are compared.
+        Returns the pairs at or above ``threshold`` (default: the CRM's
+        ``duplicate_threshold``), best first; with ``one_to_one``, each record
+        is paired at most once (best pairs first). Rows are named ``row <n>``.
+        """
+        check_bool("one_to_one", one_to_one)
+        if record_type is not None:
+            self._kind(record_type)
+        limit = self._threshold(threshold)
+        kind_a, left, names_a = self._source(source_a, "source_a", record_type)
+        kind_b, right, names_b = self._source(source_b, "source_b", record_type or kind_a)
+        if (kind_a == "customer") != (kind_b == "customer"):
+            raise ValidationError("source_b", source_b, "must hold the same kind of record")
+        kind = record_type or (kind_b if isinstance(source_b, str) else kind_a)
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            side = [0] * len(left) + [1] * len(right)
+            scorer, found, pairs, scored, shared_counts = self._compare_all(
+                kind, [*left, *right], side=side
+            )
+        finally:
+            if enabled:
+                gc.enable()
+        names = names_a + names_b
+        bar = weight_of(limit)
+        kept = sorted(
+            ((s.weight, a, b) for (a, b), s in zip(pairs, scored, strict=True) if s.weight >= bar),
+            key=lambda t: (-t[0], t[1], t[2]),
+        )
+        used: set[int] = set()
+
+        def shared(kind: str, value: str) -> int:
+            return shared_counts.get(("e:" if kind == "email" else "p:") + value, 2)
+
+        out: list[Link] = []
+        for _, a, b in kept:
+            if one_to_one and (a in used or b in used):
+                continue
+            used.update((a, b))
+            result = scorer.score(found[a], found[b], shared)
+            out.append(
+                Link(
+                    names[a],
+                    names[b],
+                    round(result.probability, 6),
+                    round(result.weight, 3),
+                    result.weights,
+                    _explain(scorer, found[a], found[b], result),
+                    scorer.model.version,
+                )
+            )
+        return out
 
     # -- merge and unmerge ---------------------------------------------------
 
