@@ -209,3 +209,72 @@ def test_replace_of_a_record_that_is_gone_is_not_found(
     assert mine is not None
     with pytest.raises(NotFound):
         uow_b.repo(Customer).replace(attrs.evolve(mine, id="no-such-id"), mine.version)
+
+
+def test_add_many_stores_every_record_in_the_tenant(
+    crm: pycrm.CRM, uow_b: UnitOfWork, tenants: dict[str, list[str]]
+) -> None:
+    mine = stored(crm, "b", tenants["b"][0])
+    assert mine is not None
+    copies = [attrs.evolve(mine, id=f"copy-{n}", name=f"Copy {n}") for n in range(3)]
+    uow_b.repo(Customer).add_many(copies)
+    uow_b.commit()
+    assert [stored(crm, "b", c.id) for c in copies] == copies
+    assert [stored(crm, "a", c.id) for c in copies] == [None] * 3
+
+
+# -- counters: gap-free per tenant, numbers given back on rollback ----------------------
+
+
+def numbers(crm: pycrm.CRM, tenant: str, count: int, *, commit: bool) -> list[int]:
+    uow = crm.store.begin(tenant)
+    try:
+        taken = [uow.next_number("invoice") for _ in range(count)]
+    except BaseException:
+        uow.rollback()
+        raise
+    if commit:
+        uow.commit()
+    else:
+        uow.rollback()
+    return taken
+
+
+def test_counters_count_from_one_per_tenant_and_key(crm: pycrm.CRM) -> None:
+    assert numbers(crm, "a", 3, commit=True) == [1, 2, 3]
+    assert numbers(crm, "b", 1, commit=True) == [1]
+    assert numbers(crm, "a", 1, commit=True) == [4]
+    uow = crm.store.begin("a")
+    try:
+        assert uow.next_number("ticket") == 1
+    finally:
+        uow.rollback()
+
+
+def test_a_rollback_gives_its_numbers_back(crm: pycrm.CRM) -> None:
+    assert numbers(crm, "a", 2, commit=True) == [1, 2]
+    assert numbers(crm, "a", 3, commit=False) == [3, 4, 5]
+    assert numbers(crm, "a", 1, commit=True) == [3]
+
+
+def test_a_savepoint_rollback_gives_back_the_numbers_taken_inside_it(crm: pycrm.CRM) -> None:
+    uow = crm.store.begin("a")
+
+    def take_two_then_fail() -> None:
+        with uow.savepoint():
+            assert uow.next_number("invoice") == 2
+            assert uow.next_number("invoice") == 3
+            raise RuntimeError("undo the block")
+
+    try:
+        assert uow.next_number("invoice") == 1
+        with pytest.raises(RuntimeError):
+            take_two_then_fail()
+        assert uow.next_number("invoice") == 2
+        with uow.savepoint():
+            assert uow.next_number("invoice") == 3
+        uow.commit()
+    except BaseException:
+        uow.rollback()
+        raise
+    assert numbers(crm, "a", 1, commit=True) == [4]
