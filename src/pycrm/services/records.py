@@ -16,6 +16,7 @@ from pycrm.domain.org import User
 from pycrm.domain.query import And, Eq, Filter, OrderBy, Range
 from pycrm.domain.records import Record
 from pycrm.errors import ConcurrencyError, NotFound, ValidationError
+from pycrm.matching.countries import country_code, phone_region
 from pycrm.ports import Repository
 from pycrm.serialization import from_dict
 from pycrm.session import Session
@@ -61,7 +62,21 @@ def check_when(field: str, value: Any) -> datetime:
 
 
 def check_address(field: str, value: Any) -> Address | None:
-    """An :class:`Address` from a mapping of its parts."""
+    """An :class:`Address` from a mapping of its parts.
+
+    The country may be written as an ISO 3166 alpha-2 or alpha-3 code, a
+    numeric code, or a name in one of the common languages ("Germany", "DEU",
+    "Deutschland"); it is stored as the alpha-2 code.
+    """
+    if isinstance(value, Mapping) and isinstance(value.get("country"), str):
+        given = value["country"]
+        code = country_code(given)
+        if code is not None:
+            value = {**value, "country": code}
+        elif given.strip():
+            raise ValidationError(
+                f"{field}.country", given, "names no country: give its ISO 3166 code or its name"
+            )
     return Address.parse(value, field)
 
 
@@ -115,11 +130,17 @@ class RecordService(Service, Generic[R]):
                 if name in checkers:
                     out[name] = checks(checkers[name], name, value)
             if points and (creating or "emails" in values or "phones" in values):
+                # National numbers are read in the record's own country when it has one.
+                address = out.get("address")
+                region = phone_region(
+                    address.country if isinstance(address, Address) else None,
+                    self._s.crm.default_region,
+                )
                 out["contact_points"] = checks(
                     check_points,
                     values.get("emails", ()),
                     values.get("phones", ()),
-                    region=self._s.crm.default_region,
+                    region=region,
                     lenient=lenient,
                 )
         return out
