@@ -863,6 +863,7 @@ class DedupeService(Service):
 
         :raises ConcurrencyError: when one of them changed since the merge.
         """
+        check_id("merge_id", merge_id)
         repo = self._s._uow.repo(Merge)
         entry = repo.get(merge_id) if isinstance(merge_id, str) else None
         if entry is None:
