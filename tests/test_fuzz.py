@@ -795,9 +795,9 @@ def _names(field: str, param: str) -> bool:
 
 
 def attempt(
-    crm: pycrm.CRM, world: SimpleNamespace, case: Case, label: str, hostile: Any
+    crm: pycrm.CRM, world: SimpleNamespace, case: Case, label: str, hostile: Any, actor: Any
 ) -> tuple[str | None, bool]:
-    """Make one hostile call as the system actor: what went wrong (or None), and if refused.
+    """Make one hostile call as ``actor``: what went wrong (or None), and if it was refused.
 
     A refused call's session is committed, so a snapshot shows whatever the
     call left behind; an accepted call's session is rolled back.
@@ -805,7 +805,7 @@ def attempt(
     where = f"{case} with {label}"
     arguments = valid_arguments(case.method, world)
     arguments[case.param] = _put(arguments.get(case.param), case.path, hostile)
-    s = crm.session(actor=crm.system_actor)
+    s = crm.session(actor=actor)
     try:
         _call(s, case.method, arguments)
     except StorageError as exc:
@@ -827,13 +827,19 @@ def attempt(
     return None, False
 
 
-def run(crm: pycrm.CRM, world: SimpleNamespace, trials: list[tuple[Case, str, Any]]) -> list[str]:
+def run(
+    crm: pycrm.CRM,
+    world: SimpleNamespace,
+    trials: list[tuple[Case, str, Any]],
+    actor: Any = None,
+) -> list[str]:
     """Run the trials; return every problem, a store changed by refused calls included.
 
     The store is compared once per service (and once per call of a method
     that commits on its own); when it moved, the trials are replayed one by
-    one to name the culprit.
+    one to name the culprit. The actor is the system actor unless given.
     """
+    actor = crm.system_actor if actor is None else actor
     problems: list[str] = []
     batches: dict[str, list[tuple[Case, str, Any]]] = {}
     for trial in trials:
@@ -846,7 +852,7 @@ def run(crm: pycrm.CRM, world: SimpleNamespace, trials: list[tuple[Case, str, An
             before = snapshot(crm)
             refused = False
             for case, label, hostile in group:
-                problem, was_refused = attempt(crm, world, case, label, hostile)
+                problem, was_refused = attempt(crm, world, case, label, hostile, actor)
                 refused = refused or was_refused
                 if problem:
                     problems.append(" ".join(problem.split())[:300])
@@ -855,18 +861,18 @@ def run(crm: pycrm.CRM, world: SimpleNamespace, trials: list[tuple[Case, str, An
             after = snapshot(crm)
             if after != before:
                 changed = sorted(k for k in after if after[k] != before.get(k))
-                culprits = _culprits(crm, world, group)
+                culprits = _culprits(crm, world, group, actor)
                 problems.append(f"calls to {key} left changes in {changed}: {culprits}")
     return problems
 
 
 def _culprits(
-    crm: pycrm.CRM, world: SimpleNamespace, group: list[tuple[Case, str, Any]]
+    crm: pycrm.CRM, world: SimpleNamespace, group: list[tuple[Case, str, Any]], actor: Any
 ) -> list[str]:
     found = []
     for case, label, hostile in group:
         before = snapshot(crm)
-        attempt(crm, world, case, label, hostile)
+        attempt(crm, world, case, label, hostile, actor)
         if snapshot(crm) != before:
             found.append(f"{case} with {label}")
     return found
@@ -926,13 +932,17 @@ GENERATED = st.one_of(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(case=st.sampled_from(CASES), value=GENERATED)
+@given(case=st.sampled_from(CASES), value=GENERATED, as_admin=st.booleans())
 def test_hostile_arguments_sampled(
-    crm: pycrm.CRM, world: SimpleNamespace, case: Case, value: tuple[str, Any]
+    crm: pycrm.CRM, world: SimpleNamespace, case: Case, value: tuple[str, Any], as_admin: bool
 ) -> None:
-    """Hypothesis picks the method, the place and the value."""
+    """Hypothesis picks the method, the place, the value, and the system actor or an admin user.
+
+    An admin user's calls go through the permission guard, which the system
+    actor's skip.
+    """
     label, hostile = value
-    problems = run(crm, world, [(case, label, hostile)])
+    problems = run(crm, world, [(case, label, hostile)], world.admin if as_admin else None)
     assert not problems, "\n".join(problems)
 
 
