@@ -234,6 +234,12 @@ CALLS: dict[str, dict[str, Any]] = {
         "industry": "machinery",
     },
     "dedupe.cleansing_report": {"record_type": "customer"},
+    "dedupe.fit": {"record_type": "customer", "identifying": {"headcount": "number"}},
+    "dedupe.link": {
+        "source_a": [{"name": "Acme GmbH", "emails": ["info@acme.example"]}],
+        "source_b": "customer", "record_type": "customer", "threshold": 0.5, "one_to_one": True,
+    },
+    "dedupe.models": {"record_type": "customer"},
     "dedupe.merge": {
         "survivor_id": Ref("customer"), "duplicate_ids": [Ref("customer2")],
         "record_type": "customer", "rules": {"name": "most_recent"}, "dry_run": True,
@@ -849,7 +855,8 @@ def run(
     for key, batch in batches.items():
         groups = [[t] for t in batch] if key in SELF_COMMITTING else [batch]
         for group in groups:
-            before = snapshot(crm)
+            # The store as the last check left it: nothing since may have changed it.
+            before = world.__dict__.pop("stored", None) or snapshot(crm)
             refused = False
             for case, label, hostile in group:
                 problem, was_refused = attempt(crm, world, case, label, hostile, actor)
@@ -857,11 +864,13 @@ def run(
                 if problem:
                     problems.append(" ".join(problem.split())[:300])
             if key in SELF_COMMITTING and not refused:
-                continue
+                continue  # it may have changed the store: the next group takes a snapshot
             after = snapshot(crm)
+            world.stored = after
             if after != before:
                 changed = sorted(k for k in after if after[k] != before.get(k))
                 culprits = _culprits(crm, world, group, actor)
+                world.__dict__.pop("stored", None)
                 problems.append(f"calls to {key} left changes in {changed}: {culprits}")
     return problems
 
