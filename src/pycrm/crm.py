@@ -9,7 +9,6 @@ from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import phonenumbers
 import pluggy
 
 from pycrm.domain.assessments import ConsolidationRule
@@ -24,8 +23,15 @@ from pycrm.domain.permissions import DEFAULT_POLICY, Policy
 from pycrm.domain.query import In, all_of
 from pycrm.domain.tasks import DEFAULT_FOLLOWUPS, Followup
 from pycrm.domain.tickets import OPEN_TICKET_STATUSES, SlaPolicy, Ticket
-from pycrm.errors import ConfigurationError, CRMError, NotFound, PermissionDenied
+from pycrm.errors import (
+    ConfigurationError,
+    CRMError,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
 from pycrm.ports import BlobStore, Clock, Store, SystemClock, UnitOfWork
+from pycrm.regions import region_code
 from pycrm.rules.approvals import PolicyApprovals
 from pycrm.rules.context import RuleContext
 from pycrm.rules.engine import CallableRouter, RuleEngine, make_plugin_manager
@@ -86,10 +92,13 @@ class CRM:
             Money.zero(currency)
         except CRMError:
             raise ConfigurationError(f"currency {currency!r} is not an ISO 4217 code") from None
-        if default_region is not None and default_region not in phonenumbers.SUPPORTED_REGIONS:
-            raise ConfigurationError(
-                f"default_region {default_region!r} is not an ISO 3166 region phonenumbers knows"
-            )
+        if default_region is not None:
+            try:
+                default_region = region_code(default_region)
+            except ValidationError as exc:
+                raise ConfigurationError(
+                    f"default_region {default_region!r} {exc.reason}"
+                ) from None
         self.store = store
         """The storage adapter."""
         self.clock: Clock = clock or SystemClock()
@@ -326,7 +335,7 @@ def connect(
         your own tables.
     :param clock: where time comes from (inject a fake one in tests).
     :param default_region: ISO 3166 region for phone numbers written without
-        a country code, e.g. ``"DE"``.
+        a country code, e.g. ``"DE"`` (or ``"de"``).
     :param assessment_rules: attribute → consolidation rule, e.g.
         ``{"grade": by_priority("sales", "service")}``.
     :param load_plugins: load the plugins installed under the ``pycrm`` entry-point group.
