@@ -7,7 +7,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from pycrm.errors import ConfigurationError
+from pycrm.errors import ConfigurationError, ValidationError
 
 __all__ = ["CsvRow", "count_rows", "detect_encoding", "read_rows"]
 
@@ -104,18 +104,29 @@ def read_rows(path: str | Path, encoding: str | None = None) -> tuple[str, Itera
     so the importer can reject just the rows that hold them (and write their
     bytes back unchanged to a rejects file opened with ``errors="surrogateescape"``).
 
+    Blank lines before the header are skipped.
+
     :raises ConfigurationError: for an unknown encoding name.
+    :raises ValidationError: (field ``file``) for a file without a header row:
+        empty, or blank lines only.
     """
     chosen = encoding or detect_encoding(path)
     try:
         codecs.lookup(chosen)
     except LookupError:
         raise ConfigurationError(f"unknown encoding {chosen!r}") from None
+    with open(path, encoding=chosen, errors="surrogateescape", newline="") as stream:
+        if _header(csv.reader(stream)) is None:
+            raise ValidationError(
+                "file",
+                str(path),
+                "has no header row: its first line must name the columns, a name column at least",
+            )
 
     def rows() -> Iterator[CsvRow]:
         with open(path, encoding=chosen, errors="surrogateescape", newline="") as stream:
             reader = csv.reader(stream)
-            header = next(reader, None)
+            header = _header(reader)
             if header is None:
                 return
             width = len(header)
@@ -135,6 +146,14 @@ def read_rows(path: str | Path, encoding: str | None = None) -> tuple[str, Itera
                 )
 
     return chosen, rows()
+
+
+def _header(reader: Iterator[list[str]]) -> list[str] | None:
+    """The first record that holds any text, or None for a file of blank lines."""
+    for record in reader:
+        if any(cell.strip() for cell in record):
+            return record
+    return None
 
 
 def count_rows(path: str | Path) -> int:

@@ -41,13 +41,21 @@ class Reject:
     line: int
     """Line number in the file (the header is line 1)."""
     field: str
-    """The field at fault (``row`` for the row as a whole)."""
+    """The field at fault (``row`` for the row as a whole); several are listed
+    as ``email, phone``."""
     reason: str
-    """Why, in words."""
+    """Why, in words; with several fields, each reason after its field's name."""
     values: Mapping[str, Any]
     """The row as read, by column."""
     extra: tuple[str, ...] = ()
     """Values beyond the header's columns, as read (for a row with too many)."""
+
+    @property
+    def summary(self) -> str:
+        """The field and the reason in one line, e.g. ``phone: is too short``."""
+        if ", " in self.field:  # the reason names each field already
+            return self.reason
+        return f"{self.field}: {self.reason}"
 
 
 @attrs.define
@@ -83,7 +91,7 @@ class ImportReport:
     def reject(self, reject: Reject) -> None:
         """Count a rejected row."""
         self.rejected += 1
-        self.reasons[f"{reject.field}: {reject.reason}"] += 1
+        self.reasons[reject.summary] += 1
         if len(self.rejects) < self.keep_rejects:
             self.rejects.append(reject)
 

@@ -45,6 +45,7 @@ from pycrm.errors import (
     PermissionDenied,
     ValidationError,
 )
+from pycrm.regions import region_code
 from pycrm.rules.context import RuleContext
 from pycrm.serialization import to_dict
 from pycrm.services.records import Service
@@ -150,6 +151,13 @@ def _records(rows: Iterable[Row], start_line: int) -> Iterator[_Raw]:
         yield _Raw(line, values, (), tuple(extra) if isinstance(extra, list | tuple) else ())
 
 
+def _column_field(field: str) -> str:
+    """The import field a check's field names: ``emails[0]`` is the ``email`` column."""
+    if field.startswith(("emails", "phones")):
+        return field.split("[")[0].rstrip("s")
+    return field
+
+
 def _refuse(
     report: ImportReport, rejects: Callable[[Reject], object] | None, reject: Reject
 ) -> None:
@@ -188,6 +196,9 @@ class ImporterService(Service):
         :param lenient: keep invalid phones and emails flagged instead of rejecting the row.
         :param start_line: line number of the first row (default 2: after a header).
         :param progress: called with the number of rows read after each chunk.
+        :param dry_run: check and count every row as the import would, then roll it all
+            back: no record, audit entry, signal or outbox message is written. The whole
+            file runs in one transaction (on SQLite it holds the write lock until the end).
         :raises ConfigurationError: when this session has uncommitted writes (the chunks
             commit in transactions of their own), or for a bad ``mapping``.
         :raises ValidationError: for a bad option, or a file without a name column.
@@ -227,6 +238,7 @@ class ImporterService(Service):
         lenient: bool = False,
         start_line: int = 2,
         progress: Callable[[int], object] | None = None,
+        dry_run: bool = False,
         **unknown: Any,
     ) -> ImportReport:
         if unknown:
@@ -236,13 +248,15 @@ class ImporterService(Service):
             raise ValidationError("rows", rows, "must be an iterable of rows (mappings)")
         for field, column in (check_mapping("mapping", mapping) or {}).items():
             check_key(f"mapping.{field}", column, what="a column name")
-        for name, column in (("default_region", default_region), ("external_id", external_id)):
-            if column is not None:
-                check_key(name, column)
+        if default_region is not None:
+            default_region = region_code(default_region)
+        if external_id is not None:
+            check_key("external_id", external_id)
         with Checks() as checks:
             checks(check_text, "source", source, required=True, limit=60)
             checks(check_text, "campaign", campaign, limit=200)
             checks(check_bool, "lenient", lenient)
+            checks(check_bool, "dry_run", dry_run)
             checks(check_int, "start_line", start_line, minimum=0)
         if start_line is None:
             raise ValidationError("start_line", start_line, "is required")
@@ -285,25 +299,33 @@ class ImporterService(Service):
         resolved: dict[str, str] | None = None
         header: list[str] = []
         chunk: list[_Raw] = []
-        for raw in _records(rows, start_line):
-            report.rows += 1
-            if resolved is None and raw.problem is None:
-                header = list(raw.values)
-                resolved = resolve_mapping(header, fields, mapping)
-                if "name" not in resolved:
-                    raise ValidationError(
-                        "mapping", header, "no column for the required field 'name'"
-                    )
-            chunk.append(raw)
-            if len(chunk) >= chunk_size:
-                self._chunk(chunk, resolved or {}, header, options, report, rejects)
-                chunk = []
+        # A dry run keeps every chunk in one transaction, so later chunks see the
+        # earlier ones as a real import would, and rolls it back at the end.
+        trial = self._s.crm.session(self._s.actor, tenant=self._s.tenant_id) if dry_run else None
+        try:
+            for raw in _records(rows, start_line):
+                report.rows += 1
+                if resolved is None and raw.problem is None:
+                    header = list(raw.values)
+                    resolved = resolve_mapping(header, fields, mapping)
+                    if "name" not in resolved:
+                        raise ValidationError(
+                            "mapping", header, "no column for the required field 'name'"
+                        )
+                chunk.append(raw)
+                if len(chunk) >= chunk_size:
+                    self._chunk(chunk, resolved or {}, header, options, report, rejects, trial)
+                    chunk = []
+                    if progress is not None:
+                        progress(report.rows)
+            if chunk:
+                self._chunk(chunk, resolved or {}, header, options, report, rejects, trial)
                 if progress is not None:
                     progress(report.rows)
-        if chunk:
-            self._chunk(chunk, resolved or {}, header, options, report, rejects)
-            if progress is not None:
-                progress(report.rows)
+        finally:
+            if trial is not None:
+                trial._lasting.clear()  # a dry run writes nothing, not even its refusals
+                trial.rollback()
         report.elapsed = time.perf_counter() - started
         return report
 
@@ -359,14 +381,13 @@ class ImporterService(Service):
                     lenient=options["lenient"],
                 )
         except ValidationError as exc:
-            first = exc.errors[0]
-            field = (
-                first.field.split("[")[0].rstrip("s")
-                if first.field.startswith(("emails", "phones"))
-                else first.field
-            )
-            reason = "; ".join(e.reason for e in exc.errors)
-            return Reject(line, field, reason, raw)
+            named = [(_column_field(e.field), e.reason) for e in exc.errors]
+            fields = list(dict.fromkeys(field for field, _ in named))
+            if len(fields) == 1:
+                reason = "; ".join(reason for _, reason in named)
+            else:  # each reason says which field it is about
+                reason = "; ".join(f"{field}: {reason}" for field, reason in named)
+            return Reject(line, ", ".join(fields), reason, raw)
         if kind == "lead":
             values["source"] = (values.get("source") or options["source"]).lower().replace(" ", "_")
             values["campaign"] = values.get("campaign") or options["campaign"]
@@ -385,6 +406,7 @@ class ImporterService(Service):
         options: Mapping[str, Any],
         report: ImportReport,
         rejects: Callable[[Reject], object] | None,
+        trial: Session | None = None,
     ) -> None:
         prepared: list[_Row] = []
         for raw in chunk:
@@ -393,6 +415,9 @@ class ImporterService(Service):
                 _refuse(report, rejects, result)
             else:
                 prepared.append(result)
+        if trial is not None:
+            _Chunk(trial, options, report, rejects).run(prepared)
+            return
         crm = self._s.crm
         with crm.session(actor=self._s.actor, tenant=self._s.tenant_id) as session:
             _Chunk(session, options, report, rejects).run(prepared)
@@ -469,7 +494,10 @@ class _Chunk:
             if not keys:
                 continue
             for cls in kinds:
-                for record in self.s._uow.repo(cls).find(AnyKey(kind, keys)):
+                # Only records the importer may read count: a hidden one is not revealed.
+                if self.s._guard.hides_key(cls, kind):
+                    continue
+                for record in self.s.read(cls, quiet=True).find(AnyKey(kind, keys)):
                     if isinstance(record, Lead) and not record.is_open:
                         continue
                     for key in record.match_keys():
@@ -481,7 +509,7 @@ class _Chunk:
         names = {company_key(r.values.get("customer")) for r in rows if r.values.get("customer")}
         if not names:
             return {}
-        found = self.s._uow.repo(Customer).find(AnyKey("company", sorted(names)))
+        found = self.s.read(Customer, quiet=True).find(AnyKey("company", sorted(names)))
         return {company_key(c.name): c.id for c in found}
 
     def _build(self, row: _Row, customers: Mapping[str, str]) -> Record:
