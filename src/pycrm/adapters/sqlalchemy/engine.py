@@ -48,13 +48,36 @@ def configure_sqlite(engine: Engine) -> None:
         sa.event.listen(engine, "begin", _sqlite_begin)
 
 
+#: The databases pycrm runs on, by SQLAlchemy backend name.
+BACKENDS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+
+
+def _not_a_url(url: str, exc: Exception) -> str:
+    """Why ``url`` cannot be read, with the URL the user probably meant."""
+    if "://" not in url and url.strip():
+        path = Path(url).expanduser()
+        target = path.as_posix() if path.is_absolute() else path.as_posix().removeprefix("./")
+        return (
+            f"database URL {url!r} is not a URL: for the SQLite file {target} "
+            f"write sqlite:///{target}"
+        )
+    return f"cannot read database URL {url!r}: {exc}"
+
+
 def _make_engine(url: str) -> Engine:
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError as exc:
-        raise ConfigurationError(f"cannot read database URL {url!r}: {exc}") from None
+        raise ConfigurationError(_not_a_url(url, exc)) from None
+    shown = parsed.render_as_string(hide_password=True)
+    backend = parsed.get_backend_name()
+    if backend not in BACKENDS:
+        raise ConfigurationError(
+            f"cannot use database URL {shown!r}: pycrm runs on SQLite (sqlite:///FILE) "
+            f"and PostgreSQL (postgresql+psycopg://USER@HOST/DATABASE), not {backend}"
+        )
     kwargs: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite":
+    if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             folder = Path(parsed.database).expanduser().parent
             try:
@@ -68,8 +91,18 @@ def _make_engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     try:
         return sa.create_engine(parsed, **kwargs)
-    except (ImportError, sa.exc.ArgumentError) as exc:
-        raise ConfigurationError(f"cannot use database URL {url!r}: {exc}") from None
+    except ImportError as exc:
+        hint = (
+            "install it with pip install 'pycrm[postgresql]' and write postgresql+psycopg://"
+            if backend == "postgresql"
+            else "install it"
+        )
+        raise ConfigurationError(
+            f"cannot use database URL {shown!r}: its driver {parsed.get_driver_name()} "
+            f"is not installed ({exc}); {hint}"
+        ) from None
+    except sa.exc.ArgumentError as exc:
+        raise ConfigurationError(f"cannot use database URL {shown!r}: {exc}") from None
 
 
 def alembic_config(schema: Schema, connection: sa.Connection) -> Config:
@@ -95,7 +128,9 @@ def ensure_schema(engine: Engine, schema: Schema) -> None:
     (alembic's recipe for building a database from scratch); an existing one
     at an older revision runs the migrations in between.
     """
-    with translate_errors("create schema"), engine.begin() as connection:
+    with translate_errors("cannot connect"):
+        connection = engine.connect()
+    with connection, translate_errors("create or migrate pycrm's tables"), connection.begin():
         if schema.metadata.schema and engine.dialect.name != "sqlite":
             connection.execute(sa.schema.CreateSchema(schema.metadata.schema, if_not_exists=True))
         context = MigrationContext.configure(connection, opts=_version_opts(schema))
@@ -126,5 +161,6 @@ def open_store(
         if owns:
             engine.dispose()
         shown = engine.url.render_as_string(hide_password=True)
-        raise ConfigurationError(f"cannot open the pycrm database at {shown}: {exc}") from exc
+        said = " ".join(str(exc).split())  # drivers' messages run over several lines
+        raise ConfigurationError(f"cannot open the pycrm database at {shown}: {said}") from exc
     return SqlStore(engine, tables, owns_engine=owns)
