@@ -1,127 +1,393 @@
-"""The ``pycrm`` command."""
+"""The ``pycrm`` command (also ``python -m pycrm``).
+
+Results go to standard output, everything else (progress, warnings, errors)
+to standard error. A refused or bad input is one ``error:`` line and exit
+status 1; a mistyped command or option is argparse's usage message and
+status 2; Ctrl-C is one line and status 130. Never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
-from sqlalchemy.engine import make_url
+from rich.markup import escape
 
 from pycrm.crm import DEFAULT_URL, connect
 from pycrm.domain.ids import new_id
 from pycrm.errors import CRMError
 from pycrm.services.exports import KINDS
+from pycrm.terminal import Failure, interrupted, message
 
-__all__ = ["main"]
+__all__ = ["main", "parser"]
+
+_REPORTS = """\
+reports:
+  funnel    leads per source: captured, assigned, contacted, qualified, converted
+            and won (the chart puts every stage on a log scale when the range is wide)
+  forecast  per month of expected close and owner: open pipeline, weighted forecast
+            (amount x stage probability), won business and quota
+  aging     unpaid receivables per bucket of days past due: current, 0-30, 31-60,
+            61-90, 90+ (count and outstanding amount, per currency)
+  service   tickets per priority: opened, resolved, mean first-response and
+            resolution hours, SLA breach rate, mean CSAT (1-5)
+
+Figures cover what the --as user may read (default: system, everything).
+A chart file's extension picks its format: .png, .svg or .pdf (needs
+pip install 'pycrm[charts]').
+"""
+
+_EXAMPLES = """\
+examples:
+  pycrm demo                                   # a company's CRM in ./pycrm.db
+  pycrm tenants list                           # which tenants hold data
+  pycrm users list --tenant demo-1a2b3c4d      # who can import (--as EMAIL)
+  pycrm import leads fair.csv --as mia@example.com --default-region DE --dry-run
+  pycrm report funnel --tenant demo-1a2b3c4d --chart funnel.svg
+  eval "$(pycrm completion bash)"              # tab completion in this shell
+"""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pycrm", description="pycrm: an embeddable CRM.")
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
-    commands = parser.add_subparsers(dest="command")
-    demo = commands.add_parser("demo", help="run the cross-department demo and print what happened")
-    demo.add_argument("--db", default=DEFAULT_URL, help=f"database URL (default {DEFAULT_URL})")
-    demo.add_argument("--tenant", help="tenant to build the demo in (default: a new one each run)")
-    imports = commands.add_parser(
-        "import", help="import leads, contacts or customers from a CSV file"
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks and shows each option's default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and default not in (None, False, argparse.SUPPRESS)
+            and "default" not in text
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _command(
+    commands: Any, name: str, help: str, description: str | None = None, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    made: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help,
+        description=description or help[0].upper() + help[1:] + ".",
+        epilog=epilog,
+        formatter_class=_Formatter,
     )
-    imports.add_argument("kind", choices=["leads", "contacts", "customers"])
-    imports.add_argument("file", help="the CSV file (with a header row)")
-    imports.add_argument("--db", default=DEFAULT_URL, help="database URL")
+    return made
+
+
+def _db(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--db",
+        default=DEFAULT_URL,
+        metavar="URL",
+        help="database: sqlite:///FILE, postgresql+psycopg://USER@HOST/DB or memory://",
+    )
+
+
+def _tenant(command: argparse.ArgumentParser, help: str = "tenant to work in") -> None:
+    command.add_argument("--tenant", metavar="NAME", help=help + " (default: default)")
+
+
+def _as(command: argparse.ArgumentParser, *, required: bool = False, what: str = "acting") -> None:
+    command.add_argument(
+        "--as",
+        dest="actor",
+        metavar="USER",
+        required=required,
+        help=f"the {what} user's email or id, or system (the built-in actor"
+        + ("" if required else "; the default")
+        + ")",
+    )
+
+
+def _json(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument(
+        "--json", action="store_true", help=f"print {what} as JSON on standard output"
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``pycrm`` argument parser (also what shell completion is built from)."""
+    top = argparse.ArgumentParser(
+        prog="pycrm",
+        description="pycrm: an embeddable CRM. Results go to standard output; progress, "
+        "warnings and errors to standard error.",
+        epilog=_EXAMPLES,
+        formatter_class=_Formatter,
+    )
+    top.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = _command(
+        commands,
+        "demo",
+        "run the cross-department demo and print what each department sees",
+        epilog="It ends by printing its tenant, its users' emails and commands to try next.",
+    )
+    _db(demo)
+    demo.add_argument(
+        "--tenant", metavar="NAME", help="tenant to build the demo in (default: a new one each run)"
+    )
+
+    imports = _command(
+        commands,
+        "import",
+        "import leads, contacts or customers from a CSV file",
+        epilog="Each chunk commits on its own: an interrupted import (Ctrl-C, a crash) keeps\n"
+        "the chunks it finished, and running the same command again resumes (rows\n"
+        "already imported are skipped). Rejected rows go to the rejects file with\n"
+        "their line and reason. Exit status: 0 done, 1 refused (or --strict and a\n"
+        "row was rejected), 2 a usage error, 130 interrupted.",
+    )
     imports.add_argument(
-        "--as", dest="actor", required=True, help="the importing user's id or email"
+        "kind", choices=["leads", "contacts", "customers"], help="what the rows are"
     )
-    imports.add_argument("--tenant", help="tenant to import into")
-    imports.add_argument("--mapping", help="JSON file mapping fields to column names")
-    imports.add_argument("--on-duplicate", choices=["skip", "merge", "flag"], default="skip")
+    imports.add_argument("file", help="the CSV file, with a header row naming the columns")
+    _db(imports)
+    _as(imports, required=True, what="importing")
+    _tenant(imports, "tenant to import into")
     imports.add_argument(
-        "--default-region", help="region for phones without a country code, e.g. CN"
+        "--mapping", metavar="FILE", help="JSON file mapping fields to column names"
     )
-    imports.add_argument("--rejects", help="CSV file for rejected rows (default: FILE.rejects.csv)")
-    imports.add_argument("--encoding", help="the file's encoding (default: detected)")
+    imports.add_argument(
+        "--on-duplicate",
+        choices=["skip", "merge", "flag"],
+        default="skip",
+        help="a row matching a stored record or an earlier row by email or phone: skip it, "
+        "merge its values into the empty fields of the match, or import it flagged for review",
+    )
+    imports.add_argument(
+        "--default-region",
+        metavar="CODE",
+        help="ISO 3166 code for phones without a country code, e.g. DE or CN "
+        "(without it such numbers are rejected)",
+    )
+    imports.add_argument(
+        "--rejects",
+        metavar="FILE",
+        help="CSV file for rejected rows (default: FILE.rejects.csv; "
+        "removed when nothing is rejected)",
+    )
+    imports.add_argument(
+        "--encoding", metavar="NAME", help="the file's encoding (default: detected)"
+    )
     imports.add_argument("--source", default="import", help="lead source for rows without one")
     imports.add_argument("--campaign", help="campaign for rows without one")
-    imports.add_argument("--external-id", help="column with each row's id in the source system")
-    imports.add_argument("--chunk-size", type=int, default=1000, help="rows per transaction")
+    imports.add_argument(
+        "--external-id", metavar="COLUMN", help="column with each row's id in the source system"
+    )
+    imports.add_argument(
+        "--chunk-size",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="rows per transaction, 1 to 50,000: an interruption loses at most one chunk",
+    )
     imports.add_argument(
         "--strict", action="store_true", help="exit with status 1 if any row was rejected"
     )
-    report = commands.add_parser("report", help="print an analytics report (or draw it)")
-    report.add_argument("report", choices=["funnel", "forecast", "aging", "service"])
-    report.add_argument("--db", default=DEFAULT_URL, help="database URL")
-    report.add_argument(
-        "--as", dest="actor", help="user id or email to report as (default: system)"
+    imports.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check and count every row, then roll back: nothing is written "
+        "(no rejects file either, unless --rejects names one)",
     )
-    report.add_argument("--tenant", help="tenant")
-    report.add_argument("--png", help="also draw the report as a chart in this PNG file")
-    export = commands.add_parser(
-        "export", help="export records as CSV or JSON Lines (needs the export grant)"
+    _json(imports, "the summary")
+
+    report = _command(
+        commands,
+        "report",
+        "print an analytics report, or draw it as a chart",
+        description="Print an analytics report as a table (or JSON), and draw it as a chart.",
+        epilog=_REPORTS,
+    )
+    report.add_argument(
+        "report", choices=["funnel", "forecast", "aging", "service"], help="which report"
+    )
+    _db(report)
+    _as(report, what="reporting")
+    _tenant(report)
+    report.add_argument(
+        "--chart", metavar="FILE", help="also draw the report in FILE: .png, .svg or .pdf"
+    )
+    report.add_argument("--png", metavar="FILE", help="the same as --chart (kept for scripts)")
+    _json(report, "the report")
+
+    export = _command(
+        commands,
+        "export",
+        "export records as CSV or JSON Lines (needs the export grant)",
     )
     export.add_argument(
         "kind", choices=[*KINDS, *KINDS.values()], metavar="KIND", help=", ".join(KINDS)
     )
-    export.add_argument("--format", choices=["csv", "jsonl"], default="csv", help="default csv")
-    export.add_argument("--out", help="file to write (default: standard output)")
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv", help="file format")
+    export.add_argument("--out", metavar="FILE", help="file to write (default: standard output)")
     export.add_argument(
         "--since", help="only records updated at or after this ISO 8601 time (UTC if no offset)"
     )
     export.add_argument("--until", help="only records updated before this ISO 8601 time")
     export.add_argument("--fields", help="comma-separated fields to export (default: all)")
-    export.add_argument(
-        "--as", dest="actor", required=True, help="the exporting user's id or email (or system)"
+    _as(export, required=True, what="exporting")
+    _db(export)
+    _tenant(export, "tenant to export from")
+
+    users = _command(commands, "users", "create, list or deactivate users")
+    user_commands = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    create = _command(
+        user_commands,
+        "create",
+        "create a user",
+        epilog="Only admins and the system actor may create users: create the first\n"
+        "admin --as system.",
     )
-    export.add_argument("--db", default=DEFAULT_URL, help="database URL")
-    export.add_argument("--tenant", help="tenant to export from")
-    db = commands.add_parser("db", help="database maintenance")
-    db_commands = db.add_subparsers(dest="db_command", required=True)
-    upgrade = db_commands.add_parser("upgrade", help="create or migrate pycrm's tables")
-    upgrade.add_argument("--db", default=DEFAULT_URL, help="database URL")
-    upgrade.add_argument("--schema", help="database schema for pycrm's tables")
+    create.add_argument("name", help="the user's name")
+    create.add_argument("email", help="the user's login email (unique in the tenant)")
+    create.add_argument(
+        "--department",
+        required=True,
+        help="marketing, sales, service, finance, legal, analytics, admin or one created",
+    )
+    create.add_argument(
+        "--roles", default="", help="comma-separated roles, e.g. admin or sales_manager"
+    )
+    create.add_argument("--manager", metavar="USER", help="the manager's email or id")
+    _as(create, what="creating")
+    _db(create)
+    _tenant(create)
+    _json(create, "the user")
+    listing = _command(user_commands, "list", "list the users of a tenant")
+    listing.add_argument("--department", help="only this department's users")
+    listing.add_argument("--all", action="store_true", help="include deactivated users")
+    _as(listing, what="listing")
+    _db(listing)
+    _tenant(listing)
+    _json(listing, "the users")
+    deactivate = _command(
+        user_commands,
+        "deactivate",
+        "deactivate a user and hand on their open work",
+        epilog="Their open leads, deals, tasks and tickets go to --reassign-to, else to\n"
+        "their manager. Admins only.",
+    )
+    deactivate.add_argument("user", help="the user's email or id")
+    deactivate.add_argument(
+        "--reassign-to", metavar="USER", help="email or id of who takes their open work"
+    )
+    _as(deactivate, what="deactivating")
+    _db(deactivate)
+    _tenant(deactivate)
+
+    tenants = _command(commands, "tenants", "list the tenants that hold data")
+    tenant_commands = tenants.add_subparsers(
+        dest="tenants_command", metavar="ACTION", required=True
+    )
+    tenant_list = _command(tenant_commands, "list", "list the tenants that hold data")
+    _db(tenant_list)
+    _json(tenant_list, "the tenants")
+
+    db = _command(commands, "db", "database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    upgrade = _command(db_commands, "upgrade", "create or migrate pycrm's tables")
+    _db(upgrade)
+    upgrade.add_argument("--schema", help="database schema for pycrm's tables (PostgreSQL)")
     upgrade.add_argument("--table-prefix", default="pycrm_", help="table name prefix")
-    return parser
+
+    completion = _command(
+        commands,
+        "completion",
+        "print a shell completion script",
+        epilog='bash: eval "$(pycrm completion bash)" in ~/.bashrc\n'
+        "zsh:  pycrm completion zsh > ~/.zfunc/_pycrm (with ~/.zfunc on $fpath)",
+    )
+    completion.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell")
+    return top
+
+
+def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if args.command == "demo":
+        from pycrm.demo import next_steps, run_demo
+
+        tenant = args.tenant or f"demo-{new_id()[-8:].lower()}"
+        with connect(args.db) as crm:
+            figures = run_demo(crm, tenant, out)
+        next_steps(out, args.db, tenant, figures)
+        return 0
+    if args.command == "import":
+        from pycrm.importing import run_import
+
+        return run_import(args, out, err)
+    if args.command == "export":
+        from pycrm.exporting import run_export
+
+        return run_export(args, err)
+    if args.command == "report":
+        from pycrm.reports import run_report
+
+        return run_report(args, out, err)
+    if args.command in ("users", "tenants"):
+        from pycrm.accounts import run_tenants, run_users
+
+        run = run_users if args.command == "users" else run_tenants
+        return run(args, out, err)
+    if args.command == "db":
+        from sqlalchemy.engine import make_url
+
+        with connect(args.db, schema=args.schema, table_prefix=args.table_prefix):
+            shown = make_url(args.db).render_as_string(hide_password=True)
+            out.print(f"pycrm tables are up to date in {escape(shown)}", highlight=False)
+        return 0
+    if args.command == "completion":
+        import shtab
+
+        sys.stdout.write(shtab.complete(parser(), shell=args.shell))
+        return 0
+    parser().print_help()
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pycrm`` command; return its exit status."""
-    args = _parser().parse_args(argv)
-    # An export's data may go to standard output: its messages go to standard error.
-    console = Console(stderr=args.command == "export")
+    args = parser().parse_args(argv)
+    out = Console()
+    err = Console(stderr=True)
+
+    def fail(text: str) -> None:
+        err.print(f"[red]error:[/red] {escape(text)}", soft_wrap=True, highlight=False)
+
     if args.version:
         from pycrm import __version__
 
-        console.print(f"pycrm {__version__}")
+        out.print(f"pycrm {__version__}", highlight=False)
         return 0
     try:
-        if args.command == "demo":
-            from pycrm.demo import run_demo
-
-            with connect(args.db) as crm:
-                run_demo(crm, args.tenant or f"demo-{new_id()[-8:]}", console)
-            return 0
-        if args.command == "import":
-            from pycrm.importing import run_import
-
-            return run_import(args, console)
-        if args.command == "export":
-            from pycrm.exporting import run_export
-
-            return run_export(args, console)
-        if args.command == "report":
-            from pycrm.reports import run_report
-
-            return run_report(args, console)
-        if args.command == "db":
-            with connect(args.db, schema=args.schema, table_prefix=args.table_prefix):
-                shown = make_url(args.db).render_as_string(hide_password=True)
-                console.print(f"pycrm tables are up to date in {shown}")
-            return 0
+        return _run(args, out, err)
+    except Failure as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("Interrupted.", soft_wrap=True, highlight=False)
+        return 130
     except CRMError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        return 1
-    _parser().print_help()
-    return 2
+        if interrupted(exc):
+            err.print("Interrupted.", soft_wrap=True, highlight=False)
+            return 130
+        fail(message(exc))
+    except OSError as exc:
+        fail(" ".join(str(exc).split()))
+    except Exception as exc:  # a bug: say so in one line, the traceback on request
+        if os.environ.get("PYCRM_DEBUG"):
+            traceback.print_exc()
+        fail(
+            f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+            "(set PYCRM_DEBUG=1 to see the traceback, and please report it)"
+        )
+    return 1
 
 
 if __name__ == "__main__":

@@ -6,18 +6,24 @@ converts and wins a deal; legal and the sales manager approve the contract;
 the customer signs; finance records payments and the deal owner is told;
 service answers the customer's ticket within its SLA while seeing the whole
 history; and the managers read the funnel, receivables aging and service
-figures. Each department's view is printed as it would see it.
+figures. Each department's view is printed as it would see it. Dates follow
+the CRM's clock: the deal is won today, and the first instalment falls due a
+month after signing. :func:`next_steps` ends the command with the tenant, the
+users' emails and commands to try next.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import shlex
 from collections.abc import Iterable
-from datetime import date
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pycrm import signals
@@ -26,7 +32,7 @@ from pycrm.domain.events import Event
 from pycrm.domain.money import Money
 from pycrm.reports import report_rows
 
-__all__ = ["run_demo"]
+__all__ = ["SAMPLE_LEADS", "next_steps", "run_demo"]
 
 #: The list marketing brings back from the trade show: a lead already captured by
 #: hand, a new one, a phone number that cannot exist, and the new one again.
@@ -38,12 +44,24 @@ Jonas Berg,Jonas@Berg-Verpackung.example,,Berg Verpackung KG
 """
 
 
+#: A file to try ``pycrm import`` on after the demo: two new leads with national
+#: (German) phone numbers, one phone number that cannot exist, and a duplicate.
+SAMPLE_LEADS = """name,email,phone,company,source
+Clara Vogel,clara@vogel-druck.example,040 41234567,Vogel Druck GmbH,webform
+Deniz Aydin,deniz@aydin-logistik.example,089 21804455,Aydin Logistik GmbH,trade show
+Emil Brandt,emil@brandt.example,12345,Brandt & Söhne KG,webform
+Clara Vogel,CLARA@vogel-druck.example,,Vogel Druck GmbH,webform
+"""
+
+
 def _table(
     console: Console, title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]
 ) -> None:
-    table = Table(*columns, title=title, title_justify="left")
+    table = Table(
+        *map(escape, columns), title=escape(title), title_justify="left", min_width=len(title)
+    )
     for row in rows:
-        table.add_row(*(str(value) if value is not None else "" for value in row))
+        table.add_row(*(escape(str(value)) if value is not None else "" for value in row))
     console.print(table)
 
 
@@ -72,6 +90,8 @@ def run_demo(crm: CRM, tenant: str, console: Console) -> dict[str, Any]:
 def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str, Any]:
     def session(actor: Any) -> Any:
         return crm.session(actor=actor, tenant=tenant)
+
+    today = crm.clock.now().date()
 
     # -- Admin/HR ----------------------------------------------------------
     with session(crm.system_actor) as s:
@@ -102,7 +122,7 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
                 choices=["gold", "silver", "bronze"], group="grade",
             ),
         ]  # fmt: skip
-    console.rule(f"[bold]Admin/HR: the organisation (tenant {tenant})")
+    console.rule(f"[bold]Admin/HR: the organisation (tenant {escape(tenant)})")
     _table(
         console, "Users", ["name", "department", "roles"],
         [(u.name, u.department, ", ".join(u.roles)) for u in (hr, boss, rep, mia, lea, fin, agent)],
@@ -159,7 +179,7 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
         s.leads.mark_contacted(anna.id)
         s.leads.qualify(anna.id)
         customer, contact, deal = s.leads.convert(
-            anna.id, amount=Money.of("180000", "EUR"), expected_close=date(2026, 6, 30)
+            anna.id, amount=Money.of("180000", "EUR"), expected_close=today
         )
         s.activities.log(
             "call",
@@ -177,7 +197,7 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
         deal = s.deals.win(deal.id)
         contract = s.contracts.draft(
             deal.id, list_amount=Money.of("211765", "EUR"), discount_percent=15, standard_terms=False,
-            terms="Extended warranty: 36 months", instalments=3, first_due=date(2026, 7, 1), every_months=3,
+            terms="Extended warranty: 36 months", instalments=3, first_due=today + timedelta(days=30), every_months=3,
         )  # fmt: skip
         contract = s.contracts.submit(contract.id)
         console.rule("[bold]Sales: deal won, contract submitted")
@@ -269,10 +289,10 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
               ticket.status.value, ticket.csat_score)],
         )  # fmt: skip
         faq = [a.title for a in s.articles.faq("error E42")]
-        console.print(f"Self-service search for 'error E42' finds: {faq}")
+        console.print(f"Self-service search for 'error E42' finds: {escape(str(faq))}")
     with session(agent.id) as s:
         view = s.customers.view(customer.id)
-        console.rule(f"[bold]Service: 360 view of {view.customer.name}")
+        console.rule(f"[bold]Service: 360 view of {escape(view.customer.name)}")
         _table(
             console,
             "Contracts (purchase history)",
@@ -296,7 +316,7 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
         console.print(f"Satisfaction: [bold]{view.satisfaction}[/bold] / 5")
         console.print(
             "The company's own fields: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(view.customer.custom.items()))
+            + escape(", ".join(f"{k} {v}" for k, v in sorted(view.customer.custom.items())))
         )
         figures["custom"] = dict(view.customer.custom)
         figures["service_sees_activities"] = len(view.activities)
@@ -315,6 +335,12 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
             _table(console, title, head, rows)
             figures[name] = rows
     figures["imported"] = (imported.created, imported.skipped, imported.rejected)
+    figures["users"] = [
+        (u.name, u.email, u.department, ", ".join(u.roles))
+        for u in (hr, boss, rep, mia, lea, fin, agent)
+    ]
+    figures["deal_expected_close"] = deal.expected_close
+    figures["first_due"] = min(r.due for r in receivables)
     console.rule("[bold]Handoffs: signals sent after each commit")
     console.print(", ".join(heard))
     figures["signals"] = heard
@@ -323,3 +349,67 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
         f"{figures['pending_outbox']} events wait in the outbox for another process to relay."
     )
     return figures
+
+
+def _sample_file(db: str) -> Path | None:
+    """Where the sample leads file goes: beside a SQLite database, else here; None in memory."""
+    if db == "memory://":
+        return None
+    folder = Path(".")
+    if db.startswith("sqlite:///"):
+        database = db.removeprefix("sqlite:///").split("?")[0]
+        if not database or database == ":memory:":
+            return None
+        folder = Path(database).expanduser().parent
+    return folder / "pycrm-demo-leads.csv"
+
+
+def next_steps(console: Console, db: str, tenant: str, figures: dict[str, Any]) -> Path | None:
+    """Print the demo's tenant, its users and commands to paste next; write the sample file.
+
+    The sample leads file (:data:`SAMPLE_LEADS`) is written beside a SQLite
+    database (here for other databases) unless it exists; returns its path,
+    or None when the demo ran in memory and nothing is left to try.
+    """
+    console.rule("[bold]Your turn")
+    _table(
+        console,
+        f"Users in tenant {tenant} (use an email with --as)",
+        ["name", "email", "department", "roles"],
+        figures["users"],
+    )
+    sample = _sample_file(db)
+    if sample is None:
+        console.print(
+            "The demo ran in memory, so its data is gone now. Run [bold]pycrm demo[/bold] "
+            "to keep it in ./pycrm.db and try the commands it prints."
+        )
+        return None
+    if not sample.exists():
+        sample.write_text(SAMPLE_LEADS, encoding="utf-8")
+    from pycrm.crm import DEFAULT_URL
+
+    where = "" if db == DEFAULT_URL else f" --db {shlex.quote(db)}"
+    scope = f"{where} --tenant {shlex.quote(tenant)}"
+    file = shlex.quote(str(sample))
+    commands = [
+        ("try the import without writing anything",
+         f"pycrm import leads {file}{scope} --as mia@demo.example --default-region DE --dry-run"),
+        ("import it, as Mia from marketing",
+         f"pycrm import leads {file}{scope} --as mia@demo.example --default-region DE"),
+        ("the funnel, as a table and as a chart",
+         f"pycrm report funnel{scope} --chart funnel.png"),
+        ("the forecast, as the sales manager sees it",
+         f"pycrm report forecast{scope} --as max@demo.example"),
+        ("receivables aging, as JSON for a script",
+         f"pycrm report aging{scope} --json"),
+        ("who works here", f"pycrm users list{scope}"),
+    ]  # fmt: skip
+    console.print(
+        f"The demo's data is in tenant [bold]{escape(tenant)}[/bold]; "
+        f"a sample leads file is in {escape(str(sample))}. Try:"
+    )
+    for why, command in commands:
+        console.print(f"  [dim]# {escape(why)}[/dim]")
+        console.print(f"  {escape(command)}", soft_wrap=True, highlight=False)
+    return sample

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
 from pycrm.crm import connect
 from pycrm.errors import ValidationError
+from pycrm.terminal import actor_for, explained, warn_if_empty
 
 __all__ = ["run_export"]
 
@@ -36,12 +36,9 @@ def run_export(args: argparse.Namespace, console: Console) -> int:
     since = _when("since", args.since)
     until = _when("until", args.until)
     fields = [f.strip() for f in args.fields.split(",")] if args.fields else None
-    with connect(args.db) as crm:
-        actor: Any = crm.system_actor
-        if args.actor != "system":
-            from pycrm.importing import _actor
-
-            actor = _actor(crm, args.actor, args.tenant)
+    with connect(args.db) as crm, explained(crm, args.tenant):
+        warn_if_empty(crm, args.tenant, console)
+        actor = actor_for(crm, args.actor, args.tenant)
         with crm.session(actor=actor, tenant=args.tenant) as s:
             write = s.export.csv if args.format == "csv" else s.export.jsonl
             count = write(

@@ -1,4 +1,9 @@
-"""``pycrm report``: analytics as terminal tables, or as PNG charts (matplotlib, optional)."""
+"""``pycrm report``: analytics as terminal tables, JSON, or charts (matplotlib, optional).
+
+:func:`build_report` runs one report in a session and keeps both its typed
+rows (for JSON and charts) and the table a person reads; owners are shown
+by name. :mod:`pycrm.charts` draws a :class:`Report`.
+"""
 
 from __future__ import annotations
 
@@ -7,149 +12,197 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from pycrm.crm import connect
-from pycrm.errors import ConfigurationError
+from pycrm.domain.tickets import Priority
+from pycrm.errors import ConfigurationError, CRMError
+from pycrm.serialization import to_dict
+from pycrm.services.analytics import ForecastRow
 from pycrm.session import Session
+from pycrm.terminal import actor_for, explained, print_json, table, warn_if_empty
 
-__all__ = ["REPORTS", "report_rows", "run_report"]
+__all__ = [
+    "AGING_BUCKETS",
+    "FUNNEL_STAGES",
+    "PRIORITIES",
+    "REPORTS",
+    "Report",
+    "build_report",
+    "report_rows",
+    "run_report",
+]
 
+#: The funnel's stages, in order: each counts the leads that got at least that far.
+FUNNEL_STAGES = ("captured", "assigned", "contacted", "qualified", "converted", "won")
 
-def _funnel(s: Session) -> tuple[list[str], list[list[Any]]]:
-    rows = s.analytics.funnel(by="source")
-    head = [
-        "source",
-        "captured",
-        "assigned",
-        "contacted",
-        "qualified",
-        "converted",
-        "won",
-        "conversion",
-    ]
-    return head, [
-        [
-            r.group or "-",
-            r.captured,
-            r.assigned,
-            r.contacted,
-            r.qualified,
-            r.converted,
-            r.won,
-            f"{r.conversion_rate:.0%}",
-        ]
-        for r in rows
-    ]
+#: The aging buckets (days past due), in order.
+AGING_BUCKETS = ("current", "0-30", "31-60", "61-90", "90+")
+
+#: Ticket priorities, least urgent first.
+PRIORITIES = tuple(p.value for p in Priority)
 
 
-def _forecast(s: Session) -> tuple[list[str], list[list[Any]]]:
-    rows = s.analytics.forecast()
-    head = ["period", "owner", "pipeline", "weighted", "won", "quota", "attainment"]
-    return head, [
-        [r.period, r.owner_id or "-", r.pipeline, r.weighted, r.won, r.quota or "-",
-         "-" if r.attainment is None else f"{r.attainment:.0%}"]
-        for r in rows
+@attrs.frozen
+class Report:
+    """One report's figures: typed rows for JSON and charts, and the table a person reads."""
+
+    name: str
+    """``funnel``, ``forecast``, ``aging`` or ``service``."""
+    title: str
+    """What it shows, e.g. ``Lead funnel by source``."""
+    tenant: str
+    """The tenant it covers."""
+    head: list[str]
+    """The table's column names."""
+    rows: list[list[Any]]
+    """The table's cells, formatted for reading."""
+    data: list[Any]
+    """The analytics rows (:class:`~pycrm.services.analytics.FunnelRow` …)."""
+    names: dict[str, str] = attrs.field(factory=dict)
+    """User id → name, for the owners the rows mention."""
+
+    def owner(self, user_id: str | None) -> str:
+        """An owner's name; ``unassigned`` for none, the id for an unknown user."""
+        if user_id is None:
+            return "unassigned"
+        return self.names.get(user_id, user_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-able data: each row's fields and derived figures."""
+        rows = []
+        for row in self.data:
+            item = to_dict(row)
+            for derived in ("conversion_rate", "attainment", "breach_rate"):
+                if hasattr(row, derived):
+                    item[derived] = getattr(row, derived)
+            if isinstance(row, ForecastRow):
+                item["owner_name"] = None if row.owner_id is None else self.owner(row.owner_id)
+            rows.append(item)
+        return {"report": self.name, "title": self.title, "tenant": self.tenant, "rows": rows}
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _hours(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _funnel(s: Session) -> tuple[str, list[str], list[list[Any]], list[Any]]:
+    data = s.analytics.funnel(by="source")
+    rows = [
+        [r.group or "-", *(getattr(r, stage) for stage in FUNNEL_STAGES),
+         _percent(r.conversion_rate)]
+        for r in data
     ]  # fmt: skip
+    return "Lead funnel by source", ["source", *FUNNEL_STAGES, "conversion"], rows, data
 
 
-def _aging(s: Session) -> tuple[list[str], list[list[Any]]]:
-    rows = s.analytics.aging()
-    return ["bucket (days past due)", "receivables", "outstanding"], [
-        [r.bucket, r.count, r.outstanding] for r in rows
-    ]
-
-
-def _service(s: Session) -> tuple[list[str], list[list[Any]]]:
-    rows = s.analytics.service(by="priority")
-    head = [
-        "priority",
-        "tickets",
-        "resolved",
-        "first response h",
-        "resolution h",
-        "breach rate",
-        "CSAT",
-    ]
-    return head, [
-        [r.group or "-", r.tickets, r.resolved, r.avg_first_response_hours, r.avg_resolution_hours,
-         f"{r.breach_rate:.0%}", r.avg_csat]
-        for r in rows
+def _forecast(s: Session) -> tuple[str, list[str], list[list[Any]], list[Any]]:
+    data = s.analytics.forecast()
+    head = ["month", "owner", "pipeline", "weighted", "won", "quota", "attainment"]
+    rows = [
+        [r.period, r.owner_id, r.pipeline, r.weighted, r.won, r.quota or "-",
+         _percent(r.attainment)]
+        for r in data
     ]  # fmt: skip
+    return "Sales forecast by month of expected close", head, rows, data
 
 
-#: Report name → function giving its header and rows.
-REPORTS: dict[str, Callable[[Session], tuple[list[str], list[list[Any]]]]] = {
+def _aging(s: Session) -> tuple[str, list[str], list[list[Any]], list[Any]]:
+    data = s.analytics.aging()
+    found = {(r.bucket, r.currency): r for r in data}
+    rows = [
+        [bucket, currency, found[bucket, currency].count if (bucket, currency) in found else 0,
+         found[bucket, currency].outstanding if (bucket, currency) in found else "-"]
+        for currency in sorted({r.currency for r in data})
+        for bucket in AGING_BUCKETS
+    ]  # fmt: skip
+    head = ["days past due", "currency", "receivables", "outstanding"]
+    return "Unpaid receivables by days past due", head, rows, data
+
+
+def _service(s: Session) -> tuple[str, list[str], list[list[Any]], list[Any]]:
+    found = s.analytics.service(by="priority")
+    order = {p: n for n, p in enumerate(PRIORITIES)}
+    data = sorted(found, key=lambda r: (order.get(r.group or "", len(order)), r.group or ""))
+    head = ["priority", "tickets", "resolved", "first response h", "resolution h",
+            "breach rate", "CSAT"]  # fmt: skip
+    rows = [
+        [r.group or "-", r.tickets, r.resolved, _hours(r.avg_first_response_hours),
+         _hours(r.avg_resolution_hours), _percent(r.breach_rate),
+         "-" if r.avg_csat is None else f"{r.avg_csat:.1f}"]
+        for r in data
+    ]  # fmt: skip
+    return "Service desk by priority", head, rows, data
+
+
+#: Report name → the function that runs it in a session.
+REPORTS: dict[str, Callable[[Session], tuple[str, list[str], list[list[Any]], list[Any]]]] = {
     "funnel": _funnel,
     "forecast": _forecast,
     "aging": _aging,
     "service": _service,
 }
 
-#: Which columns a chart draws: (label column, value columns).
-_CHARTS = {
-    "funnel": (0, [1, 3, 5, 6]),
-    "forecast": (0, [2, 3, 4]),
-    "aging": (0, [2]),
-    "service": (0, [1, 2]),
-}
+
+def _names(session: Session, data: list[Any]) -> dict[str, str]:
+    ids = {r.owner_id for r in data if isinstance(r, ForecastRow) and r.owner_id}
+    if not ids:
+        return {}
+    try:
+        return {u.id: u.name for u in session.org.users() if u.id in ids}
+    except CRMError:  # a reader who may not list users sees ids
+        return {}
+
+
+def build_report(session: Session, name: str) -> Report:
+    """Run report ``name`` in ``session`` (over what its actor may read).
+
+    :raises ConfigurationError: for an unknown report name.
+    """
+    if name not in REPORTS:
+        raise ConfigurationError(f"unknown report {name!r}; choose from {', '.join(REPORTS)}")
+    title, head, rows, data = REPORTS[name](session)
+    names = _names(session, data)
+    if name == "forecast":
+        for row in rows:
+            row[1] = "unassigned" if row[1] is None else names.get(row[1], row[1])
+    return Report(name, title, session.tenant_id, head, rows, data, names)
 
 
 def report_rows(session: Session, name: str) -> tuple[list[str], list[list[Any]]]:
-    """The header and rows of report ``name``."""
-    if name not in REPORTS:
-        raise ConfigurationError(f"unknown report {name!r}; choose from {', '.join(REPORTS)}")
-    return REPORTS[name](session)
+    """The header and table rows of report ``name`` (see :func:`build_report`)."""
+    report = build_report(session, name)
+    return report.head, report.rows
 
 
-def _number(value: Any) -> float:
-    amount = getattr(value, "amount", value)
-    try:
-        return float(amount)
-    except (TypeError, ValueError):
-        return 0.0
+def run_report(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """Print (and maybe draw) the report the command line asks for; return the exit status."""
+    target = args.chart or args.png
+    if target:
+        from pycrm.charts import check_target
 
-
-def draw(name: str, head: list[str], rows: list[list[Any]], path: Path) -> None:
-    """Draw report ``name`` as a grouped bar chart in a PNG file."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigurationError("--png needs matplotlib: pip install 'pycrm[charts]'") from None
-    label, values = _CHARTS[name]
-    labels = [str(r[label]) for r in rows]
-    figure, axes = plt.subplots(figsize=(8, 4.5))
-    width = 0.8 / max(len(values), 1)
-    for n, column in enumerate(values):
-        positions = [i + n * width for i in range(len(rows))]
-        axes.bar(positions, [_number(r[column]) for r in rows], width, label=head[column])
-    axes.set_xticks([i + width * (len(values) - 1) / 2 for i in range(len(rows))], labels)
-    axes.set_title(f"pycrm {name}")
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def run_report(args: argparse.Namespace, console: Console) -> int:
-    """Print (and maybe draw) the report the command line asks for."""
-    with connect(args.db) as crm:
-        actor: Any = crm.system_actor if args.actor in (None, "system") else args.actor
-        if isinstance(actor, str) and "@" in actor:
-            from pycrm.importing import _actor
-
-            actor = _actor(crm, actor, args.tenant)
+        check_target(Path(target))  # before the report runs: a bad path fails fast
+    with connect(args.db) as crm, explained(crm, args.tenant):
+        warn_if_empty(crm, args.tenant, err)
+        actor = actor_for(crm, args.actor, args.tenant)
         with crm.session(actor=actor, tenant=args.tenant) as s:
-            head, rows = report_rows(s, args.report)
-    table = Table(*head, title=f"pycrm {args.report}", title_justify="left")
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    console.print(table)
-    if args.png:
-        draw(args.report, head, rows, Path(args.png))
-        console.print(f"Chart written to {args.png}")
+            report = build_report(s, args.report)
+    if args.json:
+        print_json(report.to_json())
+    else:
+        title = f"{report.title} (tenant {report.tenant})"
+        out.print(table(title, report.head, report.rows))
+        if not report.rows:
+            out.print("No data for this report yet.", highlight=False)
+    if target:
+        from pycrm.charts import save
+
+        save(report, Path(target))
+        err.print(f"Chart written to {escape(target)}", soft_wrap=True, highlight=False)
     return 0
