@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def pg_engine() -> Iterator[sa.Engine]:
     if not PG_URL:
         if PG_REQUIRED:
             pytest.fail("PYCRM_REQUIRE_POSTGRES=1 but PYCRM_TEST_POSTGRES_URL is not set")
-        pytest.skip("no PostgreSQL server (set PYCRM_TEST_POSTGRES_URL)")
+        pytest.skip("no PostgreSQL server: set PYCRM_TEST_POSTGRES_URL (see the README)")
     engine = sa.create_engine(PG_URL, pool_size=5)
     try:
         with engine.connect() as connection:
@@ -128,3 +129,20 @@ def make(system: Session) -> Factories:
 def fake_clock() -> FakeClock:
     """A clock that stands still until the test moves it."""
     return FakeClock()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Count the skipped tests per reason: one line each, not one per test.
+
+    Without a PostgreSQL server every PostgreSQL test skips for the same
+    reason; the README says how to run them.
+    """
+    reasons: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    if reasons:
+        terminalreporter.section("skipped tests, by reason", sep="-")
+        for reason, count in reasons.most_common():
+            terminalreporter.write_line(f"{count} skipped: {reason}")
