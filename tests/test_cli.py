@@ -29,15 +29,7 @@ from pycrm.crm import DEFAULT_URL
 from pycrm.domain.leads import Lead
 from pycrm.errors import ConfigurationError, ValidationError
 
-try:
-    from pycrm.matching.countries import country_code  # noqa: F401
-
-    GERMANY = "is a country name, not a region code: write DE"
-except ImportError:  # country names are only recognised with their tables
-    GERMANY = (
-        "is not a region code: use a two-letter ISO 3166 code such as DE (Germany), "
-        "FR (France) or CN (China)"
-    )
+GERMANY = "is a country name, not a region code: write DE"
 XX = (
     "is not a region with phone numbers: use a two-letter ISO 3166 code such as DE "
     "(Germany), FR (France) or CN (China)"
@@ -108,7 +100,12 @@ LEADS = (
 
 @pytest.mark.parametrize(
     ("region", "reason"),
-    [("Germany", GERMANY), ("XX", XX), ("Narnia", "is not a region code")],
+    [
+        ("Germany", GERMANY),
+        ("deu", "is an ISO 3166 alpha-3 code, not a region code: write DE"),
+        ("XX", XX),
+        ("Narnia", "is not a region code"),
+    ],
 )
 def test_a_bad_default_region_is_one_error_line_before_anything_is_drawn_or_written(
     db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], region: str, reason: str

@@ -20,15 +20,10 @@ _EXAMPLE = "a two-letter ISO 3166 code such as DE (Germany), FR (France) or CN (
 
 
 def _named(value: str) -> str | None:
-    """The alpha-2 code of a country name or alpha-3 code, where pycrm can tell."""
-    try:
-        from pycrm.matching.countries import (  # type: ignore[import-not-found,unused-ignore]
-            country_code,
-        )
-    except ImportError:  # country names are recognised where their tables are installed
-        return None
-    found: str | None = country_code(value)
-    return found
+    """The alpha-2 code of a country name or alpha-3 code (``"Germany"``, ``"DEU"``)."""
+    from pycrm.matching.countries import country_code  # its tables load on first use
+
+    return country_code(value)
 
 
 def region_code(value: Any, field: str = "default_region") -> str:
