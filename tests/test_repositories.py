@@ -17,8 +17,8 @@ import pytest
 import pycrm
 from pycrm.domain.aggregates import Count, Field, Sum
 from pycrm.domain.customers import Customer
-from pycrm.domain.query import Eq
-from pycrm.errors import ConcurrencyError, NotFound
+from pycrm.domain.query import Eq, Related
+from pycrm.errors import ConcurrencyError, DuplicateError, NotFound
 from pycrm.ports import UnitOfWork
 
 
@@ -81,11 +81,16 @@ def test_find_and_count_see_only_the_tenants_records(
 
 
 def test_count_by_counts_only_the_tenants_records(
-    uow_b: UnitOfWork, tenants: dict[str, list[str]]
+    crm: pycrm.CRM, uow_b: UnitOfWork, tenants: dict[str, list[str]]
 ) -> None:
     repo = uow_b.repo(Customer)
     assert repo.count_by("industry") == {"machinery": 1, "bakery": 1}
     assert repo.count_by("industry", Eq("name", "Acme GmbH")) == {"machinery": 1}
+    uow_a = crm.store.begin("a")
+    try:
+        assert uow_a.repo(Customer).count_by("industry") == {"machinery": 3}
+    finally:
+        uow_a.rollback()
 
 
 def test_aggregate_measures_only_the_tenants_records(
@@ -98,6 +103,24 @@ def test_aggregate_measures_only_the_tenants_records(
         {"industry": "machinery", "n": 1, "staff": 5},
     ]
     assert repo.aggregate(Eq("industry", "machinery"), [], {"n": Count()}) == [{"n": 1}]
+
+
+def test_aggregate_resolves_conditions_on_related_records_in_measures(
+    crm: pycrm.CRM, tenants: dict[str, list[str]]
+) -> None:
+    # Tenant a: one contact at Acme; tenant b: two at its Acme (same name, other tenant).
+    for tenant, count in (("a", 1), ("b", 2)):
+        with crm.session(actor=crm.system_actor, tenant=tenant) as s:
+            for n in range(count):
+                s.contacts.create(f"Person {n}", customer_id=tenants[tenant][0])
+    staffed = Related("contact", "customer_id", "count", low=1)
+    measures = {"staffed": Count(where=staffed), "all": Count()}
+    for tenant, expected in (("a", {"staffed": 1, "all": 3}), ("b", {"staffed": 1, "all": 2})):
+        uow = crm.store.begin(tenant)
+        try:
+            assert uow.repo(Customer).aggregate(None, [], measures) == [expected]
+        finally:
+            uow.rollback()
 
 
 # -- writes change only the unit of work's tenant --------------------------------------
@@ -162,6 +185,7 @@ def test_replace_refuses_a_stale_version_and_keeps_the_stored_record(
     except BaseException:
         uow.rollback()
         raise
+    assert (raised.value.resource, raised.value.id) == ("customer", id)
     assert raised.value.expected == current.version - 1
     assert raised.value.actual == current.version
     assert stored(crm, "a", id) == current
@@ -207,8 +231,9 @@ def test_replace_of_a_record_that_is_gone_is_not_found(
 ) -> None:
     mine = stored(crm, "b", tenants["b"][0])
     assert mine is not None
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound) as raised:
         uow_b.repo(Customer).replace(attrs.evolve(mine, id="no-such-id"), mine.version)
+    assert (raised.value.resource, raised.value.id) == ("customer", "no-such-id")
 
 
 def test_add_many_stores_every_record_in_the_tenant(
@@ -278,3 +303,36 @@ def test_a_savepoint_rollback_gives_back_the_numbers_taken_inside_it(crm: pycrm.
         uow.rollback()
         raise
     assert numbers(crm, "a", 1, commit=True) == [4]
+
+
+# -- the memory adapter checks at commit what a SQL database locks for -----------------
+
+
+def test_memory_units_of_work_check_versions_and_new_ids_again_at_commit() -> None:
+    crm = pycrm.connect("memory://")
+    with crm.session(actor=crm.system_actor) as s:
+        acme = s.customers.create("Acme GmbH")
+    # Both start from version 1; the first to commit wins, the other is refused.
+    first, second = crm.store.begin("default"), crm.store.begin("default")
+    second.repo(Customer).replace(
+        attrs.evolve(acme, size=2, version=acme.version + 1), acme.version
+    )
+    first.repo(Customer).replace(attrs.evolve(acme, size=1, version=acme.version + 1), acme.version)
+    first.commit()
+    with pytest.raises(ConcurrencyError) as raised:
+        second.commit()
+    second.rollback()
+    assert (raised.value.resource, raised.value.id) == ("customer", acme.id)
+    assert (raised.value.expected, raised.value.actual) == (acme.version, acme.version + 1)
+    assert stored(crm, "default", acme.id) == attrs.evolve(acme, size=1, version=acme.version + 1)
+    # Both add a record with the same new id: the second commit is refused.
+    first, second = crm.store.begin("default"), crm.store.begin("default")
+    twin = attrs.evolve(acme, id="twin", name="Twin GmbH")
+    first.repo(Customer).add(twin)
+    second.repo(Customer).add(attrs.evolve(twin, name="Other Twin GmbH"))
+    first.commit()
+    with pytest.raises(DuplicateError) as duplicate:
+        second.commit()
+    second.rollback()
+    assert duplicate.value.candidates == ("twin",)
+    assert stored(crm, "default", "twin") == twin
