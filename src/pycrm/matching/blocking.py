@@ -28,14 +28,16 @@ __all__ = [
     "clusters",
 ]
 
-#: Blocks on an email or phone larger than this are skipped (a switchboard, info@).
-MAX_BLOCK = 200
+#: Blocks on an email, a phone or a building larger than this are skipped (a
+#: switchboard, info@, an office): more than a household shares. The people behind
+#: them are compared through their names and other keys, which they do not share.
+MAX_BLOCK = 10
 
-#: Blocks on name, address or date keys larger than this are skipped.
-MAX_NAME_BLOCK = 60
+#: Blocks on name or date keys larger than this are skipped (a common name).
+MAX_NAME_BLOCK = 40
 
 #: Sorted-neighbourhood window: each record is paired with this many after it in name order.
-WINDOW = 3
+WINDOW = 1
 
 
 def _dates(f: Features, identifying: Sequence[tuple[str, str]]) -> list[str]:
@@ -94,7 +96,7 @@ def block_keys(f: Features, identifying: Sequence[tuple[str, str]] = ()) -> Iter
 
 
 def _is_channel(key: str) -> bool:
-    return key[0] in "elpq" and key[1] == ":"
+    return key[0] in "elpqh" and (key[1] == ":" or key[:3] == "hc:")
 
 
 def candidate_pairs(

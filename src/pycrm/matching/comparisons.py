@@ -57,6 +57,10 @@ class Comparison:
     name-frequency table) or ``shared`` (from how many records hold the value)."""
     h: tuple[float, ...] | None = None
     """P(level | different people of one place), for ``place`` comparisons (None: as m)."""
+    most_differ: float = 1.0
+    """The most a fit may make of m(differ): one person's first name or birth date rarely
+    differs outright, so a fitted "match" class that says otherwise has found something
+    else (a household, an office) and is held back."""
 
 
 def token_level(a: str, b: str) -> int:
@@ -213,7 +217,8 @@ def company_level(a: str, b: str) -> int:
 
 PERSON: tuple[Comparison, ...] = (
     Comparison("first_name", "name", ("differ", "alike", "close", "exact"),
-               (0.03, 0.04, 0.08, 0.85), (0.902, 0.07, 0.02, 0.008), tf="names"),
+               (0.03, 0.04, 0.08, 0.85), (0.902, 0.07, 0.02, 0.008), tf="names",
+               most_differ=0.15),
     Comparison("surname", "name", ("differ", "alike", "close", "exact"),
                (0.03, 0.04, 0.08, 0.85), (0.9505, 0.04, 0.008, 0.0015), place=True, tf="names"),
     Comparison("email", "email", ("differ", "same mailbox, slip in one part", "same"),
@@ -268,7 +273,7 @@ def comparisons_for(record_type: str, identifying: dict[str, str]) -> tuple[Comp
     """The comparisons of a record kind, its identifying custom fields last."""
     base = COMPANY if record_type == "customer" else PERSON
     extra = tuple(
-        Comparison(key, key, CUSTOM[kind][0], CUSTOM[kind][1], CUSTOM[kind][2])
+        Comparison(key, key, CUSTOM[kind][0], CUSTOM[kind][1], CUSTOM[kind][2], most_differ=0.2)
         for key, kind in identifying.items()
     )
     return base + extra

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -61,6 +61,10 @@ PRIOR_STRENGTH = 50.0
 DEFAULT_PLACE_PRIOR = 2e-5
 
 _FLOOR = 1e-9
+
+#: Pairs whose match weight under the current parameters is below this many bits
+#: are left out of EM (plain non-matches; see :func:`fit`).
+TRAINING_FLOOR = -8.0
 
 
 def probability(weight: float) -> float:
@@ -340,42 +344,59 @@ class Scorer:
 # -- fitting -------------------------------------------------------------------------
 
 
-def _value_u(features: Sequence[Features], comparison: str) -> float | None:
-    """P(two random records share the value exactly), from value counts (None: no data)."""
-    counts: Counter[str] = Counter()
-    known = 0
+def _values(f: Features, comparison: str) -> Iterable[str]:
+    """The values of a record an exact match of ``comparison`` compares."""
+    if comparison == "first_name":
+        return (f.given,) if f.given else ()
+    if comparison == "surname":
+        return (f.surname,) if f.surname else ()
+    if comparison == "email":
+        return f.emails
+    if comparison == "phone":
+        return f.phones
+    if comparison == "street":
+        return (f.street.replace(" ", ""),) if f.street else ()
+    if comparison in _PLAIN:
+        value = getattr(f, comparison)
+        return (value,) if value else ()
+    value = f.ids.get(comparison, "")
+    return (value,) if value else ()
+
+
+_PLAIN = frozenset(
+    [
+        "name",
+        "street_number",
+        "line2",
+        "city",
+        "postcode",
+        "region",
+        "country",
+        "company",
+        "website",
+    ]
+)
+
+
+def _exact_u(features: Sequence[Features], names: Sequence[str]) -> list[float | None]:
+    """P(two random records share the value exactly) per comparison, from value counts."""
+    counts: list[Counter[str]] = [Counter() for _ in names]
+    known = [0] * len(names)
     for f in features:
-        values: Any
-        if comparison == "first_name":
-            values = (f.given,) if f.given else ()
-        elif comparison == "surname":
-            values = (f.surname,) if f.surname else ()
-        elif comparison == "email":
-            values = f.emails
-        elif comparison == "phone":
-            values = f.phones
-        elif comparison == "street":
-            values = (f.street.replace(" ", ""),) if f.street else ()
-        elif comparison in (
-            "name",
-            "street_number",
-            "line2",
-            "city",
-            "postcode",
-            "region",
-        ) or comparison in ("country", "company", "website"):
-            value = getattr(f, comparison)
-            values = (value,) if value else ()
-        else:
-            value = f.ids.get(comparison, "")
-            values = (value,) if value else ()
-        if values:
-            known += 1
-            counts.update(values)
-    if known < 2:
-        return None
-    same = sum(c * (c - 1) for c in counts.values())
-    return max(same / (known * (known - 1)), 0.5 / (known * (known - 1)))
+        for k, name in enumerate(names):
+            values = _values(f, name)
+            if values:
+                known[k] += 1
+                counts[k].update(values)
+    out: list[float | None] = []
+    for k in range(len(names)):
+        n = known[k]
+        if n < 2:
+            out.append(None)
+            continue
+        same = sum(c * (c - 1) for c in counts[k].values())
+        out.append(max(same / (n * (n - 1)), 0.5 / (n * (n - 1))))
+    return out
 
 
 def name_frequencies(features: Sequence[Features], limit: int = 5000) -> dict[str, int]:
@@ -427,10 +448,11 @@ def fit(
             if level >= 0:
                 sampled[k][level] += 1
     new_u: list[tuple[float, ...]] = []
+    exacts = _exact_u(features, [c.name for c in comparisons])
     for k, c in enumerate(comparisons):
         drawn = sum(sampled[k].values())
         exact_level = len(c.levels) - 1
-        exact = _value_u(features, c.name)
+        exact = exacts[k]
         weight = 100.0  # pairs' worth of belief in the default u
         u = [
             (sampled[k][level] + weight * c.u[level]) / (drawn + weight)
@@ -445,7 +467,19 @@ def fit(
     # m, h and the priors: EM over the distinct level patterns of the candidate pairs.
     if levels is None:
         levels = [compare(features[i], features[j], identifying)[0] for i, j in pairs]
-    patterns = Counter(tuple(x) for x in levels)
+    # EM learns from the pairs the current belief (the base model) finds at least
+    # plausible: left in, the many plain look-alikes blocking brings (namesakes with
+    # nothing else in common, colleagues sharing an office) would outnumber the
+    # duplicates and EM would take them for the "match" class.
+    base_table = base.tables()
+    needed = TRAINING_FLOOR - base.prior_weight
+    patterns = Counter(
+        key
+        for key in map(tuple, levels)
+        if sum(base_table[k][level] for k, level in enumerate(key) if level >= 0) >= needed
+    )
+    if not patterns:
+        patterns = Counter(tuple(x) for x in levels)
     places = [k for k, c in enumerate(comparisons) if c.place]
     with_place = base.place_prior > 0 and bool(places)
     # Every (comparison, level) gets a flat index; a pattern is the indexes it shows.
@@ -465,8 +499,10 @@ def fit(
     for p, key in enumerate(shown):
         for i in key:
             holders[i].append(p)
-    lam, lam_h = 0.3, (0.05 if with_place else 0.0)
-    total = float(len(levels))
+    total = float(sum(patterns.values()))
+    # Start from the defaults' belief: how many of the candidates the priors expect.
+    lam = min(max(base.prior * total_pairs / total, 0.001), 0.5)
+    lam_h = min(max(base.place_prior * total_pairs / total, 0.001), 0.3) if with_place else 0.0
     defaults_m = list(flat_m)
     defaults_h = list(flat_h)
     for _ in range(iterations):
@@ -503,6 +539,11 @@ def fit(
             seen = sum(acc_m[lo:hi])
             for i in range(lo, hi):
                 flat_m[i] = (acc_m[i] + PRIOR_STRENGTH * defaults_m[i]) / (seen + PRIOR_STRENGTH)
+            if flat_m[lo] > c.most_differ:
+                rest = 1 - flat_m[lo]
+                flat_m[lo] = c.most_differ
+                for i in range(lo + 1, hi):
+                    flat_m[i] *= (1 - c.most_differ) / rest
             if with_place and c.place:
                 seen_h = sum(acc_h[lo:hi])
                 for i in range(lo, hi):
