@@ -97,6 +97,7 @@ MUTATION_TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_serialization.py",
     ),
     "src/pycrm/domain/merging.py": (
+        "tests/test_survivorship.py",
         "tests/test_dedupe.py",
         "tests/test_dedupe_properties.py",
     ),
