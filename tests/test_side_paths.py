@@ -8,14 +8,14 @@ import functools
 import inspect
 
 import pytest
-from conftest import ConnectFn
-from support import refused, snapshot, staff
 
 import pycrm
+from conftest import ConnectFn
 from pycrm.domain.audit import AuditEntry
 from pycrm.domain.query import Eq
 from pycrm.errors import ConcurrencyError, PermissionDenied
 from pycrm.session import Session
+from support import refused, snapshot, staff
 
 #: What a session offers besides its services: nothing that writes behind the services' back.
 SESSION_SURFACE = {"crm", "actor", "tenant_id", "commit", "rollback", "read"}
@@ -149,9 +149,11 @@ def test_a_refusal_in_a_joined_session_is_audited(
         deal = s.deals.create("Big one", customer_id=acme.id, amount=pycrm.Money.of("100", "EUR"))
     with crm.engine.connect() as connection:
         outer = connection.begin()
-        with crm.session(actor=people.mia.id, connection=connection) as s:
-            with pytest.raises(PermissionDenied):
-                s.deals.update(deal.id, name="Mine now")
+        with (
+            crm.session(actor=people.mia.id, connection=connection) as s,
+            pytest.raises(PermissionDenied),
+        ):
+            s.deals.update(deal.id, name="Mine now")
         if outcome == "commit":
             outer.commit()
         else:

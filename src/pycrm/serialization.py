@@ -8,6 +8,7 @@ loss:
   naive datetimes are refused when loading, and values are loaded as UTC;
 * ``date`` ↔ ISO 8601 (``"2026-01-02"``), ``time`` ↔ ISO 8601 (``"09:30:00"``);
 * enums ↔ their value;
+* a None where the type has none (a field redacted for a reader) ↔ None;
 * tuples ↔ lists;
 * :class:`~pycrm.Money` ↔ ``{"amount": "12.30", "currency": "EUR"}``;
 * attrs classes ↔ dicts of their fields (class variables are not fields).
@@ -17,6 +18,8 @@ Hooks are registered on this module's own converter, never on cattrs' global one
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -54,18 +57,28 @@ def _load_date(value: Any, _: Any) -> date:
     return date.fromisoformat(value)
 
 
-converter.register_unstructure_hook(Decimal, str)
+def _or_none(dump: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    # A field hidden from a reader is None even where its type has no None
+    # (a lead's status, a deal's amount): what the reader got still serializes.
+    return lambda value: None if value is None else dump(value)
+
+
+converter.register_unstructure_hook(Decimal, _or_none(str))
 converter.register_structure_hook(Decimal, lambda v, _: Decimal(str(v)))
-converter.register_unstructure_hook(datetime, lambda v: v.isoformat())
+converter.register_unstructure_hook_func(
+    lambda cls: isinstance(cls, type) and issubclass(cls, enum.Enum),
+    _or_none(lambda member: converter.unstructure(member.value)),
+)
+converter.register_unstructure_hook(datetime, _or_none(lambda v: v.isoformat()))
 converter.register_structure_hook(datetime, _load_datetime)
-converter.register_unstructure_hook(date, lambda v: v.isoformat())
-converter.register_unstructure_hook(time, lambda v: v.isoformat())
+converter.register_unstructure_hook(date, _or_none(lambda v: v.isoformat()))
+converter.register_unstructure_hook(time, _or_none(lambda v: v.isoformat()))
 converter.register_structure_hook(
     time, lambda v, _: v if isinstance(v, time) else time.fromisoformat(v)
 )
 converter.register_structure_hook(date, _load_date)
 converter.register_unstructure_hook(
-    Money, lambda m: {"amount": str(m.amount), "currency": m.currency}
+    Money, _or_none(lambda m: {"amount": str(m.amount), "currency": m.currency})
 )
 converter.register_structure_hook(
     Money, lambda v, _: v if isinstance(v, Money) else Money.of(v["amount"], v["currency"])

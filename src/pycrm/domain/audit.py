@@ -40,6 +40,7 @@ class AuditEntry(Stored):
 
     resource: ClassVar[str] = "audit_entry"
     owner_field: ClassVar[str] = "actor_id"
+    about: ClassVar[tuple[str, str] | None] = ("record_type", "record_id")
     indexes: ClassVar[tuple[tuple[str, ...], ...]] = (
         ("record_id", "at"),
         ("actor_id", "at"),

@@ -16,6 +16,8 @@ class Document(Record):
     """One version of a file attached to a record (a quote, a contract scan, a screenshot)."""
 
     resource: ClassVar[str] = "document"
+    about: ClassVar[tuple[str, str] | None] = ("record_type", "record_id")
+    read_follows_about: ClassVar[bool] = True
     indexes: ClassVar[tuple[tuple[str, ...], ...]] = (("record_id",), ("document_key", "number"))
 
     record_type: str

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -47,6 +47,7 @@ class Lead(Record):
     """A prospect: a person, maybe a company, and what they need."""
 
     resource: ClassVar[str] = "lead"
+    key_fields: ClassVar[Mapping[str, str]] = {**Record.key_fields, "company": "company"}
     owner_field: ClassVar[str] = "owner_id"
     indexes: ClassVar[tuple[tuple[str, ...], ...]] = (
         ("status",),

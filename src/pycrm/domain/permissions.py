@@ -253,6 +253,8 @@ DEFAULT_POLICY = Policy.from_dict(
             # Admin/HR run the organisation and may do anything.
             _g("admin", "*", "*", "all"),
             _g("*", "user", "read", "all"),
+            # The organisation and the data model are everyone's to read.
+            _g("*", "team department category field_definition", "read", "all"),
             # Customers and contacts: everyone reads; the front-line departments maintain them.
             _g("*", "customer contact assessment", "read", "all"),
             _g("sales service marketing", "customer contact", "create", "all"),

@@ -10,7 +10,7 @@ ValidationError naming the field, before any adapter sees it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -216,18 +216,24 @@ def map_related(where: Filter | None, change: Callable[[Related], Filter]) -> Fi
     return where
 
 
-def fields_of(where: Filter | None) -> Iterator[str]:
-    """The record fields ``where`` reads (not those of related records): ``name`` or ``custom.key``."""
+def fields_of(where: Filter | None, keys: Mapping[str, str] | None = None) -> Iterator[str]:
+    """The record fields ``where`` reads (not those of related records): ``name`` or ``custom.key``.
+
+    A match-key condition reads the field its kind is derived from (``keys``:
+    kind → field, see :attr:`~pycrm.domain.records.Stored.key_fields`).
+    """
     match where:
+        case HasKey(kind) | AnyKey(kind):
+            yield (keys or {}).get(kind, kind)
         case (
             Eq(field) | In(field) | Range(field) | Contains(field) | IsNull(field) | RefersTo(field)
         ):
             yield field
         case And(parts) | Or(parts):
             for part in parts:
-                yield from fields_of(part)
+                yield from fields_of(part, keys)
         case Not(part):
-            yield from fields_of(part)
+            yield from fields_of(part, keys)
 
 
 def plain(value: Any) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import ClassVar
 
@@ -33,6 +33,25 @@ class Stored:
     """The field naming the user a record belongs to, for ``own``/``team``/``department`` scopes."""
     department_field: ClassVar[str | None] = None
     """A field naming a department a record belongs to as a whole (a department's task queue)."""
+    about: ClassVar[tuple[str, str] | None] = None
+    """``(kind field, id field)`` naming another record this one is about (an audit entry, a
+    document): a reader sees it only if they may read that record."""
+    read_follows_about: ClassVar[bool] = False
+    """True: reading one needs only that the record it is :attr:`about` may be read (a
+    document is as readable as its record); False: the kind's own read grants too."""
+    key_fields: ClassVar[Mapping[str, str]] = {
+        "email": "contact_points",
+        "phone": "contact_points",
+        "invalid": "contact_points",
+        "tag": "tags",
+        "category": "categories",
+        "person": "name",
+        "company": "name",
+        "external_id": "external_id",
+        "payment_ref": "payments",
+        "team": "team_ids",
+    }
+    """The field each kind of match key is derived from: a filter on the key reads that field."""
 
     id: str
     """Time-ordered unique id (see :func:`pycrm.domain.ids.new_id`)."""

@@ -97,12 +97,13 @@ class RuleContext:
         and below their capacity of open items of this kind.
         """
         when = at or self.now
-        users = [
-            u
-            for department in departments
-            for u in self.session.org.users(department=department, active=True)
-            if u.available(when)
-        ]
+        with self.session._guard.bypass():  # routing is pycrm's own work, whatever the actor reads
+            users = [
+                u
+                for department in departments
+                for u in self.session.org.users(department=department, active=True)
+                if u.available(when)
+            ]
         load = self.open_items([u.id for u in users if u.capacity is not None])
         return [u for u in users if u.capacity is None or load[u.id] < u.capacity]
 
@@ -112,11 +113,12 @@ class RuleContext:
 
     def team_members(self, team: str) -> list[User]:
         """Active members of the team with this id or name."""
-        teams = self.session.org.teams()
-        match = [t for t in teams if team in (t.id, t.name)]
-        if not match:
-            return []
-        return self.session.org.users(team_id=match[0].id, active=True)
+        with self.session._guard.bypass():  # routing is pycrm's own work
+            teams = self.session.org.teams()
+            match = [t for t in teams if team in (t.id, t.name)]
+            if not match:
+                return []
+            return self.session.org.users(team_id=match[0].id, active=True)
 
     def behaviour(self, lead: Lead) -> list[BehaviourEvent]:
         """Behaviour events tracked for the lead."""

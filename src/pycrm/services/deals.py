@@ -51,7 +51,17 @@ class DealService(RecordService[Deal]):
     # -- pipelines ---------------------------------------------------------
 
     def pipeline(self, key: str = "default") -> Pipeline:
-        """The pipeline called ``key``; the default one is created on first use."""
+        """The pipeline called ``key``; the default one is created on first use.
+
+        :raises NotFound: when there is none, or the actor may not read it.
+        """
+        found = self._pipeline(check_key("key", key))
+        if not self._s._guard.allows(found, "read"):
+            raise NotFound("pipeline", key)
+        return self._s._guard.redact(found)
+
+    def _pipeline(self, key: str) -> Pipeline:
+        """The pipeline called ``key`` (creating the default one), whoever may read it."""
         repo = self._s._uow.repo(Pipeline)
         found = repo.find(Eq("key", key), limit=1)
         if found:
@@ -100,8 +110,8 @@ class DealService(RecordService[Deal]):
 
     def pipelines(self) -> list[Pipeline]:
         """Every pipeline (the default one included), by key."""
-        self.pipeline()
-        return self._s._uow.repo(Pipeline).find(order_by=[OrderBy("key")])
+        self._pipeline("default")
+        return self._s.read(Pipeline).find(order_by=[OrderBy("key")])
 
     # -- deals -------------------------------------------------------------
 
@@ -127,7 +137,7 @@ class DealService(RecordService[Deal]):
 
         ``source`` and ``campaign`` attribute the deal for analytics (conversion copies the lead's).
         """
-        chosen = self.pipeline(check_key("pipeline", pipeline))
+        chosen = self._pipeline(check_key("pipeline", pipeline))
         with Checks() as checks:
             fields: dict[str, Any] = {
                 "name": checks(check_text, "name", name, required=True),

@@ -12,6 +12,7 @@ from pycrm.domain.documents import Document
 from pycrm.domain.fields import check_id, check_one_of, check_text
 from pycrm.domain.ids import new_id
 from pycrm.domain.query import Eq, OrderBy, all_of
+from pycrm.domain.records import Stored
 from pycrm.errors import NotFound, StorageError, ValidationError
 from pycrm.services.records import RecordService, write
 
@@ -141,11 +142,19 @@ class DocumentService(RecordService[Document]):
         documents at the survivor), so this is normally empty.
         """
         self._require_admin("audit", "document")
+        documents = self._repo.find(order_by=[OrderBy("id")])
+        parents: dict[str, Stored] = {}
+        for kind in {d.record_type for d in documents}:
+            ids = [d.record_id for d in documents if d.record_type == kind]
+            parents.update(self._s._uow.repo(RECORD_BY_RESOURCE[kind]).get_many(ids))
+        guard = self._s._guard
         missing: builtins.list[Document] = []
-        for document in self._repo.find():
-            parent = self._s._uow.repo(RECORD_BY_RESOURCE[document.record_type]).get(
-                document.record_id
-            )
-            if parent is None or not self._s.crm.blob_store.exists(document.blob_key):
+        for document in documents:
+            parent = parents.get(document.record_id)
+            if parent is None:
+                missing.append(document)  # nothing left to hide it behind
+            elif guard.allows(parent, "read") and not self._s.crm.blob_store.exists(
+                document.blob_key
+            ):
                 missing.append(document)
         return missing

@@ -72,9 +72,10 @@ class FieldService(RecordService[FieldDefinition]):
                 if name in values:
                     out[name] = checks(_decimal, name, values[name])
             if "pattern" in values and values["pattern"] is not None:
+                pattern = check_key("pattern", values["pattern"], what="text", limit=500)
                 try:
-                    re.compile(values["pattern"])
-                    out["pattern"] = values["pattern"]
+                    re.compile(pattern)
+                    out["pattern"] = pattern
                 except (re.error, TypeError):
                     checks.errors.append(
                         FieldError("pattern", values["pattern"], "is not a regular expression")
@@ -148,16 +149,21 @@ class FieldService(RecordService[FieldDefinition]):
 
     def get_definition(self, entity: str, key: str) -> FieldDefinition:
         """The definition of ``entity``'s field ``key``."""
-        found = self._repo.find(all_of([Eq("entity", entity), Eq("key", key)]), limit=1)
+        where = all_of([Eq("entity", entity), Eq("key", key)])
+        found = self._s.read(FieldDefinition).find(where, limit=1)
         if not found:
             raise NotFound("field_definition", f"{entity}.{key}")
         return found[0]
 
     def definitions(self, entity: str, *, include_retired: bool = False) -> list[FieldDefinition]:
         """The custom fields of ``entity``, by group and key."""
-        defs = self._s._field_definitions(check_one_of("entity", entity, CUSTOMIZABLE))
+        where = Eq("entity", check_one_of("entity", entity, CUSTOMIZABLE))
         return sorted(
-            (d for d in defs.values() if include_retired or not d.retired),
+            (
+                d
+                for d in self._s.read(FieldDefinition).find(where)
+                if include_retired or not d.retired
+            ),
             key=lambda d: (d.group or "", d.key),
         )
 
@@ -270,14 +276,16 @@ class CategoryService(RecordService[Category]):
 
     def by_path(self, path: str) -> Category:
         """The category at ``path``."""
-        found = self._repo.find(Eq("path", path), limit=1) if isinstance(path, str) else []
+        found = (
+            self._s.read(Category).find(Eq("path", path), limit=1) if isinstance(path, str) else []
+        )
         if not found:
             raise NotFound("category", str(path))
         return found[0]
 
     def tree(self, taxonomy: str) -> list[Category]:
         """Every category of a taxonomy, parents before children."""
-        return self._repo.find(Eq("taxonomy", taxonomy), order_by=[OrderBy("path")])
+        return self._s.read(Category).find(Eq("taxonomy", taxonomy), order_by=[OrderBy("path")])
 
     def check_paths(self, field: str, value: Any) -> tuple[str, ...]:
         """Category paths that exist (raises ValidationError naming the first unknown one)."""

@@ -59,6 +59,14 @@ T = TypeVar("T")
 _NOTHING: Filter = In("id", ())
 
 
+def _empty(record: Stored, name: str) -> Any:
+    """What a hidden field reads as: an empty list or mapping where its default is one, else None."""
+    default: Any = attrs.fields_dict(type(record))[name].default
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        default = default.factory()
+    return default if isinstance(default, tuple | dict | list) and not default else None
+
+
 class Guard:
     """The actor's rights in one session."""
 
@@ -71,7 +79,7 @@ class Guard:
         self._bypass = False
         self._teams: set[str] | None = None
         self._department: set[str] | None = None
-        self._subjects: Filter | None = None
+        self._subjects: dict[str, Filter] = {}
 
     @property
     def unrestricted(self) -> bool:
@@ -141,7 +149,7 @@ class Guard:
         if self._bypass:
             return None
         granted: Filter | None = None
-        if not self._system:
+        if not self._system and not (action == "read" and cls.read_follows_about):
             grants = self._s.crm.policy.grants_for(self.roles, cls.resource, action)
             if not grants:
                 if quiet:
@@ -151,33 +159,41 @@ class Guard:
             if all(f is not None for f in filters):
                 kept = [f for f in filters if f is not None]
                 granted = kept[0] if len(kept) == 1 else Or(tuple(kept))
-        subjects = self._audit_subjects() if cls is AuditEntry else None
-        return all_of([granted, cls.read_rule(self._s.actor.id), subjects])
+        about = None if cls.about is None else self._about(cls)
+        return all_of([granted, cls.read_rule(self._s.actor.id), about])
 
-    def _audit_subjects(self) -> Filter:
-        """Audit entries about records the actor may read (every kind's read filter, once)."""
-        if self._subjects is None:
+    def _about(self, owner: type[Stored]) -> Filter:
+        """``owner`` records (audit entries, documents) about a record the actor may read.
+
+        ``owner.about`` names the fields holding that record's kind and id.
+        Every kind's read filter is built once per session. An audit entry
+        about no stored record (a refused create) has nothing to hide: the
+        audit grant alone decides.
+        """
+        assert owner.about is not None
+        kind, id = owner.about
+        if owner.resource not in self._subjects:
             whole: list[str] = []
             parts: list[Filter] = []
             for cls in RECORD_TYPES:
-                if cls is AuditEntry:
+                if cls is owner or cls is AuditEntry:
                     continue
                 readable = self.filter(cls, quiet=True)
                 if readable is None:
                     whole.append(cls.resource)
-                elif readable != _NOTHING:
-                    parts.append(
-                        And(
-                            (
-                                Eq("record_type", cls.resource),
-                                RefersTo("record_id", cls.resource, readable),
-                            )
-                        )
-                    )
-            self._subjects = (
-                Or((In("record_type", whole), *parts)) if parts else In("record_type", whole)
+                    continue
+                allowed: list[Filter] = (
+                    [] if readable == _NOTHING else [RefersTo(id, cls.resource, readable)]
+                )
+                if owner is AuditEntry:
+                    allowed.append(Not(RefersTo(id, cls.resource)))
+                if allowed:
+                    either = allowed[0] if len(allowed) == 1 else Or(tuple(allowed))
+                    parts.append(And((Eq(kind, cls.resource), either)))
+            self._subjects[owner.resource] = (
+                Or((In(kind, whole), *parts)) if parts else In(kind, whole)
             )
-        return self._subjects
+        return self._subjects[owner.resource]
 
     def allows(self, record: Stored, action: str) -> bool:
         """True if the actor may ``action`` this record."""
@@ -185,22 +201,27 @@ class Guard:
             return True
         if not evaluate(record, type(record).read_rule(self._s.actor.id)):
             return False
-        if isinstance(record, AuditEntry) and not self._subject_readable(record):
+        if record.about is not None and not self._subject_readable(record):
             return False
-        if self._system:
+        if self._system or (action == "read" and record.read_follows_about):
             return True
         grants = self._s.crm.policy.grants_for(self.roles, record.resource, action)
         return any(evaluate(record, self._grant_filter(type(record), g)) for g in grants)
 
-    def _subject_readable(self, entry: AuditEntry) -> bool:
-        cls = RECORD_BY_RESOURCE.get(entry.record_type)
-        if cls is None:
+    def _subject_readable(self, record: Stored) -> bool:
+        """Whether the actor may read the record that ``record`` is about."""
+        assert record.about is not None
+        kind, id = (getattr(record, name) for name in record.about)
+        cls = RECORD_BY_RESOURCE.get(kind)
+        if cls is None or cls is AuditEntry or cls is type(record):
             return False
         readable = self.filter(cls, quiet=True)
         if readable is None:
             return True
-        subject = self._s._uow.repo(cls).get(entry.record_id)
-        return subject is not None and self.allows(subject, "read")
+        subject = self._s._uow.repo(cls).get(id)
+        if subject is None:
+            return isinstance(record, AuditEntry)  # nothing to hide (a refused create)
+        return self.allows(subject, "read")
 
     def confine(
         self, cls: type[Stored], where: Filter | None, *, quiet: bool = False
@@ -215,7 +236,7 @@ class Guard:
         """
         if self._bypass or where is None:
             return where
-        self.check_fields(cls, fields_of(where))
+        self.check_fields(cls, fields_of(where, cls.key_fields))
 
         def narrowed(condition: Related) -> Filter:
             related = RECORD_BY_RESOURCE[condition.resource]
@@ -224,6 +245,10 @@ class Guard:
             return attrs.evolve(condition, where=all_of([inner, self.filter(related, quiet=quiet)]))
 
         return map_related(where, narrowed)
+
+    def hides_key(self, cls: type[Stored], kind: str) -> bool:
+        """Whether match keys of ``kind`` come from a field hidden from the actor."""
+        return cls.key_fields.get(kind, kind) in self.hidden(cls.resource)
 
     def check_fields(self, cls: type[Stored], names: Iterable[str]) -> None:
         """Raise PermissionDenied if one of ``names`` (``field`` or ``custom.key``) is hidden."""
@@ -248,12 +273,10 @@ class Guard:
         if self._bypass:
             return record
         if isinstance(record, AuditEntry):
-            return self._redact_entry(record)  # type: ignore[return-value]
+            record = self._redact_entry(record)  # type: ignore[assignment]
         hidden = self.hidden(record.resource)
         present = [f for f in hidden if hasattr(record, f) and getattr(record, f) is not None]
-        empty: dict[str, Any] = {
-            f: () if isinstance(getattr(record, f), tuple) else None for f in present
-        }
+        empty: dict[str, Any] = {f: _empty(record, f) for f in present}
         custom = getattr(record, "custom", None)
         if custom:
             secret = self.hidden_custom(record.resource)
@@ -264,6 +287,10 @@ class Guard:
         if not empty:
             return record
         return attrs.evolve(record, **empty)
+
+    def readable(self, records: Iterable[S]) -> list[S]:
+        """The records among ``records`` the actor may read, redacted (for lists built in Python)."""
+        return [self.redact(r) for r in records if self.allows(r, "read")]
 
     def redact_all(self, value: T) -> T:
         """``value`` with every record in it redacted (whatever a service call hands back).
@@ -290,47 +317,68 @@ class Guard:
     def _hide(self, resource: str, data: Mapping[str, Any]) -> dict[str, Any]:
         """A record's JSON form with the fields hidden from the actor emptied."""
         hidden = self.hidden(resource)
-        secret = self.hidden_custom(resource) if "custom" in data else frozenset()
         out = dict(data)
         for name in hidden & set(data):
             out[name] = [] if isinstance(data[name], list) else None
-        if secret and isinstance(data.get("custom"), Mapping):
-            out["custom"] = {k: v for k, v in data["custom"].items() if k not in secret}
+        for name in ("custom", "changes"):
+            if name in out and name not in hidden:
+                out[name] = self._shown(resource, name, out[name])
         return out
 
+    def _shown(self, resource: str, name: str, value: Any) -> Any:
+        """A (not hidden) field's JSON value as the actor may see it.
+
+        Custom fields lose the keys hidden from the actor; a merge's
+        before-images are kept only for records the actor may read, redacted.
+        """
+        if name == "custom" and isinstance(value, Mapping):
+            secret = self.hidden_custom(resource) if resource in RECORD_BY_RESOURCE else ()
+            return {k: v for k, v in value.items() if k not in secret} if secret else value
+        if name == "changes" and resource == Merge.resource and isinstance(value, list):
+            kept = []
+            for change in value:
+                before = self._before(change.get("record_type"), change.get("before"))
+                if before is not None:
+                    kept.append({**change, "before": before})
+            return kept
+        return value
+
+    def _before(self, resource: Any, data: Any) -> dict[str, Any] | None:
+        """A merge's before-image of a record, redacted; None if the actor may not read it."""
+        cls = RECORD_BY_RESOURCE.get(resource) if isinstance(resource, str) else None
+        try:
+            record = None if cls is None else from_dict(cls, data)
+        except CRMError:
+            record = None
+        if record is None or not self.allows(record, "read"):
+            return None
+        return self._hide(cls.resource, data) if cls is not None else None
+
     def _redact_entry(self, entry: AuditEntry) -> AuditEntry:
+        """An audit entry's snapshot and changes as the actor may see them."""
         resource = entry.record_type
         hidden = self.hidden(resource)
-        secret = self.hidden_custom(resource) if resource in RECORD_BY_RESOURCE else frozenset()
-        if not hidden and not secret:
-            return entry
-
-        def shown(value: Any) -> Any:
-            if secret and isinstance(value, Mapping):
-                return {k: v for k, v in value.items() if k not in secret}
-            return value
-
         changes: dict[str, Any] = {}
         for name, (old, new) in entry.changes.items():
             if name in hidden:
                 continue
-            if name == "custom":
-                old, new = shown(old), shown(new)
-                if old == new:
-                    continue
-            changes[name] = [old, new]
+            shown_old, shown_new = (
+                self._shown(resource, name, old),
+                self._shown(resource, name, new),
+            )
+            if (shown_old, shown_new) != (old, new) and shown_old == shown_new:
+                continue  # a change to hidden parts only is no change this reader can see
+            changes[name] = [shown_old, shown_new]
         snapshot = None if entry.snapshot is None else self._hide(resource, entry.snapshot)
+        if changes == entry.changes and snapshot == entry.snapshot:
+            return entry
         return attrs.evolve(entry, changes=changes, snapshot=snapshot)
 
     def _redact_merge(self, merge: Merge) -> Iterator[Any]:
         for change in merge.changes:
-            cls = RECORD_BY_RESOURCE.get(change.record_type)
-            try:
-                before = None if cls is None else from_dict(cls, change.before)
-            except CRMError:
-                before = None
-            if before is not None and self.allows(before, "read"):
-                yield attrs.evolve(change, before=self._hide(change.record_type, change.before))
+            before = self._before(change.record_type, change.before)
+            if before is not None:
+                yield attrs.evolve(change, before=before)
 
     def hidden(self, resource: str) -> frozenset[str]:
         """Fields of ``resource`` hidden from the actor."""

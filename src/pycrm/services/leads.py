@@ -130,12 +130,18 @@ class LeadService(RecordService[Lead]):
         return self._change(lead, None, "score", score=score)
 
     def candidates(self, at: datetime | None = None) -> list[User]:
-        """Users routing may give a new lead now: in the lead departments, available, under capacity."""
+        """Users routing may give a new lead now: in the lead departments, available, under capacity.
+
+        Only the users the actor may read are listed.
+        """
+        return self._s._guard.readable(self._candidates(at))
+
+    def _candidates(self, at: datetime | None) -> list[User]:
         return RuleContext(self._s).candidates(self._s.crm.lead_departments, at)
 
     def _decide(self, lead: Lead, *, dry_run: bool) -> Decision | None:
         ctx = RuleContext(self._s, dry_run=dry_run)
-        return self._s.crm.rules.assign("pycrm_assign_lead", lead, self.candidates(ctx.now), ctx)
+        return self._s.crm.rules.assign("pycrm_assign_lead", lead, self._candidates(ctx.now), ctx)
 
     def _assign(self, lead: Lead, owner_id: str, decided_by: str, reason: str) -> Lead:
         owner = self._check_user("owner_id", owner_id)
@@ -195,8 +201,11 @@ class LeadService(RecordService[Lead]):
         )
 
     def explain_assignment(self, id: str) -> AssignmentExplanation:
-        """Who owns the lead, who decided (rule, plugin or user) and why."""
-        lead = self._load(id)
+        """Who owns the lead, who decided (rule, plugin or user) and why.
+
+        Fields hidden from the actor (the score, say) are None here too.
+        """
+        lead = self.get(id)
         return AssignmentExplanation(
             lead_id=lead.id,
             owner_id=lead.owner_id,
@@ -298,7 +307,8 @@ class LeadService(RecordService[Lead]):
         if customer_id is not None:
             return self._s.customers.get(customer_id)
         name = lead.company or lead.name
-        existing = self._s._uow.repo(Customer).find(
+        # Link only to a customer the actor may read; otherwise a new one (a steward merges).
+        existing = self._s.read(Customer, quiet=True).find(
             all_of([HasKey("company", company_key(name)), Eq("status", RecordStatus.ACTIVE)]),
             order_by=[OrderBy("created_at")],
             limit=1,
@@ -315,8 +325,10 @@ class LeadService(RecordService[Lead]):
         )
 
     def _contact_for(self, lead: Lead, customer: Customer) -> Contact:
-        repo = self._s._uow.repo(Contact)
+        repo = self._s.read(Contact, quiet=True)
         for point in lead.contact_points:
+            if self._s._guard.hides_key(Contact, point.kind.value):
+                continue
             found = repo.find(
                 all_of(
                     [HasKey(point.kind.value, point.match_key()), Eq("customer_id", customer.id)]

@@ -248,7 +248,8 @@ class OrgService(RecordService[User]):
 
     def departments(self) -> list[str]:
         """Every department key: the built-in ones and those created."""
-        created = [d.key for d in self._s._uow.repo(Department).find(order_by=[OrderBy("key")])]
+        found = self._s.read(Department, quiet=True).find(order_by=[OrderBy("key")])
+        created = [d.key for d in found]
         return list(dict.fromkeys([*DEPARTMENTS, *created]))
 
     @write
@@ -269,11 +270,11 @@ class OrgService(RecordService[User]):
     def teams(self, *, department: str | None = None) -> list[Team]:
         """Teams, by name."""
         where = None if department is None else Eq("department", _key("department", department))
-        return self._s._uow.repo(Team).find(where, order_by=[OrderBy("name")])
+        return self._s.read(Team).find(where, order_by=[OrderBy("name")])
 
     def get_team(self, id: str) -> Team:
         """The team with ``id``."""
-        team = self._s._uow.repo(Team).get(check_id("id", id))
+        team = self._s.read(Team).get(check_id("id", id))
         if team is None:
             raise NotFound("team", str(id))
         return team

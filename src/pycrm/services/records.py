@@ -287,7 +287,7 @@ class RecordService(Service, Generic[R]):
             FieldChange(name, old, new, entry.at, entry.actor_id, entry.department)
             for entry in map(self._s._guard.redact, entries)
             if not entry.action.startswith("denied:")
-            for name, (old, new) in entry.changes.items()
+            for name, (old, new) in (entry.changes or {}).items()
             if field is None or name == field
         ]
 

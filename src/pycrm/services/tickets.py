@@ -129,14 +129,20 @@ class TicketService(RecordService[Ticket]):
         return self._route(ticket)
 
     def candidates(self, at: datetime | None = None) -> list[User]:
-        """Agents routing may give a ticket now: available and under capacity."""
+        """Agents routing may give a ticket now: available and under capacity.
+
+        Only the users the actor may read are listed.
+        """
+        return self._s._guard.readable(self._candidates(at))
+
+    def _candidates(self, at: datetime | None) -> list[User]:
         return RuleContext(self._s, kind="ticket").candidates(self._s.crm.ticket_departments, at)
 
     def _route(self, ticket: Ticket) -> Ticket:
         with self._s._guard.bypass():  # routing is pycrm's rule, not the actor's edit
             ctx = RuleContext(self._s, kind="ticket")
             decision = self._s.crm.rules.assign(
-                "pycrm_assign_ticket", ticket, self.candidates(ctx.now), ctx
+                "pycrm_assign_ticket", ticket, self._candidates(ctx.now), ctx
             )
             if decision is None:
                 return ticket
