@@ -105,7 +105,6 @@ MUTATION_TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_permissions.py",
         "tests/test_permission_matrix.py",
         "tests/test_permission_properties.py",
-        "tests/test_docs_policy_table.py",
         "tests/test_org.py",
     ),
     "src/pycrm/rules/*.py": (
