@@ -88,6 +88,8 @@ def name_levels(ga: str, sa: str, gb: str, sb: str) -> tuple[int, int, str, str]
     """
     if not (ga or sa) or not (gb or sb):
         return -1, -1, "", ""
+    if (ga, sa) > (gb, sb):  # the same answer whichever record comes first
+        ga, sa, gb, sb = gb, sb, ga, sa
     if ga and gb:
         straight = (token_level(ga, gb), token_level(sa, sb))
         if straight[0] + straight[1] >= 5:

@@ -33,6 +33,7 @@ from pycrm.domain.records import Record
 from pycrm.errors import (
     ConcurrencyError,
     DuplicateError,
+    FieldError,
     InvalidTransition,
     NotFound,
     ValidationError,
@@ -194,20 +195,23 @@ class CleansingIssue:
 
 def _explain(scorer: Scorer, a: Features, b: Features, scored: Scored) -> tuple[Evidence, ...]:
     """The fields that spoke for a match, strongest first, each with its summed weight."""
-    by_field: dict[str, list[tuple[int, int, float]]] = {}
+    sums: dict[str, list[float]] = {}  # field -> [weight, similarity sum, parts]
+    weights = {x.comparison: x.weight for x in scored.weights}
+    comparisons = scorer.comparisons
     for i, level in enumerate(scored.levels):
         if level < 0:
             continue
-        c = scorer.comparisons[i]
-        w = next((x.weight for x in scored.weights if x.comparison == c.name), 0.0)
-        by_field.setdefault(c.field, []).append((level, len(c.levels) - 1, w))
+        c = comparisons[i]
+        entry = sums.get(c.field)
+        if entry is None:
+            entry = sums[c.field] = [0.0, 0.0, 0.0]
+        entry[0] += weights[c.name]
+        entry[1] += level / (len(c.levels) - 1)
+        entry[2] += 1
     out: list[Evidence] = []
-    for field, parts in by_field.items():
-        weight = sum(w for _, _, w in parts)
-        if weight <= 0:
-            continue
-        similarity = round(sum(level / top for level, top, _ in parts) / len(parts), 4)
-        if similarity <= 0:
+    for field, (weight, total, parts) in sums.items():
+        similarity = round(total / parts, 4)
+        if weight <= 0 or similarity <= 0:
             continue
         out.append(Evidence(field, similarity, _detail(field, a, b, similarity), round(weight, 3)))
     out.sort(key=lambda e: (-e.weight, e.field))
@@ -319,6 +323,8 @@ class DedupeService(Service):
             # an OR of them defeats SQLite's planner (a scan), and fifty namesakes
             # must not crowd out the one record that shares the email.
             for key in probes:
+                if self._s._guard.hides_key(_TYPES[kind], key.kind):
+                    continue  # a probe on a field hidden from the actor would reveal it
                 for other in repo.find(key, limit=PROBE_LIMIT):
                     if other.id in skip or not _live(other):
                         continue
@@ -488,7 +494,14 @@ class DedupeService(Service):
         side: Sequence[int] | None = None,
         identifying: Mapping[str, str] | None = None,
         force: bool = False,
-    ) -> tuple[Scorer, list[Features], list[tuple[int, int]], list[Scored], dict[str, int]]:
+    ) -> tuple[
+        Scorer,
+        list[Features],
+        list[tuple[int, int]],
+        list[Scored],
+        dict[str, int],
+        list[tuple[list[int], dict[str, str]]],
+    ]:
         """Block, compare, fit if due, and weigh every candidate pair of ``records``."""
         ids = (
             dict(identifying)
@@ -518,7 +531,7 @@ class DedupeService(Service):
             scorer.weigh(found[a], found[b], levels, tf, shared, explain=False)
             for (a, b), (levels, tf) in zip(pairs, compared, strict=True)
         ]
-        return scorer, found, pairs, scored, shared_counts
+        return scorer, found, pairs, scored, shared_counts, compared
 
     def scan(
         self, record_type: str = "contact", *, threshold: float | None = None
@@ -540,7 +553,7 @@ class DedupeService(Service):
         enabled = gc.isenabled()
         gc.disable()  # millions of small tuples: the collector would rescan them all
         try:
-            scorer, found, pairs, scored, shared_counts = self._compare_all(record_type, records)
+            scorer, found, pairs, scored, shared_counts, _ = self._compare_all(record_type, records)
             return self._clusters(record_type, limit, scorer, found, pairs, scored, shared_counts)
         finally:
             if enabled:
@@ -657,7 +670,7 @@ class DedupeService(Service):
     ) -> tuple[str, list[Any], list[str]]:
         """A source's kind, its records (rows parsed as ``create`` would) and their labels."""
         if isinstance(source, str):
-            cls = self._kind(source)
+            cls = _TYPES[check_one_of(name, source, _TYPES)]
             records = [r for r in self._all(cls) if _live(r)]
             return source, records, [r.id for r in records]
         if isinstance(source, Mapping) or not isinstance(source, Iterable):
@@ -670,7 +683,13 @@ class DedupeService(Service):
         for i, row in enumerate(source):
             if not isinstance(row, Mapping):
                 raise ValidationError(f"{name}[{i}]", row, "must be a mapping of fields")
-            records.append(self._draft(kind, dict(row)))
+            try:
+                records.append(self._draft(kind, dict(row)))
+            except ValidationError as exc:  # name the row's place: source_a[0].emails[1]
+                places = [
+                    FieldError(f"{name}[{i}].{e.field}", e.value, e.reason) for e in exc.errors
+                ]
+                raise ValidationError(errors=places) from None
         return kind, records, [f"row {i}" for i in range(len(records))]
 
     def _draft(self, record_type: str, fields: dict[str, Any]) -> Any:
@@ -722,7 +741,7 @@ class DedupeService(Service):
         gc.disable()
         try:
             side = [0] * len(left) + [1] * len(right)
-            scorer, found, pairs, scored, shared_counts = self._compare_all(
+            scorer, found, pairs, scored, shared_counts, compared = self._compare_all(
                 kind, [*left, *right], side=side
             )
         finally:
@@ -731,7 +750,11 @@ class DedupeService(Service):
         names = names_a + names_b
         bar = weight_of(limit)
         kept = sorted(
-            ((s.weight, a, b) for (a, b), s in zip(pairs, scored, strict=True) if s.weight >= bar),
+            (
+                (s.weight, a, b, n)
+                for n, ((a, b), s) in enumerate(zip(pairs, scored, strict=True))
+                if s.weight >= bar
+            ),
             key=lambda t: (-t[0], t[1], t[2]),
         )
         used: set[int] = set()
@@ -740,11 +763,12 @@ class DedupeService(Service):
             return shared_counts.get(("e:" if kind == "email" else "p:") + value, 2)
 
         out: list[Link] = []
-        for _, a, b in kept:
+        for _, a, b, n in kept:
             if one_to_one and (a in used or b in used):
                 continue
             used.update((a, b))
-            result = scorer.score(found[a], found[b], shared)
+            levels, tf = compared[n]
+            result = scorer.weigh(found[a], found[b], levels, tf, shared)
             out.append(
                 Link(
                     names[a],
