@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pycrm.domain.customers import Customer
-from pycrm.domain.merging import survive
+from pycrm.domain.merging import Pick, survive
 from pycrm.errors import ValidationError
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -64,4 +64,17 @@ def test_a_rule_for_an_unknown_field_names_it() -> None:
     with pytest.raises(ValidationError) as raised:
         survive([customer("a"), customer("b")], {"shoe_size": "survivor", "zzz": "survivor"})
     assert (raised.value.field, raised.value.value) == ("rules", "shoe_size")
+    assert raised.value.reason
+
+
+@pytest.mark.parametrize(
+    ("rule", "offending"),
+    [(Pick("nobody"), "nobody"), ("loudest", "loudest"), (42, 42)],
+    ids=["pick-of-another-record", "unknown-name", "not-a-rule"],
+)
+def test_a_bad_rule_names_the_field_and_the_offending_rule(rule: Any, offending: Any) -> None:
+    with pytest.raises(ValidationError) as raised:
+        survive([customer("a"), customer("b")], {"website": rule})
+    assert raised.value.field == "rules.website"
+    assert raised.value.value == offending
     assert raised.value.reason
