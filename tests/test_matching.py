@@ -300,3 +300,29 @@ def test_scan_clusters_are_clusters(system: Session, town: dict[str, str]) -> No
         assert isinstance(cluster, Cluster)
         assert len(cluster.record_ids) >= 2
         assert all(0.8 <= score <= 1 for _, _, score, _ in cluster.pairs)
+
+
+# -- imports ---------------------------------------------------------------------------
+
+
+def test_an_import_row_sharing_no_email_or_phone_is_matched_by_the_engine(
+    crm: pycrm.CRM,
+) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        stored = s.leads.capture(
+            "Ada Lovelace",
+            source="webform",
+            email="ada@engines.example",
+            company="Analytical Engines Ltd",
+        )
+    rows = [
+        {"name": "Lovelace, Ada", "company": "Analytical Engines", "phone": "+44 20 7946 0018"},
+        {"name": "Ada Lovelace", "company": "Difference Works", "phone": "+44 20 7946 0019"},
+    ]
+    with crm.session(actor=crm.system_actor) as s:
+        report = s.importer.leads(rows, source="import")
+    assert (report.created, report.skipped) == (1, 1)  # the namesake elsewhere is new
+    with crm.session(actor=crm.system_actor) as s:
+        names = sorted(lead.company or "" for lead in s.leads.search(limit=10))
+        assert names == ["Analytical Engines Ltd", "Difference Works"]
+        assert s.leads.get(stored.id).company == "Analytical Engines Ltd"

@@ -19,7 +19,7 @@ import attrs
 
 from pycrm.csvfiles import CsvRow
 from pycrm.domain.audit import AuditEntry, diff
-from pycrm.domain.customers import Contact, Customer
+from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.events import Event
 from pycrm.domain.fields import (
     Checks,
@@ -33,9 +33,11 @@ from pycrm.domain.fields import (
 from pycrm.domain.ids import new_id
 from pycrm.domain.imports import IMPORT_POLICIES, ImportReport, Reject, resolve_mapping, row_key
 from pycrm.domain.leads import Lead, LeadStatus
-from pycrm.domain.normalise import company_key
+from pycrm.domain.normalise import company_key, person_key
 from pycrm.domain.outbox import OutboxMessage
 from pycrm.domain.query import AnyKey
+from pycrm.matching.features import features
+from pycrm.matching.model import weight_of
 from pycrm.domain.records import Record
 from pycrm.domain.tasks import Task
 from pycrm.errors import (
@@ -172,6 +174,8 @@ class _Row:
     values: dict[str, Any]
     external_id: str
     keys: list[tuple[str, str]] = attrs.field(factory=list)
+    lookalike: list[tuple[str, str]] = attrs.field(factory=list)
+    """Name keys of stored records the matcher weighs when no email or phone is shared."""
 
 
 class ImporterService(Service):
@@ -396,6 +400,11 @@ class ImporterService(Service):
         external = str(ext) if ext else row_key(picked)
         prepared = _Row(line, values, external)
         prepared.keys = [(p.kind.value, p.match_key()) for p in values["contact_points"] if p.valid]
+        name = values.get("name")
+        if kind == "customer":
+            prepared.lookalike = [("company", company_key(name))] if name else []
+        else:
+            prepared.lookalike = [("person", person_key(name))] if name else []
         return prepared
 
     def _chunk(
@@ -452,6 +461,7 @@ class _Chunk:
             for r in repo.find(AnyKey("external_id", [r.external_id for r in rows]))
         }
         existing = self._existing(rows)
+        alike = self._alike(rows)
         seen_ext: set[str] = set()
         pending: dict[tuple[str, str], Record] = {}
         customers = self._customers(rows) if self.kind == "contact" else {}
@@ -466,6 +476,10 @@ class _Chunk:
             seen_ext.add(row.external_id)
             match = next((existing[k] for k in row.keys if k in existing), None)
             earlier = next((pending[k] for k in row.keys if k in pending), None)
+            if match is None and earlier is None:
+                # No shared email or phone: the matcher (the check at the door's engine
+                # and parameters) weighs the stored records of the same name or building.
+                match = self._best(row, [r for k in row.lookalike for r in alike.get(k, ())])
             if (match or earlier) is not None and self.policy != "flag":
                 if self.policy == "skip":
                     self.report.add(
@@ -485,6 +499,47 @@ class _Chunk:
         if self.kind == "lead":
             self.records = [self._route(r) for r in self.records]  # type: ignore[arg-type]
         self._write()
+
+    def _best(self, row: _Row, candidates: list[Record]) -> Record | None:
+        """The candidate the matcher finds most likely the row's record, if likely enough."""
+        if not candidates:
+            return None
+        dedupe = self.s.dedupe
+        scorer = dedupe._scorer(self.kind)
+        values = {k: v for k, v in row.values.items() if k != "customer"}
+        if self.kind == "contact" and row.values.get("customer"):
+            values["customer_id"] = None
+        draft = features(self.cls(**self.s._stamp(**values)), scorer.model.identifying_fields)
+        limit = weight_of(self.s.crm.duplicate_threshold)
+        best: tuple[float, Record] | None = None
+        for candidate in {c.id: c for c in candidates}.values():
+            weight = scorer.score(
+                draft, features(candidate, scorer.model.identifying_fields), explain=False
+            ).weight
+            if weight >= limit and (best is None or weight > best[0]):
+                best = (weight, candidate)
+        return None if best is None else best[1]
+
+    def _alike(self, rows: list[_Row]) -> dict[tuple[str, str], list[Record]]:
+        """Stored records sharing a row's person-name or company key (one probe per kind)."""
+        found: dict[tuple[str, str], list[Record]] = {}
+        kinds = [self.cls, Contact] if self.kind == "lead" else [self.cls]
+        for kind in ("person", "company"):
+            keys = sorted({k for r in rows for (t, k) in r.lookalike if t == kind})
+            if not keys:
+                continue
+            for cls in kinds:
+                if self.s._guard.hides_key(cls, kind):
+                    continue
+                for record in self.s.read(cls, quiet=True).find(AnyKey(kind, keys)):
+                    if isinstance(record, Lead) and not record.is_open:
+                        continue
+                    if getattr(record, "status", None) is RecordStatus.MERGED:
+                        continue
+                    for key in record.match_keys():
+                        if key[0] == kind and key[1] in keys:
+                            found.setdefault(key, []).append(record)
+        return found
 
     def _existing(self, rows: list[_Row]) -> dict[tuple[str, str], Record]:
         found: dict[tuple[str, str], Record] = {}
