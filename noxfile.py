@@ -126,6 +126,7 @@ MUTATION_TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_failures.py",
         "tests/test_tenants.py",
         "tests/test_audit.py",
+        "tests/test_analytics.py",
         "tests/test_rules.py::test_tasks_made_by_followups_do_not_beget_more_tasks",
     ),
     "src/pycrm/services/guard.py": (
