@@ -326,3 +326,49 @@ def test_an_import_row_sharing_no_email_or_phone_is_matched_by_the_engine(
         names = sorted(lead.company or "" for lead in s.leads.search(limit=10))
         assert names == ["Analytical Engines Ltd", "Difference Works"]
         assert s.leads.get(stored.id).company == "Analytical Engines Ltd"
+
+
+def test_a_database_made_before_matching_gets_its_match_keys_recomputed(tmp_path: Any) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    from pycrm.adapters.sqlalchemy.engine import alembic_config
+    from pycrm.adapters.sqlalchemy.store import SqlStore
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with pycrm.connect(url, default_region="DE") as crm:
+        with crm.session(actor=crm.system_actor) as s:
+            anna = s.contacts.create(
+                "Anna Schmidt",
+                emails=["anna.schmidt@gmail.com"],
+                address={"line1": "Lindenstraße 12", "postcode": "10115"},
+            )
+        store = crm.store
+        assert isinstance(store, SqlStore)
+        keys = store.schema.match_keys
+        with store.engine.begin() as connection:
+            command.downgrade(alembic_config(store.schema, connection), "0002")
+            # As an older pycrm left them: no sound or place keys, the email as typed.
+            connection.execute(keys.delete().where(keys.c.kind.in_(["sound", "place"])))
+            connection.execute(
+                keys.update().where(keys.c.kind == "email").values(key="anna.schmidt@gmail.com")
+            )
+    with pycrm.connect(url, default_region="DE") as crm:  # connecting migrates to head
+        store = crm.store
+        assert isinstance(store, SqlStore)
+        with store.engine.connect() as connection:
+            found = set(
+                connection.execute(
+                    sa.select(store.schema.match_keys.c.kind, store.schema.match_keys.c.key)
+                ).all()
+            )
+        assert {("email", "annaschmidt@gmail.com"), ("place", "10115|12")} <= found
+        assert ("sound", "a500|s530") in found
+        with crm.session(actor=crm.system_actor) as s:
+            found_ids = [
+                c.record_id
+                for c in s.dedupe.check(
+                    "contact", name="Schmidt, Anna", emails=["AnnaSchmidt@googlemail.com"]
+                )
+            ]
+            assert found_ids == [anna.id]
