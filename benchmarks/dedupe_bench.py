@@ -504,7 +504,7 @@ def _explain(
 def bench_scale(sizes: list[int], seed: int, workdir: Path, reuse: bool) -> dict[int, float]:
     out: dict[int, float] = {}
     for size in sizes:
-        data = dedupe_data.generate(size, seed)
+        data = dedupe_data.generate(size, seed, lookalikes=False)
         crm, _, load_seconds = open_loaded(workdir / f"crm-{size}-{seed}.db", data, reuse)
         del data
         gc.collect()
@@ -552,7 +552,7 @@ def queries(data: dedupe_data.Dataset, count: int, seed: int) -> list[dict[str, 
 def bench_check(sizes: list[int], seed: int, workdir: Path, count: int, reuse: bool) -> float:
     p50: list[float] = []
     for size in sizes:
-        data = dedupe_data.generate(size, seed)
+        data = dedupe_data.generate(size, seed, lookalikes=False)
         crm, _, _ = open_loaded(workdir / f"crm-{size}-{seed}.db", data, reuse)
         asks = queries(data, count, seed)
         times: list[float] = []

@@ -469,9 +469,18 @@ def _enough(orig: dict[str, Any], dup: dict[str, Any]) -> bool:
 
 
 def generate(
-    n: int, seed: int = 0, *, duplicate_rate: float = 0.1, namesake_rate: float = 0.03
+    n: int,
+    seed: int = 0,
+    *,
+    duplicate_rate: float = 0.1,
+    namesake_rate: float = 0.03,
+    lookalikes: bool = True,
 ) -> Dataset:
-    """``n`` contacts, about ``duplicate_rate`` of them injected duplicates of others."""
+    """``n`` contacts, about ``duplicate_rate`` of them injected duplicates of others.
+
+    Without ``lookalikes`` the look-alike pairs are not listed (a scale run needs
+    no scoring, and a million people have hundreds of millions of them).
+    """
     rng = random.Random(f"pycrm-dedupe-v2-{seed}-{n}")
     maker = _Maker(rng, n)
     groups: list[list[tuple[dict[str, Any], tuple[str, ...]]]] = []
@@ -551,12 +560,14 @@ def generate(
         for m in range(1, len(group)):
             pair = (min(placed[0], placed[m]), max(placed[0], placed[m]))
             kinds[pair] = group[m][1]
-    lookalikes: dict[str, set[tuple[int, int]]] = {k: set() for k in LOOKALIKES}
+    found: dict[str, set[tuple[int, int]]] = {k: set() for k in LOOKALIKES}
+    if not lookalikes:
+        return Dataset(rows, truth, kinds, entity, found)
     for house in households:
         for ga, gb in combinations(house, 2):
             for a in rows_of[ga]:
                 for b in rows_of[gb]:
-                    lookalikes["household"].add((min(a, b), max(a, b)))
+                    found["household"].add((min(a, b), max(a, b)))
     by_place: dict[str, list[int]] = {}
     by_name: dict[str, list[int]] = {}
     for g, group in enumerate(groups):
@@ -573,8 +584,8 @@ def generate(
         for people in index.values():
             for ga, gb in combinations(people[:60], 2):
                 a, b = rows_of[ga][0], rows_of[gb][0]
-                lookalikes[kind].add((min(a, b), max(a, b)))
-    return Dataset(rows, truth, kinds, entity, lookalikes)
+                found[kind].add((min(a, b), max(a, b)))
+    return Dataset(rows, truth, kinds, entity, found)
 
 
 if __name__ == "__main__":
