@@ -127,6 +127,9 @@ MUTATION_TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_tenants.py",
         "tests/test_audit.py",
         "tests/test_analytics.py",
+        "tests/test_side_paths.py",
+        "tests/test_customers.py",
+        "tests/test_org.py",
         "tests/test_rules.py::test_tasks_made_by_followups_do_not_beget_more_tasks",
     ),
     "src/pycrm/services/guard.py": (
