@@ -29,6 +29,9 @@ __all__ = [
     "token_level",
 ]
 
+#: The values of exact name matches when there are none (shared, never written to).
+_NO_VALUES: dict[str, str] = {}
+
 _jw = JaroWinkler.normalized_similarity
 _lev = Levenshtein.distance
 _osa = OSA.distance
@@ -289,12 +292,12 @@ def compare(
     The order is :func:`comparisons_for`'s; ``identifying`` is its custom
     fields as ``(key, kind)`` pairs.
     """
-    tf: dict[str, str] = {}
+    tf: dict[str, str] = _NO_VALUES
     if a.is_company:
         if a.name and b.name:
             if a.name == b.name:
                 name = 3
-                tf["name"] = a.name
+                tf = {"name": a.name}
             else:
                 sim = _jw(a.name, b.name)
                 slip = (
@@ -307,10 +310,12 @@ def compare(
         levels = [name, email_level(a, b), phone_level(a, b), website]
     else:
         given, surname, gv, sv = name_levels(a.given, a.surname, b.given, b.surname)
-        if given == 3:
-            tf["first_name"] = gv
-        if surname == 3:
-            tf["surname"] = sv
+        if given == 3 or surname == 3:
+            tf = {}
+            if given == 3:
+                tf["first_name"] = gv
+            if surname == 3:
+                tf["surname"] = sv
         levels = [given, surname, email_level(a, b), phone_level(a, b)]
     levels.append(
         -1

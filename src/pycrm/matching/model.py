@@ -243,6 +243,8 @@ class Scorer:
             if c.tf == "names" and model.name_counts
         }
         self.counts = model.name_counts
+        # The exact level of each comparison with a term-frequency adjustment (-2: none).
+        self.exact = [len(c.levels) - 1 if c.tf else -2 for c in self.comparisons]
 
     def levels(self, a: Features, b: Features) -> tuple[list[int], dict[str, str]]:
         """The comparison levels of a pair."""
@@ -276,25 +278,7 @@ class Scorer:
     ) -> Scored:
         """The match weight of a pair from its comparison levels."""
         weights: list[float] = []
-        place = self.place_weight
-        for i, level in enumerate(levels):
-            if level < 0:
-                weights.append(0.0)
-                continue
-            comparison = self.comparisons[i]
-            w = self.table[i][level]
-            if comparison.tf and level == len(comparison.levels) - 1:
-                w = self._adjust(i, comparison, w, a, b, tf, shared)
-            weights.append(w)
-            shift = self.place_shift[i]
-            if place is not None and shift is not None:
-                place += w + shift[level]
-        total = self.prior_weight + sum(weights)
-        correction = 0.0
-        if place is not None and place > -30:
-            # -log2(1 + P(place pair) / P(unrelated)): the place class's share of the odds.
-            correction = -(place if place > 50 else math.log2(1 + 2.0**place))
-            total += correction
+        total, correction = self._total(a, b, levels, tf, shared, weights)
         lines: tuple[FieldWeight, ...] = ()
         if explain:
             out = [FieldWeight("prior", f"{self.model.prior:.2g}", round(self.prior_weight, 3))]
@@ -310,6 +294,51 @@ class Scorer:
                 )
             lines = tuple(out)
         return Scored(total, probability(total), tuple(levels), lines)
+
+    def weight(
+        self,
+        a: Features,
+        b: Features,
+        levels: Sequence[int],
+        tf: Mapping[str, str],
+        shared: Callable[[str, str], int] | None = None,
+    ) -> float:
+        """The match weight of a pair from its comparison levels (no explanation)."""
+        return self._total(a, b, levels, tf, shared, None)[0]
+
+    def _total(
+        self,
+        a: Features,
+        b: Features,
+        levels: Sequence[int],
+        tf: Mapping[str, str],
+        shared: Callable[[str, str], int] | None,
+        weights: list[float] | None,
+    ) -> tuple[float, float]:
+        """The match weight and the shared-place correction in it; each field's into ``weights``."""
+        table, exact, shifts = self.table, self.exact, self.place_shift
+        total = self.prior_weight
+        place = self.place_weight
+        for i, level in enumerate(levels):
+            if level < 0:
+                if weights is not None:
+                    weights.append(0.0)
+                continue
+            w = table[i][level]
+            if level == exact[i]:
+                w = self._adjust(i, self.comparisons[i], w, a, b, tf, shared)
+            total += w
+            if weights is not None:
+                weights.append(w)
+            shift = shifts[i]
+            if place is not None and shift is not None:
+                place += w + shift[level]
+        correction = 0.0
+        if place is not None and place > -30:
+            # -log2(1 + P(place pair) / P(unrelated)): the place class's share of the odds.
+            correction = -(place if place > 50 else math.log2(1 + 2.0**place))
+            total += correction
+        return total, correction
 
     def _adjust(
         self,

@@ -21,6 +21,7 @@ from pycrm.domain.leads import Lead
 from pycrm.domain.matching import Evidence, MatchModel
 from pycrm.domain.merging import (
     MERGEABLE,
+    MERGED,
     REFERENCES,
     Merge,
     MergeChange,
@@ -367,6 +368,9 @@ class DedupeService(Service):
         service = getattr(self._s, record_type + "s")
         fold_points(fields)  # capture() takes email= and phone= too
         values = service._parse(fields, creating=True)
+        # Asking about a field hidden from the actor would reveal who holds that value.
+        given = [name for name, value in values.items() if value not in (None, (), "", {})]
+        self._s._guard.check_fields(cls, given)
         if record_type == "lead":
             values.setdefault("source", "check")
         record = _TYPES[record_type](**self._s._stamp(**values))
@@ -498,7 +502,7 @@ class DedupeService(Service):
         Scorer,
         list[Features],
         list[tuple[int, int]],
-        list[Scored],
+        list[float],
         dict[str, int],
         list[tuple[list[int], dict[str, str]]],
     ]:
@@ -527,8 +531,9 @@ class DedupeService(Service):
         def shared(kind: str, value: str) -> int:
             return shared_counts.get(("e:" if kind == "email" else "p:") + value, 2)
 
+        weight = scorer.weight
         scored = [
-            scorer.weigh(found[a], found[b], levels, tf, shared, explain=False)
+            weight(found[a], found[b], levels, tf, shared)
             for (a, b), (levels, tf) in zip(pairs, compared, strict=True)
         ]
         return scorer, found, pairs, scored, shared_counts, compared
@@ -566,15 +571,13 @@ class DedupeService(Service):
         scorer: Scorer,
         found: Sequence[Features],
         pairs: Sequence[tuple[int, int]],
-        scored: Sequence[Scored],
+        scored: Sequence[float],
         shared_counts: Mapping[str, int],
     ) -> list[Cluster]:
         bar = weight_of(limit)
         n = len(found)
-        weights = {a * n + b: s.weight for (a, b), s in zip(pairs, scored, strict=True)}
-        links = [
-            (a, b, s.weight) for (a, b), s in zip(pairs, scored, strict=True) if s.weight >= bar
-        ]
+        weights = {a * n + b: w for (a, b), w in zip(pairs, scored, strict=True)}
+        links = [(a, b, w) for (a, b), w in zip(pairs, scored, strict=True) if w >= bar]
 
         def shared(kind: str, value: str) -> int:
             return shared_counts.get(("e:" if kind == "email" else "p:") + value, 2)
@@ -583,9 +586,8 @@ class DedupeService(Service):
             a, b = min(x, y), max(x, y)
             known = weights.get(a * n + b)
             if known is None:
-                known = weights[a * n + b] = scorer.score(
-                    found[a], found[b], shared, explain=False
-                ).weight
+                levels, tf = scorer.levels(found[a], found[b])
+                known = weights[a * n + b] = scorer.weight(found[a], found[b], levels, tf, shared)
             return known
 
         out = []
@@ -751,9 +753,9 @@ class DedupeService(Service):
         bar = weight_of(limit)
         kept = sorted(
             (
-                (s.weight, a, b, n)
-                for n, ((a, b), s) in enumerate(zip(pairs, scored, strict=True))
-                if s.weight >= bar
+                (w, a, b, n)
+                for n, ((a, b), w) in enumerate(zip(pairs, scored, strict=True))
+                if w >= bar
             ),
             key=lambda t: (-t[0], t[1], t[2]),
         )
@@ -784,10 +786,10 @@ class DedupeService(Service):
 
     # -- merge and unmerge ---------------------------------------------------
 
-    def _mergeable(self, record_type: str) -> type[Customer] | type[Contact]:
+    def _mergeable(self, record_type: str) -> type[Customer] | type[Contact] | type[Lead]:
         if record_type not in MERGEABLE:
             raise ValidationError(
-                "record_type", record_type, "only customers and contacts are merged"
+                "record_type", record_type, "only customers, contacts and leads are merged"
             )
         return MERGEABLE[record_type]
 
@@ -801,14 +803,20 @@ class DedupeService(Service):
         rules: Mapping[str, SurvivorshipRule] | None = None,
         dry_run: bool = False,
     ) -> MergeResult:
-        """Merge duplicates into a survivor.
+        """Merge duplicate customers, contacts or leads (``record_type``) into a survivor.
 
         Field values follow the survivorship ``rules`` (see
         :func:`pycrm.domain.merging.survive`); every related record (contacts,
-        activities, leads, deals, contracts, receivables, tasks …) is re-pointed
-        at the survivor; the duplicates stay as tombstones with status
-        ``merged``. Sends ``customers_merged`` (or ``contacts_merged``).
-        With ``dry_run`` nothing is written and the result shows what would happen.
+        activities, leads, deals, contracts, receivables, tasks, documents …)
+        is re-pointed at the survivor; the duplicates stay as tombstones with
+        status ``merged``. Sends ``customers_merged`` (``contacts_merged``,
+        ``leads_merged``). With ``dry_run`` nothing is written and the result
+        shows what would happen.
+
+        Leads: the survivor keeps its place in the workflow (status, owner,
+        assignment, score, conversion), so pick the lead furthest along as the
+        survivor; a converted lead cannot be merged away. Needs ``update`` on
+        the survivor and ``delete`` on each duplicate, as for every kind.
         """
         check_id("survivor_id", survivor_id)
         check_ids("duplicate_ids", duplicate_ids)
@@ -829,8 +837,12 @@ class DedupeService(Service):
             found_record = found.get(id)
             if found_record is None:
                 raise NotFound(record_type, id)
-            if found_record.status is RecordStatus.MERGED:
+            if found_record.status is MERGED[record_type]:
                 raise InvalidTransition(record_type, "merged", "merged", f"{id} was already merged")
+            if id != survivor_id and getattr(found_record, "converted_at", None) is not None:
+                raise InvalidTransition(
+                    record_type, "converted", "merged", f"{id} was converted: it is history"
+                )
         survivor = found[survivor_id]
         duplicates = [found[i] for i in ids]
         self._s._guard.require(survivor, "update")
@@ -856,7 +868,7 @@ class DedupeService(Service):
             survivor, "merge", **{k: v for k, v in values.items() if getattr(survivor, k) != v}
         )
         for duplicate in duplicates:
-            rewrite(duplicate, "merge", status=RecordStatus.MERGED, merged_into=survivor_id)
+            rewrite(duplicate, "merge", status=MERGED[record_type], merged_into=survivor_id)
         reparented: list[tuple[str, str, str]] = []
         for ref_cls, field in REFERENCES[record_type]:
             related = self._s._uow.repo(ref_cls).find(In(field, ids))
@@ -895,7 +907,7 @@ class DedupeService(Service):
         if entry.undone_at is not None:
             raise InvalidTransition("merge", "undone", "undone", "this merge was already undone")
         self._s._guard.require(entry, "update")
-        types: dict[str, type[Record]] = {Customer.resource: Customer, Contact.resource: Contact}
+        types: dict[str, type[Record]] = {cls.resource: cls for cls in MERGEABLE.values()}
         for refs in REFERENCES.values():
             types.update((cls.resource, cls) for cls, _ in refs)
         now, actor = self._s._now(), self._s.actor.id
