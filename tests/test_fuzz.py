@@ -506,6 +506,11 @@ CALLS: dict[str, dict[str, Any]] = {
         "fields": ["id", "name", "amount"],
     },
     "export.rows": {"kind": "leads", "since": NOW, "until": LATER, "fields": ["id", "name"]},
+    # -- runtime settings ------------------------------------------------------
+    "settings.get": {"name": "routing_rules"},
+    "settings.list": {},
+    "settings.reset": {"name": "default_region", "version": OMIT},
+    "settings.set": {"name": "routing_rules", "value": [{"name": "all", "pick": "first"}], "version": OMIT},
     # -- tasks -----------------------------------------------------------------
     "tasks.as_of": {"id": Ref("task"), "when": NOW},
     "tasks.cancel": {"id": Ref("task"), "version": OMIT},

@@ -101,6 +101,7 @@ CONDITIONS: dict[str, dict[str, tuple[Any, ...]]] = {
     "task": {"status": ("open", "done")},
     "user": {"department": DEPARTMENTS},
     "audit_entry": {"action": ("create", "update"), "record_type": ("customer", "activity")},
+    "setting": {"name": ("default_region", "routing_rules")},
 }
 
 #: Fields a generated field rule may hide, by kind.
@@ -118,6 +119,7 @@ HIDEABLE: dict[str, tuple[str, ...]] = {
     "assessment": ("value", "note"),
     "audit_entry": ("snapshot", "changes"),
     "merge": ("changes",),
+    "setting": ("config",),
 }
 
 #: A policy that lets everyone do everything: the world is built with it.
@@ -465,6 +467,7 @@ def build_world(builder: pycrm.CRM, data: st.DataObject) -> World:
         s.documents.attach("customer", acme.id, "offer.txt", b"offer")
         s.documents.attach("deal", deals[0].id, "notes.txt", b"notes")
         s.activities.track(ann.id, "viewed_pricing_page", lead_id=leads[1].id)
+        s.settings.set("default_region", "DE")
     # Activities (and a few edits) by the users themselves, so authors and audit actors vary.
     for k in range(data.draw(st.integers(2, 5), label="activities")):
         author = someone("author")
@@ -1282,6 +1285,21 @@ def import_report(judge: Judge, where: str, result: Any, how: Call) -> None:
         )
 
 
+def setting_value(judge: Judge, where: str, result: Any, how: Call) -> None:
+    """A setting's value comes back only with a read grant reaching its stored record, if any,
+    and only when the policy does not hide the stored value (``config``)."""
+    name = how.args[0]
+    if not judge.o.grants("setting"):
+        judge.fail(where, f"returned setting {name!r} without a read grant on setting")
+    if judge.o.is_hidden("setting", "config", judge.truth):
+        judge.fail(where, f"returned setting {name!r}, whose config is hidden from the actor")
+    for stored in judge.truth.all("setting").values():
+        if stored.name == name:  # type: ignore[attr-defined]
+            why = judge.o.why_not("setting", stored, judge.truth)
+            if why is not None:
+                judge.fail(where, f"returned the stored setting {name!r}, which is {why}")
+
+
 NOW_PLUS = timedelta(days=30)
 
 #: Record services: session attribute → record kind (their get, as_of and history).
@@ -1694,6 +1712,11 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
         reader,
     ),
     "session.rollback": Nothing("ends the unit of work; returns nothing"),
+    # -- runtime settings
+    "settings.get": Read(once(call("default_region"), call("routing_rules")), setting_value),
+    "settings.list": Read(once(call())),
+    "settings.reset": Write(once(call("default_region"))),
+    "settings.set": Write(once(call("default_region", "AT"), call("scoring", {"per_event": 5}))),
     # -- tasks
     "tasks.cancel": Write(pick("task", "open")),
     "tasks.complete": Write(pick("task", "open")),

@@ -36,8 +36,8 @@ from pycrm.rules.approvals import PolicyApprovals
 from pycrm.rules.context import RuleContext
 from pycrm.rules.engine import CallableRouter, RuleEngine, make_plugin_manager
 from pycrm.rules.reminders import Reminders
-from pycrm.rules.routing import RoutingRule, RuleBook
-from pycrm.rules.scoring import Scorer
+from pycrm.rules.routing import RoutingRule, RuleBook, parse_rules
+from pycrm.rules.scoring import Scorer, ScoringRules
 from pycrm.session import Session
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ class CRM:
         followups: Mapping[str, Followup] | None = None,
         lead_router: LeadRouter | None = None,
         routing_rules: Sequence[RoutingRule | Mapping[str, Any]] = (),
+        scoring: ScoringRules | Mapping[str, Any] | None = None,
         lead_departments: Sequence[str] = ("sales",),
         plugins: pluggy.PluginManager | None = None,
         on_duplicate: str = "warn",
@@ -103,8 +104,12 @@ class CRM:
         """The storage adapter."""
         self.clock: Clock = clock or SystemClock()
         """The clock every timestamp and deadline comes from."""
-        self.default_region = default_region
-        """Region for phone numbers written without a country code (None: they are refused)."""
+        self.default_region: str | None = default_region
+        """Region for phone numbers written without a country code (None: they are refused).
+
+        The default of the runtime setting ``default_region``: a tenant's
+        stored setting (``s.settings``) takes its place.
+        """
         self.assessment_rules: dict[str, ConsolidationRule] = dict(assessment_rules or {})
         """Attribute → rule that consolidates several sources' ratings (default: latest)."""
         self.currency = currency
@@ -146,8 +151,22 @@ class CRM:
             blob_store = MemoryBlobStore()
         self.blob_store: BlobStore = blob_store
         """Where document bytes live (a directory beside a SQLite file by default)."""
-        self.sla_policy = sla_policy or SlaPolicy()
-        """Ticket response and resolution targets and the calendar they count in."""
+        self.sla_policy: SlaPolicy = sla_policy or SlaPolicy()
+        """Ticket response and resolution targets and the calendar they count in.
+
+        The default of the runtime setting ``sla_policy`` (see ``s.settings``).
+        """
+        try:
+            self.routing_rules: tuple[RoutingRule, ...] = parse_rules(routing_rules)
+            """The routing rules: the default of the runtime setting ``routing_rules``."""
+            self.scoring: ScoringRules = ScoringRules.parse(
+                ScoringRules() if scoring is None else scoring
+            )
+            """The lead scorer's weights: the default of the runtime setting ``scoring``."""
+        except ValidationError as exc:
+            raise ConfigurationError(f"{exc.field}: {exc.reason}") from None
+        self._settings_cache: dict[tuple[str, str], tuple[Any, Any]] = {}
+        """(tenant, setting) → (stored JSON form, what it parses to), shared by this CRM's sessions."""
         if not ticket_departments:
             raise ConfigurationError("ticket_departments needs at least one department")
         self.ticket_departments = tuple(ticket_departments)
@@ -157,12 +176,13 @@ class CRM:
         """This CRM's pluggy plugin manager: ``crm.plugins.register(my_rules)``.
 
         The built-in rules are registered as ``pycrm.routing`` (the
-        ``routing_rules``), ``pycrm.scoring``, ``pycrm.reminders`` and
-        ``pycrm.approvals``; unregister or outrank them to change pycrm's behaviour.
+        ``routing_rules`` setting), ``pycrm.scoring`` (the ``scoring``
+        setting), ``pycrm.reminders`` and ``pycrm.approvals``; unregister or
+        outrank them to change pycrm's behaviour.
         """
         for name, plugin in (
-            ("pycrm.routing", RuleBook(routing_rules)),
-            ("pycrm.scoring", Scorer()),
+            ("pycrm.routing", RuleBook(self.routing_rules, setting="routing_rules")),
+            ("pycrm.scoring", Scorer(setting="scoring")),
             ("pycrm.reminders", Reminders()),
             ("pycrm.approvals", PolicyApprovals()),
         ):
@@ -341,7 +361,8 @@ def connect(
     :param load_plugins: load the plugins installed under the ``pycrm`` entry-point group.
     :param settings: further :class:`CRM` settings: ``currency``,
         ``approval_policy``, ``first_contact_within``, ``followups``,
-        ``lead_router``, ``routing_rules``, ``lead_departments``,
+        ``lead_router``, ``routing_rules``, ``scoring`` (the lead scorer's
+        weights), ``lead_departments``,
         ``on_duplicate``, ``duplicate_threshold``, ``merge_threshold``,
         ``policy`` (a :class:`~pycrm.domain.permissions.Policy`, dict or JSON path),
         ``sla_policy``, ``ticket_departments``, ``blob_store`` (where document

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from pycrm.services.leads import LeadService
     from pycrm.services.org import OrgService
     from pycrm.services.receivables import ReceivableService
+    from pycrm.services.settings import SettingsService
     from pycrm.services.tasks import TaskService
     from pycrm.services.tickets import ArticleService, TicketService
 
@@ -492,6 +493,13 @@ class Session:
         from pycrm.services.tasks import TaskService
 
         return TaskService(self)
+
+    @cached_property
+    def settings(self) -> SettingsService:
+        """The tenant's runtime settings: routing rules, scoring, SLA policy, default region."""
+        from pycrm.services.settings import SettingsService
+
+        return SettingsService(self)
 
 
 class Reader(Generic[S]):

@@ -51,6 +51,7 @@ __all__ = [
     "receivable_created",
     "receivable_overdue",
     "satisfaction_recorded",
+    "settings_changed",
     "signal_for",
     "task_created",
     "ticket_assigned",
@@ -172,6 +173,13 @@ merge_undone = _signal(
 
 # Everyone.
 task_created = _signal("task_created", "A task or reminder was created. ``after``: the task.")
+
+# Admins.
+settings_changed = _signal(
+    "settings_changed",
+    "A runtime setting was set or reset (``s.settings``). ``after``: the setting, its "
+    "``name`` and ``config`` (``{'value': …}``, None after a reset); ``before``: the old config.",
+)
 
 
 def signal_for(name: str) -> Signal:

@@ -24,6 +24,7 @@ from pycrm.domain.org import Actor, Department, Team, User
 from pycrm.domain.outbox import OutboxMessage
 from pycrm.domain.receivables import Receivable
 from pycrm.domain.records import Record, Stored
+from pycrm.domain.settings import Setting
 from pycrm.domain.tasks import BehaviourEvent, Task
 from pycrm.domain.tickets import Article, Ticket
 
@@ -55,6 +56,8 @@ __all__ = [
     "PointKind",
     "Record",
     "RecordStatus",
+    "Setting",
+    "StageVisit",
     "Stored",
     "Team",
     "Ticket",
@@ -89,6 +92,7 @@ RECORD_TYPES: tuple[type[Stored], ...] = (
     FieldDefinition,
     Category,
     Document,
+    Setting,
     AuditEntry,
 )
 

@@ -39,6 +39,20 @@ def _zone(name: str, field: str = "timezone") -> ZoneInfo:
         ) from None
 
 
+def _hhmm(moment: time) -> str:
+    return moment.isoformat("minutes" if not (moment.second or moment.microsecond) else "auto")
+
+
+def _iso_date(value: Any) -> Any:
+    """A date written as ISO 8601 text, as a date (anything else as it is, for the caller)."""
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
 @attrs.frozen
 class WorkingHours:
     """Weekly open hours in a time zone, minus holidays."""
@@ -96,11 +110,30 @@ class WorkingHours:
                     raise ValidationError(f"{field}.{day}", spans, "periods overlap")
             periods += day_periods
         holidays = value.get("holidays", ())
-        if not isinstance(holidays, list | tuple) or not all(
+        if isinstance(holidays, list | tuple):
+            holidays = [_iso_date(d) for d in holidays]
+        if not isinstance(holidays, list) or not all(
             isinstance(d, date) and not isinstance(d, datetime) for d in holidays
         ):
-            raise ValidationError(f"{field}.holidays", holidays, "must be a list of dates")
-        return cls(zone, tuple(periods), tuple(sorted(holidays)))
+            raise ValidationError(
+                f"{field}.holidays", holidays, "must be a list of dates (or ISO 8601 texts)"
+            )
+        return cls(zone, tuple(periods), tuple(sorted(set(holidays))))
+
+    def to_json(self) -> dict[str, Any]:
+        """The mapping :meth:`parse` reads back, with ISO 8601 texts for the holidays."""
+        data: dict[str, Any] = {"timezone": self.timezone}
+        for i, day in enumerate(WEEKDAYS):
+            spans = [
+                f"{_hhmm(p.start)}-{_hhmm(p.end)}"
+                for p in sorted(self.hours, key=lambda p: p.start)
+                if p.weekday == i
+            ]
+            if spans:
+                data[day] = spans
+        if self.holidays:
+            data["holidays"] = [d.isoformat() for d in self.holidays]
+        return data
 
     def is_open(self, at: datetime) -> bool:
         """True if ``at`` (timezone-aware) falls in an open period."""

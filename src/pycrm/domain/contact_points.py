@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import unicodedata
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -22,11 +23,13 @@ __all__ = [
     "Address",
     "ContactPoint",
     "PointKind",
+    "Reachable",
     "clean_text",
     "email_point",
     "normalise_email",
     "normalise_phone",
     "phone_point",
+    "primary_point",
     "search_key",
 ]
 
@@ -144,12 +147,47 @@ class ContactPoint:
     """What the point is for: ``work``, ``home``, ``mobile``, … (free text)."""
     valid: bool = True
     """False when stored as typed in lenient mode because it failed validation."""
+    primary: bool = False
+    """The one to use first of its kind (at most one email and one phone are primary)."""
 
     def match_key(self) -> str:
         """The key duplicates are found by: the E.164 phone, the email case-folded without +tag."""
         if not self.valid:
             return ""
         return email_key(self.value) if self.kind is PointKind.EMAIL else self.value
+
+
+def primary_point(points: Iterable[ContactPoint], kind: PointKind) -> str | None:
+    """The value of the valid point of ``kind`` marked primary, else of the first valid one."""
+    first: str | None = None
+    for point in points:
+        if point.kind is kind and point.valid:
+            if point.primary:
+                return point.value
+            if first is None:
+                first = point.value
+    return first
+
+
+class Reachable:
+    """Records with contact points: their primary email and phone.
+
+    Mixed into the record classes that hold ``contact_points``.
+    """
+
+    __slots__ = ()
+
+    contact_points: tuple[ContactPoint, ...]
+
+    @property
+    def primary_email(self) -> str | None:
+        """The email to write to: the one marked primary, else the first (None: no valid email)."""
+        return primary_point(self.contact_points, PointKind.EMAIL)
+
+    @property
+    def primary_phone(self) -> str | None:
+        """The phone to call (E.164): the one marked primary, else the first (None: no valid phone)."""
+        return primary_point(self.contact_points, PointKind.PHONE)
 
 
 def email_point(value: Any, label: str = "work", *, field: str = "email") -> ContactPoint:

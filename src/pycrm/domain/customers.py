@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from pycrm.domain.contact_points import Address, ContactPoint, search_key
+from pycrm.domain.contact_points import Address, ContactPoint, Reachable, search_key
 from pycrm.domain.money import Money
 from pycrm.domain.normalise import company_key, person_key, place_key, sound_key
 from pycrm.domain.records import Record
@@ -67,7 +67,7 @@ def _place(address: Address | None) -> str:
 
 
 @attrs.frozen(kw_only=True)
-class Customer(Record):
+class Customer(Record, Reachable):
     """A company the business sells to."""
 
     resource: ClassVar[str] = "customer"
@@ -134,7 +134,7 @@ class Customer(Record):
 
 
 @attrs.frozen(kw_only=True)
-class Contact(Record):
+class Contact(Record, Reachable):
     """A person, usually working for a customer."""
 
     resource: ClassVar[str] = "contact"

@@ -217,13 +217,17 @@ def check_points(
 ) -> tuple[ContactPoint, ...]:
     """Normalised contact points from lists of emails and phones.
 
-    Each item is a string, a ``(value, label)`` pair or a :class:`ContactPoint`.
-    Every bad item is reported, by index (``phones[1]``). Duplicates are dropped.
+    Each item is a string, a ``(value, label)`` pair, a mapping
+    ``{"value": …, "label": …, "primary": True}`` or a :class:`ContactPoint`.
+    At most one email and one phone may be marked primary (without a mark,
+    the first of its kind is the primary one). Every bad item is reported, by
+    index (``phones[1]``). Duplicates are dropped.
     With ``lenient``, a value that fails validation is kept as typed (cleaned of
     control characters and extra spaces) and flagged ``valid=False`` instead,
     so nothing is lost when migrating legacy data.
     """
     points: dict[tuple[PointKind, str], ContactPoint] = {}
+    primaries: dict[PointKind, bool] = {}
     errors: list[FieldError] = []
     for field, items, build in (("emails", emails, email_point), ("phones", phones, phone_point)):
         if items is None:
@@ -235,11 +239,14 @@ def check_points(
             name = f"{field}[{i}]"
             if isinstance(item, _Lone):
                 name, item = item.field, item.value
+            value, label, primary = item, "work", False
             try:
                 if isinstance(item, ContactPoint):
-                    value, label = item.value, item.label
+                    value, label, primary = item.value, item.label, item.primary
                 elif isinstance(item, tuple | list) and len(item) == 2:
                     value, label = item
+                elif isinstance(item, Mapping):
+                    value, label, primary = _point_mapping(name, item)
                 else:
                     value, label = item, "work"
                 kwargs: dict[str, Any] = {"field": name}
@@ -253,12 +260,31 @@ def check_points(
                     continue
                 kind = PointKind.EMAIL if field == "emails" else PointKind.PHONE
                 point = ContactPoint(kind, raw, _raw(label) or "work", valid=False)
+            if primary:
+                if primaries.get(point.kind):
+                    errors.append(FieldError(name, item, f"only one of the {field} may be primary"))
+                    continue
+                primaries[point.kind] = True
+                point = ContactPoint(point.kind, point.value, point.label, point.valid, True)
             points.setdefault((point.kind, point.match_key() or point.value), point)
     if errors:
         raise ValidationError(errors=errors)
     if len(points) > 50:
         raise ValidationError("contact_points", len(points), "at most 50 emails and phones")
     return tuple(points.values())
+
+
+def _point_mapping(field: str, item: Mapping[Any, Any]) -> tuple[Any, Any, bool]:
+    """``(value, label, primary)`` of a point given as a mapping."""
+    unknown = sorted(map(str, set(item) - {"value", "label", "primary"}))
+    if unknown:
+        raise ValidationError(f"{field}.{unknown[0]}", item, "is not value, label or primary")
+    if "value" not in item:
+        raise ValidationError(f"{field}.value", item, "is required")
+    primary = item.get("primary", False)
+    if not isinstance(primary, bool):
+        raise ValidationError(f"{field}.primary", primary, "must be True or False")
+    return item["value"], item.get("label", "work"), primary
 
 
 class _Lone:
@@ -274,13 +300,16 @@ class _Lone:
 def fold_points(fields: dict[str, Any]) -> None:
     """Put a lone ``email``/``phone`` in ``fields`` first in its ``emails``/``phones`` list.
 
-    For calls that take one of each beside the lists (``capture``, ``check``):
+    For calls that take one of each beside the lists (every create, capture,
+    update and ``check``):
     :func:`check_points` then names ``email`` or ``phone`` when it refuses one.
     """
     for one, many in (("email", "emails"), ("phone", "phones")):
         if one not in fields:
             continue
         value = fields.pop(one)
+        if value is None and many not in fields:
+            continue  # email=None says nothing (an update keeps the emails it has)
         given = fields.get(many) or ()
         if isinstance(given, str) or not isinstance(given, Iterable):
             raise ValidationError(many, given, "must be a list")

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from pycrm.domain.contact_points import ContactPoint, search_key
+from pycrm.domain.contact_points import ContactPoint, Reachable, search_key
 from pycrm.domain.customers import category_keys, point_keys
 from pycrm.domain.normalise import company_key, person_key, sound_key
 from pycrm.domain.records import Record
@@ -43,7 +43,7 @@ LEAD_MOVES: StateMachine[LeadStatus] = StateMachine(
 
 
 @attrs.frozen(kw_only=True)
-class Lead(Record):
+class Lead(Record, Reachable):
     """A prospect: a person, maybe a company, and what they need."""
 
     resource: ClassVar[str] = "lead"

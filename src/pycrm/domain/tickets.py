@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -105,6 +106,59 @@ class SlaTarget:
     """Only for customers of this grade (None: any grade)."""
 
 
+_LONGEST = timedelta(days=366)
+
+
+def _duration(field: str, value: Any) -> timedelta:
+    """Hours (a number) or a timedelta, more than nothing and at most a year."""
+    if isinstance(value, timedelta):
+        span = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or not 0 < value <= _LONGEST / timedelta(hours=1):
+            raise ValidationError(field, value, "must be more than 0 and at most 8784 hours")
+        span = timedelta(hours=value)
+    else:
+        raise ValidationError(field, value, "must be a number of hours or a timedelta")
+    if not timedelta(0) < span <= _LONGEST:
+        raise ValidationError(field, value, "must be more than 0 and at most a year")
+    return span
+
+
+def _hours(span: timedelta) -> int | float:
+    hours = span / timedelta(hours=1)
+    return int(hours) if hours.is_integer() else hours
+
+
+def _target(field: str, value: Any) -> SlaTarget:
+    if isinstance(value, SlaTarget):
+        return value
+    if not isinstance(value, dict):
+        raise ValidationError(
+            field, value, "must be a mapping of priority, first_response, resolution"
+        )
+    unknown = sorted(set(value) - {"priority", "first_response", "resolution", "grade"}, key=str)
+    if unknown:
+        raise ValidationError(f"{field}.{unknown[0]}", value[unknown[0]], "is not a target field")
+    priority = value.get("priority")
+    try:
+        level = Priority(priority)
+    except (ValueError, TypeError):
+        allowed = ", ".join(p.value for p in Priority)
+        raise ValidationError(f"{field}.priority", priority, f"must be one of {allowed}") from None
+    grade = value.get("grade")
+    if grade is not None and (
+        not isinstance(grade, str) or not grade.isprintable() or len(grade) > 100
+    ):
+        raise ValidationError(f"{field}.grade", grade, "must be a short text")
+    first = _duration(f"{field}.first_response", value.get("first_response"))
+    resolution = _duration(f"{field}.resolution", value.get("resolution"))
+    if resolution < first:
+        raise ValidationError(
+            f"{field}.resolution", value.get("resolution"), "is shorter than first_response"
+        )
+    return SlaTarget(level, first, resolution, grade)
+
+
 @attrs.frozen
 class SlaPolicy:
     """Targets per priority, measured on a working calendar or in calendar hours."""
@@ -118,6 +172,54 @@ class SlaPolicy:
     """The targets; the first matching one applies (grade-specific ones should come first)."""
     calendar: WorkingHours | None = None
     """Business hours the targets count in; None counts every hour of the day."""
+
+    @classmethod
+    def parse(cls, value: Any, field: str = "sla_policy") -> SlaPolicy:
+        """Build from an SlaPolicy or its JSON form; a refusal names the place (``sla_policy.targets[0]``).
+
+        The JSON form: ``{"targets": [{"priority": "urgent", "first_response": 1,
+        "resolution": 4, "grade": None}, …], "calendar": {"timezone": "Europe/Berlin",
+        "mon": "09:00-17:00", …}}``, durations in hours (or as ``timedelta``). Every
+        priority needs a target for any grade, so no ticket is left without one.
+        """
+        if isinstance(value, SlaPolicy):
+            return value
+        if not isinstance(value, dict):
+            raise ValidationError(field, value, "must be a mapping with targets and a calendar")
+        unknown = sorted(set(value) - {"targets", "calendar"}, key=str)
+        if unknown:
+            raise ValidationError(
+                f"{field}.{unknown[0]}", value[unknown[0]], "is not targets or calendar"
+            )
+        given = value.get("targets")
+        if not isinstance(given, list | tuple) or not given:
+            raise ValidationError(f"{field}.targets", given, "must be a non-empty list of targets")
+        targets = tuple(_target(f"{field}.targets[{i}]", t) for i, t in enumerate(given))
+        uncovered = [
+            p.value
+            for p in Priority
+            if not any(t.priority is p and t.grade is None for t in targets)
+        ]
+        if uncovered:
+            raise ValidationError(
+                f"{field}.targets", given, f"has no target for any grade for {', '.join(uncovered)}"
+            )
+        return cls(targets, WorkingHours.parse(value.get("calendar"), f"{field}.calendar"))
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form :meth:`parse` reads back (durations in hours)."""
+        return {
+            "targets": [
+                {
+                    "priority": t.priority.value,
+                    "first_response": _hours(t.first_response),
+                    "resolution": _hours(t.resolution),
+                    **({"grade": t.grade} if t.grade is not None else {}),
+                }
+                for t in self.targets
+            ],
+            "calendar": None if self.calendar is None else self.calendar.to_json(),
+        }
 
     def target(self, priority: Priority, grade: str | None) -> SlaTarget:
         """The target for a ticket of this priority from a customer of this grade."""

@@ -11,6 +11,7 @@ import attrs
 from pycrm.domain.leads import Lead, LeadStatus
 from pycrm.domain.org import User
 from pycrm.domain.query import Eq, In, all_of
+from pycrm.domain.settings import SETTING_NAMES
 from pycrm.domain.tasks import BehaviourEvent, TaskPriority
 
 if TYPE_CHECKING:
@@ -125,5 +126,12 @@ class RuleContext:
         return self.session._uow.repo(BehaviourEvent).find(Eq("lead_id", lead.id))
 
     def setting(self, name: str, default: Any = None) -> Any:
-        """A CRM setting by name."""
+        """A setting by name: the tenant's runtime setting where it is one, else the CRM's.
+
+        The runtime settings (``routing_rules``, ``scoring``, ``sla_policy``,
+        ``default_region``; see ``s.settings``) are the tenant's stored value, or
+        the one given to :func:`pycrm.connect` when none is stored.
+        """
+        if name in SETTING_NAMES:
+            return self.session.settings._value(name)
         return getattr(self.crm, name, default)

@@ -33,7 +33,7 @@ from pycrm.errors import ConfigurationError
 from pycrm.rules.context import Assignment, RuleContext
 from pycrm.rules.hookspecs import hookimpl
 
-__all__ = ["PICKS", "RoutingRule", "RuleBook"]
+__all__ = ["PICKS", "RoutingRule", "RuleBook", "parse_rules"]
 
 #: How a rule picks one user from its pool.
 PICKS = ("round_robin", "load_balanced", "first")
@@ -113,6 +113,22 @@ class RoutingRule:
             fallthrough=fallthrough,
         )
 
+    def to_json(self) -> dict[str, Any]:
+        """The rule as JSON data :meth:`parse` reads back (fields at their default left out)."""
+        data: dict[str, Any] = {"name": self.name}
+        if self.when:
+            data["when"] = {
+                key: sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+                for key, value in self.when.items()
+            }
+        for key in ("team", "users", "skills", "pick"):
+            value = getattr(self, key)
+            if value:
+                data[key] = list(value) if isinstance(value, tuple) else value
+        if not self.fallthrough:
+            data["fallthrough"] = False
+        return data
+
     def applies_to(self, record: Any) -> bool:
         """True when the record meets every criterion."""
         for field, expected in self.when.items():
@@ -167,20 +183,44 @@ class RoutingRule:
         return f"{self.name} ({'; '.join(parts) or 'any'})"
 
 
-class RuleBook:
-    """The built-in routing plugin: rules as data, tried in order (see the module docs)."""
+def parse_rules(rules: Any) -> tuple[RoutingRule, ...]:
+    """Check and build a list of rules (RoutingRule objects or dicts) with unique names.
 
-    def __init__(self, rules: Sequence[RoutingRule | Mapping[str, Any]] = ()) -> None:
-        self.rules = [RoutingRule.parse(rule) for rule in rules]
-        names = [rule.name for rule in self.rules]
-        if len(set(names)) != len(names):
-            raise ConfigurationError("routing rule names must be unique")
+    Raises ConfigurationError naming the rule and the problem.
+    """
+    if isinstance(rules, str | bytes | Mapping) or not isinstance(rules, Sequence):
+        raise ConfigurationError("routing rules must be a list of rules")
+    parsed = tuple(RoutingRule.parse(rule) for rule in rules)
+    names = [rule.name for rule in parsed]
+    if len(set(names)) != len(names):
+        raise ConfigurationError("routing rule names must be unique")
+    return parsed
+
+
+class RuleBook:
+    """The built-in routing plugin: rules as data, tried in order (see the module docs).
+
+    With ``setting`` (as the CRM's own book, ``setting="routing_rules"``), the
+    rules are the tenant's stored setting of that name, read when a record is
+    routed, and the given ones are only its default.
+    """
+
+    def __init__(
+        self, rules: Sequence[RoutingRule | Mapping[str, Any]] = (), *, setting: str | None = None
+    ) -> None:
+        self.rules = list(parse_rules(rules))
+        """The rules (the default of the setting, when there is one)."""
+        self.setting = setting
+        """The name of the setting that holds the rules at runtime (None: ``rules`` always)."""
 
     def route(self, record: Any, candidates: Sequence[User], ctx: RuleContext) -> Assignment | None:
         """Walk the rules; return the first pick, or None."""
         pool = list(candidates)
         trail: list[str] = []
-        for rule in self.rules:
+        rules: Sequence[RoutingRule] = (
+            self.rules if self.setting is None else ctx.setting(self.setting)
+        )
+        for rule in rules:
             if not rule.applies_to(record):
                 continue
             narrowed = rule.narrow(pool, ctx)

@@ -101,7 +101,7 @@ class ContactService(RecordService[Contact]):
         """
         limit, offset = check_page(limit, offset)
         parts: list[Filter | None] = [text_filter("text", text)]
-        parts += point_filter(email, phone, self._s.crm.default_region)
+        parts += point_filter(email, phone, self._s.settings._default_region())
         if tag is not None:
             parts.append(HasKey("tag", search_key(check_text("tag", tag, required=True))))
         if customer_id is not None:

@@ -168,7 +168,7 @@ class CustomerService(RecordService[Customer]):
         """
         limit, offset = check_page(limit, offset)
         parts: list[Filter | None] = [text_filter("text", text)]
-        parts += point_filter(email, phone, self._s.crm.default_region)
+        parts += point_filter(email, phone, self._s.settings._default_region())
         if tag is not None:
             parts.append(HasKey("tag", search_key(check_text("tag", tag, required=True))))
         for field, value in (("industry", industry), ("region", region), ("owner_id", owner_id)):

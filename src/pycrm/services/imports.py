@@ -289,7 +289,7 @@ class ImporterService(Service):
             )
         options = {
             "kind": kind,
-            "region": default_region or self._s.crm.default_region,
+            "region": default_region or self._s.settings._default_region(),
             "policy": on_duplicate,
             "source": source,
             "campaign": campaign,

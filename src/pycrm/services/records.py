@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -11,13 +12,14 @@ import attrs
 
 from pycrm.domain.audit import AuditEntry, FieldChange
 from pycrm.domain.contact_points import Address, ContactPoint, PointKind
-from pycrm.domain.fields import Checks, check_bool, check_id, check_points
+from pycrm.domain.fields import Checks, check_bool, check_id, check_points, fold_points
 from pycrm.domain.org import User
 from pycrm.domain.query import And, Eq, Filter, OrderBy, Range
 from pycrm.domain.records import Record
 from pycrm.errors import ConcurrencyError, NotFound, ValidationError
 from pycrm.matching.countries import country_code, phone_region
 from pycrm.ports import Repository
+from pycrm.regions import region_code
 from pycrm.serialization import from_dict
 from pycrm.session import Session
 
@@ -50,6 +52,29 @@ def write(method: Callable[P, T]) -> Callable[P, T]:
         return service._s._guard.redact_all(result)
 
     return wrapper
+
+
+#: Keywords people write for the ones pycrm takes (``mail=`` for ``emails=``).
+_SYNONYMS = {
+    "mail": "emails",
+    "mails": "emails",
+    "e_mail": "emails",
+    "telephone": "phones",
+    "tel": "phones",
+    "mobile": "phones",
+    "region_code": "phone_region",
+    "country": "address",
+}
+
+
+def _hint(name: str, allowed: set[str]) -> str:
+    """``: did you mean `emails=`?`` for the known keyword closest to ``name`` (or nothing)."""
+    key = name.lower() if isinstance(name, str) else ""
+    meant = _SYNONYMS.get(key)
+    if meant not in allowed:
+        close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+        meant = close[0] if close else None
+    return f": did you mean `{meant}=`?" if meant else ""
 
 
 def check_when(field: str, value: Any) -> datetime:
@@ -113,28 +138,47 @@ class RecordService(Service, Generic[R]):
         return {}
 
     def _parse(
-        self, values: Mapping[str, Any], *, creating: bool, lenient: bool = False
+        self,
+        values: Mapping[str, Any],
+        *,
+        creating: bool,
+        lenient: bool = False,
+        current: R | None = None,
     ) -> dict[str, Any]:
-        """Check every given field; raise one ValidationError listing every bad one."""
+        """Check every given field; raise one ValidationError listing every bad one.
+
+        Records with contact points take ``email=``/``phone=`` beside
+        ``emails=``/``phones=`` and a per-call ``phone_region=``. National phone
+        numbers are read in ``phone_region``, else the record's address country
+        (the given address, or ``current``'s), else the tenant's default region.
+        An unknown keyword is refused with the closest known one as a hint.
+        """
         checkers = self._checkers()
         points = "contact_points" in attrs.fields_dict(self.record_type)
-        allowed = set(checkers) | ({"emails", "phones"} if points else set())
+        values = dict(values)
+        if points:
+            fold_points(values)
+        allowed = set(checkers) | ({"emails", "phones", "phone_region"} if points else set())
         unknown = sorted(set(values) - allowed)
         if unknown:
             raise ValidationError(
-                unknown[0], values[unknown[0]], f"is not a {self.record_type.resource} field"
+                unknown[0],
+                values[unknown[0]],
+                f"is not a {self.record_type.resource} field{_hint(unknown[0], allowed)}",
             )
         out: dict[str, Any] = {}
         with Checks() as checks:
             for name, value in values.items():
                 if name in checkers:
                     out[name] = checks(checkers[name], name, value)
+            given_region = values.get("phone_region")
+            if given_region is not None:
+                given_region = checks(region_code, given_region, "phone_region")
             if points and (creating or "emails" in values or "phones" in values):
-                # National numbers are read in the record's own country when it has one.
-                address = out.get("address")
-                region = phone_region(
+                address = out.get("address", getattr(current, "address", None))
+                region = given_region or phone_region(
                     address.country if isinstance(address, Address) else None,
-                    self._s.crm.default_region,
+                    self._s.settings._default_region(),
                 )
                 out["contact_points"] = checks(
                     check_points,
@@ -235,7 +279,9 @@ class RecordService(Service, Generic[R]):
         policy = fields.pop("on_duplicate", None)
         lenient = check_bool("lenient", fields.pop("lenient", False))
         custom = fields.pop("custom", None)
-        changes = self._parse(fields, creating=False, lenient=lenient)
+        if "contact_points" in attrs.fields_dict(self.record_type):
+            fold_points(fields)  # email= is emails=: the kind's list is replaced as a whole
+        changes = self._parse(fields, creating=False, lenient=lenient, current=current)
         if custom is not None:
             changes["custom"] = self._custom(current.custom, custom, creating=False)  # type: ignore[attr-defined]
         if "contact_points" in changes:

@@ -112,7 +112,7 @@ class TicketService(RecordService[Ticket]):
             customer_id = contact.customer_id
             customer = referenced(self._s, Customer, "customer_id", customer_id)
         now = self._s._now()
-        policy = self._s.crm.sla_policy
+        policy = self._s.settings._sla_policy()
         target = policy.target(fields["priority"], customer.grade if customer else None)
         ticket = self._add(
             "open",
@@ -198,7 +198,7 @@ class TicketService(RecordService[Ticket]):
     def _resume_clock(self, ticket: Ticket, now: datetime) -> dict[str, Any]:
         """Push the due times back by the SLA time spent waiting on the customer."""
         assert ticket.paused_since is not None
-        policy = self._s.crm.sla_policy
+        policy = self._s.settings._sla_policy()
         waited = policy.elapsed(ticket.paused_since, now)
         changes: dict[str, Any] = {"paused_since": None}
         if ticket.first_response_at is None and ticket.first_response_due is not None:
@@ -213,7 +213,7 @@ class TicketService(RecordService[Ticket]):
         """``due`` pushed back by the SLA time the ticket has been waiting on the customer so far."""
         if due is None or ticket.paused_since is None:
             return due
-        policy = self._s.crm.sla_policy
+        policy = self._s.settings._sla_policy()
         return policy.add(due, policy.elapsed(ticket.paused_since, now))
 
     @write
@@ -296,7 +296,7 @@ class TicketService(RecordService[Ticket]):
                 "ticket", ticket.status.value, "reopened", "only resolved or closed tickets reopen"
             )
         now = self._s._now()
-        policy = self._s.crm.sla_policy
+        policy = self._s.settings._sla_policy()
         customer = (
             self._s._uow.repo(Customer).get(ticket.customer_id) if ticket.customer_id else None
         )
@@ -365,7 +365,7 @@ class TicketService(RecordService[Ticket]):
         return self._find(either, order_by=[OrderBy("opened_at")])
 
     def _breaches_of(self, ticket: Ticket, when: datetime) -> list[Breach]:
-        policy = self._s.crm.sla_policy
+        policy = self._s.settings._sla_policy()
         found = []
         if (
             ticket.first_response_at is None
