@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import attrs
 import pytest
 
 import pycrm
+from pycrm.domain.audit import CHECKPOINT, AuditEntry, diff
+from pycrm.domain.query import Eq, OrderBy
 from pycrm.errors import PermissionDenied, ValidationError
+from pycrm.serialization import to_dict
 from pycrm.session import Session
 from pycrm.testing import FakeClock
 
@@ -57,11 +61,14 @@ def test_every_write_is_recorded_oldest_first_with_actor_department_and_time(
         ("update", history["sam"], "service", history["t1"]),
     ]
     assert all(e.record_type == "customer" for e in entries)
+    # A creation holds the record once, in its snapshot; an update only what it changed.
+    assert entries[0].changes == {}
+    assert entries[0].snapshot is not None
+    assert (entries[0].snapshot["name"], entries[0].snapshot["version"]) == ("Acme", 1)
+    assert entries[0].field_changes()["name"] == [None, "Acme"]
     assert entries[1].changes == {"industry": [None, "machinery"]}
     assert entries[2].changes == {"region": [None, "north"]}
-    assert entries[2].snapshot is not None
-    assert entries[2].snapshot["region"] == "north"
-    assert entries[2].snapshot["version"] == 3
+    assert entries[2].snapshot is None
 
 
 def test_audit_find_filters_by_actor_type_action_and_period(
@@ -147,3 +154,76 @@ def test_audit_entries_carry_time_from_the_crm_clock(crm: pycrm.CRM, fake_clock:
     with system(crm) as s:
         (entry,) = s.audit.find(record_id=acme.id)
     assert entry.at == fake_clock.now() == acme.created_at
+
+
+def test_as_of_and_history_replay_changes_across_checkpoints(
+    crm: pycrm.CRM, fake_clock: FakeClock
+) -> None:
+    moments = []
+    with system(crm) as s:
+        acme = s.customers.create("Acme", size=0)
+        for size in range(1, 2 * CHECKPOINT + 5):
+            moments.append(fake_clock.advance(minutes=1))
+            s.customers.update(acme.id, size=size, grade="A" if size % 2 else None)
+        entries = s.audit.find(record_id=acme.id, limit=1000)
+        # The record is written once, then only the changes (and a checkpoint now and then).
+        assert [e.snapshot is not None for e in entries].count(True) == 3
+        for size, moment in enumerate(moments, start=1):
+            then = s.customers.as_of(acme.id, moment)
+            assert (then.size, then.grade, then.version) == (
+                size,
+                "A" if size % 2 else None,
+                size + 1,
+            )
+            assert then.updated_at == moment
+        sizes = [c.new for c in s.customers.history(acme.id, "size")]
+    assert sizes == list(range(0, 2 * CHECKPOINT + 5))
+
+
+def test_history_and_as_of_read_entries_written_in_the_old_form(
+    crm: pycrm.CRM, fake_clock: FakeClock
+) -> None:
+    """Entries from before compact audit (every field in changes, a snapshot on every write)."""
+    with system(crm) as s:
+        acme = s.customers.create("Acme", size=1)
+        t1 = fake_clock.advance(hours=1)
+        s.customers.update(acme.id, size=2, industry="machinery")
+        t2 = fake_clock.advance(hours=1)
+        s.customers.update(acme.id, size=3)
+        expected = {
+            "history": [(c.field, c.old, c.new) for c in s.customers.history(acme.id)],
+            "as_of": [s.customers.as_of(acme.id, t) for t in (t1, t2)],
+        }
+        repo = s._uow.repo(AuditEntry)
+        stored = repo.find(Eq("record_id", acme.id), order_by=[OrderBy("at"), OrderBy("id")])
+        states = [to_dict(s.customers.as_of(acme.id, e.at)) for e in stored]
+    # Rewrite them as the old form had them, then read again.
+    old_form = [
+        attrs.evolve(e, changes=diff(None if i == 0 else states[i - 1], state), snapshot=state)
+        for i, (e, state) in enumerate(zip(stored, states, strict=True))
+    ]
+    uow = crm.store.begin("default")  # entries are append-only: rewrite them below the API
+    try:
+        table = getattr(uow, "connection", None)
+        if table is None:  # memory: swap the stored objects
+            base = crm.store._base(AuditEntry, "default")  # type: ignore[attr-defined]
+            for entry in old_form:
+                base[entry.id] = entry
+        else:
+            schema = crm.store.schema  # type: ignore[attr-defined]
+            codec = schema.codec(AuditEntry)
+            for entry in old_form:
+                row = codec.to_row(entry)
+                uow.connection.execute(  # type: ignore[attr-defined]
+                    codec.table.update().where(codec.table.c.id == entry.id).values(row)
+                )
+        uow.commit()
+    except BaseException:
+        uow.rollback()
+        raise
+    with system(crm) as s:
+        assert [(c.field, c.old, c.new) for c in s.customers.history(acme.id)] == expected[
+            "history"
+        ]
+        assert [s.customers.as_of(acme.id, t) for t in (t1, t2)] == expected["as_of"]
+        assert s._uow.repo(AuditEntry).get(stored[-1].id).snapshot is not None  # the old form

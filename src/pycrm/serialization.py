@@ -19,7 +19,7 @@ Hooks are registered on this module's own converter, never on cattrs' global one
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -112,6 +112,13 @@ def from_dict(cls: type[T], data: Any) -> T:
 
     Raises :class:`~pycrm.errors.ValidationError` naming the first bad field.
     """
+    if isinstance(data, Mapping) and attrs.has(cls):
+        # Compact forms (audit snapshots, event payloads) leave empty fields out.
+        missing = [
+            f.name for f in attrs.fields(cls) if f.name not in data and f.default is attrs.NOTHING
+        ]
+        if missing:
+            data = {**dict.fromkeys(missing), **data}
     try:
         return converter.structure(data, cls)
     except cattrs.ClassValidationError as exc:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import attrs
 
 from pycrm.domain.aggregates import GroupKey, Measure
-from pycrm.domain.audit import AuditEntry, diff
+from pycrm.domain.audit import CHECKPOINT, AuditEntry, compact, diff
 from pycrm.domain.custom_fields import FieldDefinition
 from pycrm.domain.events import Event
 from pycrm.domain.ids import new_id
@@ -296,9 +296,25 @@ class Session:
         *,
         event: str | None = None,
     ) -> None:
-        """Audit one write (field-level old → new and a snapshot) and queue its event."""
-        old = to_dict(before) if before is not None else None
+        """Audit one write and queue its event.
+
+        A creation's entry holds the new record once (its snapshot, empty
+        fields left out); an update's holds only the changed fields, plus a
+        checkpoint snapshot every :data:`~pycrm.domain.audit.CHECKPOINT`
+        versions. The event carries the record after the write (empty fields
+        left out) and, for an update, the changed fields' old values.
+        """
         new = to_dict(after)
+        old: dict[str, Any] | None
+        snapshot: dict[str, Any] | None
+        if before is None:
+            old, changes, snapshot = None, {}, compact(new)
+        else:
+            full = to_dict(before)
+            changes = diff(full, new)
+            old = {name: full.get(name) for name in changes}
+            checkpoint = getattr(after, "version", 1) % CHECKPOINT == 0
+            snapshot = compact(new) if checkpoint else None
         entry = AuditEntry(
             id=new_id(),
             tenant_id=self.tenant_id,
@@ -308,12 +324,12 @@ class Session:
             action=action,
             record_type=after.resource,
             record_id=after.id,
-            changes=diff(old, new),
-            snapshot=new,
+            changes=changes,
+            snapshot=snapshot,
         )
         self._uow.repo(AuditEntry).add(entry)
         if event is not None:
-            self._emit(event, after, before=old, after=new)
+            self._emit(event, after, before=old, after=snapshot or compact(new))
 
     def _emit(
         self,

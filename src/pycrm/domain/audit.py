@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -10,7 +10,7 @@ import attrs
 
 from pycrm.domain.records import Stored
 
-__all__ = ["AuditEntry", "FieldChange", "diff"]
+__all__ = ["CHECKPOINT", "AuditEntry", "FieldChange", "compact", "diff", "replay"]
 
 
 @attrs.frozen
@@ -60,9 +60,67 @@ class AuditEntry(Stored):
     record_id: str
     """The record's id."""
     changes: dict[str, list[Any]] = attrs.field(factory=dict)
-    """Field name → ``[old, new]`` in JSON form."""
+    """Field name → ``[old, new]`` in JSON form, for the fields an update changed.
+
+    Empty for a creation, whose values are the ``snapshot``: see
+    :meth:`field_changes`. Entries written before pycrm 0.2 repeat them here.
+    """
     snapshot: dict[str, Any] | None = None
-    """The whole record after the write, in JSON form (for ``as_of``)."""
+    """The record after the write in JSON form, without its empty fields.
+
+    Written for a creation and, as a checkpoint, every :data:`CHECKPOINT`
+    versions; ``as_of`` replays the changes of the entries after it. (Entries
+    written before pycrm 0.2 hold one on every write.)
+    """
+
+    def field_changes(self) -> dict[str, list[Any]]:
+        """Field → ``[old, new]`` of this write; a creation's come from its snapshot.
+
+        A field going from None to empty (an empty list or mapping at creation)
+        is no change, whichever form the entry was written in.
+        """
+        changes = self.changes or (diff(None, self.snapshot) if self.snapshot else {})
+        return {
+            name: pair
+            for name, pair in changes.items()
+            if not (pair[0] is None and pair[1] in ([], {}))
+        }
+
+
+#: An update's audit entry holds a snapshot when the record reaches a multiple of this
+#: version, so ``as_of`` replays at most this many entries' changes.
+CHECKPOINT = 32
+
+
+def replay(newest_first: Iterable[AuditEntry]) -> dict[str, Any] | None:
+    """The record's JSON form after the newest of ``newest_first`` (one record's entries).
+
+    Starts from the latest snapshot and applies the changes of the entries
+    after it, oldest first; the bookkeeping fields (``version``,
+    ``updated_at``, ``updated_by``) follow the writes replayed. None when no
+    snapshot is reached. Refused attempts (``denied:…``) are skipped.
+    """
+    after: list[AuditEntry] = []
+    for entry in newest_first:
+        if entry.action.startswith("denied:"):
+            continue
+        if entry.snapshot is None:
+            after.append(entry)
+            continue
+        state = dict(entry.snapshot)
+        for later in reversed(after):
+            for name, (_, new) in later.changes.items():
+                state[name] = new
+            state["version"] = state.get("version", 1) + 1
+            state["updated_at"] = later.at.isoformat()
+            state["updated_by"] = later.actor_id
+        return state
+    return None
+
+
+def compact(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's JSON form without its empty fields (None, empty lists and mappings)."""
+    return {k: v for k, v in data.items() if v is not None and v != [] and v != {}}
 
 
 def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> dict[str, list[Any]]:

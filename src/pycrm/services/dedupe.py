@@ -921,6 +921,13 @@ class DedupeService(Service):
                 raise ConcurrencyError(
                     change.record_type, change.record_id, change.version_after, current.version
                 )
+            if change.record_type == entry.record_type:
+                # Undoing a merge is as much as merging: update the survivor, restore the
+                # duplicates (the merge needed delete on them).
+                survived = change.record_id == entry.survivor_id
+                self._s._guard.require(current, "update" if survived else "delete")
+                if survived and not self._s._guard.allows(current, "read"):
+                    raise NotFound(change.record_type, change.record_id)
             restored = attrs.evolve(
                 from_dict(cls, change.before),
                 version=current.version + 1,

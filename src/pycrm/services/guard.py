@@ -282,7 +282,7 @@ class Guard:
             secret = self.hidden_custom(record.resource)
             if secret.intersection(custom):
                 empty["custom"] = {k: v for k, v in custom.items() if k not in secret}
-        if isinstance(record, Merge):
+        if isinstance(record, Merge) and "changes" not in hidden:
             empty["changes"] = tuple(self._redact_merge(record))
         if not empty:
             return record
@@ -315,11 +315,9 @@ class Guard:
         return value
 
     def _hide(self, resource: str, data: Mapping[str, Any]) -> dict[str, Any]:
-        """A record's JSON form with the fields hidden from the actor emptied."""
+        """A record's JSON form without the fields hidden from the actor."""
         hidden = self.hidden(resource)
-        out = dict(data)
-        for name in hidden & set(data):
-            out[name] = [] if isinstance(data[name], list) else None
+        out = {name: value for name, value in data.items() if name not in hidden}
         for name in ("custom", "changes"):
             if name in out and name not in hidden:
                 out[name] = self._shown(resource, name, out[name])

@@ -18,7 +18,7 @@ from typing import IO, Any, cast
 import attrs
 
 from pycrm.csvfiles import CsvRow
-from pycrm.domain.audit import AuditEntry, diff
+from pycrm.domain.audit import AuditEntry, compact
 from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.events import Event
 from pycrm.domain.fields import (
@@ -669,7 +669,8 @@ class _Chunk:
             s._events.extend(self.events)
 
     def _note(self, record: Record, action: str, verb: str) -> dict[str, Any]:
-        snapshot = to_dict(record)
+        # The same form as the session's own creations: the record once, empty fields left out.
+        snapshot = compact(to_dict(record))
         self.audit.append(
             AuditEntry(
                 id=new_id(),

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Generic, ParamSpec, TypeVar
 
 import attrs
 
-from pycrm.domain.audit import AuditEntry, FieldChange
+from pycrm.domain.audit import CHECKPOINT, AuditEntry, FieldChange, replay
 from pycrm.domain.contact_points import Address, ContactPoint, PointKind
 from pycrm.domain.fields import Checks, check_bool, check_id, check_points, fold_points
 from pycrm.domain.org import User
@@ -333,7 +333,7 @@ class RecordService(Service, Generic[R]):
             FieldChange(name, old, new, entry.at, entry.actor_id, entry.department)
             for entry in map(self._s._guard.redact, entries)
             if not entry.action.startswith("denied:")
-            for name, (old, new) in (entry.changes or {}).items()
+            for name, (old, new) in entry.field_changes().items()
             if field is None or name == field
         ]
 
@@ -341,15 +341,22 @@ class RecordService(Service, Generic[R]):
         """The record as it was at ``when``; NotFound if it did not exist yet."""
         check_when("when", when)
         self.get(id)
-        entries = self._s._uow.repo(AuditEntry).find(
-            And((Eq("record_id", id), Range("at", None, _just_after(when)))),
-            order_by=[OrderBy("at", descending=True), OrderBy("id", descending=True)],
-            limit=5,
+        resource = self.record_type.resource
+        repo = self._s._uow.repo(AuditEntry)
+        where = And(
+            (Eq("record_id", id), Eq("record_type", resource), Range("at", None, _just_after(when)))
         )
-        for entry in entries:
-            if entry.record_type == self.record_type.resource and entry.snapshot is not None:
-                return self._s._guard.redact(from_dict(self.record_type, entry.snapshot))
-        raise NotFound(self.record_type.resource, id)
+        newest = [OrderBy("at", descending=True), OrderBy("id", descending=True)]
+        entries: list[AuditEntry] = []
+        # A snapshot lies within CHECKPOINT writes back (refused attempts aside): read in pages.
+        while True:
+            page = repo.find(where, order_by=newest, limit=CHECKPOINT + 8, offset=len(entries))
+            entries += page
+            state = replay(entries)
+            if state is not None:
+                return self._s._guard.redact(from_dict(self.record_type, state))
+            if len(page) < CHECKPOINT + 8:
+                raise NotFound(resource, id)
 
 
 def _just_after(when: datetime) -> datetime:
