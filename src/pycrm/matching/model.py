@@ -32,6 +32,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 import attrs
@@ -373,59 +374,46 @@ class Scorer:
 # -- fitting -------------------------------------------------------------------------
 
 
-def _values(f: Features, comparison: str) -> Iterable[str]:
-    """The values of a record an exact match of ``comparison`` compares."""
-    if comparison == "first_name":
-        return (f.given,) if f.given else ()
-    if comparison == "surname":
-        return (f.surname,) if f.surname else ()
-    if comparison == "email":
-        return f.emails
-    if comparison == "phone":
-        return f.phones
-    if comparison == "street":
-        return (f.street.replace(" ", ""),) if f.street else ()
-    if comparison in _PLAIN:
-        value = getattr(f, comparison)
-        return (value,) if value else ()
-    value = f.ids.get(comparison, "")
-    return (value,) if value else ()
-
-
-_PLAIN = frozenset(
-    [
-        "name",
-        "street_number",
-        "line2",
-        "city",
-        "postcode",
-        "region",
-        "country",
-        "company",
-        "website",
-    ]
-)
-
-
 def _exact_u(features: Sequence[Features], names: Sequence[str]) -> list[float | None]:
     """P(two random records share the value exactly) per comparison, from value counts."""
-    counts: list[Counter[str]] = [Counter() for _ in names]
-    known = [0] * len(names)
-    for f in features:
-        for k, name in enumerate(names):
-            values = _values(f, name)
-            if values:
-                known[k] += 1
-                counts[k].update(values)
     out: list[float | None] = []
-    for k in range(len(names)):
-        n = known[k]
-        if n < 2:
+    for name in names:
+        counts: Counter[str] = Counter()
+        if name in _MULTI:
+            known = 0
+            for values in map(attrgetter(_MULTI[name]), features):
+                if values:
+                    known += 1
+                    counts.update(values)
+        else:
+            found: Iterable[str]
+            if name in _SINGLE:
+                found = map(attrgetter(_SINGLE[name]), features)
+            else:
+                found = (f.ids.get(name, "") for f in features)
+            counts.update(v for v in found if v)
+            known = sum(counts.values())
+        if known < 2:
             out.append(None)
             continue
-        same = sum(c * (c - 1) for c in counts[k].values())
-        out.append(max(same / (n * (n - 1)), 0.5 / (n * (n - 1))))
+        if name == "street":
+            merged: Counter[str] = Counter()
+            for value, count in counts.items():
+                merged[value.replace(" ", "")] += count
+            counts = merged
+        same = sum(c * (c - 1) for c in counts.values())
+        out.append(max(same / (known * (known - 1)), 0.5 / (known * (known - 1))))
     return out
+
+
+#: Comparisons of one value per record, and the Features attribute holding it.
+_SINGLE = {
+    "first_name": "given",
+    **{name: name for name in ("name", "surname", "street_number", "street", "line2", "city")},
+    **{name: name for name in ("postcode", "region", "country", "company", "website")},
+}
+#: Comparisons of several values per record (a set of them).
+_MULTI = {"email": "emails", "phone": "phones"}
 
 
 def name_frequencies(features: Sequence[Features], limit: int = 5000) -> dict[str, int]:
@@ -502,13 +490,16 @@ def fit(
     # duplicates and EM would take them for the "match" class.
     base_table = base.tables()
     needed = TRAINING_FLOOR - base.prior_weight
+    every = Counter(map(tuple, levels))
     patterns = Counter(
-        key
-        for key in map(tuple, levels)
-        if sum(base_table[k][level] for k, level in enumerate(key) if level >= 0) >= needed
+        {
+            key: count
+            for key, count in every.items()
+            if sum(base_table[k][level] for k, level in enumerate(key) if level >= 0) >= needed
+        }
     )
     if not patterns:
-        patterns = Counter(tuple(x) for x in levels)
+        patterns = every
     places = [k for k, c in enumerate(comparisons) if c.place]
     with_place = base.place_prior > 0 and bool(places)
     # Every (comparison, level) gets a flat index; a pattern is the indexes it shows.
