@@ -195,11 +195,17 @@ class _Maker:
 
     def phone(self, region: str, *, mobile: bool) -> str:
         template = _template(region, mobile)
-        digits = min(8, len(template) - 6)
-        keep = len(template) - digits
+        # Keep the country code and two digits of the area or mobile prefix; the rest
+        # is random, so each country has millions of numbers to draw from.
+        code = str(phonenumbers.parse(template).country_code)
+        keep = 1 + len(code) + 2
+        tries = 0
         while True:
+            tries += 1
+            if tries % 500 == 0 and keep > 1 + len(code):
+                keep -= 1  # that prefix is spent: draw one more digit at random
             candidate = template[:keep] + "".join(
-                self.rng.choice("0123456789") for _ in range(digits)
+                self.rng.choice("0123456789") for _ in range(len(template) - keep)
             )
             if candidate in self.used:
                 continue
