@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 import pycrm
 from conftest import ConnectFn
@@ -117,6 +118,51 @@ def test_a_session_keeps_the_settings_it_started_with(connect_crm: ConnectFn, ba
         # One session, one set of rules: the change applies from the next session.
         assert preview(name="Two").owner_id == team.ann.id  # type: ignore[union-attr]
     assert capture(crm).owner_id == team.bob.id
+
+
+def test_a_change_rolled_back_is_never_seen_even_when_a_later_one_reaches_the_same_version(
+    crm: pycrm.CRM,
+) -> None:
+    def set_then_fail(region: str) -> None:
+        with crm.session(crm.system_actor) as s:
+            s.settings.set("default_region", region)
+            assert s.settings.get("default_region") == region  # its own session sees it
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        set_then_fail("FR")
+    with crm.session(crm.system_actor) as s:  # the fake clock stands still: same version, same time
+        assert s.settings.get("default_region") == "DE"
+        s.settings.set("default_region", "AT")
+    with crm.session(crm.system_actor) as s:
+        assert s.settings.get("default_region") == "AT"
+
+
+def test_an_unchanged_tenant_costs_a_session_one_small_query(
+    connect_crm: ConnectFn, backend: str
+) -> None:
+    if backend == "memory":
+        pytest.skip("the memory adapter runs no SQL")
+    crm = connect_crm(routing_rules=TO_FIRST)
+    with crm.session(crm.system_actor) as s:
+        s.settings.set("routing_rules", [{"name": "all", "pick": "round_robin"}])
+        s.settings.set("default_region", "AT")
+    with crm.session(crm.system_actor) as s:
+        s.settings.get("routing_rules")  # this process has read them once
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    with crm.session(crm.system_actor) as s:
+        sa.event.listen(crm.engine, "before_cursor_execute", count)
+        try:
+            for name in ("routing_rules", "scoring", "sla_policy", "default_region"):
+                s.settings._value(name)
+        finally:
+            sa.event.remove(crm.engine, "before_cursor_execute", count)
+    assert len(statements) == 1, statements
+    assert "sum(" in statements[0].lower()
 
 
 def test_settings_belong_to_one_tenant(crm: pycrm.CRM) -> None:

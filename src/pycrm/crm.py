@@ -165,8 +165,8 @@ class CRM:
             """The lead scorer's weights: the default of the runtime setting ``scoring``."""
         except ValidationError as exc:
             raise ConfigurationError(f"{exc.field}: {exc.reason}") from None
-        self._settings_cache: dict[tuple[str, str], tuple[Any, Any]] = {}
-        """(tenant, setting) → (stored JSON form, what it parses to), shared by this CRM's sessions."""
+        self._settings_cache: dict[str, tuple[int, dict[str, Any]]] = {}
+        """Tenant → (the stored settings' version sum, the settings in effect), for every session."""
         if not ticket_departments:
             raise ConfigurationError("ticket_departments needs at least one department")
         self.ticket_departments = tuple(ticket_departments)

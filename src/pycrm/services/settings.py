@@ -5,14 +5,16 @@ stored per tenant, audited, and announced by the ``settings_changed`` signal.
 The values given to :func:`pycrm.connect` are the defaults of a tenant that
 has stored none (and of one that reset a setting).
 
-How every process sees a change: a session reads its tenant's stored settings
-(one query of at most four small rows) the first time it needs one, and keeps
-them for the rest of the session, so one session works under one set of rules.
-What each stored value parses to (a list of routing rules, an SLA policy) is
-cached per process by the stored JSON itself, so a session re-parses nothing
-unless the value changed. A change committed by any process therefore applies
-from the next session that needs the setting, in every process, without a
-restart; sessions that need no setting pay nothing.
+How every process sees a change: the first time a session needs a setting,
+it asks its tenant for the sum of the stored settings' versions (one aggregate
+query returning one number). Every committed change adds one to that sum, so
+it names the committed settings exactly: when it equals the one this process
+cached, the cached values (already parsed: routing rules, an SLA policy) are
+used; otherwise the rows are read and parsed again. The session then keeps
+its values to its end, so one session works under one set of rules. A change
+committed by any process therefore applies from the next session that needs
+a setting, in every process, without a restart; sessions that need no
+setting pay nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from pycrm.domain.aggregates import Sum
 from pycrm.domain.fields import check_json, check_key
 from pycrm.domain.query import Eq
 from pycrm.domain.settings import SETTING_NAMES, Setting
@@ -122,6 +125,8 @@ class SettingsService(Service):
     def __init__(self, session: Any) -> None:
         super().__init__(session)
         self._seen: dict[str, Any] | None = None
+        self._wrote = False
+        """True once this session changed a setting: it reads its own rows, uncached."""
 
     def _name(self, name: Any) -> str:
         check_key("name", name, what="a setting name", limit=100)
@@ -156,33 +161,43 @@ class SettingsService(Service):
         return region
 
     def _load(self) -> dict[str, Any]:
+        """Every setting in effect: the process's cached values if the stored ones are unchanged.
+
+        The check is one aggregate query, the sum of the stored settings'
+        versions: each committed change adds one to it, so it names the
+        tenant's committed settings exactly. Only when it moved are the rows
+        read and the changed values parsed. A session that changed settings
+        itself sees its uncommitted rows and neither uses nor fills the cache.
+        """
         crm = self._s.crm
+        tenant = self._s.tenant_id
+        repo = self._s._uow.repo(Setting)
+        cache: dict[str, tuple[int, dict[str, Any]]] = crm._settings_cache
+        if not self._wrote:
+            found = repo.aggregate(None, [], {"stamp": Sum("version")})
+            stamp = (found[0]["stamp"] or 0) if found else 0
+            hit = cache.get(tenant)
+            if hit is not None and hit[0] == stamp:
+                return hit[1]
+        rows = repo.find()
         stored = {
-            row.name: row.config
-            for row in self._s._uow.repo(Setting).find()
-            if row.config is not None and row.name in SETTINGS
+            row.name: row.config for row in rows if row.config is not None and row.name in SETTINGS
         }
-        cache: dict[tuple[str, str], tuple[Any, Any]] = crm._settings_cache
         values: dict[str, Any] = {}
         for name, kind in SETTINGS.items():
             config = stored.get(name)
             if config is None:
                 values[name] = kind.default(crm)
                 continue
-            key = (self._s.tenant_id, name)
-            hit = cache.get(key)
-            if hit is not None and hit[0] == config:
-                values[name] = hit[1]
-                continue
             try:
-                parsed = kind.parse(config.get("value"), name)
+                values[name] = kind.parse(config.get("value"), name)
             except ValidationError as exc:
                 raise ConfigurationError(
-                    f"the stored setting {name!r} of tenant {self._s.tenant_id!r} is not "
-                    f"usable ({exc}); set it again or reset it"
+                    f"the stored setting {name!r} of tenant {tenant!r} is not usable "
+                    f"({exc}); set it again or reset it"
                 ) from None
-            cache[key] = (config, parsed)
-            values[name] = parsed
+        if not self._wrote:
+            cache[tenant] = (sum(row.version for row in rows), values)
         return values
 
     def _stored(self, name: str) -> Setting | None:
@@ -254,6 +269,7 @@ class SettingsService(Service):
         if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
             raise ValidationError("version", version, "must be a whole number")
         self._seen = None  # this session sees its own change from now on
+        self._wrote = True
         current = self._stored(name)
         if current is None:
             if version is not None:
