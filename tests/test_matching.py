@@ -372,3 +372,14 @@ def test_a_database_made_before_matching_gets_its_match_keys_recomputed(tmp_path
                 )
             ]
             assert found_ids == [anna.id]
+
+
+def test_check_takes_identifying_custom_values(system: Session, town: dict[str, str]) -> None:
+    same = system.dedupe.check("contact", name="John Miller", custom={"birth_date": "1971-05-24"})
+    assert {town[c.record_id] for c in same} == {"john", "john2"}
+    assert "birth_date" in {w.comparison for w in same[0].weights}
+    other = system.dedupe.check("contact", name="John Miller", custom={"birth_date": "1955-11-30"})
+    assert other == []
+    with pytest.raises(ValidationError) as info:
+        system.dedupe.check("contact", name="John Miller", custom={"shoe_size": 44})
+    assert info.value.field == "custom.shoe_size"

@@ -1,4 +1,11 @@
-"""Duplicates: checked at the door, found in bulk, merged and unmerged."""
+"""Duplicates: checked at the door, found in bulk, linked across sources, merged and unmerged.
+
+Every decision comes from one engine, the Fellegi–Sunter model of
+:mod:`pycrm.matching`, with the kind's latest fitted parameters (a stored
+:class:`~pycrm.domain.matching.MatchModel`): scores are match probabilities,
+candidates explain themselves as per-field match weights and name the version
+of the parameters that decided. See the guide's "Finding duplicates" page.
+"""
 
 from __future__ import annotations
 
@@ -361,15 +368,24 @@ class DedupeService(Service):
     def check(self, record_type: str, **fields: Any) -> list[Candidate]:
         """The duplicates a record with these fields would have, without writing anything.
 
-        Takes the fields ``create`` (or ``capture``) of that kind takes.
+        Takes the fields ``create`` (or ``capture``) of that kind takes, ``custom``
+        values included (identifying custom fields such as a birth date count).
         """
+        from pycrm.domain.custom_fields import check_custom
+
         cls = self._kind(record_type)
         self._s._guard.filter(cls)  # no read grant for the kind: PermissionDenied
         service = getattr(self._s, record_type + "s")
+        custom = fields.pop("custom", None)
         fold_points(fields)  # capture() takes email= and phone= too
         values = service._parse(fields, creating=True)
         # Asking about a field hidden from the actor would reveal who holds that value.
         given = [name for name, value in values.items() if value not in (None, (), "", {})]
+        if custom is not None:
+            check_mapping("custom", custom)
+            given += [f"custom.{key}" for key in custom]
+            defs = self._s._field_definitions(record_type)
+            values["custom"] = check_custom(defs, {}, custom, creating=False)
         self._s._guard.check_fields(cls, given)
         if record_type == "lead":
             values.setdefault("source", "check")
