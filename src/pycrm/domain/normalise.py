@@ -253,6 +253,7 @@ STREET_WORDS = {
 }  # fmt: skip
 
 
+@lru_cache(maxsize=65536)
 def street_key(line: str | None) -> tuple[str, str]:
     """A street line as ``(house number, street words)``, both folded for matching.
 
@@ -300,6 +301,7 @@ HONORIFICS = frozenset(
 )
 
 
+@lru_cache(maxsize=65536)
 def name_parts(name: str | None) -> tuple[str, str]:
     """A person's ``(given name, surname)``, folded; a one-word name is a surname.
 

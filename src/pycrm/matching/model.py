@@ -244,6 +244,7 @@ class Scorer:
             if c.tf == "names" and model.name_counts
         }
         self.counts = model.name_counts
+        self._lines: dict[tuple[str, str, float], FieldWeight] = {}
         # The exact level of each comparison with a term-frequency adjustment (-2: none).
         self.exact = [len(c.levels) - 1 if c.tf else -2 for c in self.comparisons]
 
@@ -282,19 +283,26 @@ class Scorer:
         total, correction = self._total(a, b, levels, tf, shared, weights)
         lines: tuple[FieldWeight, ...] = ()
         if explain:
-            out = [FieldWeight("prior", f"{self.model.prior:.2g}", round(self.prior_weight, 3))]
+            line = self._line
+            out = [line("prior", f"{self.model.prior:.2g}", self.prior_weight)]
             for i, level in enumerate(levels):
                 if level >= 0:
                     c = self.comparisons[i]
-                    out.append(FieldWeight(c.name, c.levels[level], round(weights[i], 3)))
+                    out.append(line(c.name, c.levels[level], weights[i]))
             if correction < -0.001:
-                out.append(
-                    FieldWeight(
-                        "shared place", "looks like a household or office", round(correction, 3)
-                    )
-                )
+                out.append(line("shared place", "looks like a household or office", correction))
             lines = tuple(out)
         return Scored(total, probability(total), tuple(levels), lines)
+
+    def _line(self, comparison: str, level: str, weight: float) -> FieldWeight:
+        """One explanation line; the same line is made once (most repeat from pair to pair)."""
+        key = (comparison, level, round(weight, 3))
+        found = self._lines.get(key)
+        if found is None:
+            found = FieldWeight(*key)
+            if len(self._lines) < 100_000:
+                self._lines[key] = found
+        return found
 
     def weight(
         self,
