@@ -176,8 +176,8 @@ source_paths = ["src"]
 only_mutate = [{json.dumps(target)}]
 pytest_add_cli_args_test_selection = [{quoted}]
 pytest_add_cli_args = ["-k", "not postgresql", "-p", "no:cacheprovider"]
-timeout_multiplier = 3.0
-timeout_constant = 5.0
+timeout_multiplier = 1.0
+timeout_constant = 10.0
 use_git_change_detection = false
 """
 
