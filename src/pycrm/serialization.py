@@ -69,6 +69,9 @@ converter.register_unstructure_hook_func(
     lambda cls: isinstance(cls, type) and issubclass(cls, enum.Enum),
     _or_none(lambda member: converter.unstructure(member.value)),
 )
+# A StrEnum is a str too, and cattrs passes str through as it is: its plain
+# value, so the JSON form holds text, not enum members.
+converter.register_unstructure_hook(enum.StrEnum, _or_none(lambda member: str(member.value)))
 converter.register_unstructure_hook(datetime, _or_none(lambda v: v.isoformat()))
 converter.register_structure_hook(datetime, _load_datetime)
 converter.register_unstructure_hook(date, _or_none(lambda v: v.isoformat()))

@@ -14,7 +14,7 @@ from pycrm.domain.records import Record
 __all__ = ["Activity", "ActivityKind"]
 
 
-class ActivityKind(enum.Enum):
+class ActivityKind(enum.StrEnum):
     """What kind of interaction an activity records."""
 
     CALL = "call"

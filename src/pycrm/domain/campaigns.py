@@ -31,7 +31,7 @@ class Segment(Record):
     """What it is for."""
 
 
-class CampaignStatus(enum.Enum):
+class CampaignStatus(enum.StrEnum):
     """Where a campaign is."""
 
     PLANNED = "planned"

@@ -124,7 +124,7 @@ def normalise_email(value: Any, *, field: str = "email") -> str:
     return str(result.normalized)
 
 
-class PointKind(enum.Enum):
+class PointKind(enum.StrEnum):
     """The kind of a contact point."""
 
     EMAIL = "email"

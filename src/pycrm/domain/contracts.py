@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 
-class ContractStatus(enum.Enum):
+class ContractStatus(enum.StrEnum):
     """Where a contract is in its life."""
 
     DRAFT = "draft"
@@ -59,7 +59,7 @@ CONTRACT_MOVES: StateMachine[ContractStatus] = StateMachine(
 )
 
 
-class Decision(enum.Enum):
+class Decision(enum.StrEnum):
     """An approver's answer."""
 
     PENDING = "pending"

@@ -38,7 +38,7 @@ __all__ = [
 CUSTOMIZABLE = ("customer", "contact", "lead", "deal", "ticket", "contract")
 
 
-class FieldType(enum.Enum):
+class FieldType(enum.StrEnum):
     """What a custom field holds."""
 
     TEXT = "text"

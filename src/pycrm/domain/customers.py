@@ -17,7 +17,7 @@ from pycrm.domain.records import Record
 __all__ = ["Contact", "Customer", "RecordStatus", "category_keys", "point_keys"]
 
 
-class RecordStatus(enum.Enum):
+class RecordStatus(enum.StrEnum):
     """Whether a customer or contact is in use."""
 
     ACTIVE = "active"

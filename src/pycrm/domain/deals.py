@@ -60,7 +60,7 @@ class Pipeline(Record):
         raise ValidationError("stage", key, f"is not a stage of pipeline {self.key!r} ({known})")
 
 
-class DealStatus(enum.Enum):
+class DealStatus(enum.StrEnum):
     """Whether a deal is still open."""
 
     OPEN = "open"

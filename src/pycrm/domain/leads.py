@@ -18,7 +18,7 @@ from pycrm.domain.states import StateMachine
 __all__ = ["LEAD_MOVES", "Lead", "LeadStatus"]
 
 
-class LeadStatus(enum.Enum):
+class LeadStatus(enum.StrEnum):
     """Where a lead is in its life."""
 
     NEW = "new"

@@ -16,7 +16,7 @@ from pycrm.errors import ValidationError
 __all__ = ["Payment", "Receivable", "ReceivableStatus", "apply_payment", "status_for"]
 
 
-class ReceivableStatus(enum.Enum):
+class ReceivableStatus(enum.StrEnum):
     """Where a receivable stands."""
 
     OPEN = "open"

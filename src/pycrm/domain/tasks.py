@@ -13,7 +13,7 @@ from pycrm.domain.records import Record
 __all__ = ["DEFAULT_FOLLOWUPS", "BehaviourEvent", "Followup", "Task", "TaskPriority", "TaskStatus"]
 
 
-class TaskStatus(enum.Enum):
+class TaskStatus(enum.StrEnum):
     """Whether a task is done."""
 
     OPEN = "open"
@@ -21,7 +21,7 @@ class TaskStatus(enum.Enum):
     CANCELLED = "cancelled"
 
 
-class TaskPriority(enum.Enum):
+class TaskPriority(enum.StrEnum):
     """How urgent a task is."""
 
     LOW = "low"

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-class TicketStatus(enum.Enum):
+class TicketStatus(enum.StrEnum):
     """Where a ticket is."""
 
     NEW = "new"
@@ -60,7 +60,7 @@ TICKET_MOVES: StateMachine[TicketStatus] = StateMachine(
 OPEN_TICKET_STATUSES = (_T.NEW, _T.ASSIGNED, _T.IN_PROGRESS, _T.WAITING_ON_CUSTOMER)
 
 
-class Channel(enum.Enum):
+class Channel(enum.StrEnum):
     """How the customer reached service."""
 
     PHONE = "phone"
@@ -69,7 +69,7 @@ class Channel(enum.Enum):
     CHAT = "chat"
 
 
-class Priority(enum.Enum):
+class Priority(enum.StrEnum):
     """How urgent a ticket is."""
 
     LOW = "low"
@@ -321,7 +321,7 @@ class Ticket(Record):
         return self.status in OPEN_TICKET_STATUSES
 
 
-class ArticleStatus(enum.Enum):
+class ArticleStatus(enum.StrEnum):
     """Whether customers can find an article."""
 
     DRAFT = "draft"

@@ -59,9 +59,13 @@ _SYNONYMS = {
     "mail": "emails",
     "mails": "emails",
     "e_mail": "emails",
+    "email_address": "email",
+    "email_addresses": "emails",
     "telephone": "phones",
     "tel": "phones",
     "mobile": "phones",
+    "phone_number": "phone",
+    "phone_numbers": "phones",
     "region_code": "phone_region",
     "country": "address",
 }
@@ -161,10 +165,11 @@ class RecordService(Service, Generic[R]):
         allowed = set(checkers) | ({"emails", "phones", "phone_region"} if points else set())
         unknown = sorted(set(values) - allowed)
         if unknown:
+            known = allowed | ({"email", "phone"} if points else set())
             raise ValidationError(
                 unknown[0],
                 values[unknown[0]],
-                f"is not a {self.record_type.resource} field{_hint(unknown[0], allowed)}",
+                f"is not a {self.record_type.resource} field{_hint(unknown[0], known)}",
             )
         out: dict[str, Any] = {}
         with Checks() as checks:

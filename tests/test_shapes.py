@@ -1,0 +1,231 @@
+"""The shapes a developer guesses right: string enums, primary contact points, both keyword forms.
+
+Contract tests on memory, SQLite and PostgreSQL, and a few checks of the
+domain's types by introspection.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+
+import pytest
+import sqlalchemy as sa
+
+import pycrm
+import pycrm.domain
+from pycrm.domain.contact_points import ContactPoint, PointKind
+from pycrm.domain.leads import LeadStatus
+from pycrm.domain.tickets import Priority
+from pycrm.errors import ValidationError
+from pycrm.serialization import from_dict, to_dict
+from support import refused
+
+# -- enums compare with their text ---------------------------------------------------------
+
+
+def domain_enums() -> list[type[enum.Enum]]:
+    found: dict[str, type[enum.Enum]] = {}
+    for module in pycrm.domain.__dict__.values():
+        if inspect.ismodule(module) and module.__name__.startswith("pycrm.domain."):
+            for value in vars(module).values():
+                if isinstance(value, type) and issubclass(value, enum.Enum):
+                    found[value.__qualname__] = value
+    return list(found.values())
+
+
+def test_every_domain_enum_of_texts_is_a_str_enum() -> None:
+    texts = [
+        e
+        for e in domain_enums()
+        if all(isinstance(m.value, str) for m in e) and e.__name__ != "Kind"
+    ]
+    assert len(texts) >= 15
+    assert [e.__name__ for e in texts if not issubclass(e, enum.StrEnum)] == []
+
+
+def test_a_status_or_priority_equals_its_text_and_its_json_form_is_unchanged(
+    crm: pycrm.CRM, backend: str
+) -> None:
+    with crm.session(crm.system_actor) as s:
+        ticket = s.tickets.open("Broken", channel="email", priority="urgent")
+        lead = s.leads.capture("Lea", source="webform")
+    with crm.session(crm.system_actor) as s:
+        ticket = s.tickets.get(ticket.id)
+        lead = s.leads.get(lead.id)
+    assert ticket.priority == "urgent"
+    assert ticket.priority is Priority.URGENT
+    assert ticket.channel == "email"
+    assert lead.status == "new"
+    assert lead.status is LeadStatus.NEW
+    assert f"{ticket.priority}/{lead.status}" == "urgent/new"
+    data = to_dict(ticket)
+    assert (data["priority"], data["channel"], data["status"]) == ("urgent", "email", "new")
+    assert type(data["priority"]) is str
+    assert from_dict(type(ticket), data).priority is Priority.URGENT
+    if backend != "memory":
+        with crm.engine.connect() as connection:
+            table = crm.store.schema.codec(type(ticket)).table  # type: ignore[attr-defined]
+            stored = connection.execute(
+                sa.select(table.c.priority).where(table.c.id == ticket.id)
+            ).scalar_one()
+        assert (stored, type(stored)) == ("urgent", str)
+
+
+def test_filters_take_the_text_or_the_member(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s:
+        s.leads.capture("Lea", source="webform")
+        by_text = s.leads.search(status="new")
+        by_member = s.leads.search(status=LeadStatus.NEW)
+    assert [lead.name for lead in by_text] == [lead.name for lead in by_member] == ["Lea"]
+
+
+# -- primary contact points ------------------------------------------------------------------
+
+
+def test_the_first_email_and_phone_are_primary_unless_another_is_marked(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s:
+        first = s.contacts.create(
+            "Ann", emails=["ann@a.example", "ann@b.example"], phones=["030 1234567"]
+        )
+        marked = s.customers.create(
+            "Acme",
+            emails=["info@acme.example", {"value": "sales@acme.example", "primary": True}],
+            phones=[("030 7654321", "switchboard")],
+        )
+        nothing = s.leads.capture("Lea", source="webform")
+    assert (first.primary_email, first.primary_phone) == ("ann@a.example", "+49301234567")
+    assert marked.primary_email == "sales@acme.example"
+    assert marked.primary_phone == "+49307654321"
+    assert [p.value for p in marked.contact_points if p.kind is PointKind.EMAIL] == [
+        "info@acme.example",
+        "sales@acme.example",
+    ]
+    assert (nothing.primary_email, nothing.primary_phone) == (None, None)
+    with crm.session(crm.system_actor) as s:
+        again = s.customers.get(marked.id)
+    assert again.primary_email == "sales@acme.example"
+    assert again.contact_points == marked.contact_points
+
+
+def test_an_invalid_point_kept_as_typed_is_never_primary(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s:
+        contact = s.contacts.create(
+            "Bob", emails=["not an email", "bob@b.example"], phones=["12"], lenient=True
+        )
+    assert contact.primary_email == "bob@b.example"
+    assert contact.primary_phone is None
+
+
+def test_two_primary_emails_are_refused(crm: pycrm.CRM) -> None:
+    (error,) = refused(
+        crm,
+        crm.system_actor,
+        (
+            ValidationError,
+            lambda s: s.contacts.create(
+                "Ann",
+                emails=[
+                    {"value": "a@a.example", "primary": True},
+                    {"value": "b@a.example", "primary": True},
+                ],
+            ),
+        ),
+    )
+    assert isinstance(error, ValidationError)
+    assert error.field == "emails[1]"
+
+
+def test_marking_another_phone_primary_on_update_keeps_the_emails(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s:
+        ann = s.contacts.create("Ann", emails=["ann@a.example"], phones=["030 1111111"])
+        ann = s.contacts.update(
+            ann.id,
+            phones=["030 1111111", ContactPoint(PointKind.PHONE, "+49302222222", primary=True)],
+        )
+    assert ann.primary_phone == "+49302222222"
+    assert ann.primary_email == "ann@a.example"
+
+
+# -- email= and emails=, phone= and phones=, everywhere -----------------------------------------
+
+
+def test_every_create_and_update_takes_one_email_or_phone_beside_the_lists(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s:
+        acme = s.customers.create("Acme", email="info@acme.example", phone="030 1234567")
+        ann = s.contacts.create(
+            "Ann", email="ann@acme.example", emails=["ann@home.example"], customer_id=acme.id
+        )
+        lead = s.leads.capture("Lea", source="webform", emails=["lea@l.example"])
+        ann = s.contacts.update(ann.id, email="ann@new.example")
+        kept = s.contacts.update(ann.id, email=None, title="CTO")
+    assert acme.primary_email == "info@acme.example"
+    assert acme.primary_phone == "+49301234567"
+    assert [p.value for p in ann.contact_points] == ["ann@new.example"]
+    assert kept.contact_points == ann.contact_points
+    assert kept.title == "CTO"
+    assert lead.primary_email == "lea@l.example"
+
+
+@pytest.mark.parametrize(
+    ("keyword", "hint"),
+    [
+        ("mail", "emails"),
+        ("emial", "email"),
+        ("e_mails", "emails"),
+        ("telephone", "phones"),
+        ("phone_number", "phone"),
+        ("adress", "address"),
+    ],
+)
+def test_an_unknown_keyword_is_refused_with_the_one_meant(
+    crm: pycrm.CRM, keyword: str, hint: str
+) -> None:
+    (error,) = refused(
+        crm,
+        crm.system_actor,
+        (ValidationError, lambda s: s.contacts.create("Ann", **{keyword: "x"})),
+    )
+    assert isinstance(error, ValidationError)
+    assert error.field == keyword
+    assert f"did you mean `{hint}=`?" in str(error)
+
+
+def test_a_keyword_like_no_known_one_gets_no_hint(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s, pytest.raises(ValidationError) as info:
+        s.contacts.create("Ann", zzz=1)
+    assert "did you mean" not in str(info.value)
+
+
+# -- the phone region of one call, and of the record's country ----------------------------------
+
+
+def test_a_call_may_name_the_region_of_its_national_numbers(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s:
+        zoe = s.contacts.create("Zoé", phones=["01 23 45 67 89"], phone_region="FR")
+        lea = s.leads.capture("Lea", source="webform", phone="01 23 45 67 89", phone_region="fr")
+        acme = s.customers.create("Acme", phone="020 7946 0958", phone_region="GB", region="EMEA")
+        zoe = s.contacts.update(zoe.id, phones=["06 12 34 56 78"], phone_region="FR")
+    assert zoe.primary_phone == "+33612345678"
+    assert lea.primary_phone == "+33123456789"
+    assert (acme.primary_phone, acme.region) == ("+442079460958", "EMEA")
+
+
+def test_an_update_reads_national_numbers_in_the_records_own_country(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s:
+        zoe = s.contacts.create("Zoé", address={"city": "Paris", "country": "France"})
+        zoe = s.contacts.update(zoe.id, phones=["01 23 45 67 89"])
+    assert zoe.primary_phone == "+33123456789"
+
+
+def test_a_bad_phone_region_is_refused_naming_it(crm: pycrm.CRM) -> None:
+    (error,) = refused(
+        crm,
+        crm.system_actor,
+        (
+            ValidationError,
+            lambda s: s.contacts.create("Ann", phones=["0123"], phone_region="Frankreich"),
+        ),
+    )
+    assert isinstance(error, ValidationError)
+    assert "phone_region" in [e.field for e in error.errors]
