@@ -229,3 +229,46 @@ def test_a_bad_phone_region_is_refused_naming_it(crm: pycrm.CRM) -> None:
     )
     assert isinstance(error, ValidationError)
     assert "phone_region" in [e.field for e in error.errors]
+
+
+# -- short reprs --------------------------------------------------------------------------------
+
+
+def test_records_and_the_360_view_print_as_one_short_line(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s:
+        acme = s.customers.create("Acme [GmbH]", emails=["info@acme.example"], tags=["vip"] * 1)
+        for n in range(30):
+            s.contacts.create(f"Person {n}", customer_id=acme.id, emails=[f"p{n}@acme.example"])
+            s.activities.log("call", f"Call {n}", customer_id=acme.id, body="x" * 500)
+        s.deals.create("Big deal", customer_id=acme.id, amount=pycrm.Money.of("100", "EUR"))
+        ticket = s.tickets.open("Broken", channel="email", customer_id=acme.id, priority="high")
+        view = s.customers.view(acme.id)
+        records = [acme, ticket, *view.contacts, *view.activities, *view.deals]
+        audit = s.audit.find(record_id=acme.id)
+    assert repr(acme) == f"<Customer {acme.id} 'Acme [GmbH]' active>"
+    assert repr(ticket) == f"<Ticket {ticket.id} 'Broken' new>"
+    assert repr(view.deals[0]) == f"<Deal {view.deals[0].id} 'Big deal' 100.00 EUR open>"
+    for record in [*records, *audit]:
+        assert len(repr(record)) < 120, repr(record)
+        assert record.id in repr(record)
+    assert repr(view) == (
+        f"<Customer360 {acme.id} 'Acme [GmbH]': 30 contacts, 1 deals, 1 tickets, 20 activities>"
+    )
+
+
+def test_records_and_the_360_view_render_with_rich_without_reading_names_as_markup(
+    crm: pycrm.CRM,
+) -> None:
+    from rich.console import Console
+
+    with crm.session(crm.system_actor) as s:
+        acme = s.customers.create("Acme [bold]GmbH[/bold]")
+        s.contacts.create("Ann [red]", customer_id=acme.id)
+        view = s.customers.view(acme.id)
+    console = Console(width=100, record=True, color_system=None)
+    console.print(acme)
+    console.print(view)
+    text = console.export_text()
+    assert "Acme [bold]GmbH[/bold]" in text
+    assert "Ann [red]" in text
+    assert acme.id in text

@@ -14,6 +14,7 @@ from pycrm.domain.contracts import Contract
 from pycrm.domain.custom_fields import FieldDefinition
 from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.deals import Deal, Pipeline
+from pycrm.domain.display import record_repr, record_rich
 from pycrm.domain.documents import Document
 from pycrm.domain.events import Event
 from pycrm.domain.leads import Lead
@@ -98,3 +99,9 @@ RECORD_TYPES: tuple[type[Stored], ...] = (
 
 #: Record type by resource name (``"customer"`` → :class:`Customer`).
 RECORD_BY_RESOURCE: dict[str, type[Stored]] = {cls.resource: cls for cls in RECORD_TYPES}
+
+# attrs writes each record class a repr of every field; records print as one short
+# line instead (see pycrm.domain.display), set here for every kind at once.
+for _kind in RECORD_TYPES:
+    _kind.__repr__ = record_repr  # type: ignore[method-assign]
+    _kind.__rich__ = record_rich  # type: ignore[attr-defined]

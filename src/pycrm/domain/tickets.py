@@ -141,6 +141,8 @@ def _target(field: str, value: Any) -> SlaTarget:
         raise ValidationError(f"{field}.{unknown[0]}", value[unknown[0]], "is not a target field")
     priority = value.get("priority")
     try:
+        if not isinstance(priority, str):
+            raise TypeError(priority)
         level = Priority(priority)
     except (ValueError, TypeError):
         allowed = ", ".join(p.value for p in Priority)

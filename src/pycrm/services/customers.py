@@ -69,10 +69,55 @@ class Customer360:
         """Unpaid amounts per currency (open, partially paid and overdue receivables)."""
         totals: dict[str, Money] = {}
         for r in self.receivables:
-            if r.status.value in ("open", "partially_paid", "overdue"):
+            # A field hidden from the reader is None: such a receivable adds nothing.
+            if r.status in ("open", "partially_paid", "overdue") and r.amount is not None:
                 zero = Money.zero(r.amount.currency)
                 totals[r.amount.currency] = totals.get(r.amount.currency, zero) + r.outstanding
         return totals
+
+    def _figures(self) -> dict[str, str]:
+        """What the view holds, in words: one entry per kind of related record it has."""
+        open_deals = sum(d.status == "open" for d in self.deals)
+        open_tickets = sum(t.status not in ("resolved", "closed", None) for t in self.tickets)
+        figures = {
+            "contacts": ", ".join(c.name for c in self.contacts[:5])
+            + (f" and {len(self.contacts) - 5} more" if len(self.contacts) > 5 else ""),
+            "deals": f"{len(self.deals)} ({open_deals} open)" if self.deals else "",
+            "contracts": str(len(self.contracts)) if self.contracts else "",
+            "outstanding": ", ".join(str(m) for m in self.outstanding.values()),
+            "tickets": f"{len(self.tickets)} ({open_tickets} open)" if self.tickets else "",
+            "satisfaction": "" if self.satisfaction is None else f"{self.satisfaction} / 5",
+            "last activity": (
+                f"{self.activities[0].subject} ({self.activities[0].occurred_at:%Y-%m-%d})"
+                if self.activities and self.activities[0].occurred_at is not None
+                else ""
+            ),
+        }
+        return {name: text for name, text in figures.items() if text}
+
+    def __repr__(self) -> str:
+        counts = [
+            f"{len(self.contacts)} contacts",
+            f"{len(self.deals)} deals",
+            f"{len(self.tickets)} tickets",
+            f"{len(self.activities)} activities",
+        ]
+        owed = self._figures().get("outstanding")
+        if owed:
+            counts.append(f"{owed} outstanding")
+        return f"<Customer360 {self.customer.id} {self.customer.name!r}: {', '.join(counts)}>"
+
+    def __rich__(self) -> Any:
+        """A table of the view for ``rich.print(view)``: the company and what it has."""
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=Text(self.customer.name, style="bold"), show_header=False, box=None)
+        table.add_column(style="dim")
+        table.add_column()
+        for name, text in self._figures().items():
+            table.add_row(name, Text(text))
+        return table
 
 
 class CustomerService(RecordService[Customer]):
