@@ -515,6 +515,21 @@ def _plain(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
+def every_field(value: Any) -> str:
+    """``value`` written out with every field of every record in it (a record's repr is short)."""
+
+    def spelled(item: Any) -> Any:
+        if attrs.has(type(item)):
+            return {a.name: spelled(getattr(item, a.name)) for a in attrs.fields(type(item))}
+        if isinstance(item, list | tuple):
+            return [spelled(i) for i in item]
+        if isinstance(item, dict):
+            return {k: spelled(v) for k, v in item.items()}
+        return item
+
+    return repr(spelled(value))
+
+
 # -- the oracle: what the policy data allows -------------------------------------------------
 
 
@@ -2087,7 +2102,7 @@ def test_an_admins_audit_find_does_not_show_another_users_private_note(crm: pycr
         everything = s.audit.find(limit=1000)
     assert not about_note
     assert note.id not in {e.record_id for e in everything}
-    assert "switch supplier" not in repr(everything)
+    assert "switch supplier" not in every_field(everything)
     with crm.session(people.sam.id) as s:
         assert {e.action for e in s.audit.find(record_id=note.id)} == {"create", "update"}
 
@@ -2120,7 +2135,7 @@ def test_audit_find_leaves_fields_hidden_by_the_policy_out_of_snapshots_and_chan
     for entry in entries:
         assert (entry.snapshot or {}).get("list_amount") is None, entry.action
         assert "list_amount" not in entry.changes, entry.action
-    assert "9999" not in repr(entries)
+    assert "9999" not in every_field(entries)
 
 
 def test_audit_find_leaves_custom_fields_the_user_may_not_read_out(crm: pycrm.CRM) -> None:
@@ -2135,10 +2150,10 @@ def test_audit_find_leaves_custom_fields_the_user_may_not_read_out(crm: pycrm.CR
         history = s.customers.history(acme.id)
         then = s.customers.as_of(acme.id, crm.clock.now())
     assert entries
-    assert "41%" not in repr(entries)
-    assert "43%" not in repr(entries)
-    assert "41%" not in repr(history)
-    assert "43%" not in repr(history)
+    assert "41%" not in every_field(entries)
+    assert "43%" not in every_field(entries)
+    assert "41%" not in every_field(history)
+    assert "43%" not in every_field(history)
     assert "margin" not in then.custom
 
 
@@ -2209,7 +2224,7 @@ def test_dedupe_check_scan_and_cleansing_report_return_no_lead_to_a_user_without
     assert not clusters
     assert not issues
     assert not [i for i in every_issue if i.record_type == "lead"]
-    assert first.id not in repr(as_contact)
+    assert first.id not in every_field(as_contact)
 
 
 def test_leads_convert_hands_back_customer_contact_and_deal_with_hidden_fields_empty(
