@@ -36,8 +36,6 @@ from pycrm.domain.leads import Lead, LeadStatus
 from pycrm.domain.normalise import company_key, person_key
 from pycrm.domain.outbox import OutboxMessage
 from pycrm.domain.query import AnyKey
-from pycrm.matching.features import features
-from pycrm.matching.model import weight_of
 from pycrm.domain.records import Record
 from pycrm.domain.tasks import Task
 from pycrm.errors import (
@@ -47,6 +45,8 @@ from pycrm.errors import (
     PermissionDenied,
     ValidationError,
 )
+from pycrm.matching.features import features
+from pycrm.matching.model import weight_of
 from pycrm.regions import region_code
 from pycrm.rules.context import RuleContext
 from pycrm.serialization import to_dict
@@ -681,7 +681,6 @@ class _Chunk:
                 action=action,
                 record_type=record.resource,
                 record_id=record.id,
-                changes=diff(None, snapshot),
                 snapshot=snapshot,
             )
         )
