@@ -138,6 +138,7 @@ CALLS: dict[str, dict[str, Any]] = {
     "customers.history": {"id": Ref("customer"), "field": "name"},
     "customers.history_of_assessments": {"id": Ref("customer")},
     "customers.restore": {"id": Ref("customer3"), "version": OMIT},
+    "customers.iter": {"page_size": 10, "text": "Acme", "industry": "machinery", "include_archived": True},
     "customers.rule_for": {"attribute": "grade"},
     "customers.search": {
         "text": "Acme", "email": "info@acme.example", "phone": "+49 30 1234567", "tag": "vip",
@@ -167,6 +168,7 @@ CALLS: dict[str, dict[str, Any]] = {
     },
     "contacts.get": {"id": Ref("contact")},
     "contacts.history": {"id": Ref("contact"), "field": "name"},
+    "contacts.iter": {"page_size": 10, "text": "Anna", "email": "anna@acme.example", "customer_id": Ref("customer")},
     "contacts.search": {
         "text": "Anna", "email": "anna@acme.example", "phone": "+49 30 1234567",
         "company": "Acme", "customer_id": Ref("customer"), "tag": "tech", "category": "sector",
@@ -183,6 +185,7 @@ CALLS: dict[str, dict[str, Any]] = {
     "activities.as_of": {"id": Ref("activity"), "when": NOW},
     "activities.get": {"id": Ref("activity")},
     "activities.history": {"id": Ref("activity"), "field": "subject"},
+    "activities.iter": {"page_size": 10, "customer_id": Ref("customer"), "kind": "call", "before": NOW},
     "activities.list": {
         "customer_id": Ref("customer"), "contact_id": OMIT, "kind": "call", "limit": 10,
         "before": NOW,
@@ -223,6 +226,7 @@ CALLS: dict[str, dict[str, Any]] = {
     },
     "org.users": {"department": "sales", "team_id": Ref("team"), "active": True},
     # -- audit -----------------------------------------------------------------
+    "audit.iter": {"page_size": 10, "record_type": "customer", "action": "create", "since": NOW},
     "audit.find": {
         "actor_id": Ref("admin"), "record_id": Ref("customer"), "record_type": "customer",
         "action": "create", "since": NOW, "until": NOW, "limit": 10, "offset": 0,
@@ -264,6 +268,7 @@ CALLS: dict[str, dict[str, Any]] = {
     "leads.explain_assignment": {"id": Ref("lead")},
     "leads.get": {"id": Ref("lead")},
     "leads.history": {"id": Ref("lead"), "field": "status"},
+    "leads.iter": {"page_size": 10, "status": "new", "source": "webform", "owner_id": Ref("rep")},
     "leads.mark_contacted": {"id": Ref("lead_assigned"), "version": OMIT},
     "leads.preview_assignment": {
         "source": "webform", "name": "Pia", "region": "DACH", "industry": "retail",
@@ -294,6 +299,7 @@ CALLS: dict[str, dict[str, Any]] = {
     },
     "deals.get": {"id": Ref("deal")},
     "deals.history": {"id": Ref("deal"), "field": "stage"},
+    "deals.iter": {"page_size": 10, "customer_id": Ref("customer"), "status": "open"},
     "deals.list": {
         "customer_id": Ref("customer"), "owner_id": Ref("rep"), "status": "open", "limit": 10,
         "offset": 0,
@@ -321,6 +327,7 @@ CALLS: dict[str, dict[str, Any]] = {
     },
     "contracts.get": {"id": Ref("contract")},
     "contracts.history": {"id": Ref("contract"), "field": "status"},
+    "contracts.iter": {"page_size": 10, "customer_id": Ref("customer"), "status": "signed"},
     "contracts.list": {
         "customer_id": Ref("customer"), "status": "signed", "limit": 10, "offset": 0,
     },
@@ -336,6 +343,7 @@ CALLS: dict[str, dict[str, Any]] = {
     "receivables.find_payment": {"reference": "BANK-1"},
     "receivables.get": {"id": Ref("receivable")},
     "receivables.history": {"id": Ref("receivable"), "field": "status"},
+    "receivables.iter": {"page_size": 10, "customer_id": Ref("customer"), "status": "open"},
     "receivables.list": {
         "customer_id": Ref("customer"), "contract_id": Ref("contract"), "status": "open",
         "limit": 10, "offset": 0,
@@ -357,6 +365,7 @@ CALLS: dict[str, dict[str, Any]] = {
     "tickets.get": {"id": Ref("ticket")},
     "tickets.history": {"id": Ref("ticket"), "field": "status"},
     "tickets.link_article": {"id": Ref("ticket"), "article_id": Ref("article")},
+    "tickets.iter": {"page_size": 10, "customer_id": Ref("customer"), "priority": "normal", "open_only": True},
     "tickets.list": {
         "customer_id": Ref("customer"), "assignee_id": Ref("agent"), "status": "new",
         "priority": "normal", "open_only": True, "limit": 10, "offset": 0,
@@ -522,6 +531,7 @@ CALLS: dict[str, dict[str, Any]] = {
     },
     "tasks.get": {"id": Ref("task")},
     "tasks.history": {"id": Ref("task"), "field": "status"},
+    "tasks.iter": {"page_size": 10, "assignee_id": Ref("rep"), "status": "open"},
     "tasks.list": {
         "assignee_id": Ref("rep"), "department": "sales", "status": "open",
         "related_id": Ref("customer"), "kind": "todo", "limit": 10,

@@ -939,6 +939,11 @@ class Import:
     kind: str
 
 
+def iterated(judge: Judge, where: str, result: Any, how: Call) -> None:
+    """An ``iter``: everything it yields, page after page."""
+    judge.walk(where, list(result))
+
+
 @dataclass(frozen=True)
 class Nothing:
     """A method that returns nothing the actor could not already see."""
@@ -1355,6 +1360,10 @@ def _per_customer(w: World) -> list[Call]:
 TABLE: dict[str, Read | Write | Import | Nothing] = {
     **_record_methods(),
     # -- activities
+    "activities.iter": Read(
+        lambda w: [call(page_size=3), *(call(customer_id=c, page_size=2) for c in w.of("customer"))],
+        iterated,
+    ),
     "activities.list": Read(lambda w: [call(limit=1000), *_per_customer(w)]),
     "activities.log": Write(
         lambda w: [
@@ -1462,6 +1471,10 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "articles.unpublish": Write(pick("article")),
     "articles.update": Write(pick("article", title="Renamed")),
     # -- audit
+    "audit.iter": Read(
+        lambda w: [call(page_size=7), *(call(actor_id=u, page_size=5, sampled=True) for u in w.users)],
+        iterated,
+    ),
     "audit.find": Read(
         lambda w: [
             call(limit=1000),
@@ -1529,6 +1542,7 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
             call("Probe", emails=[e], on_duplicate=p) for e in w.emails for p in ("block", "merge")
         ]
     ),
+    "contacts.iter": Read(once(call(page_size=2), call(include_archived=True, page_size=3)), iterated),
     "contacts.search": Read(
         lambda w: [
             call(limit=1000),
@@ -1545,6 +1559,7 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "contracts.awaiting": Read(once(call(), call("legal"))),
     "contracts.complete": Write(pick("contract", "active")),
     "contracts.draft": Write(lambda w: [call(d) for d in w.of("deal", "won")]),
+    "contracts.iter": Read(lambda w: [call(page_size=3), *_per_customer(w)], iterated),
     "contracts.list": Read(lambda w: [call(limit=100), *_per_customer(w)]),
     "contracts.reject": Write(pick("contract", "pending_approval", comment="no")),
     "contracts.revise": Write(pick("contract", "rejected", discount_percent=5)),
@@ -1568,6 +1583,14 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "customers.history_of_assessments": Read(each("customer")),
     "customers.restore": Write(pick("customer")),
     "customers.rule_for": Nothing("returns the CRM's configured consolidation function"),
+    "customers.iter": Read(
+        once(
+            call(page_size=2),
+            call(include_archived=True, page_size=3),
+            call(industry="machinery", reads=("customer.industry",), page_size=1),
+        ),
+        iterated,
+    ),
     "customers.search": Read(
         lambda w: [
             call(limit=1000),
@@ -1588,6 +1611,7 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
         lambda w: [call("Probe", customer_id=c, amount=EUR("1")) for c in w.of("customer")]
     ),
     "deals.create_pipeline": Write(once(call("probe", "Probe", [("a", "A", 10)]))),
+    "deals.iter": Read(lambda w: [call(page_size=3), *_per_customer(w)], iterated),
     "deals.list": Read(lambda w: [call(limit=1000), *_per_customer(w)]),
     "deals.lose": Write(pick("deal", "open", reason="price")),
     "deals.move": Write(pick("deal", "open", stage="proposal")),
@@ -1682,6 +1706,10 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "leads.preview_assignment": Read(once(call(name="Eve", email="eve@example.com"))),
     "leads.qualify": Write(pick("lead", "contacted")),
     "leads.route": Write(pick("lead", "new")),
+    "leads.iter": Read(
+        once(call(page_size=2), call(status="qualified", reads=("lead.status",), page_size=1)),
+        iterated,
+    ),
     "leads.search": Read(
         lambda w: [
             call(limit=1000),
@@ -1714,6 +1742,7 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "receivables.find_payment": Read(
         lambda w: [call(r, reads=("receivable.payments",)) for r in w.payment_refs]
     ),
+    "receivables.iter": Read(lambda w: [call(page_size=2), *_per_customer(w)], iterated),
     "receivables.list": Read(lambda w: [call(limit=100), *_per_customer(w)]),
     "receivables.record_payment": Write(
         pick("receivable", "open", amount=EUR("1"), reference="PROBE")
@@ -1736,7 +1765,9 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "tasks.cancel": Write(pick("task", "open")),
     "tasks.complete": Write(pick("task", "open")),
     "tasks.create": Write(lambda w: [call("Probe", assignee_id=u) for u in w.users]),
+    "tasks.iter": Read(once(call(status=None, page_size=2), call(page_size=1)), iterated),
     "tasks.list": Read(once(call(status=None), call())),
+    "tasks.scan_overdue": Write(once(call(at="later"))),
     # -- tickets
     "tickets.assign": Write(lambda w: [call(t, u) for t in w.of("ticket") for u in w.users]),
     "tickets.breaches": Read(once(call("later"))),
@@ -1747,6 +1778,7 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "tickets.link_article": Write(
         lambda w: [call(t, a) for t in w.of("ticket") for a in w.of("article")]
     ),
+    "tickets.iter": Read(lambda w: [call(page_size=2), *_per_customer(w)], iterated),
     "tickets.list": Read(lambda w: [call(limit=100), *_per_customer(w)]),
     "tickets.note": Write(pick("ticket", body="internal")),
     "tickets.open": Write(

@@ -272,3 +272,63 @@ def test_records_and_the_360_view_render_with_rich_without_reading_names_as_mark
     assert "Acme [bold]GmbH[/bold]" in text
     assert "Ann [red]" in text
     assert acme.id in text
+
+
+# -- lists that go on: iter ---------------------------------------------------------------------
+
+
+def test_iter_goes_past_the_default_page_in_creation_order_with_the_lists_filters(
+    crm: pycrm.CRM,
+) -> None:
+    with crm.session(crm.system_actor) as s:
+        made = [
+            s.leads.capture(f"Lead {n:02}", source="webform" if n % 3 else "api").id
+            for n in range(60)
+        ]
+    with crm.session(crm.system_actor) as s:
+        assert len(s.leads.search()) == 50  # the default page
+        every = [lead.id for lead in s.leads.iter(page_size=25)]
+        webform = [lead.id for lead in s.leads.iter(source="webform", page_size=7)]
+        audit = list(s.audit.iter(record_type="lead", action="capture", page_size=9))
+    assert every == made
+    assert webform == [id for n, id in enumerate(made) if n % 3]
+    assert [e.record_id for e in audit] == made
+
+
+def test_iter_neither_skips_nor_repeats_when_records_change_while_it_runs(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s:
+        made = [s.customers.create(f"Firm {n:02}", on_duplicate="allow").id for n in range(30)]
+    seen: list[str] = []
+    with crm.session(crm.system_actor) as s:
+        for n, customer in enumerate(s.customers.iter(page_size=10)):
+            seen.append(customer.id)
+            if n == 12:
+                s.customers.archive(made[0])  # leaves the list before the iterator's place
+                s.customers.create("Firm new", on_duplicate="allow")  # joins it after
+    assert seen[:30] == made
+    assert len(seen) == 31
+
+
+def test_iter_shows_only_what_the_actor_may_read(crm: pycrm.CRM) -> None:
+    from support import staff
+
+    people = staff(crm, sam="sales", sue="service")
+    with crm.session(crm.system_actor) as s:
+        for n in range(12):
+            s.tasks.create(f"Task {n}", assignee_id=people.sam.id if n % 2 else people.sue.id)
+    with crm.session(people.sam.id) as s:
+        mine = list(s.tasks.iter(page_size=4))
+    assert len(mine) == 6
+    assert {t.assignee_id for t in mine} == {people.sam.id}
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [({"txt": "x"}, "txt"), ({"limit": 5}, "limit"), ({"page_size": 0}, "page_size")],
+)
+def test_iter_refuses_a_filter_the_list_does_not_take_at_once(
+    crm: pycrm.CRM, options: dict[str, object], field: str
+) -> None:
+    with crm.session(crm.system_actor) as s, pytest.raises(ValidationError) as info:
+        s.customers.iter(**options)  # refused by the call, before any iteration
+    assert info.value.field == field

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -97,6 +97,16 @@ class ActivityService(RecordService[Activity]):
                 changes["body"] = checks(check_text, "body", body, limit=20_000, multiline=True)
         return self._change(current, version, "update", **changes)
 
+    def iter(self, *, page_size: int = 500, **filters: Any) -> Iterator[Activity]:
+        """Every activity :meth:`list` finds with ``filters``, however many there are.
+
+        Takes the filters of :meth:`list` (not ``limit`` or ``offset``) and
+        reads ``page_size`` at a time, in creation order: ``for x in
+        s.activities.iter(...)`` never stops at a page's end, and records created
+        or changed meanwhile make it neither skip nor repeat one.
+        """
+        return self._pages(self.list, filters, page_size)
+
     def list(
         self,
         *,
@@ -106,7 +116,11 @@ class ActivityService(RecordService[Activity]):
         limit: int = 50,
         before: datetime | None = None,
     ) -> list[Activity]:
-        """Activities, newest first, in one query; other users' private ones are never loaded."""
+        """Activities, newest first, in one query; other users' private ones are never loaded.
+
+        Returns the 50 newest by default (``limit`` up to 1,000); for the next page pass
+        the last one's ``occurred_at`` as ``before``, or use :meth:`iter` for every one.
+        """
         limit, _ = check_page(limit, 0)
         parts: list[Filter | None] = []
         if customer_id is not None:

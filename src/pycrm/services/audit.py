@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from pycrm.domain.audit import AuditEntry
 from pycrm.domain.query import Eq, Filter, OrderBy, Range, all_of
@@ -29,6 +31,9 @@ class AuditService(Service):
     ) -> list[AuditEntry]:
         """Audit entries, oldest first, filtered by actor, record, kind, action and period.
 
+        Returns the first 100 by default (``limit`` up to 1,000, ``offset`` to page
+        on); :meth:`iter` goes through every one, page by page.
+
         ``since`` is inclusive and ``until`` exclusive.
         """
         limit, offset = check_page(limit, offset)
@@ -45,6 +50,13 @@ class AuditService(Service):
             low = None if since is None else check_when("since", since)
             high = None if until is None else check_when("until", until)
             parts.append(Range("at", low, high))
-        return self._s.read(AuditEntry).find(
-            all_of(parts), order_by=[OrderBy("at"), OrderBy("id")], limit=limit, offset=offset
-        )
+        where, order, offset = self._paged(all_of(parts), [OrderBy("at"), OrderBy("id")], offset)
+        return self._s.read(AuditEntry).find(where, order_by=order, limit=limit, offset=offset)
+
+    def iter(self, *, page_size: int = 500, **filters: Any) -> Iterator[AuditEntry]:
+        """Every audit entry :meth:`find` finds with ``filters``, however many there are.
+
+        Takes the filters of :meth:`find` (not ``limit`` or ``offset``) and reads
+        ``page_size`` at a time, in the order the entries were written.
+        """
+        return self._pages(self.find, filters, page_size)

@@ -334,7 +334,11 @@ class CampaignService(RecordService[Campaign]):
         return self._s.read(Segment).find(order_by=[OrderBy("name")])
 
     def members(self, segment: str, *, limit: int = 1000, offset: int = 0) -> list[Any]:
-        """The customers or contacts in a segment now (evaluated in the database)."""
+        """The customers or contacts in a segment now (evaluated in the database).
+
+        Returns the first 1,000 by name by default (``limit`` up to 1,000, ``offset``
+        to page on); :meth:`count` says how many there are.
+        """
         limit, offset = check_page(limit, offset)
         chosen = self._segment(segment)
         cls: type[Any] = Customer if chosen.target == "customer" else Contact

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar
@@ -78,6 +78,16 @@ class ContactService(RecordService[Contact]):
             current, version, "archive", status=RecordStatus.ARCHIVED, archived_at=self._s._now()
         )
 
+    def iter(self, *, page_size: int = 500, **filters: Any) -> Iterator[Contact]:
+        """Every contact :meth:`search` finds with ``filters``, however many there are.
+
+        Takes the filters of :meth:`search` (not ``limit`` or ``offset``) and
+        reads ``page_size`` at a time, in creation order: ``for x in
+        s.contacts.iter(...)`` never stops at a page's end, and records created
+        or changed meanwhile make it neither skip nor repeat one.
+        """
+        return self._pages(self.search, filters, page_size)
+
     def search(
         self,
         text: str | None = None,
@@ -94,6 +104,9 @@ class ContactService(RecordService[Contact]):
         offset: int = 0,
     ) -> list[Contact]:
         """Find contacts, ordered by name.
+
+        Returns the first 50 by default (``limit`` up to 1,000, ``offset`` to page
+        on); :meth:`iter` goes through every one, page by page.
 
         ``text`` matches anywhere in the name; ``company`` anywhere in the
         name of the contact's customer; ``email``, ``phone`` and ``tag`` are
@@ -119,6 +132,10 @@ class ContactService(RecordService[Contact]):
     def timeline(
         self, id: str, *, limit: int = 50, before: datetime | None = None
     ) -> list[Activity]:
-        """The contact's activities, newest first (other users' private notes left out)."""
+        """The contact's activities, newest first (other users' private notes left out).
+
+        Returns the 50 newest by default (``limit`` up to 1,000); for the next page pass
+        the last one's ``occurred_at`` as ``before``.
+        """
         self._load(id)
         return self._s.activities.list(contact_id=id, limit=limit, before=before)

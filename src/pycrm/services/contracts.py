@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
@@ -264,6 +264,16 @@ class ContractService(RecordService[Contract]):
             if any(s.role == role and s.decision is Decision.PENDING for s in c.approvals)
         ]
 
+    def iter(self, *, page_size: int = 500, **filters: Any) -> Iterator[Contract]:
+        """Every contract :meth:`list` finds with ``filters``, however many there are.
+
+        Takes the filters of :meth:`list` (not ``limit`` or ``offset``) and
+        reads ``page_size`` at a time, in creation order: ``for x in
+        s.contracts.iter(...)`` never stops at a page's end, and records created
+        or changed meanwhile make it neither skip nor repeat one.
+        """
+        return self._pages(self.list, filters, page_size)
+
     def list(
         self,
         *,
@@ -272,7 +282,11 @@ class ContractService(RecordService[Contract]):
         limit: int = 100,
         offset: int = 0,
     ) -> list[Contract]:
-        """Contracts, newest first, by customer and status."""
+        """Contracts, newest first, by customer and status.
+
+        Returns the first 100 by default (``limit`` up to 1,000, ``offset`` to page
+        on); :meth:`iter` goes through every one, page by page.
+        """
         limit, offset = check_page(limit, offset)
         parts: list[Filter | None] = []
         if customer_id is not None:

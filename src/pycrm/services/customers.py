@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar
@@ -188,6 +188,16 @@ class CustomerService(RecordService[Customer]):
             current, version, "update", status=RecordStatus.ACTIVE, archived_at=None
         )
 
+    def iter(self, *, page_size: int = 500, **filters: Any) -> Iterator[Customer]:
+        """Every customer :meth:`search` finds with ``filters``, however many there are.
+
+        Takes the filters of :meth:`search` (not ``limit`` or ``offset``) and
+        reads ``page_size`` at a time, in creation order: ``for x in
+        s.customers.iter(...)`` never stops at a page's end, and records created
+        or changed meanwhile make it neither skip nor repeat one.
+        """
+        return self._pages(self.search, filters, page_size)
+
     def search(
         self,
         text: str | None = None,
@@ -205,6 +215,9 @@ class CustomerService(RecordService[Customer]):
         offset: int = 0,
     ) -> list[Customer]:
         """Find customers, ordered by name.
+
+        Returns the first 50 by default (``limit`` up to 1,000, ``offset`` to page
+        on); :meth:`iter` goes through every one, page by page.
 
         ``text`` matches anywhere in the name, ignoring case. ``email``,
         ``phone`` and ``tag`` are exact (after normalisation) and use an
@@ -234,7 +247,11 @@ class CustomerService(RecordService[Customer]):
     def timeline(
         self, id: str, *, limit: int = 50, before: datetime | None = None
     ) -> list[Activity]:
-        """The customer's activities, newest first (other users' private notes left out)."""
+        """The customer's activities, newest first (other users' private notes left out).
+
+        Returns the 50 newest by default (``limit`` up to 1,000); for the next page pass
+        the last one's ``occurred_at`` as ``before``.
+        """
         self._load(id)
         return self._s.activities.list(customer_id=id, limit=limit, before=before)
 

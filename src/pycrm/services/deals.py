@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any, ClassVar
 
@@ -253,6 +253,16 @@ class DealService(RecordService[Deal]):
         text = check_text("reason", reason, required=True, limit=500)
         return self._close(id, DealStatus.LOST, version, lost_reason=text)
 
+    def iter(self, *, page_size: int = 500, **filters: Any) -> Iterator[Deal]:
+        """Every deal :meth:`list` finds with ``filters``, however many there are.
+
+        Takes the filters of :meth:`list` (not ``limit`` or ``offset``) and
+        reads ``page_size`` at a time, in creation order: ``for x in
+        s.deals.iter(...)`` never stops at a page's end, and records created
+        or changed meanwhile make it neither skip nor repeat one.
+        """
+        return self._pages(self.list, filters, page_size)
+
     def list(
         self,
         *,
@@ -262,7 +272,11 @@ class DealService(RecordService[Deal]):
         limit: int = 100,
         offset: int = 0,
     ) -> list[Deal]:
-        """Deals by expected close date, filtered by customer, owner and status."""
+        """Deals by expected close date, filtered by customer, owner and status.
+
+        Returns the first 100 by default (``limit`` up to 1,000, ``offset`` to page
+        on); :meth:`iter` goes through every one, page by page.
+        """
         limit, offset = check_page(limit, offset)
         parts: list[Filter | None] = []
         if customer_id is not None:

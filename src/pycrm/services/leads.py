@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
 from functools import partial
 from typing import Any, ClassVar
@@ -349,6 +349,16 @@ class LeadService(RecordService[Lead]):
             lenient=True,
         )
 
+    def iter(self, *, page_size: int = 500, **filters: Any) -> Iterator[Lead]:
+        """Every lead :meth:`search` finds with ``filters``, however many there are.
+
+        Takes the filters of :meth:`search` (not ``limit`` or ``offset``) and
+        reads ``page_size`` at a time, in creation order: ``for x in
+        s.leads.iter(...)`` never stops at a page's end, and records created
+        or changed meanwhile make it neither skip nor repeat one.
+        """
+        return self._pages(self.search, filters, page_size)
+
     def search(
         self,
         text: str | None = None,
@@ -364,7 +374,11 @@ class LeadService(RecordService[Lead]):
         limit: int = 50,
         offset: int = 0,
     ) -> list[Lead]:
-        """Leads, newest first, filtered by name text, status, owner, source, campaign, region."""
+        """Leads, newest first, filtered by name text, status, owner, source, campaign, region.
+
+        Returns the first 50 by default (``limit`` up to 1,000, ``offset`` to page
+        on); :meth:`iter` goes through every one, page by page.
+        """
         limit, offset = check_page(limit, offset)
         parts: list[Filter | None] = [text_filter("text", text)]
         if status is not None:

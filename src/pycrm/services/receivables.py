@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from typing import Any, ClassVar
 
@@ -144,6 +144,16 @@ class ReceivableService(RecordService[Receivable]):
             for receivable in due
         ]
 
+    def iter(self, *, page_size: int = 500, **filters: Any) -> Iterator[Receivable]:
+        """Every receivable :meth:`list` finds with ``filters``, however many there are.
+
+        Takes the filters of :meth:`list` (not ``limit`` or ``offset``) and
+        reads ``page_size`` at a time, in creation order: ``for x in
+        s.receivables.iter(...)`` never stops at a page's end, and records created
+        or changed meanwhile make it neither skip nor repeat one.
+        """
+        return self._pages(self.list, filters, page_size)
+
     def list(
         self,
         *,
@@ -153,7 +163,11 @@ class ReceivableService(RecordService[Receivable]):
         limit: int = 100,
         offset: int = 0,
     ) -> list[Receivable]:
-        """Receivables by due date, filtered by customer, contract and status."""
+        """Receivables by due date, filtered by customer, contract and status.
+
+        Returns the first 100 by default (``limit`` up to 1,000, ``offset`` to page
+        on); :meth:`iter` goes through every one, page by page.
+        """
         limit, offset = check_page(limit, offset)
         parts: list[Filter | None] = []
         if customer_id is not None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Callable, Mapping, Sequence
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, ParamSpec, TypeVar
 
@@ -12,15 +13,23 @@ import attrs
 
 from pycrm.domain.audit import CHECKPOINT, AuditEntry, FieldChange, replay
 from pycrm.domain.contact_points import Address, ContactPoint, PointKind
-from pycrm.domain.fields import Checks, check_bool, check_id, check_points, fold_points
+from pycrm.domain.fields import (
+    Checks,
+    check_bool,
+    check_id,
+    check_int,
+    check_points,
+    fold_points,
+)
 from pycrm.domain.org import User
-from pycrm.domain.query import And, Eq, Filter, OrderBy, Range
+from pycrm.domain.query import And, Eq, Filter, Not, OrderBy, Range, all_of
 from pycrm.domain.records import Record
 from pycrm.errors import ConcurrencyError, NotFound, ValidationError
 from pycrm.matching.countries import country_code, phone_region
 from pycrm.ports import Repository
 from pycrm.regions import region_code
 from pycrm.serialization import from_dict
+from pycrm.services.search import MAX_PAGE
 from pycrm.session import Session
 
 __all__ = ["RecordService", "Service", "check_address", "check_when", "write"]
@@ -81,6 +90,10 @@ def _hint(name: str, allowed: set[str]) -> str:
     return f": did you mean `{meant}=`?" if meant else ""
 
 
+#: Marks a service that is not inside :meth:`RecordService._pages`.
+_LISTING: Any = object()
+
+
 def check_when(field: str, value: Any) -> datetime:
     """A timezone-aware datetime (naive ones are ambiguous and refused)."""
     if not isinstance(value, datetime):
@@ -123,6 +136,64 @@ class Service:
         if self._s._uow.repo(User).get(user_id) is None:
             raise ValidationError(field, value, "is not the id of a user")
         return user_id
+
+    _after: str | None
+    """Set only while :meth:`_pages` reads a page: the id the page starts after."""
+
+    def _paged(
+        self, where: Filter | None, order_by: Sequence[OrderBy], offset: int
+    ) -> tuple[Filter | None, Sequence[OrderBy], int]:
+        """A list's query as :meth:`_pages` reads it: by id, after the last one seen."""
+        after = getattr(self, "_after", _LISTING)
+        if after is _LISTING:
+            return where, order_by, offset
+        if after is not None:  # ids grow with time: the records made after it
+            where = all_of([where, Range("id", after, None), Not(Eq("id", after))])
+        return where, [OrderBy("id")], 0
+
+    def _pages(
+        self, method: Callable[..., list[T]], filters: Mapping[str, Any], page_size: Any
+    ) -> Iterator[T]:
+        """Every record ``method`` (this service's list or search) finds with ``filters``.
+
+        Read page by page in creation order, each page starting after the last
+        record of the one before (not at an offset), so records created or
+        archived meanwhile never make the iterator skip or repeat one. The
+        first page is read at once, so bad filters are refused by the call.
+        """
+        size = check_int("page_size", page_size, minimum=1, maximum=MAX_PAGE)
+        if size is None:
+            raise ValidationError("page_size", page_size, "must be a whole number")
+        taken = {
+            p.name
+            for p in inspect.signature(method).parameters.values()
+            if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
+        } - {"limit", "offset"}
+        unknown = sorted(set(filters) - taken)
+        if unknown:
+            name = unknown[0]
+            raise ValidationError(
+                name,
+                filters[name],
+                f"is not a filter of {method.__name__}(){_hint(name, taken)}",
+            )
+
+        def page(after: str | None) -> list[T]:
+            self._after = after
+            try:
+                return method(**filters, limit=size)
+            finally:
+                del self._after
+
+        def every(first: list[T]) -> Iterator[T]:
+            found = first
+            while True:
+                yield from found
+                if len(found) < size:
+                    return
+                found = page(found[-1].id)  # type: ignore[attr-defined]
+
+        return every(page(None))
 
     def _require_admin(self, action: str, resource: str) -> None:
         actor = self._s.actor
@@ -231,7 +302,11 @@ class RecordService(Service, Generic[R]):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[R]:
-        """Records the actor may read, filtered in the query, hidden fields redacted."""
+        """Records the actor may read, filtered in the query, hidden fields redacted.
+
+        Inside :meth:`_pages`, the page after the last id it saw, in creation order.
+        """
+        where, order_by, offset = self._paged(where, order_by, offset)
         return self._s.read(self.record_type).find(
             where, order_by=order_by, limit=limit, offset=offset
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -71,6 +71,16 @@ class TaskService(RecordService[Task]):
         """Cancel an open task."""
         return self._finish(id, TaskStatus.CANCELLED, version)
 
+    def iter(self, *, page_size: int = 500, **filters: Any) -> Iterator[Task]:
+        """Every task :meth:`list` finds with ``filters``, however many there are.
+
+        Takes the filters of :meth:`list` (not ``limit`` or ``offset``) and
+        reads ``page_size`` at a time, in creation order: ``for x in
+        s.tasks.iter(...)`` never stops at a page's end, and records created
+        or changed meanwhile make it neither skip nor repeat one.
+        """
+        return self._pages(self.list, filters, page_size)
+
     def list(
         self,
         *,
@@ -81,7 +91,11 @@ class TaskService(RecordService[Task]):
         kind: str | None = None,
         limit: int = 100,
     ) -> list[Task]:
-        """Tasks by due time (open ones by default)."""
+        """Tasks by due time (open ones by default).
+
+        Returns the first 100 by default (``limit`` up to 1,000, ``offset`` to page
+        on); :meth:`iter` goes through every one, page by page.
+        """
         limit, _ = check_page(limit, 0)
         parts: list[Filter | None] = []
         for field, value in (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -447,6 +447,16 @@ class TicketService(RecordService[Ticket]):
 
     # -- reading ---------------------------------------------------------------
 
+    def iter(self, *, page_size: int = 500, **filters: Any) -> Iterator[Ticket]:
+        """Every ticket :meth:`list` finds with ``filters``, however many there are.
+
+        Takes the filters of :meth:`list` (not ``limit`` or ``offset``) and
+        reads ``page_size`` at a time, in creation order: ``for x in
+        s.tickets.iter(...)`` never stops at a page's end, and records created
+        or changed meanwhile make it neither skip nor repeat one.
+        """
+        return self._pages(self.list, filters, page_size)
+
     def list(
         self,
         *,
@@ -458,7 +468,11 @@ class TicketService(RecordService[Ticket]):
         limit: int = 100,
         offset: int = 0,
     ) -> list[Ticket]:
-        """Tickets, newest first, filtered by customer, agent, status, priority."""
+        """Tickets, newest first, filtered by customer, agent, status, priority.
+
+        Returns the first 100 by default (``limit`` up to 1,000, ``offset`` to page
+        on); :meth:`iter` goes through every one, page by page.
+        """
         limit, offset = check_page(limit, offset)
         parts: list[Filter | None] = []
         if customer_id is not None:
@@ -552,7 +566,10 @@ class ArticleService(RecordService[Article]):
         published_only: bool = False,
         limit: int = 20,
     ) -> list[Article]:
-        """Articles containing every word of ``text`` (title, tags, category, body), newest first."""
+        """Articles containing every word of ``text`` (title, tags, category, body), newest first.
+
+        Returns the first 20 by default (``limit`` up to 1,000).
+        """
         limit, _ = check_page(limit, 0)
         parts: list[Filter | None] = []
         words = search_key(check_text("text", text, limit=300)).split() if text else []
@@ -566,5 +583,8 @@ class ArticleService(RecordService[Article]):
         )
 
     def faq(self, text: str, *, limit: int = 5) -> list[Article]:
-        """Self-service: published articles answering ``text``."""
+        """Self-service: published articles answering ``text``.
+
+        Returns the best 5 by default (``limit`` up to 1,000).
+        """
         return self.search(text, published_only=True, limit=limit)
