@@ -12,6 +12,7 @@ city, postcode, region and country, and the record's identifying custom fields.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -147,6 +148,17 @@ def fold_identifier(kind: str, value: Any) -> str:
     return " ".join(spelled_tokens(text))
 
 
+@lru_cache(maxsize=65536)
+def _folded(text: str | None) -> str:
+    """Words folded for comparison (cities, regions and second lines repeat a lot)."""
+    return " ".join(spelled_tokens(text))
+
+
+@lru_cache(maxsize=65536)
+def _person(name: str) -> str:
+    return person_key(name)
+
+
 def _website(url: str | None) -> str:
     if not url:
         return ""
@@ -166,7 +178,7 @@ def features(record: Any, identifying: Mapping[str, str] | None = None) -> Featu
         f.name = company_key(name)
         f.website = _website(getattr(record, "website", None))
     else:
-        f.name = person_key(name)
+        f.name = _person(name)
         f.given, f.surname = name_parts(name)
         company = getattr(record, "company", None)
         if company:
@@ -195,10 +207,10 @@ def features(record: Any, identifying: Mapping[str, str] | None = None) -> Featu
     address = getattr(record, "address", None)
     if address is not None:
         f.street_number, f.street = street_key(address.line1)
-        f.line2 = " ".join(spelled_tokens(address.line2))
-        f.city = " ".join(spelled_tokens(address.city))
+        f.line2 = _folded(address.line2)
+        f.city = _folded(address.city)
         f.postcode = "".join((address.postcode or "").split()).upper()
-        f.region = " ".join(spelled_tokens(address.region))
+        f.region = _folded(address.region)
         f.country = address.country or ""
     if identifying:
         custom = getattr(record, "custom", None) or {}
