@@ -332,3 +332,31 @@ def test_iter_refuses_a_filter_the_list_does_not_take_at_once(
     with crm.session(crm.system_actor) as s, pytest.raises(ValidationError) as info:
         s.customers.iter(**options)  # refused by the call, before any iteration
     assert info.value.field == field
+
+
+# -- merging one kind of contact point --------------------------------------------------------
+
+
+def test_a_merge_can_take_the_duplicates_phone_and_keep_the_survivors_emails(
+    crm: pycrm.CRM,
+) -> None:
+    from pycrm.domain.merging import Pick
+
+    with crm.session(crm.system_actor) as s:
+        keep = s.contacts.create("Ann Acme", emails=["ann@acme.example"], phones=["030 1111111"])
+        dup = s.contacts.create(
+            "Ann Acme",
+            emails=["ann@home.example"],
+            phones=["030 2222222"],
+            on_duplicate="allow",
+        )
+        s.dedupe.merge(keep.id, [dup.id], record_type="contact", rules={"phones": Pick(dup.id)})
+    with crm.session(crm.system_actor) as s:
+        merged = s.contacts.get(keep.id)
+    assert [p.value for p in merged.contact_points] == [
+        "ann@acme.example",
+        "ann@home.example",
+        "+49302222222",
+    ]
+    assert merged.primary_email == "ann@acme.example"
+    assert merged.primary_phone == "+49302222222"

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pycrm.domain.contact_points import ContactPoint, PointKind
 from pycrm.domain.customers import Customer
 from pycrm.domain.merging import Pick, survive
 from pycrm.errors import ValidationError
@@ -78,3 +79,65 @@ def test_a_bad_rule_names_the_field_and_the_offending_rule(rule: Any, offending:
     assert raised.value.field == "rules.website"
     assert raised.value.value == offending
     assert raised.value.reason
+
+
+def _points(*values: str, primary: str | None = None) -> tuple[ContactPoint, ...]:
+    return tuple(
+        ContactPoint(
+            PointKind.PHONE if v.startswith("+") else PointKind.EMAIL, v, primary=v == primary
+        )
+        for v in values
+    )
+
+
+def test_taking_a_duplicates_phones_keeps_the_survivors_emails_and_drops_its_phones() -> None:
+    survivor = customer("a", contact_points=_points("a@a.example", "+49301111111"))
+    other = customer("b", contact_points=_points("b@b.example", "+49302222222", "+49303333333"))
+    points = survive([survivor, other], {"phones": Pick("b")})["contact_points"]
+    assert [p.value for p in points] == [
+        "a@a.example",
+        "b@b.example",  # emails: the union, as without a rule
+        "+49302222222",
+        "+49303333333",
+    ]
+
+
+def test_each_kind_of_contact_point_follows_its_own_rule() -> None:
+    survivor = customer("a", contact_points=_points("a@a.example", "+49301111111"))
+    other = customer("b", age_days=5, contact_points=_points("b@b.example", "+49302222222"))
+    values = survive([survivor, other], {"emails": Pick("b"), "phones": "survivor"})
+    assert [p.value for p in values["contact_points"]] == ["b@b.example", "+49301111111"]
+
+
+def test_a_kind_the_chosen_record_lacks_comes_from_the_next_in_the_rules_order() -> None:
+    survivor = customer("a", contact_points=_points("a@a.example", "+49301111111"))
+    newest = customer("b", contact_points=_points("b@b.example"))
+    values = survive([newest, survivor], {"phones": "most_recent"})
+    assert [p.value for p in values["contact_points"]] == [
+        "b@b.example",
+        "a@a.example",
+        "+49301111111",
+    ]
+
+
+def test_a_rule_on_contact_points_still_takes_every_point_of_one_record() -> None:
+    survivor = customer("a", contact_points=_points("a@a.example", "+49301111111"))
+    other = customer("b", contact_points=_points("b@b.example"))
+    values = survive([survivor, other], {"contact_points": Pick("b")})
+    assert [p.value for p in values["contact_points"]] == ["b@b.example"]
+
+
+def test_after_a_merge_one_email_and_one_phone_at_most_are_primary() -> None:
+    survivor = customer(
+        "a", contact_points=_points("a@a.example", "x@a.example", primary="x@a.example")
+    )
+    other = customer("b", contact_points=_points("b@b.example", primary="b@b.example"))
+    points = survive([survivor, other])["contact_points"]
+    assert [p.value for p in points if p.primary] == ["x@a.example"]
+
+
+def test_a_kind_rule_naming_another_record_is_refused() -> None:
+    survivor = customer("a")
+    with pytest.raises(ValidationError) as info:
+        survive([survivor, customer("b")], {"phones": Pick("zzz")})
+    assert info.value.field == "rules.phones"

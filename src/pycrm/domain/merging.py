@@ -10,6 +10,7 @@ import attrs
 
 from pycrm.domain.activities import Activity
 from pycrm.domain.assessments import Assessment
+from pycrm.domain.contact_points import ContactPoint, PointKind
 from pycrm.domain.contracts import Contract
 from pycrm.domain.customers import Contact, Customer
 from pycrm.domain.deals import Deal
@@ -23,6 +24,7 @@ from pycrm.errors import ValidationError
 
 __all__ = [
     "MERGEABLE",
+    "POINT_RULES",
     "REFERENCES",
     "Merge",
     "MergeChange",
@@ -70,6 +72,9 @@ FIXED = frozenset(
 #: Fields whose values are combined from every record (survivor's first).
 UNIONS = frozenset({"contact_points", "tags"})
 
+#: Survivorship rule keys for one kind of contact point each.
+POINT_RULES = {"emails": PointKind.EMAIL, "phones": PointKind.PHONE}
+
 
 @attrs.frozen
 class SourcePriority:
@@ -114,32 +119,66 @@ def survive(
     where the survivor has none, the most recently updated record's value;
     contact points and tags are the union of all records', and custom values
     are merged key by key the same way.
+
+    Contact points take a rule per kind too: ``{"phones": Pick(id)}`` takes
+    the phones of that record and leaves the emails to their own rule (the
+    union by default), so choosing a duplicate's phone never drops the
+    survivor's emails. A rule on ``contact_points`` is the rule of both kinds.
+    Of the merged points, at most one email and one phone stay primary.
     """
     rules = dict(rules or {})
     survivor = records[0]
     fields = [f.name for f in attrs.fields(type(survivor)) if f.name not in FIXED]
-    unknown = sorted(set(rules) - set(fields))
+    allowed = set(fields) | (set(POINT_RULES) if "contact_points" in fields else set())
+    unknown = sorted(set(rules) - allowed)
     if unknown:
         raise ValidationError(
             "rules", unknown[0], f"is not a mergeable field of {survivor.resource}"
         )
-    ids = {r.id for r in records}
     recent = sorted(records, key=lambda r: (r.updated_at, r.id), reverse=True)
     complete = sorted(records, key=lambda r: (_filled(r), r.updated_at, r.id), reverse=True)
+
+    def ordered(name: str, rule: SurvivorshipRule) -> Sequence[Record]:
+        """The records in the order ``rule`` prefers their values of ``name``."""
+        if rule == "survivor":
+            return [survivor]
+        if rule == "most_recent":
+            return recent
+        if rule == "most_complete":
+            return complete
+        if isinstance(rule, SourcePriority):
+            rank = {s: i for i, s in enumerate(rule.sources)}
+            return sorted(
+                records, key=lambda r: rank.get(getattr(r, "source", None) or "", len(rank))
+            )
+        if isinstance(rule, Pick):
+            picked = [r for r in records if r.id == rule.record_id]
+            if not picked:
+                raise ValidationError(
+                    f"rules.{name}", rule.record_id, "is not one of the merged records"
+                )
+            return picked
+        raise ValidationError(
+            f"rules.{name}", rule, f"must be one of {', '.join(_NAMED)}, SourcePriority or Pick"
+        )
+
     values: dict[str, Any] = {}
     for name in fields:
         rule = rules.get(name)
+        if name == "contact_points" and set(POINT_RULES) & set(rules):
+            parts: list[ContactPoint] = []
+            for key, kind in POINT_RULES.items():
+                kind_rule = rules.get(key, rule)
+                if kind_rule is None:
+                    parts += _union([p for r in records for p in _points(r, kind)])
+                    continue
+                chosen = (_points(r, kind) for r in ordered(key, kind_rule))
+                parts += next((points for points in chosen if points), [])
+            values[name] = _one_primary(parts)
+            continue
         if rule is None and name in UNIONS:
-            seen: dict[Any, Any] = {}
-            for record in records:
-                for item in getattr(record, name):
-                    key = (
-                        item.match_key() or item.value
-                        if hasattr(item, "match_key")
-                        else str(item).casefold()
-                    )
-                    seen.setdefault(key, item)
-            values[name] = tuple(seen.values())
+            items = _union([item for record in records for item in getattr(record, name)])
+            values[name] = _one_primary(items) if name == "contact_points" else tuple(items)
             continue
         if rule is None and isinstance(getattr(survivor, name), Mapping):
             # Custom values merge key by key: the survivor's, then the most recent other's.
@@ -148,36 +187,45 @@ def survive(
                 merged.update({k: v for k, v in getattr(record, name).items() if not _empty(v)})
             values[name] = merged
             continue
-        if rule is None:
-            order: Sequence[Record] = [survivor, *recent]
-        elif rule == "survivor":
+        if rule == "survivor":
             values[name] = getattr(survivor, name)
             continue
-        elif rule == "most_recent":
-            order = recent
-        elif rule == "most_complete":
-            order = complete
-        elif isinstance(rule, SourcePriority):
-            rank = {s: i for i, s in enumerate(rule.sources)}
-            order = sorted(
-                records, key=lambda r: rank.get(getattr(r, "source", None) or "", len(rank))
-            )
-        elif isinstance(rule, Pick):
-            if rule.record_id not in ids:
-                raise ValidationError(
-                    f"rules.{name}", rule.record_id, "is not one of the merged records"
-                )
-            values[name] = getattr(next(r for r in records if r.id == rule.record_id), name)
+        if isinstance(rule, Pick):
+            values[name] = getattr(ordered(name, rule)[0], name)
             continue
-        else:
-            raise ValidationError(
-                f"rules.{name}", rule, f"must be one of {', '.join(_NAMED)}, SourcePriority or Pick"
-            )
+        order = [survivor, *recent] if rule is None else ordered(name, rule)
         values[name] = next(
             (getattr(r, name) for r in order if not _empty(getattr(r, name))),
             getattr(survivor, name),
         )
     return values
+
+
+def _points(record: Any, kind: PointKind) -> list[ContactPoint]:
+    """The contact points of ``kind`` of a record that has contact points."""
+    return [p for p in record.contact_points if p.kind is kind]
+
+
+def _union(items: Sequence[Any]) -> list[Any]:
+    """``items`` without repeats (a contact point by its match key, a tag by its text), first kept."""
+    seen: dict[Any, Any] = {}
+    for item in items:
+        key = item.match_key() or item.value if hasattr(item, "match_key") else str(item).casefold()
+        seen.setdefault(key, item)
+    return list(seen.values())
+
+
+def _one_primary(points: Sequence[ContactPoint]) -> tuple[ContactPoint, ...]:
+    """``points`` with the primary mark kept on the first marked point of each kind only."""
+    marked: set[PointKind] = set()
+    kept: list[ContactPoint] = []
+    for point in points:
+        if point.primary and point.kind in marked:
+            point = attrs.evolve(point, primary=False)
+        elif point.primary:
+            marked.add(point.kind)
+        kept.append(point)
+    return tuple(kept)
 
 
 @attrs.frozen
