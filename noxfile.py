@@ -105,6 +105,7 @@ MUTATION_TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_dedupe_properties.py",
     ),
     "src/pycrm/domain/permissions.py": (
+        "tests/test_policy.py",
         "tests/test_permissions.py",
         "tests/test_permission_matrix.py",
         "tests/test_permission_properties.py",

@@ -1,0 +1,86 @@
+"""A permission policy as data (``pycrm.domain.permissions.Policy``), without a CRM.
+
+The widest scope among the actor's grants wins; a ``none`` grant gives nothing;
+a policy file is read as JSON and refused with a ConfigurationError that says
+what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pycrm.domain.permissions import DEFAULT_POLICY, Policy, Scope
+from pycrm.errors import ConfigurationError
+
+POLICY = Policy.from_dict(
+    {
+        "grants": [
+            {"roles": ["sales"], "resources": ["deal"], "actions": ["read"], "scope": "own"},
+            {"roles": ["sales_manager"], "resources": ["deal"], "actions": ["read"],
+             "scope": "team"},
+            {"roles": ["*"], "resources": ["deal"], "actions": ["update"], "scope": "none"},
+            {"roles": ["legal"], "resources": ["*"], "actions": ["*"], "scope": "department"},
+        ]
+    }
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("roles", "resource", "action", "scope"),
+    [
+        ({"sales"}, "deal", "read", Scope.OWN),
+        ({"sales", "sales_manager"}, "deal", "read", Scope.TEAM),  # the widest wins
+        ({"sales"}, "deal", "update", Scope.NONE),  # a none grant gives nothing
+        ({"marketing"}, "deal", "read", Scope.NONE),  # no grant at all
+        ({"legal"}, "ticket", "approve", Scope.DEPARTMENT),  # "*" resources and actions
+        ({"sales"}, "contract", "read", Scope.NONE),
+    ],
+)
+def test_scope_is_the_widest_the_roles_are_granted(
+    roles: set[str], resource: str, action: str, scope: Scope
+) -> None:
+    assert POLICY.scope(roles, resource, action) is scope
+    assert POLICY.scope(roles, resource, action) == scope  # asked twice: the same answer
+
+
+def test_a_none_grant_is_not_among_the_grants_for_an_action() -> None:
+    assert POLICY.grants_for({"sales"}, "deal", "update") == ()
+    assert [g.scope for g in POLICY.grants_for({"sales"}, "deal", "read")] == [Scope.OWN]
+
+
+def test_a_policy_file_is_read_as_json(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(POLICY.to_dict()), encoding="utf-8")
+    assert Policy.load(path) == POLICY
+    assert Policy.load(str(path)) == POLICY
+    path.write_text(json.dumps(DEFAULT_POLICY.to_dict()), encoding="utf-8")
+    assert Policy.load(path) == DEFAULT_POLICY
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (None, "cannot read policy"),
+        ("{not json", "cannot read policy"),
+        (b"\xff\xfe{}", "cannot read policy"),
+        ('{"grants": [], "roles": []}', "unknown keys"),
+        ('{"grants": [{"roles": "sales", "scope": "most"}]}', "scope must be one of"),
+    ],
+    ids=["missing", "not-json", "not-utf8", "unknown-key", "bad-scope"],
+)
+def test_a_bad_policy_file_is_refused_with_a_configuration_error(
+    tmp_path: Path, content: str | bytes | None, says: str
+) -> None:
+    path = tmp_path / "policy.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigurationError) as raised:
+        Policy.load(path)
+    assert says in str(raised.value)
+    if content is None or says == "cannot read policy":
+        assert str(path) in str(raised.value)
