@@ -84,3 +84,36 @@ def test_a_bad_policy_file_is_refused_with_a_configuration_error(
     assert says in str(raised.value)
     if content is None or says == "cannot read policy":
         assert str(path) in str(raised.value)
+
+
+def test_to_dict_gives_back_the_data_the_policy_was_read_from() -> None:
+    data = {
+        "grants": [
+            {"roles": ["sales"], "resources": ["deal"], "actions": ["read"], "scope": "own"},
+            {"roles": ["service"], "resources": ["deal"], "actions": ["update"], "scope": "all",
+             "unless": {"status": "won"}},
+            {"roles": ["finance"], "resources": ["receivable"], "actions": ["*"],
+             "scope": "department", "when": {"currency": "EUR"}},
+        ],
+        "fields": [
+            {"resource": "receivable", "field": "payments", "hidden": True, "read_only": False,
+             "allowed": ["finance"]},
+        ],
+    }  # fmt: skip
+    assert Policy.from_dict(data).to_dict() == data
+    assert Policy.from_dict(DEFAULT_POLICY.to_dict()) == DEFAULT_POLICY
+
+
+def test_extend_adds_another_policys_grants_and_field_rules() -> None:
+    extra = Policy.from_dict(
+        {
+            "grants": [{"roles": ["sales"], "resources": ["contract"], "actions": ["read"],
+                        "scope": "all"}],
+            "fields": [{"resource": "deal", "field": "amount", "read_only": True}],
+        }
+    )  # fmt: skip
+    for other in (extra, extra.to_dict()):
+        extended = POLICY.extend(other)
+        assert extended.grants == POLICY.grants + extra.grants
+        assert extended.fields == POLICY.fields + extra.fields
+        assert extended.scope({"sales"}, "contract", "read") is Scope.ALL
