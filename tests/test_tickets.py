@@ -44,6 +44,7 @@ from pycrm.errors import (
 from pycrm.rules import Assignment, RuleContext, hookimpl
 from pycrm.session import Session
 from pycrm.testing import FakeClock
+from support import refused as refused_by
 
 ConnectFn = Callable[..., pycrm.CRM]
 S = TicketStatus
@@ -1051,3 +1052,132 @@ def test_deactivation_records_why_a_ticket_changed_hands(crm: pycrm.CRM) -> None
         handed = s.tickets.get(ticket.id)
     assert handed.assignee_id == boss.id  # this part works
     assert "deactivated" in (handed.assignment_reason or "")
+
+
+# -- editing a ticket ---------------------------------------------------------------
+
+
+def test_update_corrects_a_ticket_and_is_audited(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s:
+        s.fields.define("ticket", "serial", "text")
+        agent = add_user(s, "Agent")
+        ticket = s.tickets.open("Printr jammed", channel="email", description="It jams")
+    with crm.session(agent.id) as s:
+        fixed = s.tickets.update(
+            ticket.id,
+            subject="Printer jammed",
+            description=None,
+            category="printer",
+            channel="phone",
+            skills=["printers"],
+            custom={"serial": "P-42"},
+        )
+        changes = {c.field: (c.old, c.new, c.actor_id) for c in s.tickets.history(ticket.id)}
+    assert (fixed.subject, fixed.description, fixed.category) == ("Printer jammed", None, "printer")
+    assert (fixed.channel, fixed.skills, fixed.custom) == (
+        Channel.PHONE,
+        ("printers",),
+        {"serial": "P-42"},
+    )
+    assert fixed.version == ticket.version + 1
+    assert changes["subject"] == ("Printr jammed", "Printer jammed", agent.id)
+    assert changes["channel"] == ("email", "phone", agent.id)
+    # nothing else moved: the due times follow the priority only
+    assert (fixed.first_response_due, fixed.resolution_due) == (jan(5, 17), jan(7, 1))
+
+
+def test_update_needs_the_update_grant_sales_reads_marketing_does_not(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s:
+        agent = add_user(s, "Agent")
+        sam = add_user(s, "Sam", "sales")
+        mia = add_user(s, "Mia", "marketing")
+        ticket = s.tickets.open("Broken", channel="email")
+    refused_by(
+        crm, sam.id, (PermissionDenied, lambda s: s.tickets.update(ticket.id, priority="low"))
+    )
+    refused_by(crm, mia.id, (NotFound, lambda s: s.tickets.update(ticket.id, subject="Mine now")))
+    refused_by(
+        crm,
+        agent.id,
+        (ValidationError, lambda s: s.tickets.update(ticket.id, status="closed")),
+        (ValidationError, lambda s: s.tickets.update(ticket.id, priority="whenever")),
+        (ValidationError, lambda s: s.tickets.update(ticket.id, subject="")),
+        (ValidationError, lambda s: s.tickets.update(ticket.id, channel=None)),
+        (
+            pycrm.errors.ConcurrencyError,
+            lambda s: s.tickets.update(ticket.id, version=7, subject="x"),
+        ),
+    )
+    with crm.session(sam.id) as s:
+        assert s.tickets.get(ticket.id).subject == "Broken"  # sales still reads it
+    with crm.session(crm.system_actor) as s:
+        denied = s.audit.find(actor_id=sam.id, action="denied:update")
+    assert [(e.record_type, e.record_id) for e in denied] == [("ticket", ticket.id)]
+
+
+def test_a_new_priority_moves_the_running_due_times_as_if_opened_with_it(
+    crm: pycrm.CRM, fake_clock: FakeClock
+) -> None:
+    with crm.session(crm.system_actor) as s:
+        agent = add_user(s, "Agent")
+        ticket = s.tickets.open("Down", channel="email")  # normal: 8 h / 40 h
+        answered = s.tickets.open("Slow", channel="email")
+        s.tickets.assign(answered.id, agent.id)
+        s.tickets.reply(answered.id, "Looking into it")
+    fake_clock.advance(hours=2)
+    with crm.session(agent.id) as s:
+        urgent = s.tickets.update(ticket.id, priority="urgent")  # 1 h / 4 h from 09:00
+        low = s.tickets.update(answered.id, priority="low")  # 16 h / 80 h
+    assert urgent.priority is Priority.URGENT
+    assert (urgent.first_response_due, urgent.resolution_due) == (jan(5, 10), jan(5, 13))
+    assert not urgent.first_response_breached  # a breach is recorded by reply or escalate
+    assert low.first_response_due == jan(5, 17)  # answered at 09:00: its target is settled
+    assert low.resolution_due == jan(8, 17)
+
+
+def test_a_new_priority_keeps_the_wait_on_the_customer_and_the_reopening(
+    crm: pycrm.CRM, fake_clock: FakeClock
+) -> None:
+    with crm.session(crm.system_actor) as s:
+        agent = add_user(s, "Agent")
+        ticket = s.tickets.open("Down", channel="email", priority="high")  # 4 h / 16 h
+        s.tickets.assign(ticket.id, agent.id)
+        s.tickets.start(ticket.id)
+        s.tickets.wait_on_customer(ticket.id)
+    fake_clock.advance(hours=3)  # three hours waiting: the clock stood still
+    with crm.session(agent.id) as s:
+        s.tickets.customer_reply(ticket.id, "Here are the logs")
+        low = s.tickets.update(ticket.id, priority="low")  # 16 h / 80 h, plus the 3 h wait
+    assert (low.first_response_due, low.resolution_due) == (jan(6, 4), jan(8, 20))
+    with crm.session(agent.id) as s:
+        s.tickets.reply(ticket.id, "Fixed")
+        s.tickets.resolve(ticket.id)
+        resolved = s.tickets.update(ticket.id, priority="urgent")
+    assert resolved.resolution_due == jan(8, 20)  # resolved: nothing runs any more
+    fake_clock.advance(days=1)  # 2026-01-06 12:00
+    with crm.session(agent.id) as s:
+        reopened = s.tickets.reopen(ticket.id)
+        assert reopened.resolution_due == jan(6, 16)  # urgent: 4 h from the reopening
+        normal = s.tickets.update(ticket.id, priority="normal")
+    assert normal.resolution_due == jan(8, 4)  # 40 h from the reopening, not the opening
+
+
+def test_a_new_priority_counts_business_hours(
+    connect_crm: ConnectFn, fake_clock: FakeClock
+) -> None:
+    crm = connect_crm(sla_policy=SlaPolicy(calendar=BERLIN_DESK))
+    with crm.session(crm.system_actor) as s:
+        ticket = s.tickets.open("Down", channel="email")  # Monday 10:00 in Berlin
+        urgent = s.tickets.update(ticket.id, priority="urgent")
+    # 1 h and 4 h of the desk's time from Monday 10:00 Berlin (09:00 UTC)
+    assert (urgent.first_response_due, urgent.resolution_due) == (jan(5, 10), jan(5, 13))
+    with crm.session(crm.system_actor) as s:
+        low = s.tickets.update(ticket.id, priority="low")
+        opened_low = s.tickets.open("Also down", channel="email", priority="low")
+    # 16 desk hours: Monday 10-17 (7 h), Tuesday is a holiday, Wednesday 9-17 (8 h), then
+    # Thursday 9-10 Berlin: as for a ticket opened with that priority
+    assert low.first_response_due == jan(8, 9)
+    assert (low.first_response_due, low.resolution_due) == (
+        opened_low.first_response_due,
+        opened_low.resolution_due,
+    )

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from pycrm.domain.audit import AuditEntry
 from pycrm.domain.contact_points import search_key
 from pycrm.domain.contracts import Contract
 from pycrm.domain.customers import Contact, Customer
@@ -32,6 +33,7 @@ from pycrm.domain.tickets import (
     Channel,
     Message,
     Priority,
+    SlaPolicy,
     Ticket,
     TicketStatus,
 )
@@ -339,6 +341,83 @@ class TicketService(RecordService[Ticket]):
             csat_comment=text,
             csat_resolution=ticket.resolutions,
         )
+
+    @write
+    def update(self, id: str, *, version: int | None = None, **fields: Any) -> Ticket:
+        """Correct a ticket's subject, description, priority, category, channel, skills or custom.
+
+        ``custom`` holds custom field values, merged key by key. Needs the policy's ``update`` grant on the ticket (by default service's:
+        sales reads tickets but does not change them, marketing neither). Pass
+        ``version`` to refuse the write if the ticket changed since.
+
+        A new priority moves the SLA due times that are still running, as if
+        the ticket had been opened (or, for the resolution target, last
+        reopened) with that priority: the first-response due time until the
+        first public reply, the resolution due time while the ticket is open.
+        The SLA time it spent waiting on the customer still counts in its
+        favour. A breach already recorded (``*_breached``) stays recorded.
+
+        :raises ValidationError: naming the bad or unknown field.
+        :raises PermissionDenied: without the ``update`` grant on the ticket.
+        """
+        ticket = self._load(id)
+        checkers: dict[str, Any] = {
+            "subject": lambda f, v: check_text(f, v, required=True, limit=300),
+            "description": lambda f, v: check_text(f, v, limit=20_000, multiline=True),
+            "priority": lambda f, v: check_choice(f, v, Priority),
+            "category": lambda f, v: check_text(f, v, limit=80),
+            "channel": lambda f, v: check_choice(f, v, Channel),
+            "skills": check_tags,
+            "custom": lambda f, v: self._custom(ticket.custom, v, creating=False),
+        }
+        unknown = sorted(set(fields) - set(checkers))
+        if unknown:
+            raise ValidationError(unknown[0], fields[unknown[0]], "is not a ticket field")
+        with Checks() as checks:
+            changes = {k: checks(checkers[k], k, v) for k, v in fields.items()}
+        priority = changes.get("priority", ticket.priority)
+        if priority is not ticket.priority:
+            changes.update(self._retarget(ticket, priority))
+        return self._change(ticket, version, "update", **changes)
+
+    def _retarget(self, ticket: Ticket, priority: Priority) -> dict[str, datetime]:
+        """The due times still running, moved to the SLA target of ``priority``."""
+        policy: SlaPolicy = self._s.settings._sla_policy()
+        customer = (
+            self._s._uow.repo(Customer).get(ticket.customer_id) if ticket.customer_id else None
+        )
+        grade = customer.grade if customer else None
+        old, new = policy.target(ticket.priority, grade), policy.target(priority, grade)
+
+        def moved(start: datetime, due: datetime, was: timedelta, now: timedelta) -> datetime:
+            # ``due`` is ``start`` + ``was`` + the SLA time spent waiting on the customer.
+            waited = max(policy.elapsed(start, due) - was, timedelta(0))
+            return policy.add(start, now + waited)
+
+        changes: dict[str, datetime] = {}
+        if ticket.first_response_at is None and ticket.first_response_due is not None:
+            changes["first_response_due"] = moved(
+                ticket.opened_at, ticket.first_response_due, old.first_response, new.first_response
+            )
+        if ticket.is_open and ticket.resolution_due is not None:
+            changes["resolution_due"] = moved(
+                self._resolution_clock_start(ticket),
+                ticket.resolution_due,
+                old.resolution,
+                new.resolution,
+            )
+        return changes
+
+    def _resolution_clock_start(self, ticket: Ticket) -> datetime:
+        """When the resolution target started to run: the opening, or the last reopening."""
+        if not ticket.resolutions:
+            return ticket.opened_at
+        reopened = self._s._uow.repo(AuditEntry).find(
+            all_of([Eq("record_id", ticket.id), Eq("action", "reopen")]),
+            order_by=[OrderBy("at", descending=True)],
+            limit=1,
+        )
+        return reopened[0].at if reopened else ticket.opened_at
 
     # -- SLA -------------------------------------------------------------------
 
