@@ -26,11 +26,13 @@ from pycrm.domain.events import Event
 
 __all__ = [
     "activity_logged",
+    "approval_delegated",
     "contact_archived",
     "contact_created",
     "contact_updated",
     "contacts_merged",
     "contract_approved",
+    "contract_recalled",
     "contract_rejected",
     "contract_signed",
     "contract_submitted",
@@ -125,6 +127,15 @@ contract_approved = _signal(
 )
 contract_rejected = _signal(
     "contract_rejected", "An approver rejected the contract. ``after.approvals``: who and why."
+)
+contract_recalled = _signal(
+    "contract_recalled",
+    "The owner took a submitted contract back to draft; its approval steps are dropped.",
+)
+approval_delegated = _signal(
+    "approval_delegated",
+    "An approver handed a pending approval step to another user "
+    "(``after.approvals``: the step's ``delegated_to``); the delegate is given a task.",
 )
 contract_signed = _signal(
     "contract_signed", "The customer signed: finance now holds one receivable per instalment."

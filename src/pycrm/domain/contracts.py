@@ -24,8 +24,10 @@ __all__ = [
     "ContractStatus",
     "Decision",
     "Instalment",
+    "apply_discount",
     "build_schedule",
     "check_schedule",
+    "rescale_schedule",
 ]
 
 
@@ -45,14 +47,15 @@ class ContractStatus(enum.StrEnum):
 _C = ContractStatus
 #: draft → pending_approval → approved | rejected → signed → active → completed | terminated.
 #: A rejected contract may be revised (back to draft); a draft needing no approval is approved
-#: on submission.
+#: on submission; the owner may recall a contract pending approval, or approved but not yet
+#: signed, back to draft.
 CONTRACT_MOVES: StateMachine[ContractStatus] = StateMachine(
     "contract",
     {
         _C.DRAFT: {_C.PENDING_APPROVAL, _C.APPROVED},
-        _C.PENDING_APPROVAL: {_C.APPROVED, _C.REJECTED},
+        _C.PENDING_APPROVAL: {_C.APPROVED, _C.REJECTED, _C.DRAFT},
         _C.REJECTED: {_C.DRAFT},
-        _C.APPROVED: {_C.SIGNED},
+        _C.APPROVED: {_C.SIGNED, _C.DRAFT},
         _C.SIGNED: {_C.ACTIVE, _C.TERMINATED},
         _C.ACTIVE: {_C.COMPLETED, _C.TERMINATED},
     },
@@ -83,6 +86,12 @@ class ApprovalStep:
     """When."""
     comment: str | None = None
     """The approver's comment."""
+    delegated_to: str | None = None
+    """A user the step was handed to (who may decide it besides the role's holders)."""
+    delegated_by: str | None = None
+    """Who handed it on."""
+    delegated_at: datetime | None = None
+    """When."""
 
 
 @attrs.frozen
@@ -122,7 +131,8 @@ class Contract(Record):
     list_amount: Money | None = None
     """The price before discount, where one was given."""
     discount_percent: Decimal = Decimal(0)
-    """Discount granted, in percent."""
+    """Discount granted, in percent: with a :attr:`list_amount`, :attr:`amount` is the list
+    amount less this discount (see :func:`apply_discount`)."""
     standard_terms: bool = True
     """False when the terms deviate from the company's standard (legal must review)."""
     terms: str | None = None
@@ -187,6 +197,44 @@ class ApprovalPolicy:
         ):
             steps.append(ApprovalStep(self.amount_role, f"amount {contract.amount} ≥ {threshold}"))
         return steps
+
+
+def apply_discount(list_amount: Money, percent: Decimal) -> Money:
+    """``list_amount`` less ``percent`` % of it, exactly, in the currency's minor units.
+
+    The discount is ``list_amount × percent / 100`` rounded half-even to the
+    minor unit (a cent for EUR, a yen for JPY), and subtracted: 15 % off
+    1,000.05 EUR is a discount of 150.0075 → 150.01 EUR, leaving 850.04 EUR;
+    12.5 % off 1 JPY is 0.125 → 0 JPY, leaving 1 JPY.
+    """
+    discount = Money.of(list_amount.amount * percent / 100, list_amount.currency)
+    return list_amount - discount
+
+
+def rescale_schedule(schedule: Sequence[Instalment], amount: Money) -> tuple[Instalment, ...]:
+    """``schedule`` (same due dates) summing exactly to the new ``amount``.
+
+    A schedule of equal parts (as :func:`build_schedule` makes them) stays
+    equal parts; any other keeps each instalment's share of the total, in
+    whole minor units, the first instalments taking the remainder.
+    """
+    if not schedule:
+        return ()
+    old = [part.amount.minor for part in schedule]
+    total, count = sum(old), len(schedule)
+    current = Money.from_minor(total, amount.currency)
+    if [p.amount for p in schedule] == list(current.allocate(count)) or total <= 0:
+        parts = [p.minor for p in amount.allocate(count)]
+    else:
+        parts = [amount.minor * share // total for share in old]
+        for i in range(amount.minor - sum(parts)):
+            parts[i % count] += 1
+    if any(part <= 0 for part in parts):
+        raise ValidationError("schedule", str(amount), "would leave an instalment with nothing")
+    return tuple(
+        Instalment(p.number, p.due, Money.from_minor(minor, amount.currency))
+        for p, minor in zip(schedule, parts, strict=True)
+    )
 
 
 def _add_months(day: date, months: int) -> date:

@@ -5,15 +5,20 @@
 * ``payment_received`` → a task telling the deal owner;
 * ``receivable_overdue`` → a task for finance;
 * a tracked behaviour event named in the CRM's ``followups`` → a follow-up
-  task for the contact's (or its customer's) owner, else for sales.
+  task: about an open lead, for the lead's owner; otherwise about the contact
+  (given, or the one a converted lead became), for its (or its customer's)
+  owner; for sales when nobody owns it;
+* ``approval_delegated`` → a task for the delegate to decide the step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pycrm.domain.customers import Contact, Customer
 from pycrm.domain.events import Event
+from pycrm.domain.leads import Lead
 from pycrm.domain.money import Money
 from pycrm.domain.tasks import BehaviourEvent, TaskPriority
 from pycrm.rules.context import RuleContext, TaskSpec
@@ -77,14 +82,37 @@ class Reminders:
                     related_id=event.record_id,
                 )
             ]
+        if event.name == "approval_delegated":
+            return _delegated(event, after)
         return None
 
     def _behaviour(self, event: BehaviourEvent, ctx: RuleContext) -> list[TaskSpec] | None:
         rule = ctx.crm.followups.get(event.event)
-        if rule is None or event.contact_id is None:
+        if rule is None:
             return None
         uow = ctx.session._uow
-        contact = uow.repo(Contact).get(event.contact_id)
+        contact_id = event.contact_id
+        lead = uow.repo(Lead).get(event.lead_id) if event.lead_id is not None else None
+        if lead is not None and lead.is_open:
+            # Behaviour matters most while the lead is worked: its owner follows up.
+            label = lead.name + (f" ({lead.company})" if lead.company else "")
+            return [
+                TaskSpec(
+                    rule.title.format(event=event.event, name=label),
+                    assignee_id=lead.owner_id,
+                    department=None if lead.owner_id else "sales",
+                    due_at=event.occurred_at + rule.within,
+                    priority=rule.priority,
+                    kind="follow_up",
+                    related_type="lead",
+                    related_id=lead.id,
+                )
+            ]
+        if contact_id is None and lead is not None:
+            contact_id = lead.contact_id  # a converted lead: the contact it became
+        if contact_id is None:
+            return None
+        contact = uow.repo(Contact).get(contact_id)
         if contact is None:
             return None
         owner = contact.owner_id
@@ -103,3 +131,27 @@ class Reminders:
                 related_id=contact.id,
             )
         ]
+
+
+def _delegated(event: Event, after: dict[str, Any]) -> list[TaskSpec] | None:
+    """The delegate's task: decide the step handed to them (the last one delegated)."""
+    steps = [
+        step
+        for step in after.get("approvals", ())
+        if step.get("delegated_to") and step.get("decision") == "pending"
+    ]
+    if not steps:
+        return None
+    step = max(steps, key=lambda s: s.get("delegated_at") or "")
+    return [
+        TaskSpec(
+            f"Decide the {step['role']} approval of contract {after.get('title', '')}".strip(),
+            assignee_id=step["delegated_to"],
+            due_at=event.occurred_at,
+            priority=TaskPriority.HIGH,
+            kind="approval",
+            related_type="contract",
+            related_id=event.record_id,
+            notes=step.get("reason"),
+        )
+    ]

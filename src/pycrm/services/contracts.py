@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
@@ -11,16 +12,20 @@ import attrs
 
 from pycrm.domain.contracts import (
     CONTRACT_MOVES,
+    ApprovalStep,
     Contract,
     ContractStatus,
     Decision,
     Instalment,
+    apply_discount,
     build_schedule,
     check_schedule,
+    rescale_schedule,
 )
 from pycrm.domain.deals import Deal, DealStatus
 from pycrm.domain.fields import Checks, check_bool, check_choice, check_id, check_money, check_text
 from pycrm.domain.money import Money
+from pycrm.domain.org import User
 from pycrm.domain.query import Eq, Filter, OrderBy, all_of
 from pycrm.errors import InvalidTransition, ValidationError
 from pycrm.services.deals import _date
@@ -53,6 +58,8 @@ class ContractService(RecordService[Contract]):
         "approve": "contract_approved",
         "reject": "contract_rejected",
         "sign": "contract_signed",
+        "recall": "contract_recalled",
+        "delegate": "approval_delegated",
     }
 
     @write
@@ -76,10 +83,21 @@ class ContractService(RecordService[Contract]):
     ) -> Contract:
         """Draft a contract from a won deal.
 
-        ``amount`` defaults to the deal's amount. The payment schedule is
-        either ``instalments`` equal parts (to the minor unit) ``every_months``
-        apart from ``first_due`` (default: ``start`` or today), or an explicit
-        ``schedule`` of ``(due date, Money)`` that must sum exactly to ``amount``.
+        The amount is what the customer pays. Without ``amount`` it is the
+        deal's amount, or, with a ``discount_percent``, the list price less
+        the discount: the list price is ``list_amount``, else the deal's
+        amount (then recorded as ``list_amount``). The discount is
+        ``list × percent / 100`` rounded half-even to the currency's minor
+        unit (a cent, a yen) and subtracted, so 15 % off 1,000.05 EUR is
+        150.01 EUR off, 850.04 EUR to pay (see
+        :func:`~pycrm.domain.contracts.apply_discount`). A given ``amount`` is
+        taken as the net amount; with ``list_amount`` and a discount beside
+        it, it must be exactly that.
+
+        The payment schedule is either ``instalments`` equal parts (to the
+        minor unit) ``every_months`` apart from ``first_due`` (default:
+        ``start`` or today), or an explicit ``schedule`` of
+        ``(due date, Money)`` that must sum exactly to the amount.
         """
         deal = self._s._uow.repo(Deal).get(check_id("deal_id", deal_id))
         if deal is None:
@@ -89,9 +107,7 @@ class ContractService(RecordService[Contract]):
         with Checks() as checks:
             fields: dict[str, Any] = {
                 "title": checks(check_text, "title", title or deal.name, required=True),
-                "amount": checks(
-                    check_money, "amount", amount if amount is not None else deal.amount
-                ),
+                "amount": checks(check_money, "amount", amount),
                 "list_amount": checks(check_money, "list_amount", list_amount),
                 "discount_percent": checks(_percent, "discount_percent", discount_percent),
                 "standard_terms": checks(check_bool, "standard_terms", standard_terms),
@@ -100,7 +116,7 @@ class ContractService(RecordService[Contract]):
                 "end": checks(_date, "end", end),
                 "first_due": checks(_date, "first_due", first_due),
             }
-        total: Money = fields.pop("amount")
+        total = self._net(deal.amount, fields, fields.pop("amount"))
         if total.amount <= 0:
             raise ValidationError("amount", str(total), "must be positive")
         first = fields.pop("first_due") or fields["start"] or self._s._now().date()
@@ -124,6 +140,27 @@ class ContractService(RecordService[Contract]):
             **fields,
         )
 
+    @staticmethod
+    def _net(deal_amount: Money, fields: dict[str, Any], amount: Money | None) -> Money:
+        """The amount to pay, from the amount given or the list price less the discount."""
+        listed: Money | None = fields["list_amount"]
+        percent: Decimal = fields["discount_percent"]
+        if amount is None:
+            if not percent:
+                return deal_amount
+            base = listed if listed is not None else deal_amount
+            fields["list_amount"] = base
+            return apply_discount(base, percent)
+        if listed is not None and listed.currency != amount.currency:
+            raise ValidationError("list_amount", str(listed), f"must be in {amount.currency}")
+        if listed is not None and percent and amount != apply_discount(listed, percent):
+            raise ValidationError(
+                "amount",
+                str(amount),
+                f"is not list_amount less {percent}% ({apply_discount(listed, percent)})",
+            )
+        return amount
+
     def _move(
         self, contract: Contract, to: ContractStatus, action: str, **changes: Any
     ) -> Contract:
@@ -146,58 +183,164 @@ class ContractService(RecordService[Contract]):
                 return self._move(contract, ContractStatus.APPROVED, "approve", approvals=())
         return self._move(contract, ContractStatus.PENDING_APPROVAL, "submit", approvals=steps)
 
-    def _decide(
-        self, id: str, decision: Decision, comment: str | None
-    ) -> tuple[Contract, tuple[Any, ...]]:
-        contract = self._load(id)
+    @staticmethod
+    def _pending(contract: Contract, target: str) -> Contract:
         if contract.status is not ContractStatus.PENDING_APPROVAL:
-            target = "approved" if decision is Decision.APPROVED else "rejected"
             raise InvalidTransition(
                 "contract", contract.status.value, target, "it is not pending approval"
             )
+        return contract
+
+    def _step_for(self, contract: Contract, action: str, role: str | None = None) -> int:
+        """The pending step the actor may decide (or hand on): by role, by delegation, as admin.
+
+        With ``role``, that role's pending step. Raises PermissionDenied when there is none.
+        """
         actor = self._s.actor
         roles = set(self._s._guard.roles)  # roles and department, as the policy sees them
-        pending = [i for i, s in enumerate(contract.approvals) if s.decision is Decision.PENDING]
-        mine = [i for i in pending if contract.approvals[i].role in roles]
+        pending = [
+            i
+            for i, s in enumerate(contract.approvals)
+            if s.decision is Decision.PENDING and (role is None or s.role == role)
+        ]
+        mine = [
+            i
+            for i in pending
+            if contract.approvals[i].role in roles or contract.approvals[i].delegated_to == actor.id
+        ]
         if not mine and (actor.is_system or "admin" in roles) and pending:
             mine = pending[:1]
         if not mine:
+            if role is not None and not pending:
+                raise ValidationError("role", role, "names no pending approval step")
             needed = ", ".join(sorted({contract.approvals[i].role for i in pending}))
-            self._s._guard.deny("approve", "contract", contract.id, f"needs the role {needed}")
+            self._s._guard.deny(action, "contract", contract.id, f"needs the role {needed}")
+        return mine[0]
+
+    def _by_delegation(self, step: ApprovalStep) -> bool:
+        """Whether the actor decides ``step`` only because it was handed to them."""
+        return step.delegated_to == self._s.actor.id and step.role not in self._s._guard.roles
+
+    def _decide(
+        self, id: str, decision: Decision, comment: str | None
+    ) -> tuple[Contract, tuple[Any, ...], bool]:
+        target = "approved" if decision is Decision.APPROVED else "rejected"
+        contract = self._pending(self._load(id), target)
+        index = self._step_for(contract, "approve")
         note = check_text("comment", comment, limit=2000)
         steps = list(contract.approvals)
-        steps[mine[0]] = attrs.evolve(
-            steps[mine[0]],
+        delegated = self._by_delegation(steps[index])
+        steps[index] = attrs.evolve(
+            steps[index],
             decision=decision,
-            decided_by=actor.id,
+            decided_by=self._s.actor.id,
             decided_at=self._s._now(),
             comment=note,
         )
-        return contract, tuple(steps)
+        return contract, tuple(steps), delegated
 
     @write
     def approve(self, id: str, *, comment: str | None = None) -> Contract:
-        """Approve the pending step that needs one of the actor's roles.
+        """Approve the pending step that needs one of the actor's roles (or was handed to them).
 
         When every step is approved the contract is approved and can be signed.
+        A delegate (see :meth:`delegate`) decides on the approver's authority:
+        the policy's ``approve`` grant is the approver's, not theirs.
         :raises PermissionDenied: when no pending step needs a role the actor has.
         """
-        contract, steps = self._decide(id, Decision.APPROVED, comment)
-        if all(s.decision is Decision.APPROVED for s in steps):
-            return self._move(contract, ContractStatus.APPROVED, "approve", approvals=steps)
-        return self._change(contract, None, "approve_step", approvals=steps)
+        contract, steps, delegated = self._decide(id, Decision.APPROVED, comment)
+        with self._s._guard.bypass() if delegated else nullcontext():
+            if all(s.decision is Decision.APPROVED for s in steps):
+                return self._move(contract, ContractStatus.APPROVED, "approve", approvals=steps)
+            return self._change(contract, None, "approve_step", approvals=steps)
 
     @write
     def reject(self, id: str, *, comment: str) -> Contract:
-        """Reject the contract at the actor's step, saying why."""
+        """Reject the contract at the actor's step (or the step handed to them), saying why."""
         check_text("comment", comment, required=True, limit=2000)
-        contract, steps = self._decide(id, Decision.REJECTED, comment)
-        return self._move(contract, ContractStatus.REJECTED, "reject", approvals=steps)
+        contract, steps, delegated = self._decide(id, Decision.REJECTED, comment)
+        with self._s._guard.bypass() if delegated else nullcontext():
+            return self._move(contract, ContractStatus.REJECTED, "reject", approvals=steps)
+
+    @write
+    def delegate(
+        self,
+        id: str,
+        to: str,
+        *,
+        role: str | None = None,
+        version: int | None = None,
+    ) -> Contract:
+        """Hand a pending approval step to another user, e.g. while away.
+
+        The step is the first pending one the actor may decide (or ``role``'s):
+        one that needs a role of theirs, one handed to them, or, for admins,
+        the next pending one. From now on ``to`` may approve or reject it too,
+        on the approver's authority (holders of the role still may), and gets
+        a task saying so; ``approval_delegated`` is sent. ``to`` must be an
+        active user, not the actor, and able to read the contract to find it.
+
+        :raises PermissionDenied: when no pending step is the actor's to hand on.
+        """
+        to_id = self._check_user("to", to)
+        assert to_id is not None
+        if role is not None:
+            check_text("role", role, required=True, limit=40)
+        contract = self._pending(self._load(id), "delegated")
+        user = self._s._uow.repo(User).get(to_id)
+        if user is None or not user.active:
+            raise ValidationError("to", to, "is not an active user")
+        if to_id == self._s.actor.id:
+            raise ValidationError("to", to, "is the actor: hand the step to someone else")
+        index = self._step_for(contract, "approve", role)
+        steps = list(contract.approvals)
+        steps[index] = attrs.evolve(
+            steps[index],
+            delegated_to=to_id,
+            delegated_by=self._s.actor.id,
+            delegated_at=self._s._now(),
+        )
+        handed_on = self._by_delegation(contract.approvals[index])
+        with self._s._guard.bypass() if handed_on else nullcontext():
+            return self._change(contract, version, "delegate", approvals=tuple(steps))
+
+    @write
+    def recall(self, id: str, *, version: int | None = None) -> Contract:
+        """Take a submitted contract back to draft: its owner changed their mind.
+
+        A contract pending approval, or approved but not yet signed, goes back
+        to ``draft`` and loses its approval steps (the audit keeps them); it
+        can then be revised and submitted again. Only the contract's owner
+        (and the system actor) may recall it. Sends ``contract_recalled``.
+
+        :raises PermissionDenied: for anyone but the owner.
+        :raises InvalidTransition: for a draft, rejected, signed or later contract.
+        """
+        contract = self._load(id)
+        actor = self._s.actor
+        if not actor.is_system and contract.owner_id != actor.id:
+            self._s._guard.deny("update", "contract", contract.id, "only its owner may recall it")
+        if contract.status not in (ContractStatus.PENDING_APPROVAL, ContractStatus.APPROVED):
+            raise InvalidTransition(
+                "contract", contract.status.value, "draft", "only a submitted contract is recalled"
+            )
+        return self._change(contract, version, "recall", status=ContractStatus.DRAFT, approvals=())
 
     @write
     def revise(self, id: str, **changes: Any) -> Contract:
-        """Take a rejected contract back to draft, optionally changing its discount or terms."""
+        """Take a rejected contract back to draft, or change a draft: its discount or terms.
+
+        A new ``discount_percent`` is applied to the list price (as in
+        :meth:`draft`) and the payment schedule follows the new amount
+        (equal parts stay equal, other schedules keep their shares). A contract
+        without a list price and with no discount so far takes its amount as
+        the list price.
+        """
         contract = self._load(id)
+        if contract.status not in (ContractStatus.DRAFT, ContractStatus.REJECTED):
+            raise InvalidTransition(
+                "contract", contract.status.value, "draft", "only drafts and rejected ones change"
+            )
         allowed = {"discount_percent", "standard_terms", "terms"}
         unknown = sorted(set(changes) - allowed)
         if unknown:
@@ -214,7 +357,32 @@ class ContractService(RecordService[Contract]):
                 )
             if "terms" in changes:
                 fields["terms"] = checks(check_text, "terms", changes["terms"], limit=20_000)
+        if fields.get("discount_percent", contract.discount_percent) != contract.discount_percent:
+            fields.update(self._rediscount(contract, fields["discount_percent"]))
+        if contract.status is ContractStatus.DRAFT:
+            return self._change(contract, None, "update", **fields)
         return self._move(contract, ContractStatus.DRAFT, "update", approvals=(), **fields)
+
+    @staticmethod
+    def _rediscount(contract: Contract, percent: Decimal) -> dict[str, Any]:
+        """The amount, list amount and schedule for a new discount."""
+        listed = contract.list_amount
+        if listed is None:
+            if contract.discount_percent:
+                raise ValidationError(
+                    "discount_percent",
+                    str(percent),
+                    "the contract has no list_amount to apply it to",
+                )
+            listed = contract.amount  # no discount so far: the amount was the list price
+        amount = apply_discount(listed, percent)
+        if amount.amount <= 0:
+            raise ValidationError("discount_percent", str(percent), "leaves nothing to pay")
+        try:
+            schedule = rescale_schedule(contract.schedule, amount)
+        except ValidationError as exc:
+            raise ValidationError("discount_percent", str(percent), exc.reason) from None
+        return {"list_amount": listed, "amount": amount, "schedule": schedule}
 
     @write
     def sign(self, id: str, *, signed_at: datetime | None = None) -> Contract:

@@ -39,10 +39,12 @@ R = TypeVar("R", bound=Record)
 #: The policy action a write needs, by the write's audit action (default ``update``).
 PERMISSION_FOR = {
     "archive": "delete",
+    "restore": "delete",
     "assign": "assign",
     "approve": "approve",
     "approve_step": "approve",
     "reject": "approve",
+    "delegate": "approve",
 }
 P = ParamSpec("P")
 T = TypeVar("T")
