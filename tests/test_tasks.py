@@ -276,3 +276,189 @@ def test_custom_followups_replace_the_default_ones(
         TaskPriority.LOW,
         "follow_up",
     )
+
+
+# -- behaviour follow-ups for leads ---------------------------------------------------
+
+
+def test_tracking_a_leads_pricing_page_view_gives_the_leads_owner_a_follow_up_task(
+    crm: pycrm.CRM, fake_clock: FakeClock
+) -> None:
+    p = staff(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        worked = s.leads.capture("Lia Lead", source="webform", company="Lia AG")
+        s.leads.assign(worked.id, p.kim.id)
+        fresh = s.leads.capture("Nils New", source="webform")
+        done = s.leads.capture("Dora Done", source="webform")
+        s.leads.disqualify(done.id, "no budget")
+        acme = s.customers.create("Acme GmbH")
+        anna = s.contacts.create("Anna", customer_id=acme.id, owner_id=p.sam.id)
+    with crm.session(actor=p.sam.id) as s:
+        s.activities.track(None, "viewed_pricing_page", lead_id=worked.id)
+        s.activities.track(None, "requested_demo", lead_id=fresh.id)
+        s.activities.track(None, "viewed_pricing_page", lead_id=done.id)  # closed: nobody
+        # a lead and a contact: the open lead's owner follows up
+        s.activities.track(anna.id, "viewed_pricing_page", lead_id=worked.id)
+    with crm.session(actor=crm.system_actor) as s:
+        tasks = s.tasks.list(kind="follow_up")
+    now = fake_clock.now()
+    assert sorted(
+        (t.title, t.assignee_id, t.department, t.due_at, t.related_type, t.related_id)
+        for t in tasks
+    ) == sorted(
+        [
+            ("Follow up with Lia Lead (Lia AG): viewed the pricing page", p.kim.id, None,
+             now + timedelta(hours=4), "lead", worked.id),
+            ("Follow up with Lia Lead (Lia AG): viewed the pricing page", p.kim.id, None,
+             now + timedelta(hours=4), "lead", worked.id),
+            ("Book the demo Nils New asked for", None, "sales", now + timedelta(hours=2),
+             "lead", fresh.id),
+        ]
+    )  # fmt: skip
+
+
+def test_a_converted_leads_behaviour_follows_the_contact_it_became(crm: pycrm.CRM) -> None:
+    p = staff(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        lead = s.leads.capture("Otto Buyer", source="webform", email="otto@buyer.example")
+        s.leads.assign(lead.id, p.kim.id)
+        s.leads.mark_contacted(lead.id)
+        s.leads.qualify(lead.id)
+        _customer, contact, _deal = s.leads.convert(lead.id)
+    with crm.session(actor=p.sam.id) as s:
+        s.activities.track(None, "viewed_pricing_page", lead_id=lead.id)
+    with crm.session(actor=crm.system_actor) as s:
+        (task,) = s.tasks.list(kind="follow_up")
+    assert (task.assignee_id, task.related_type, task.related_id) == (
+        p.kim.id,
+        "contact",
+        contact.id,
+    )
+    assert task.title == "Follow up with Otto Buyer: viewed the pricing page"
+
+
+def test_converting_or_disqualifying_a_lead_closes_its_follow_up(crm: pycrm.CRM) -> None:
+    p = staff(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        lead = s.leads.capture("Lia Lead", source="webform")
+        s.leads.assign(lead.id, p.kim.id)
+        s.activities.track(None, "viewed_pricing_page", lead_id=lead.id)
+        s.leads.disqualify(lead.id, "went elsewhere")
+        tasks = s.tasks.list(related_id=lead.id, status=None)
+    assert {(t.kind, t.status) for t in tasks} == {
+        ("first_contact", TaskStatus.CANCELLED),
+        ("follow_up", TaskStatus.CANCELLED),
+    }
+
+
+# -- the overdue sweep and the agenda ------------------------------------------------------
+
+
+def test_scan_overdue_marks_each_open_task_past_due_once_and_announces_it(
+    crm: pycrm.CRM, fake_clock: FakeClock
+) -> None:
+    p = staff(crm)
+    now = fake_clock.now()
+    with crm.session(actor=crm.system_actor) as s:
+        late = s.tasks.create("Call back", assignee_id=p.sam.id, due_at=now + timedelta(hours=1))
+        later = s.tasks.create("Send offer", assignee_id=p.kim.id, due_at=now + timedelta(days=2))
+        undated = s.tasks.create("Someday", assignee_id=p.sam.id)
+        queue = s.tasks.create("Chase", department="finance", due_at=now + timedelta(minutes=5))
+        done = s.tasks.create("Done", assignee_id=p.sam.id, due_at=now + timedelta(minutes=5))
+        s.tasks.complete(done.id)
+    with crm.session(actor=crm.system_actor) as s:
+        assert s.tasks.scan_overdue() == []  # nothing is due yet
+    fake_clock.advance(hours=2)
+    with crm.session(actor=crm.system_actor) as s:
+        marked = s.tasks.scan_overdue()
+        again = s.tasks.scan_overdue()
+    assert [t.id for t in marked] == [queue.id, late.id]  # earliest due first
+    assert all(t.overdue_at == fake_clock.now() and t.status is TaskStatus.OPEN for t in marked)
+    assert again == []
+    assert outbox_names(crm)[-2:] == ["task_overdue", "task_overdue"]
+    with crm.session(actor=p.sam.id) as s:
+        assert s.tasks.get(late.id).overdue_at == fake_clock.now()
+        assert s.tasks.get(undated.id).overdue_at is None
+        assert s.tasks.complete(late.id).status is TaskStatus.DONE  # an overdue task is open
+    fake_clock.advance(days=2)
+    with crm.session(actor=p.kim.id) as s:  # a user sweeps the tasks they may update
+        mine = s.tasks.scan_overdue()
+    assert [t.id for t in mine] == [later.id]
+    refused(
+        crm,
+        p.sam.id,
+        (ValidationError, lambda s: s.tasks.scan_overdue(at=datetime(2026, 3, 1))),
+        (ValidationError, lambda s: s.tasks.scan_overdue(at="tomorrow")),  # type: ignore[arg-type]
+    )
+
+
+def test_task_overdue_is_a_signal_sent_after_commit(crm: pycrm.CRM, fake_clock: FakeClock) -> None:
+    heard: list[Any] = []
+
+    def listen(sender: object, event: Any) -> None:
+        heard.append(event)
+
+    p = staff(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        task = s.tasks.create("Call", assignee_id=p.sam.id, due_at=fake_clock.now())
+    fake_clock.advance(minutes=1)
+    pycrm.signals.task_overdue.connect(listen)
+    try:
+        rolled_back = crm.session(actor=crm.system_actor)
+        assert len(rolled_back.tasks.scan_overdue()) == 1
+        rolled_back.rollback()
+        assert heard == []
+        with crm.session(actor=crm.system_actor) as s:
+            s.tasks.scan_overdue()
+            assert heard == []
+    finally:
+        pycrm.signals.task_overdue.disconnect(listen)
+    assert [(e.name, e.record_id, e.after["overdue_at"]) for e in heard] == [
+        ("task_overdue", task.id, fake_clock.now().isoformat())
+    ]
+
+
+def test_the_agenda_lists_a_users_open_tasks_for_a_day_in_their_time_zone(
+    crm: pycrm.CRM, fake_clock: FakeClock
+) -> None:
+    p = staff(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        tokyo = s.org.create_user(
+            "Toko", "toko@corp.example", "sales", working_hours={"timezone": "Asia/Tokyo"}
+        )
+
+        def task(title: str, who: str, when: datetime | None) -> str:
+            return s.tasks.create(title, assignee_id=who, due_at=when).id
+
+        old = task("Overdue", p.sam.id, datetime(2026, 1, 4, 8, tzinfo=UTC))
+        morning = task("Morning", p.sam.id, datetime(2026, 1, 5, 0, tzinfo=UTC))
+        evening = task("Evening", p.sam.id, datetime(2026, 1, 5, 23, 59, tzinfo=UTC))
+        task("Tomorrow", p.sam.id, datetime(2026, 1, 6, 0, tzinfo=UTC))
+        task("Undated", p.sam.id, None)
+        task("Kim's", p.kim.id, datetime(2026, 1, 5, 12, tzinfo=UTC))
+        done = task("Done", p.sam.id, datetime(2026, 1, 5, 12, tzinfo=UTC))
+        s.tasks.complete(done)
+        # Tokyo's Monday 2026-01-05 runs from Sunday 15:00 to Monday 15:00 UTC
+        early = task("Early", tokyo.id, datetime(2026, 1, 4, 16, tzinfo=UTC))
+        task("After", tokyo.id, datetime(2026, 1, 5, 16, tzinfo=UTC))
+    with crm.session(actor=p.sam.id) as s:
+        today = s.tasks.agenda(p.sam.id)
+        other = s.tasks.agenda(p.sam.id, datetime(2026, 1, 3).date())
+        tokyo_day = s.tasks.agenda(tokyo.id, datetime(2026, 1, 5).date())
+    assert (today.user_id, today.day, today.timezone) == (p.sam.id, fake_clock.now().date(), "UTC")
+    assert [t.id for t in today.overdue] == [old]
+    assert [t.id for t in today.due] == [morning, evening]
+    assert [t.id for t in today.tasks] == [old, morning, evening]
+    assert other.overdue == other.due == ()
+    # Sam reads Toko's tasks: both are in sales, and tasks are read department-wide
+    assert tokyo_day.timezone == "Asia/Tokyo"
+    assert [t.id for t in tokyo_day.due] == [early]
+    with crm.session(actor=p.fin.id) as s:  # finance reads no sales tasks: an empty agenda
+        assert s.tasks.agenda(p.sam.id).tasks == ()
+    refused(
+        crm,
+        p.sam.id,
+        (ValidationError, lambda s: s.tasks.agenda("nobody")),
+        (ValidationError, lambda s: s.tasks.agenda(p.sam.id, datetime(2026, 1, 5, tzinfo=UTC))),
+        (ValidationError, lambda s: s.tasks.agenda(p.sam.id, "2026-01-05")),  # type: ignore[arg-type]
+    )

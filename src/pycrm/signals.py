@@ -44,10 +44,13 @@ __all__ = [
     "deal_stage_changed",
     "deal_won",
     "dispatch",
+    "lead_archived",
     "lead_assigned",
     "lead_captured",
     "lead_converted",
+    "lead_deleted",
     "lead_disqualified",
+    "leads_merged",
     "merge_undone",
     "payment_received",
     "receivable_created",
@@ -56,6 +59,7 @@ __all__ = [
     "settings_changed",
     "signal_for",
     "task_created",
+    "task_overdue",
     "ticket_assigned",
     "ticket_closed",
     "ticket_escalated",
@@ -106,6 +110,13 @@ lead_converted = _signal(
 )
 lead_disqualified = _signal(
     "lead_disqualified", "A lead was disqualified. ``after.disqualify_reason``: why."
+)
+lead_archived = _signal(
+    "lead_archived", "A lead was archived: out of lists, kept for history. ``after``: the lead."
+)
+lead_deleted = _signal(
+    "lead_deleted",
+    "A lead was deleted. ``before``: the lead as it was; ``after`` is None. The audit keeps it.",
 )
 
 # Sales.
@@ -178,12 +189,17 @@ customers_merged = _signal(
 contacts_merged = _signal(
     "contacts_merged", "Duplicate contacts were merged. ``after``: the merge."
 )
+leads_merged = _signal("leads_merged", "Duplicate leads were merged. ``after``: the merge.")
 merge_undone = _signal(
     "merge_undone", "A merge was undone; the records are as they were before it."
 )
 
 # Everyone.
 task_created = _signal("task_created", "A task or reminder was created. ``after``: the task.")
+task_overdue = _signal(
+    "task_overdue",
+    "The overdue sweep found an open task past its due time (``after.overdue_at``).",
+)
 
 # Admins.
 settings_changed = _signal(

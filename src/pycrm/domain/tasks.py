@@ -41,6 +41,7 @@ class Task(Record):
         ("assignee_id", "status", "due_at"),
         ("department", "status"),
         ("related_id",),
+        ("status", "due_at"),
     )
 
     title: str
@@ -66,6 +67,8 @@ class Task(Record):
     """Details."""
     completed_at: datetime | None = None
     """When it was done or cancelled."""
+    overdue_at: datetime | None = None
+    """When the overdue sweep (``s.tasks.scan_overdue``) found it open past its due time."""
 
 
 @attrs.frozen(kw_only=True)

@@ -150,9 +150,11 @@ class ActivityService(RecordService[Activity]):
         """Record something a contact or lead did (``"viewed_pricing_page"``).
 
         The ``pycrm_followups`` hooks decide which tasks it creates: by
-        default, when the CRM's ``followups`` name the event, the contact's
-        owner (or its customer's owner, or else sales) gets a task. A lead's
-        score is recomputed.
+        default, when the CRM's ``followups`` name the event, a follow-up task
+        goes to the owner of the open lead it names (a lead not yet routed:
+        to sales), else to the owner of the contact (given, or the one a
+        converted lead became; else its customer's owner, else sales). A
+        lead's score is recomputed.
         """
         contact = referenced(self._s, Contact, "contact_id", contact_id)
         referenced(self._s, Lead, "lead_id", lead_id)
