@@ -11,6 +11,7 @@ import pycrm
 from pycrm.errors import DuplicateError, NotFound, PermissionDenied, ValidationError
 from pycrm.session import Session
 from pycrm.testing import FakeClock
+from support import refused
 
 
 def system(crm: pycrm.CRM) -> Session:
@@ -271,3 +272,74 @@ def test_a_user_with_working_hours_is_stored_and_read_back(crm: pycrm.CRM) -> No
         assert s.org.get_user(ada.id) == ada
     assert ada.working_hours is not None
     assert len(ada.working_hours.hours) == 3
+
+
+# -- HR: the organisation by policy, without the admin role ------------------------------
+
+
+def test_hr_opens_and_closes_accounts_by_policy_without_the_admin_role(crm: pycrm.CRM) -> None:
+    with system(crm) as s:
+        s.org.create_department("hr", "Human resources")
+        hana = s.org.create_user("Hana", "hana@corp.example", "hr")
+        boss = s.org.create_user("Ada", "ada@corp.example", "admin", roles=["admin"])
+        sam = s.org.create_user("Sam", "sam@corp.example", "sales")
+    with crm.session(actor=hana.id) as s:
+        team = s.org.create_team("North", "sales")
+        kim = s.org.create_user("Kim", "kim@corp.example", "sales", team_ids=[team.id])
+        s.org.update_user(kim.id, name="Kim Berg", roles=["sales_rep"])
+        s.org.add_to_team(sam.id, team.id)
+        closed = s.org.deactivate_user(sam.id)
+        s.org.create_department("legal_ops", "Legal operations")
+    assert closed.active is False
+    with system(crm) as s:
+        assert s.org.get_user(kim.id).roles == ("sales_rep",)
+    refused(
+        crm,
+        hana.id,
+        # only admins make admins, and nobody changes their own access
+        (PermissionDenied, lambda s: s.org.create_user("Eve", "eve@corp.example", "admin")),
+        (
+            PermissionDenied,
+            lambda s: s.org.create_user("Eve", "eve@corp.example", "sales", roles=["admin"]),
+        ),
+        (PermissionDenied, lambda s: s.org.update_user(kim.id, roles=["admin"])),
+        (PermissionDenied, lambda s: s.org.update_user(kim.id, department="admin")),
+        (PermissionDenied, lambda s: s.org.update_user(hana.id, roles=["sales_manager"])),
+        (PermissionDenied, lambda s: s.org.update_user(hana.id, department="sales")),
+        # the admins' own accounts are the admins'
+        (PermissionDenied, lambda s: s.org.deactivate_user(boss.id)),
+        (PermissionDenied, lambda s: s.org.update_user(boss.id, name="Eve")),
+        # and the data model too
+        (PermissionDenied, lambda s: s.fields.define("customer", "tier", "text")),
+    )
+    # a user without the grant still may not
+    with crm.session(actor=kim.id) as s, pytest.raises(PermissionDenied):
+        s.org.create_user("Zed", "zed@corp.example", "sales")
+
+
+def test_a_policy_grants_the_data_model_to_a_role_without_admin(connect_crm: Any) -> None:
+    from pycrm.domain.permissions import DEFAULT_POLICY
+
+    crm = connect_crm(
+        policy=DEFAULT_POLICY.extend(
+            {
+                "grants": [
+                    {
+                        "roles": ["data_steward"],
+                        "resources": ["field_definition"],
+                        "actions": ["create", "update"],
+                        "scope": "all",
+                    }
+                ]
+            }
+        )
+    )
+    with system(crm) as s:
+        ola = s.org.create_user("Ola", "ola@corp.example", "sales", roles=["data_steward"])
+    with crm.session(actor=ola.id) as s:
+        s.fields.define("customer", "tier", "choice", choices=["gold", "silver"])
+        s.fields.redefine("customer", "tier", label="Tier level")
+        retired = s.fields.retire("customer", "tier")
+        with pytest.raises(PermissionDenied):
+            s.org.create_user("Zed", "zed@corp.example", "sales")
+    assert retired.retired

@@ -250,8 +250,11 @@ def _g(roles: str, resources: str, actions: str, scope: str, **conditions: Any) 
 DEFAULT_POLICY = Policy.from_dict(
     {
         "grants": [
-            # Admin/HR run the organisation and may do anything.
+            # Admin runs the organisation and may do anything; HR opens and closes accounts
+            # (and makes teams and departments), but never touches admins' own.
             _g("admin", "*", "*", "all"),
+            _g("hr", "user", "create update", "all", unless={"department": "admin"}),
+            _g("hr", "team department", "create update", "all"),
             _g("*", "user", "read", "all"),
             # The organisation and the data model are everyone's to read.
             _g("*", "team department category field_definition", "read", "all"),
@@ -265,8 +268,11 @@ DEFAULT_POLICY = Policy.from_dict(
             # Activities: everyone records their own interactions; private ones stay private.
             _g("*", "activity", "read create", "all"),
             _g("*", "activity", "update", "own"),
-            # Leads: marketing owns them; sales works its own but never deletes them.
-            _g("marketing", "lead", "create read update delete export", "all"),
+            # Leads: marketing owns them (and alone deletes them); once sales works a lead,
+            # marketing still reads it and its status but no longer changes or deletes it.
+            # Sales works its own but never deletes marketing's original lead.
+            _g("marketing", "lead", "create read export", "all"),
+            _g("marketing", "lead", "update delete", "all", when={"status": "new"}),
             _g("sales", "lead", "read", "all"),
             _g("sales", "lead", "update", "own"),
             _g("sales_manager", "lead", "assign update", "all"),

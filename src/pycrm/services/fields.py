@@ -56,7 +56,7 @@ def _decimal(field: str, value: Any) -> Decimal | None:
 
 
 class FieldService(RecordService[FieldDefinition]):
-    """Define, change and retire custom fields (admins only); read and check their values."""
+    """Custom fields: define, change, retire (admins, or by a policy grant); read their values."""
 
     record_type = FieldDefinition
 
@@ -111,7 +111,7 @@ class FieldService(RecordService[FieldDefinition]):
         ``choices``, ``reference`` (a record kind), ``group``, ``readable_by``,
         ``writable_by`` (departments or roles), ``searchable`` (indexed).
         """
-        self._require_admin("define", "field_definition")
+        self._require_org("create", "field_definition")
         if entity not in CUSTOMIZABLE:
             raise ValidationError("entity", entity, f"must be one of {', '.join(CUSTOMIZABLE)}")
         if not isinstance(key, str) or not _KEY.fullmatch(key):
@@ -140,6 +140,8 @@ class FieldService(RecordService[FieldDefinition]):
             draft = attrs.evolve(draft, default=_default(draft, default))
         if self._repo.find(all_of([Eq("entity", entity), Eq("key", key)]), limit=1):
             raise ValidationError("key", key, f"{entity} already has a custom field {key!r}")
+        if not self._is_admin():
+            self._s._guard.require(draft, "create")
         self._repo.add(draft)
         self._s._record("define", None, draft)
         if draft.searchable:
@@ -183,7 +185,7 @@ class FieldService(RecordService[FieldDefinition]):
         first such record, unless ``migrate`` is given: it receives each stored
         value (JSON form) and returns the new one, which is checked and written.
         """
-        self._require_admin("redefine", "field_definition")
+        self._require_org("update", "field_definition")
         current = self.get_definition(entity, key)
         unknown = sorted(set(changes) - set(_EDITABLE) - {"type"})
         if unknown:
@@ -226,7 +228,7 @@ class FieldService(RecordService[FieldDefinition]):
     @write
     def retire(self, entity: str, key: str) -> FieldDefinition:
         """Stop offering a field; stored values stay (and can be read back)."""
-        self._require_admin("retire", "field_definition")
+        self._require_org("update", "field_definition")
         updated = self._change(self.get_definition(entity, key), None, "retire", retired=True)
         self._s.__dict__.pop("_field_definitions", None)
         return updated

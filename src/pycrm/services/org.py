@@ -1,7 +1,8 @@
 """The organisation: users, departments and teams.
 
-Only the system actor and admins (role ``admin`` or the admin department)
-change it; the permissions capability refines this into a full policy.
+The system actor and admins (role ``admin`` or the admin department) change
+it; so may anyone the permission policy grants ``create``/``update`` on
+``user``, ``team`` or ``department`` (HR, say), within the grant's scope.
 """
 
 from __future__ import annotations
@@ -105,14 +106,14 @@ class OrgService(RecordService[User]):
         manager_id: str | None = None,
         **routing: Any,
     ) -> User:
-        """Create a user. Admins and the system actor only.
+        """Create a user. Admins, and those the policy grants ``create`` on ``user`` (HR).
 
         ``routing`` may set ``skills``, ``on_leave``, ``capacity`` (most open
         items) and ``working_hours`` (``{"timezone": …, "mon": "09:00-17:00", …}``).
 
         :raises DuplicateError: when the email is taken in this tenant.
         """
-        self._require_admin("create", "user")
+        self._require_org("create", "user")
         fields = self._parse(
             {
                 "name": name,
@@ -126,7 +127,22 @@ class OrgService(RecordService[User]):
             creating=True,
         )
         self._email_free(fields["email"], None)
+        self._no_escalation(None, fields)
         return self._add("create", **fields)
+
+    def _no_escalation(self, user_id: str | None, fields: Mapping[str, Any]) -> None:
+        """Only admins make admins, and nobody but an admin changes their own access.
+
+        A grant on users (HR's) is for running accounts: it never gives the
+        ``admin`` role or department, nor a user's own roles or department.
+        """
+        if self._is_admin():
+            return
+        action = "create" if user_id is None else "update"
+        if "admin" in fields.get("roles", ()) or fields.get("department") == "admin":
+            self._s._guard.deny(action, "user", user_id, "only admins make admins")
+        if user_id == self._s.actor.id and {"roles", "department"} & set(fields):
+            self._s._guard.deny(action, "user", user_id, "nobody changes their own access")
 
     def _email_free(self, email: str, user_id: str | None) -> None:
         """Refuse an email another user of this tenant has (DuplicateError naming them)."""
@@ -166,10 +182,15 @@ class OrgService(RecordService[User]):
 
     @write
     def update_user(self, id: str, *, version: int | None = None, **fields: Any) -> User:
-        """Change a user's name, email, department, roles, teams or manager. Admins only."""
-        self._require_admin("update", "user")
+        """Change a user's name, email, department, roles, teams or manager.
+
+        Admins, and those the policy grants ``update`` on ``user`` (HR): by
+        default only admins change ``roles``.
+        """
+        self._require_org("update", "user")
         current = self._load(id)
         changes = self._parse(fields, creating=False)
+        self._no_escalation(id, changes)
         if "email" in changes:
             self._email_free(changes["email"], id)
         if changes.get("manager_id") == id:
@@ -180,14 +201,14 @@ class OrgService(RecordService[User]):
     def deactivate_user(
         self, id: str, *, version: int | None = None, reassign_to: str | None = None
     ) -> User:
-        """Deactivate a user and hand on their open work. Admins only.
+        """Deactivate a user and hand on their open work. Admins, and whoever may update users.
 
         The user can no longer open sessions. Their open leads, deals, tasks
         (and tickets) go to ``reassign_to`` if given, else to their manager,
         else to the manager of their first team that has one, else nobody
         (unassigned, for routing or a manager to pick up). Sends ``user_deactivated``.
         """
-        self._require_admin("deactivate", "user")
+        self._require_org("update", "user")
         current = self._load(id)
         if not current.active:
             return current
@@ -228,20 +249,22 @@ class OrgService(RecordService[User]):
 
     @write
     def reactivate_user(self, id: str, *, version: int | None = None) -> User:
-        """Let a deactivated user work again. Admins only."""
-        self._require_admin("update", "user")
+        """Let a deactivated user work again. Admins, and whoever may update users."""
+        self._require_org("update", "user")
         return self._change(self._load(id), version, "update", active=True)
 
     # -- departments and teams ---------------------------------------------
 
     @write
     def create_department(self, key: str, name: str) -> Department:
-        """Add a department beyond the built-in ones. Admins only."""
-        self._require_admin("create", "department")
+        """Add a department beyond the built-in ones. Admins, and whoever may create departments."""
+        self._require_org("create", "department")
         with Checks() as checks:
             clean_key = checks(_key, "key", key)
             clean_name = checks(check_text, "name", name, required=True)
         record = Department(**self._s._stamp(key=clean_key, name=clean_name))
+        if not self._is_admin():
+            self._s._guard.require(record, "create")
         self._s._uow.repo(Department).add(record)
         self._s._record("create", None, record)
         return record
@@ -254,8 +277,8 @@ class OrgService(RecordService[User]):
 
     @write
     def create_team(self, name: str, department: str, *, manager_id: str | None = None) -> Team:
-        """Create a team in a department. Admins only."""
-        self._require_admin("create", "team")
+        """Create a team in a department. Admins, and whoever may create teams."""
+        self._require_org("create", "team")
         with Checks() as checks:
             fields = {
                 "name": checks(check_text, "name", name, required=True),
@@ -263,6 +286,8 @@ class OrgService(RecordService[User]):
                 "manager_id": checks(self._check_user, "manager_id", manager_id),
             }
         record = Team(**self._s._stamp(**fields))
+        if not self._is_admin():
+            self._s._guard.require(record, "create", [k for k, v in fields.items() if v])
         self._s._uow.repo(Team).add(record)
         self._s._record("create", None, record)
         return record
@@ -281,10 +306,10 @@ class OrgService(RecordService[User]):
 
     @write
     def add_to_team(self, user_id: str, team_id: str) -> User:
-        """Make a user a member of a team. Admins only."""
+        """Make a user a member of a team. Admins, and whoever may update users."""
         check_id("user_id", user_id)
         check_id("team_id", team_id)
-        self._require_admin("update", "user")
+        self._require_org("update", "user")
         self.get_team(team_id)
         user = self._load(user_id)
         if team_id in user.team_ids:

@@ -197,10 +197,26 @@ class Service:
 
         return every(page(None))
 
-    def _require_admin(self, action: str, resource: str) -> None:
+    def _is_admin(self) -> bool:
+        """The system actor, or a user with the ``admin`` role or in the admin department."""
         actor = self._s.actor
-        if not (actor.is_system or "admin" in actor.roles or actor.department == "admin"):
+        return actor.is_system or "admin" in actor.roles or actor.department == "admin"
+
+    def _require_admin(self, action: str, resource: str) -> None:
+        if not self._is_admin():
             self._s._guard.deny(action, resource, None, "needs the admin role")
+
+    def _require_org(self, action: str, resource: str) -> None:
+        """Refuse unless the actor may run this part of the organisation or data model.
+
+        Admins may, as ever; anyone else needs a policy grant of ``action``
+        (``create``, ``update``, ``delete``) on ``resource`` (``user``, ``team``,
+        ``department``, ``field_definition``), such as HR's grant on users. The
+        write itself is then checked against the grant's scope and conditions
+        and the field rules, like any other.
+        """
+        if not self._is_admin():
+            self._s._guard.require_any(resource, action)
 
 
 class RecordService(Service, Generic[R]):
