@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 
 from pycrm.domain.query import Eq, Filter, Or
 from pycrm.domain.records import Record
+
+if TYPE_CHECKING:
+    from pycrm.domain.org import Actor
 
 __all__ = ["Activity", "ActivityKind"]
 
@@ -56,6 +59,6 @@ class Activity(Record):
     """Visible to the author only."""
 
     @classmethod
-    def read_rule(cls, actor_id: str) -> Filter:
+    def read_rule(cls, actor: Actor) -> Filter:
         """Public activities, and the actor's own private ones."""
-        return Or((Eq("private", False), Eq("author_id", actor_id)))
+        return Or((Eq("private", False), Eq("author_id", actor.id)))

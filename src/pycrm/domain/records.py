@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 
 from pycrm.domain.query import Filter
+
+if TYPE_CHECKING:
+    from pycrm.domain.org import Actor
 
 __all__ = ["Record", "Stored"]
 
@@ -36,6 +39,11 @@ class Stored:
     about: ClassVar[tuple[str, str] | None] = None
     """``(kind field, id field)`` naming another record this one is about (an audit entry, a
     document): a reader sees it only if they may read that record."""
+    about_kinds: ClassVar[tuple[str, ...]] = ()
+    """The kinds of record it can be :attr:`about` (empty: any kind)."""
+    hidden_with: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    """For a record about one kind only: a field of that kind → fields of this one that a
+    field rule hiding it hides too (a deal's hidden ``stage`` hides its stage visits')."""
     read_follows_about: ClassVar[bool] = False
     """True: reading one needs only that the record it is :attr:`about` may be read (a
     document is as readable as its record); False: the kind's own read grants too."""
@@ -59,12 +67,14 @@ class Stored:
     """The company whose CRM this record belongs to."""
 
     @classmethod
-    def read_rule(cls, actor_id: str) -> Filter | None:
-        """A condition a record must meet for ``actor_id`` to see it, whatever their grants.
+    def read_rule(cls, actor: Actor) -> Filter | None:
+        """A condition a record must meet for ``actor`` to see it, whatever their grants.
 
-        The permission guard ANDs it into every read and write of every user
-        (pycrm's own side effects and the system actor aside). None: no such
-        condition. A private activity, for one, exists for its author alone.
+        The permission guard ANDs it into every read and write of the session
+        (pycrm's own side effects aside), so it holds on every read path. It
+        may use the actor's id, department and roles. None: no such condition.
+        A private activity, for one, exists for its author alone (the system
+        actor included); a document shared with chosen readers exists for them.
         """
         return None
 

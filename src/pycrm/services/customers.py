@@ -15,10 +15,11 @@ from pycrm.domain.contact_points import search_key
 from pycrm.domain.contracts import Contract
 from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.deals import Deal
+from pycrm.domain.documents import Document
 from pycrm.domain.fields import Checks, check_int, check_key, check_money, check_tags, check_text
 from pycrm.domain.leads import Lead
 from pycrm.domain.money import Money
-from pycrm.domain.query import Eq, Filter, HasKey, OrderBy, all_of
+from pycrm.domain.query import Eq, Filter, HasKey, Not, OrderBy, all_of
 from pycrm.domain.receivables import Receivable
 from pycrm.domain.tickets import Ticket
 from pycrm.services.records import RecordService, check_address, write
@@ -48,7 +49,8 @@ class Customer360:
     assessments: tuple[Assessment, ...]
     """Current rating per attribute and source."""
     leads: tuple[Lead, ...] = ()
-    """Leads converted into (or linked to) this customer, newest first."""
+    """Leads converted into (or linked to) this customer, newest first (archived ones and
+    duplicates merged away left out)."""
     deals: tuple[Deal, ...] = ()
     """Its deals, newest first."""
     contracts: tuple[Contract, ...] = ()
@@ -57,6 +59,8 @@ class Customer360:
     """What it owes or has paid, by due date."""
     tickets: tuple[Ticket, ...] = ()
     """Its service tickets, newest first, with their satisfaction scores."""
+    documents: tuple[Document, ...] = ()
+    """The files attached to it (latest versions), oldest first: those the reader may read."""
 
     @property
     def satisfaction(self) -> float | None:
@@ -275,7 +279,12 @@ class CustomerService(RecordService[Customer]):
             contacts=tuple(contacts),
             activities=tuple(recent),
             assessments=tuple(self._current_assessments(id, None)),
-            leads=tuple(read(Lead).find(by_customer, order_by=newest)),
+            leads=tuple(
+                read(Lead).find(
+                    all_of([by_customer, Eq("archived_at", None), Not(Eq("status", "merged"))]),
+                    order_by=newest,
+                )
+            ),
             deals=tuple(read(Deal).find(by_customer, order_by=newest)),
             contracts=tuple(read(Contract).find(by_customer, order_by=newest)),
             receivables=tuple(
@@ -283,6 +292,14 @@ class CustomerService(RecordService[Customer]):
             ),
             tickets=tuple(
                 read(Ticket).find(by_customer, order_by=[OrderBy("opened_at", descending=True)])
+            ),
+            documents=tuple(
+                read(Document).find(
+                    all_of(
+                        [Eq("record_type", "customer"), Eq("record_id", id), Eq("latest", True)]
+                    ),
+                    order_by=[OrderBy("created_at")],
+                )
             ),
         )
 

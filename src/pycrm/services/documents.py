@@ -1,16 +1,25 @@
-"""Documents: files attached to records, versioned, their bytes in the CRM's blob store."""
+"""Documents: files attached to records, versioned, their bytes in the CRM's blob store.
+
+A document is as readable as the record it is attached to, unless it is
+shared with chosen readers (``readable_by``): then only they read it. Both
+rules live in the one permission gate (``Document.about`` and
+``Document.read_rule``), so they hold on every read path: ``get``, ``list``,
+``versions``, ``read``, the customer 360 view, exports and the audit trail.
+"""
 
 from __future__ import annotations
 
 import builtins
 import hashlib
 import mimetypes
+from collections.abc import Sequence
 from typing import Any
 
 from pycrm.domain import RECORD_BY_RESOURCE
 from pycrm.domain.documents import Document
 from pycrm.domain.fields import check_id, check_one_of, check_text
 from pycrm.domain.ids import new_id
+from pycrm.domain.org import User
 from pycrm.domain.query import Eq, OrderBy, all_of
 from pycrm.domain.records import Stored
 from pycrm.errors import NotFound, StorageError, ValidationError
@@ -23,9 +32,40 @@ MAX_SIZE = 100 * 1024 * 1024
 
 
 class DocumentService(RecordService[Document]):
-    """Attach files to any record; access follows the record's permissions."""
+    """Attach files to any record; access follows the record's permissions, or chosen readers'."""
 
     record_type = Document
+
+    def _readers(self, value: Any) -> tuple[str, ...] | None:
+        """``readable_by`` checked: None, or departments, roles and user ids this tenant knows."""
+        if value is None:
+            return None
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence) or not value:
+            raise ValidationError(
+                "readable_by",
+                value,
+                "must be a non-empty list of departments, roles or user ids (or None: "
+                "whoever reads the record)",
+            )
+        names = [
+            check_text(f"readable_by[{i}]", item, required=True, limit=64) or ""
+            for i, item in enumerate(value)
+        ]
+        policy = self._s.crm.policy
+        known = set(self._s.org.departments())
+        known |= {r for g in policy.grants for r in g.roles} | {
+            r for rule in policy.fields for r in rule.allowed
+        }
+        users = self._s._uow.repo(User)
+        known |= set(users.get_many([n for n in names if n not in known]))
+        if not set(names) <= known:
+            known |= {role for user in users.find() for role in user.roles}
+        for i, name in enumerate(names):
+            if name not in known or name == "*":
+                raise ValidationError(
+                    f"readable_by[{i}]", name, "is no department, role or user id of this tenant"
+                )
+        return tuple(dict.fromkeys(names))
 
     def _parent(self, record_type: str, record_id: str, action: str) -> Any:
         check_one_of("record_type", record_type, RECORD_BY_RESOURCE)
@@ -58,12 +98,20 @@ class DocumentService(RecordService[Document]):
         data: bytes,
         *,
         content_type: str | None = None,
+        readable_by: Sequence[str] | None = None,
     ) -> Document:
-        """Attach a file to a record (needs the right to update the record)."""
+        """Attach a file to a record (needs the right to update the record).
+
+        :param readable_by: share it with these departments, roles and user
+            ids only (and the uploader), among those who may read the record;
+            None (the default): whoever may read the record reads it. Change
+            it later with :meth:`share`.
+        """
         self._parent(record_type, record_id, "update")
         filename = check_text("name", name, required=True, limit=255)
         assert filename is not None
         check_text("content_type", content_type, limit=255)
+        readers = self._readers(readable_by)
         kind = content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
         blob, checksum, size = self._store(data)
         with self._s._guard.bypass():  # the right that counts is the record's, checked above
@@ -78,11 +126,15 @@ class DocumentService(RecordService[Document]):
                 size=size,
                 checksum=checksum,
                 blob_key=blob,
+                readable_by=readers,
             )
 
     @write
     def new_version(self, document_key: str, data: bytes, *, name: str | None = None) -> Document:
-        """Upload a new version of a document; the previous one stays readable."""
+        """Upload a new version of a document; the previous one stays readable.
+
+        The new version is shared like the previous one (``readable_by``).
+        """
         latest = self._latest(document_key)
         self._parent(latest.record_type, latest.record_id, "update")
         filename = check_text("name", name, limit=255) or latest.name
@@ -100,35 +152,60 @@ class DocumentService(RecordService[Document]):
                 size=size,
                 checksum=checksum,
                 blob_key=blob,
+                readable_by=latest.readable_by,
             )
 
+    @write
+    def share(self, document_key: str, readable_by: Sequence[str] | None) -> Document:
+        """Change who reads a document (every version): chosen readers, or None for everyone.
+
+        ``readable_by`` is as for :meth:`attach`. Needs the right to update the
+        record the document is attached to, and to read the document. Returns
+        the latest version.
+        """
+        latest = self._latest(document_key)
+        readers = self._readers(readable_by)
+        self._parent(latest.record_type, latest.record_id, "update")
+        versions = self._repo.find(Eq("document_key", document_key))
+        with self._s._guard.bypass():  # the right that counts is the record's, checked above
+            changed = [self._change(v, None, "share", readable_by=readers) for v in versions]
+        return next(v for v in changed if v.latest)
+
     def _latest(self, document_key: str) -> Document:
+        """The latest version of a document the actor may read (whole: for writing)."""
+        check_id("document_key", document_key)
         found = self._repo.find(
-            all_of([Eq("document_key", document_key), Eq("latest", True)]), limit=1
+            all_of(
+                [
+                    Eq("document_key", document_key),
+                    Eq("latest", True),
+                    self._s._guard.filter(Document),
+                ]
+            ),
+            limit=1,
         )
         if not found:
             raise NotFound("document", document_key)
+        self._s._saw(found)
         return found[0]
 
     def list(self, record_type: str, record_id: str) -> list[Document]:
-        """The latest version of each document attached to a record."""
+        """The latest version of each document attached to a record that the actor may read."""
         self._parent(record_type, record_id, "read")
         where = all_of(
             [Eq("record_id", record_id), Eq("record_type", record_type), Eq("latest", True)]
         )
-        return self._repo.find(where, order_by=[OrderBy("created_at")])
+        return self._find(where, order_by=[OrderBy("created_at")])
 
     def versions(self, document_key: str) -> builtins.list[Document]:
-        """Every version of a document, oldest first."""
+        """Every version of a document the actor may read, oldest first."""
         latest = self._latest(document_key)
         self._parent(latest.record_type, latest.record_id, "read")
-        return self._repo.find(Eq("document_key", document_key), order_by=[OrderBy("number")])
+        return self._find(Eq("document_key", document_key), order_by=[OrderBy("number")])
 
     def read(self, id: str) -> bytes:
         """A document version's bytes, checked against its checksum."""
-        document = self._repo.get(check_id("id", id))
-        if document is None:
-            raise NotFound("document", str(id))
+        document = self._load(id)
         self._parent(document.record_type, document.record_id, "read")
         data = self._s.crm.blob_store.get(document.blob_key)
         if hashlib.sha256(data).hexdigest() != document.checksum:

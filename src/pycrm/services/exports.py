@@ -47,6 +47,7 @@ KINDS: dict[str, str] = {
     "tickets": "ticket",
     "receivables": "receivable",
     "activities": "activity",
+    "documents": "document",
 }
 
 Target = str | os.PathLike[str] | TextIO
@@ -69,10 +70,12 @@ class ExportService(Service):
     """Records of one kind as rows, CSV or JSON Lines.
 
     The kinds are ``customers``, ``contacts``, ``leads``, ``deals``,
-    ``tickets``, ``receivables`` and ``activities`` (or their singular
-    resource names). The actor needs both a read and an ``export`` grant for
-    the kind, and gets the records both allow. The filters, shared by every
-    method:
+    ``tickets``, ``receivables``, ``activities`` and ``documents`` (their
+    descriptions, not their bytes), or their singular resource names. The
+    actor needs both a read and an ``export`` grant for the kind, and gets the
+    records both allow (a document only where its record may be read, and
+    only by its chosen readers when it is shared). The filters, shared by
+    every method:
 
     * ``since``, ``until``: timezone-aware datetimes; records with
       ``since <= updated_at < until`` (either may be None: open);

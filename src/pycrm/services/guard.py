@@ -160,7 +160,7 @@ class Guard:
                 kept = [f for f in filters if f is not None]
                 granted = kept[0] if len(kept) == 1 else Or(tuple(kept))
         about = None if cls.about is None else self._about(cls)
-        return all_of([granted, cls.read_rule(self._s.actor.id), about])
+        return all_of([granted, cls.read_rule(self._s.actor), about])
 
     def _about(self, owner: type[Stored]) -> Filter:
         """``owner`` records (audit entries, documents) about a record the actor may read.
@@ -177,6 +177,8 @@ class Guard:
             parts: list[Filter] = []
             for cls in RECORD_TYPES:
                 if cls is owner or cls is AuditEntry:
+                    continue
+                if owner.about_kinds and cls.resource not in owner.about_kinds:
                     continue
                 readable = self.filter(cls, quiet=True)
                 if readable is None:
@@ -199,7 +201,7 @@ class Guard:
         """True if the actor may ``action`` this record."""
         if self._bypass:
             return True
-        if not evaluate(record, type(record).read_rule(self._s.actor.id)):
+        if not evaluate(record, type(record).read_rule(self._s.actor)):
             return False
         if record.about is not None and not self._subject_readable(record):
             return False
@@ -379,10 +381,18 @@ class Guard:
                 yield attrs.evolve(change, before=before)
 
     def hidden(self, resource: str) -> frozenset[str]:
-        """Fields of ``resource`` hidden from the actor."""
+        """Fields of ``resource`` hidden from the actor (and those hidden with its subject's)."""
         if self.unrestricted:
             return frozenset()
-        return self._s.crm.policy.hidden(self.roles, resource)
+        policy = self._s.crm.policy
+        found = policy.hidden(self.roles, resource)
+        cls = RECORD_BY_RESOURCE.get(resource)
+        if cls is not None and cls.hidden_with:
+            subject = policy.hidden(self.roles, cls.about_kinds[0])
+            found |= {
+                f for name, fields in cls.hidden_with.items() if name in subject for f in fields
+            }
+        return found
 
     def hidden_custom(self, resource: str) -> frozenset[str]:
         """Custom field keys of ``resource`` whose ``readable_by`` leaves the actor out."""
