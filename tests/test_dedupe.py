@@ -638,7 +638,9 @@ def test_merge_arguments_are_checked(system: Session, pair: tuple[Customer, Cust
     with pytest.raises(ValidationError):
         system.dedupe.merge(a.id, [a.id])
     with pytest.raises(ValidationError):
-        system.dedupe.merge(a.id, [b.id], record_type="lead")
+        system.dedupe.merge(a.id, [b.id], record_type="deal")
+    with pytest.raises(NotFound):
+        system.dedupe.merge(a.id, [b.id], record_type="lead")  # ids are customers
     with pytest.raises(NotFound):
         system.dedupe.merge(a.id, ["nope"])
     with pytest.raises(NotFound):

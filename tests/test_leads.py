@@ -54,6 +54,10 @@ def lead_at(s: Session, status: LeadStatus, owner_id: str, **fields: Any) -> Lea
         return lead
     if status is LeadStatus.DISQUALIFIED:
         return s.leads.disqualify(lead.id, "no budget")
+    if status is LeadStatus.MERGED:
+        twin = s.leads.capture(f"Lead {n}", source="webform", on_duplicate="allow", **values)
+        s.dedupe.merge(twin.id, [lead.id], record_type="lead")
+        return s.leads.get(lead.id)
     lead = s.leads.assign(lead.id, owner_id)
     if status is LeadStatus.ASSIGNED:
         return lead
@@ -286,6 +290,7 @@ def test_every_undocumented_status_move_is_an_invalid_transition_that_changes_no
         LeadStatus.QUALIFIED: {LeadStatus.ASSIGNED, LeadStatus.CONVERTED, LeadStatus.DISQUALIFIED},
         LeadStatus.CONVERTED: set(),
         LeadStatus.DISQUALIFIED: set(),
+        LeadStatus.MERGED: set(),
     }
     with crm.session(actor=crm.system_actor) as s:
         leads = {status: lead_at(s, status, people.sam.id) for status in LeadStatus}
@@ -297,7 +302,7 @@ def test_every_undocumented_status_move_is_an_invalid_transition_that_changes_no
                 cases.append((InvalidTransition, lambda s, c=call, i=lead.id: c(s, i)))
         if status is not LeadStatus.NEW:
             cases.append((InvalidTransition, lambda s, i=lead.id: s.leads.route(i)))
-    assert len(cases) == 24
+    assert len(cases) == 30
     errors = refused(crm, crm.system_actor, *cases)
     assert all(isinstance(e, InvalidTransition) for e in errors)
 
@@ -469,3 +474,205 @@ def test_search_filters_by_text_status_owner_source_campaign_and_region_newest_f
         assert ids(limit=2, offset=1) == [c.id, b.id]
         with pytest.raises(ValidationError):
             s.leads.search(status="won")
+
+
+# -- archive, delete and merge -------------------------------------------------------------
+
+
+def test_an_archived_lead_leaves_lists_and_keeps_its_history(crm: pycrm.CRM) -> None:
+    people = staff(crm)
+    with crm.session(actor=people.mia.id) as s:
+        kept = lead_at(s, LeadStatus.NEW, people.sam.id)
+        gone = lead_at(s, LeadStatus.NEW, people.sam.id, company="Acme GmbH")
+        archived = s.leads.archive(gone.id)
+        assert s.leads.archive(gone.id) == archived  # archiving twice changes nothing
+        listed = [lead.id for lead in s.leads.search(limit=100)]
+        everything = [lead.id for lead in s.leads.search(include_archived=True, limit=100)]
+        assert s.leads.get(gone.id).archived_at is not None
+        assert [c.field for c in s.leads.history(gone.id)][-1] == "archived_at"
+    assert listed == [kept.id]
+    assert set(everything) == {kept.id, gone.id}
+    assert outbox_names(crm)[-1] == "lead_archived"
+    with crm.session(actor=people.mia.id) as s:
+        back = s.leads.restore(gone.id)
+        assert {lead.id for lead in s.leads.search(limit=100)} == {kept.id, gone.id}
+    assert back.archived_at is None
+    assert outbox_names(crm)[-1] == "lead_archived"  # restoring announces nothing
+
+
+def test_a_deleted_lead_is_gone_and_the_audit_keeps_that_it_happened(
+    crm: pycrm.CRM, fake_clock: FakeClock
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=people.mia.id) as s:
+        lead = s.leads.capture("Spam Bot", source="webform", email="bot@spam.example")
+        document = s.documents.attach("lead", lead.id, "card.txt", b"spam")
+        s.activities.track(None, "requested_demo", lead_id=lead.id)
+    with crm.session(actor=crm.system_actor) as s:
+        (task,) = s.tasks.list(related_id=lead.id)  # sales' queue: marketing does not read it
+        admin = s.org.create_user("Ada", "ada@corp.example", "admin", roles=["admin"])
+    fake_clock.advance(minutes=5)
+    refused(
+        crm,
+        people.mia.id,
+        (ConcurrencyError, lambda s: s.leads.delete(lead.id, version=lead.version + 5)),
+        (ValidationError, lambda s: s.leads.delete(lead.id, version="1")),  # type: ignore[arg-type]
+    )
+    with crm.session(actor=people.mia.id) as s:
+        assert s.leads.delete(lead.id) is None
+        with pytest.raises(NotFound):
+            s.leads.get(lead.id)
+        assert s.leads.search(limit=100) == []
+    assert outbox_names(crm)[-1] == "lead_deleted"
+    with crm.session(actor=admin.id) as s:
+        assert s.tasks.get(task.id).status is TaskStatus.CANCELLED
+        entries = s.audit.find(record_id=lead.id, limit=100)
+        with pytest.raises(NotFound):
+            s.documents.get(document.id)
+        assert s.documents.orphans() == []  # its documents went with it
+        assert [e.action for e in s.audit.find(record_id=document.id)] == ["attach", "delete"]
+    deleted = [e for e in entries if e.action == "delete"]
+    assert [(e.actor_id, e.at, e.department) for e in deleted] == [
+        (people.mia.id, fake_clock.now(), "marketing")
+    ]
+    assert deleted[0].snapshot is not None
+    assert deleted[0].snapshot["name"] == "Spam Bot"
+    with crm.session(actor=people.mia.id) as s:  # the email is free again
+        again = s.leads.capture("Spam Bot", source="webform", email="bot@spam.example")
+        assert s.dedupe.warnings == []
+    assert again.id != lead.id
+
+
+def test_marketing_owns_lead_deletion_and_sales_never_deletes_the_original_lead(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=people.mia.id) as s:
+        fresh = lead_at(s, LeadStatus.NEW, people.sam.id)
+        worked = lead_at(s, LeadStatus.NEW, people.sam.id)
+    with crm.session(actor=crm.system_actor) as s:
+        worked = s.leads.assign(worked.id, people.sam.id)
+        converted = lead_at(s, LeadStatus.CONVERTED, people.sam.id)
+    refused(
+        crm,
+        people.sam.id,  # sales works its own lead but never deletes or archives it
+        (PermissionDenied, lambda s: s.leads.delete(worked.id)),
+        (PermissionDenied, lambda s: s.leads.archive(worked.id)),
+        (PermissionDenied, lambda s: s.leads.delete(fresh.id)),
+    )
+    refused(
+        crm,
+        people.max.id,  # nor does a sales manager
+        (PermissionDenied, lambda s: s.leads.delete(worked.id)),
+    )
+    refused(
+        crm,
+        people.mia.id,  # marketing no longer deletes what sales works
+        (PermissionDenied, lambda s: s.leads.delete(worked.id)),
+        (PermissionDenied, lambda s: s.leads.archive(worked.id)),
+    )
+    refused(
+        crm,
+        crm.system_actor,
+        (InvalidTransition, lambda s: s.leads.delete(converted.id)),  # it is history
+    )
+    with crm.session(actor=people.mia.id) as s:
+        s.leads.delete(fresh.id)
+    with crm.session(actor=crm.system_actor) as s:
+        denied = s.audit.find(action="denied:delete", limit=100)
+        s.leads.archive(converted.id)  # history is archived instead
+    assert {(e.actor_id, e.record_id) for e in denied} == {
+        (people.sam.id, worked.id),
+        (people.sam.id, fresh.id),
+        (people.max.id, worked.id),
+        (people.mia.id, worked.id),
+    }
+
+
+def test_once_sales_works_a_lead_marketing_reads_its_status_but_does_not_change_it(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=people.mia.id) as s:
+        lead = s.leads.capture("Lia Lead", source="webform", needs="a press")
+        s.leads.update(lead.id, needs="two presses")  # still new: marketing's to edit
+    with crm.session(actor=crm.system_actor) as s:
+        s.leads.assign(lead.id, people.sam.id)
+    refused(
+        crm,
+        people.mia.id,
+        (PermissionDenied, lambda s: s.leads.disqualify(lead.id, "no budget")),
+        (PermissionDenied, lambda s: s.leads.update(lead.id, needs="three presses")),
+    )
+    with crm.session(actor=people.mia.id) as s:
+        seen = s.leads.get(lead.id)
+        found = s.leads.search(status="assigned")
+    assert (seen.status, seen.needs) == (LeadStatus.ASSIGNED, "two presses")
+    assert [f.id for f in found] == [lead.id]
+    with crm.session(actor=people.sam.id) as s:
+        assert s.leads.mark_contacted(lead.id).status is LeadStatus.CONTACTED
+
+
+def test_two_leads_merge_into_one_and_the_merge_can_be_undone(crm: pycrm.CRM) -> None:
+    people = staff(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        survivor = s.leads.capture(
+            "Lia Lead", source="webform", email="lia@lia.example", company="Lia AG"
+        )
+        s.leads.assign(survivor.id, people.sam.id)
+        twin = s.leads.capture(
+            "Lia Lead",
+            source="trade_show",
+            email="lia@lia.example",
+            phone="+49 30 1234567",
+            needs="a press",
+            on_duplicate="allow",
+        )
+        s.leads.assign(twin.id, people.kim.id)
+        s.activities.track(None, "viewed_pricing_page", lead_id=twin.id)
+        s.documents.attach("lead", twin.id, "card.txt", b"card")
+        converted = lead_at(s, LeadStatus.CONVERTED, people.sam.id)
+    refused(
+        crm,
+        people.sam.id,  # sales may not delete (merge away) a lead
+        (PermissionDenied, lambda s: s.dedupe.merge(survivor.id, [twin.id], record_type="lead")),
+    )
+    refused(
+        crm,
+        crm.system_actor,
+        (
+            InvalidTransition,
+            lambda s: s.dedupe.merge(survivor.id, [converted.id], record_type="lead"),
+        ),
+    )
+    with crm.session(actor=crm.system_actor) as s:
+        result = s.dedupe.merge(survivor.id, [twin.id], record_type="lead")
+        merged = s.leads.get(twin.id)
+        tasks = s.tasks.list(related_id=survivor.id, status=None)
+        documents = s.documents.list("lead", survivor.id)
+        listed = [lead.id for lead in s.leads.search(limit=100)]
+    kept = result.survivor
+    assert kept.id == survivor.id
+    assert (kept.status, kept.owner_id, kept.source) == (
+        LeadStatus.ASSIGNED,
+        people.sam.id,  # the survivor keeps its place in the workflow
+        "webform",
+    )
+    assert kept.needs == "a press"  # an empty field takes the duplicate's value
+    assert {p.kind for p in kept.contact_points} == {PointKind.EMAIL, PointKind.PHONE}
+    assert (merged.status, merged.merged_into) == (LeadStatus.MERGED, survivor.id)
+    assert not merged.is_open
+    assert {t.kind for t in tasks} >= {"follow_up"}
+    assert [d.name for d in documents] == ["card.txt"]
+    assert twin.id in listed  # a merged lead is a tombstone, still found when listed
+    assert "leads_merged" in outbox_names(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        assert result.merge_id is not None
+        undone = s.dedupe.unmerge(result.merge_id)
+        restored = s.leads.get(twin.id)
+    assert undone.survivor.needs is None
+    assert (restored.status, restored.owner_id, restored.merged_into) == (
+        LeadStatus.ASSIGNED,
+        people.kim.id,
+        None,
+    )

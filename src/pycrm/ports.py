@@ -66,6 +66,15 @@ class Repository(Protocol[S]):
         """
         ...
 
+    def delete(self, id: str, expected_version: int) -> None:
+        """Remove the record (and its match keys) if it is still at ``expected_version``.
+
+        Raises ConcurrencyError when it is not, NotFound when it is gone. Only
+        services whose records may really go (a lead deleted by policy) call it;
+        the audit trail keeps what was removed.
+        """
+        ...
+
     def find(
         self,
         where: Filter | None = None,

@@ -255,6 +255,34 @@ class Session:
         self._record(action, current, updated, event=event)
         return updated
 
+    def _delete(self, current: Record, action: str = "delete", *, event: str | None = None) -> None:
+        """Remove ``current`` from the store, audited as ``action``, and queue its event.
+
+        Refused with ConcurrencyError like :meth:`_replace`. The audit entry
+        keeps the record as it was (its snapshot), so the trail shows what
+        went and who removed it; the event's ``before`` holds it too.
+        """
+        self._check_fresh(current)
+        self._uow.repo(type(current)).delete(current.id, current.version)
+        self._version_log.append((current.id, self._versions.get(current.id)))
+        self._versions.pop(current.id, None)
+        gone = to_dict(current)
+        self._uow.repo(AuditEntry).add(
+            AuditEntry(
+                id=new_id(),
+                tenant_id=self.tenant_id,
+                at=self._now(),
+                actor_id=self.actor.id,
+                department=self.actor.department,
+                action=action,
+                record_type=current.resource,
+                record_id=current.id,
+                snapshot={k: v for k, v in gone.items() if v is not None and v != [] and v != {}},
+            )
+        )
+        if event is not None:
+            self._emit(event, current, before=gone)
+
     def _check_fresh(self, current: Record) -> None:
         """Raise ConcurrencyError if ``current`` is newer than the version this session read."""
         expected = self._versions.get(current.id, current.version)

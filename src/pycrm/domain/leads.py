@@ -27,10 +27,13 @@ class LeadStatus(enum.StrEnum):
     QUALIFIED = "qualified"
     CONVERTED = "converted"
     DISQUALIFIED = "disqualified"
+    MERGED = "merged"
+    """Merged into another lead (:attr:`Lead.merged_into`); kept so the merge can be undone."""
 
 
 _S = LeadStatus
 #: new → assigned → contacted → qualified → converted; disqualified from any open status.
+#: ``merged`` is no move: a merge of duplicates (``s.dedupe.merge``) sets it, an unmerge undoes it.
 LEAD_MOVES: StateMachine[LeadStatus] = StateMachine(
     "lead",
     {
@@ -101,6 +104,10 @@ class Lead(Record, Reachable):
     """When it was converted."""
     external_id: str | None = None
     """The record's id in the system it was imported from (re-imports update, never duplicate)."""
+    archived_at: datetime | None = None
+    """When it was archived: out of lists and searches (unless asked for), kept for history."""
+    merged_into: str | None = None
+    """The lead it was merged into (status ``merged``)."""
     tags: tuple[str, ...] = ()
     """Free tags."""
     categories: tuple[str, ...] = ()
@@ -115,8 +122,12 @@ class Lead(Record, Reachable):
 
     @property
     def is_open(self) -> bool:
-        """Still being worked (neither converted nor disqualified)."""
-        return self.status not in (LeadStatus.CONVERTED, LeadStatus.DISQUALIFIED)
+        """Still being worked (neither converted, disqualified nor merged away)."""
+        return self.status not in (
+            LeadStatus.CONVERTED,
+            LeadStatus.DISQUALIFIED,
+            LeadStatus.MERGED,
+        )
 
     def match_keys(self) -> Iterable[tuple[str, str]]:
         """Emails, phones, the person-name key, its sound and the company key."""

@@ -12,10 +12,10 @@ from pycrm.domain.activities import Activity
 from pycrm.domain.assessments import Assessment
 from pycrm.domain.contact_points import ContactPoint, PointKind
 from pycrm.domain.contracts import Contract
-from pycrm.domain.customers import Contact, Customer
+from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.deals import Deal
 from pycrm.domain.documents import Document
-from pycrm.domain.leads import Lead
+from pycrm.domain.leads import Lead, LeadStatus
 from pycrm.domain.receivables import Receivable
 from pycrm.domain.records import Record
 from pycrm.domain.tasks import BehaviourEvent, Task
@@ -24,6 +24,7 @@ from pycrm.errors import ValidationError
 
 __all__ = [
     "MERGEABLE",
+    "MERGED",
     "POINT_RULES",
     "REFERENCES",
     "Merge",
@@ -35,7 +36,18 @@ __all__ = [
 ]
 
 #: The record kinds that can be merged, by resource name.
-MERGEABLE: dict[str, type[Customer] | type[Contact]] = {"customer": Customer, "contact": Contact}
+MERGEABLE: dict[str, type[Customer] | type[Contact] | type[Lead]] = {
+    "customer": Customer,
+    "contact": Contact,
+    "lead": Lead,
+}
+
+#: The status a duplicate takes when merged away (a tombstone an unmerge brings back).
+MERGED: dict[str, RecordStatus | LeadStatus] = {
+    "customer": RecordStatus.MERGED,
+    "contact": RecordStatus.MERGED,
+    "lead": LeadStatus.MERGED,
+}
 
 #: For each mergeable kind, the (record type, field) pairs that point at it and
 #: are re-pointed at the survivor. Later capabilities add their own.
@@ -61,6 +73,12 @@ REFERENCES: dict[str, list[tuple[type[Record], str]]] = {
         (Document, "record_id"),
         (Task, "related_id"),
     ],
+    "lead": [
+        (Deal, "lead_id"),
+        (BehaviourEvent, "lead_id"),
+        (Document, "record_id"),
+        (Task, "related_id"),
+    ],
 }
 
 #: Fields no survivorship rule touches.
@@ -68,6 +86,15 @@ FIXED = frozenset(
     {"id", "tenant_id", "created_at", "created_by", "updated_at", "updated_by", "version",
      "status", "archived_at", "merged_into"}
 )  # fmt: skip
+
+#: Fields no survivorship rule touches in one kind: a lead keeps its place in the workflow
+#: (owner, assignment, conversion, score) from the survivor.
+FIXED_FOR: dict[str, frozenset[str]] = {
+    "lead": frozenset(
+        {"owner_id", "assigned_at", "assigned_by", "assignment_reason", "score",
+         "disqualify_reason", "customer_id", "contact_id", "deal_id", "converted_at"}
+    ),
+}  # fmt: skip
 
 #: Fields whose values are combined from every record (survivor's first).
 UNIONS = frozenset({"contact_points", "tags"})
@@ -128,7 +155,8 @@ def survive(
     """
     rules = dict(rules or {})
     survivor = records[0]
-    fields = [f.name for f in attrs.fields(type(survivor)) if f.name not in FIXED]
+    fixed = FIXED | FIXED_FOR.get(survivor.resource, frozenset())
+    fields = [f.name for f in attrs.fields(type(survivor)) if f.name not in fixed]
     allowed = set(fields) | (set(POINT_RULES) if "contact_points" in fields else set())
     unknown = sorted(set(rules) - allowed)
     if unknown:
@@ -250,7 +278,7 @@ class Merge(Record):
     indexes: ClassVar[tuple[tuple[str, ...], ...]] = (("survivor_id",),)
 
     record_type: str
-    """``customer`` or ``contact``."""
+    """``customer``, ``contact`` or ``lead``."""
     survivor_id: str
     """The record that remains."""
     merged_ids: tuple[str, ...]

@@ -28,6 +28,7 @@ from pycrm.domain.leads import Lead
 from pycrm.domain.matching import Evidence, MatchModel
 from pycrm.domain.merging import (
     MERGEABLE,
+    MERGED,
     REFERENCES,
     Merge,
     MergeChange,
@@ -852,7 +853,7 @@ class DedupeService(Service):
             found_record = found.get(id)
             if found_record is None:
                 raise NotFound(record_type, id)
-            if found_record.status is RecordStatus.MERGED:
+            if found_record.status is MERGED[record_type]:
                 raise InvalidTransition(record_type, "merged", "merged", f"{id} was already merged")
             if id != survivor_id and getattr(found_record, "converted_at", None) is not None:
                 raise InvalidTransition(
@@ -883,7 +884,7 @@ class DedupeService(Service):
             survivor, "merge", **{k: v for k, v in values.items() if getattr(survivor, k) != v}
         )
         for duplicate in duplicates:
-            rewrite(duplicate, "merge", status=RecordStatus.MERGED, merged_into=survivor_id)
+            rewrite(duplicate, "merge", status=MERGED[record_type], merged_into=survivor_id)
         reparented: list[tuple[str, str, str]] = []
         for ref_cls, field in REFERENCES[record_type]:
             related = self._s._uow.repo(ref_cls).find(In(field, ids))

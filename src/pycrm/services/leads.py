@@ -12,13 +12,21 @@ import attrs
 from pycrm.domain.contact_points import PointKind, search_key
 from pycrm.domain.customers import Contact, Customer, RecordStatus
 from pycrm.domain.deals import Deal
-from pycrm.domain.fields import check_choice, check_id, check_tags, check_text, fold_points
+from pycrm.domain.documents import Document
+from pycrm.domain.fields import (
+    check_bool,
+    check_choice,
+    check_id,
+    check_tags,
+    check_text,
+    fold_points,
+)
 from pycrm.domain.leads import LEAD_MOVES, Lead, LeadStatus
 from pycrm.domain.money import Money
 from pycrm.domain.normalise import company_key
 from pycrm.domain.org import User
 from pycrm.domain.query import Eq, Filter, HasKey, OrderBy, all_of
-from pycrm.errors import InvalidTransition, ValidationError
+from pycrm.errors import ConcurrencyError, InvalidTransition, ValidationError
 from pycrm.rules.context import Assignment, RuleContext
 from pycrm.rules.engine import Decision
 from pycrm.services.records import RecordService, write
@@ -66,6 +74,8 @@ class LeadService(RecordService[Lead]):
         "assign": "lead_assigned",
         "convert": "lead_converted",
         "disqualify": "lead_disqualified",
+        "archive": "lead_archived",
+        "delete": "lead_deleted",
     }
 
     def _checkers(self) -> dict[str, Callable[[str, Any], Any]]:
@@ -371,15 +381,18 @@ class LeadService(RecordService[Lead]):
         tag: str | None = None,
         category: str | None = None,
         custom: dict[str, Any] | None = None,
+        include_archived: bool = False,
         limit: int = 50,
         offset: int = 0,
     ) -> list[Lead]:
         """Leads, newest first, filtered by name text, status, owner, source, campaign, region.
 
         Returns the first 50 by default (``limit`` up to 1,000, ``offset`` to page
-        on); :meth:`iter` goes through every one, page by page.
+        on); :meth:`iter` goes through every one, page by page. Archived leads
+        are left out unless ``include_archived``.
         """
         limit, offset = check_page(limit, offset)
+        check_bool("include_archived", include_archived)
         parts: list[Filter | None] = [text_filter("text", text)]
         if status is not None:
             parts.append(Eq("status", check_choice("status", status, LeadStatus)))
@@ -392,6 +405,8 @@ class LeadService(RecordService[Lead]):
             parts.append(HasKey("tag", search_key(check_text("tag", tag, required=True))))
         parts += category_filter(self._s, category)
         parts += custom_filter(self._s, "lead", custom)
+        if not include_archived:
+            parts.append(Eq("archived_at", None))
         return self._find(
             all_of(parts),
             order_by=[OrderBy("created_at", descending=True)],
@@ -408,3 +423,63 @@ class LeadService(RecordService[Lead]):
         updated = self._update(lead, version, fields)
         with self._s._guard.bypass():
             return self._rescore(updated)
+
+    @write
+    def archive(self, id: str, *, version: int | None = None) -> Lead:
+        """Archive a lead: it leaves searches and lists (unless asked for), its history stays.
+
+        Needs the policy's ``delete`` grant on the lead (by default marketing's,
+        while nobody in sales works the lead yet; and admins'). An archived lead
+        is still counted in analytics. Sends ``lead_archived``; :meth:`restore`
+        brings it back.
+        """
+        lead = self._load(id)
+        if lead.archived_at is not None:
+            return lead
+        return self._change(lead, version, "archive", archived_at=self._s._now())
+
+    @write
+    def restore(self, id: str, *, version: int | None = None) -> Lead:
+        """Bring an archived lead back into searches and lists (needs the ``delete`` grant too)."""
+        lead = self._load(id)
+        if lead.archived_at is None:
+            return lead
+        return self._change(lead, version, "restore", archived_at=None)
+
+    @write
+    def delete(self, id: str, *, version: int | None = None) -> None:
+        """Delete a lead: it is gone from every read path; the audit keeps what it was.
+
+        Needs the policy's ``delete`` grant on the lead. In the default policy
+        marketing owns that: it deletes the leads it captured as long as nobody
+        in sales works them (status ``new``), and sales never deletes
+        marketing's original lead; admins may delete any. A converted lead is
+        history (a customer, a contact and a deal came from it) and is refused:
+        archive it instead. A merged-away lead is refused too (undo the merge).
+
+        The audit entry (action ``delete``) holds the lead as it was; the lead's
+        open tasks are cancelled and its documents deleted with it (their
+        entries stay in the audit too). Sends ``lead_deleted`` with the lead as
+        ``before``. A later ``get`` raises NotFound.
+
+        :raises PermissionDenied: without the ``delete`` grant on the lead.
+        :raises InvalidTransition: for a converted or merged lead.
+        """
+        lead = self._load(id)
+        if lead.status in (LeadStatus.CONVERTED, LeadStatus.MERGED):
+            raise InvalidTransition(
+                "lead", lead.status.value, "deleted", "it is history: archive it instead"
+            )
+        if version is not None:
+            if isinstance(version, bool) or not isinstance(version, int):
+                raise ValidationError("version", version, "must be a whole number")
+            if version != lead.version:
+                raise ConcurrencyError("lead", lead.id, version, lead.version)
+        self._s._guard.require(lead, "delete")
+        self._close_tasks(id, None, done=False)
+        with self._s._guard.bypass():  # documents follow their record
+            for document in self._s._uow.repo(Document).find(
+                all_of([Eq("record_type", "lead"), Eq("record_id", id)])
+            ):
+                self._s._delete(document)
+        self._s._delete(lead, "delete", event=self.events["delete"])

@@ -95,8 +95,8 @@ class MemoryUnitOfWork:
     def __init__(self, store: MemoryStore, tenant_id: str) -> None:
         self.tenant_id = tenant_id
         self._store = store
-        #: table → id → (record, version it replaced, or None for a new record)
-        self._writes: dict[type[Stored], dict[str, tuple[Stored, int | None]]] = {}
+        #: table → id → (record, or None once deleted; version it replaced, None for a new record)
+        self._writes: dict[type[Stored], dict[str, tuple[Stored | None, int | None]]] = {}
         self._repos: dict[type[Stored], MemoryRepository[Any]] = {}
         #: counter → (its value before this unit of work, the last number it took)
         self._counters: dict[str, tuple[int, int]] = {}
@@ -140,11 +140,15 @@ class MemoryUnitOfWork:
                         if actual != replaced:
                             raise ConcurrencyError(cls.resource, id, replaced, actual)
                 for record, _ in writes.values():
-                    self._check_unique(cls, record, base)
+                    if record is not None:
+                        self._check_unique(cls, record, base)
             for cls, writes in self._writes.items():
                 base = self._store._base(cls, self.tenant_id)
                 for id, (record, _) in writes.items():
-                    base[id] = record
+                    if record is None:
+                        base.pop(id, None)
+                    else:
+                        base[id] = record
             self._writes = {}
             self._counters = {}
 
@@ -175,7 +179,10 @@ class MemoryUnitOfWork:
         with self._store._lock:
             rows: dict[str, Any] = dict(base)
         for id, (record, _) in self._writes.get(cls, {}).items():
-            rows[id] = record
+            if record is None:
+                rows.pop(id, None)
+            else:
+                rows[id] = record
         return rows
 
     def _check_unique(self, cls: type[Stored], record: Stored, rows: dict[str, Stored]) -> None:
@@ -226,7 +233,7 @@ class MemoryRepository(Generic[S]):
         """Return the record with ``id``, or None (``lock``: commits are serialised anyway)."""
         written = self._uow._writes.get(self._cls, {}).get(id)
         if written is not None:
-            return _isolated(written[0])  # type: ignore[return-value]
+            return None if written[0] is None else _isolated(written[0])  # type: ignore[return-value]
         found = self._uow._store._base(self._cls, self._uow.tenant_id).get(id)
         return None if found is None else _isolated(found)  # type: ignore[return-value]
 
@@ -246,6 +253,19 @@ class MemoryRepository(Generic[S]):
             raise ConcurrencyError(self._cls.resource, record.id, expected_version, actual)
         self._uow._check_unique(self._cls, record, rows)  # type: ignore[arg-type]
         self._write(record, expected_version)
+
+    def delete(self, id: str, expected_version: int) -> None:
+        """Remove the record if it is still at ``expected_version``."""
+        current = self._uow._visible(self._cls).get(id)
+        if current is None:
+            raise NotFound(self._cls.resource, id)
+        actual = current.version if isinstance(current, Record) else None
+        if actual != expected_version:
+            raise ConcurrencyError(self._cls.resource, id, expected_version, actual)
+        writes = self._uow._writes.setdefault(self._cls, {})
+        earlier = writes.get(id)
+        # Committed against the version first seen (None: it was added in this unit of work).
+        writes[id] = (None, earlier[1] if earlier is not None else expected_version)
 
     def _resolve(self, where: Filter | None) -> Filter | None:
         """Replace Related filters by the ids whose related aggregate is in range."""

@@ -424,6 +424,33 @@ class SqlRepository(Generic[S]):
             raise ConcurrencyError(self._resource, record.id, expected_version, actual)
         self._write_keys(record, replace=True)
 
+    def delete(self, id: str, expected_version: int) -> None:
+        """Delete the row (and its match keys) only if it is still at ``expected_version``."""
+        self._uow.write_lock()
+        t, tenant = self._table, self._uow.tenant_id
+        try:
+            result = self._uow.execute(
+                sa.delete(t).where(
+                    t.c.id == id, t.c.tenant_id == tenant, t.c.version == expected_version
+                )
+            )
+        except ConcurrencyError as exc:
+            raise ConcurrencyError(self._resource, id, expected_version, None) from exc
+        if result.rowcount != 1:
+            actual = self._uow.execute(
+                sa.select(t.c.version).where(t.c.id == id, t.c.tenant_id == tenant)
+            ).scalar()
+            if actual is None:
+                raise NotFound(self._resource, id)
+            raise ConcurrencyError(self._resource, id, expected_version, actual)
+        self._uow.execute(
+            sa.delete(self._keys).where(
+                self._keys.c.tenant_id == tenant,
+                self._keys.c.record_type == self._resource,
+                self._keys.c.record_id == id,
+            )
+        )
+
     # -- reading -----------------------------------------------------------
 
     def _scoped(self) -> sa.ColumnElement[bool]:
