@@ -21,6 +21,11 @@ Then, per report:
   sales cycle of won deals per owner),
 * ``funnel``: ``s.analytics.funnel(by="source")`` (leads captured, how many
   reached each status, how many have a won deal),
+* ``stages``: ``s.analytics.stage_funnel()`` (the deal-stage funnel: per stage
+  of the default pipeline, deals that reached it and moved on, completed stays
+  and their median length, from the stage visits: each deal walks from the
+  first stage towards its stage, won or lost, skipping a stage or going back
+  one now and then, 1 hour to 30 days per stay),
 * ``aging``: ``s.analytics.aging(as_of=...)`` (unpaid receivables and the
   amount outstanding per bucket of days past due), and
 * ``service``: ``s.analytics.service(by="agent")`` (tickets, resolved, mean
@@ -59,7 +64,7 @@ from backends import sqlite_crm
 
 import pycrm
 from pycrm.adapters.sqlalchemy.store import SqlStore
-from pycrm.domain.deals import Deal, DealStatus
+from pycrm.domain.deals import Deal, DealStatus, Pipeline, StageVisit
 from pycrm.domain.ids import new_id
 from pycrm.domain.leads import Lead, LeadStatus
 from pycrm.domain.money import Money
@@ -139,8 +144,21 @@ def load(crm: pycrm.CRM, tenant: str, count: int, rng: random.Random) -> None:
             )
         )
         ticket = Ticket(**s._stamp(subject="Ticket", channel=Channel.EMAIL, opened_at=START))
+        visit = StageVisit(
+            **s._stamp(
+                deal_id=new_id(),
+                pipeline_id=pipeline.id,
+                stage="qualification",
+                position=0,
+                reached_before=-1,
+                entered_at=START,
+                opened_at=START,
+                moved_by="system",
+            )
+        )
 
     converted: list[str] = []
+    visits: list[dict[str, Any]] = []
 
     def a_lead() -> dict[str, Any]:
         status = rng.choice(LEAD_STATUSES)
@@ -164,8 +182,10 @@ def load(crm: pycrm.CRM, tenant: str, count: int, rng: random.Random) -> None:
             status, closed = DealStatus.OPEN, None
             stage, probability = rng.choice(STAGES)
         from_lead = bool(converted) and status is not DealStatus.OPEN and rng.random() < 0.3
+        owner = rng.choice(owners)
+        walk(new_id(), owner, created, status, stage)
         return {
-            "owner_id": rng.choice(owners),
+            "owner_id": owner,
             "lead_id": rng.choice(converted) if from_lead else None,
             "status": status.value,
             "stage": stage,
@@ -175,6 +195,51 @@ def load(crm: pycrm.CRM, tenant: str, count: int, rng: random.Random) -> None:
             "created_at": naive(created),
             "closed_at": None if closed is None else naive(closed),
         }
+
+    keys = [key for key, _ in STAGES]
+
+    def walk(deal: str, owner: str, opened: datetime, status: DealStatus, stage: str) -> None:
+        """The deal's stays, from the first stage towards where it ended (rows for ``visits``)."""
+        goal = keys.index(stage) if stage in keys else rng.randrange(len(keys))
+        at, position, best, path = opened, 0, -1, []
+        while True:
+            path.append(position)
+            if position == goal:
+                break
+            roll = rng.random()
+            if roll < 0.1 and position > 0:
+                position -= 1  # back one stage
+            elif roll < 0.2 and position + 2 <= goal:
+                position += 2  # skips one
+            else:
+                position += 1
+        if status is DealStatus.WON:
+            path.append(len(keys))
+        elif status is DealStatus.LOST:
+            path.append(-1)
+        for i, place in enumerate(path):
+            closing = place == len(keys) or place < 0
+            left = (
+                None
+                if closing or i + 1 == len(path)
+                else at + timedelta(minutes=rng.randrange(60, 30 * 24 * 60))
+            )
+            visits.append(
+                {
+                    "id": new_id(),
+                    "deal_id": deal,
+                    "owner_id": owner,
+                    "stage": "won" if place == len(keys) else "lost" if place < 0 else keys[place],
+                    "position": place,
+                    "reached_before": best,
+                    "entered_at": naive(at),
+                    "left_at": None if left is None else naive(left),
+                    "opened_at": naive(opened),
+                }
+            )
+            best = max(best, place)
+            if left is not None:
+                at = left
 
     def a_receivable() -> dict[str, Any]:
         amount = rng.randrange(100_00, 50_000_00)
@@ -230,6 +295,8 @@ def load(crm: pycrm.CRM, tenant: str, count: int, rng: random.Random) -> None:
             ).scalars()
         )
     insert(crm, deal, count, a_deal)
+    pending = iter(visits)
+    insert(crm, visit, len(visits), lambda: next(pending))
     insert(crm, receivable, count, a_receivable)
     insert(crm, ticket, count // 2, a_ticket)  # twice as slow a row: see the module docstring
 
@@ -305,6 +372,38 @@ class Baseline:
             .group_by(leads.c.source)
         )
 
+        v = store.schema.codec(StageVisit).table
+        self.stage_keys = [key for key, _ in STAGES]
+        pipelines = store.schema.codec(Pipeline).table
+        with self.engine.connect() as connection:
+            pipeline = connection.execute(
+                sa.select(pipelines.c.id).where(
+                    pipelines.c.tenant_id == tenant, pipelines.c.key == "default"
+                )
+            ).scalar_one()
+        mine = sa.and_(v.c.tenant_id == tenant, v.c.pipeline_id == pipeline)
+        self.reached_query = sa.select(
+            *(
+                sa.func.count(sa.case((sa.and_(v.c.position >= k, v.c.reached_before < k), 1)))
+                for k in range(len(STAGES) + 1)
+            )
+        ).where(mine)
+        spent = seconds(v.c.entered_at, v.c.left_at)
+        stays = (
+            sa.select(
+                v.c.stage,
+                spent.label("d"),
+                sa.func.row_number().over(partition_by=v.c.stage, order_by=spent).label("rn"),
+                sa.func.count().over(partition_by=v.c.stage).label("n"),
+            )
+            .where(mine, v.c.left_at.is_not(None), v.c.position >= 0)
+            .subquery()
+        )
+        middle = stays.c.rn.in_([(stays.c.n + 1) // 2, (stays.c.n + 2) // 2])
+        self.stays_query = sa.select(
+            stays.c.stage, sa.func.count(), sa.func.avg(sa.case((middle, stays.c.d)))
+        ).group_by(stays.c.stage)
+
         r = store.schema.codec(Receivable).table
         days = sa.func.julianday(AS_OF.isoformat()) - sa.func.julianday(r.c.due)
         bucket = sa.case(
@@ -374,6 +473,20 @@ class Baseline:
         """Captured, reached assigned … disqualified, and with a won deal, per source."""
         return {source: tuple(figures) for source, *figures in self._rows(self.funnel_query)}
 
+    def stages(self) -> dict[str, tuple[Any, ...]]:
+        """Per stage (and won): reached, moved on, completed stays, median days in stage."""
+        with self.engine.connect() as connection:
+            reached = list(connection.execute(self.reached_query).one())
+            stays = {stage: (n, med) for stage, n, med in connection.execute(self.stays_query)}
+        out = {}
+        for k, stage in enumerate([*self.stage_keys, "won"]):
+            n, median = stays.get(stage, (0, None))
+            out[stage] = (
+                reached[k], reached[k + 1] if k < len(self.stage_keys) else 0, n,
+                hours_or_days(median, 86400),
+            )  # fmt: skip
+        return out
+
     def aging(self) -> dict[tuple[str, str], tuple[int, Money]]:
         """Unpaid receivables and the amount outstanding per age bucket and currency."""
         return {
@@ -427,6 +540,13 @@ def pycrm_funnel(crm: pycrm.CRM, tenant: str) -> dict[str, tuple[int, ...]]:
         )
         for r in rows
     }  # fmt: skip
+
+
+def pycrm_stages(crm: pycrm.CRM, tenant: str) -> dict[str, tuple[Any, ...]]:
+    """``stage_funnel()`` in the baseline's shape: stage → reached, moved on, stays, median."""
+    with crm.session(actor=crm.system_actor, tenant=tenant) as s:
+        rows = s.analytics.stage_funnel()
+    return {r.stage: (r.reached, r.advanced, r.stays, r.median_days) for r in rows}
 
 
 def pycrm_aging(crm: pycrm.CRM, tenant: str) -> dict[tuple[str, str], tuple[int, Money]]:
@@ -513,6 +633,7 @@ def main() -> int:
             "forecast": (lambda t: pycrm_forecast(crm, t), Baseline.forecast),
             "win rate": (lambda t: pycrm_win_rate(crm, t), Baseline.win_rate),
             "funnel": (lambda t: pycrm_funnel(crm, t), Baseline.funnel),
+            "stages": (lambda t: pycrm_stages(crm, t), Baseline.stages),
             "aging": (lambda t: pycrm_aging(crm, t), Baseline.aging),
             "service": (lambda t: pycrm_service(crm, t), Baseline.service),
         }

@@ -29,7 +29,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -308,3 +308,170 @@ def test_pycrm_report_prints_tables_and_draws_charts(tmp_path: Path) -> None:
     unknown = report("margins")
     assert unknown.returncode == 2
     assert "invalid choice" in unknown.stderr
+
+
+# -- the deal-stage funnel ---------------------------------------------------------------------
+#
+# Pipeline "sales": a (Lead), b (Demo), c (Offer); the clock starts at t0 = 2026-01-05 09:00.
+#
+#   D1 Sam: a at t0, b at +1 d, c at +3 d, won at +4 d
+#   D2 Sam: a at t0, c at +2 d (skipping b), lost at +6 d
+#   D3 Kim: a at +1 d, b at +2 d, back to a at +3 d, b again at +7 d (still there)
+#   D4 Kim: a at +40 d (opened in February, still there)
+#   D5 Sam: in the default pipeline: never counted here
+#
+# Reached (a deal that skipped a stage passed it): a 4, b 3 (D1, D2, D3), c 2 (D1, D2), won 1.
+# Completed stays, in days: a 1 (D1), 2 (D2), 1 and 4 (D3) → median 1.5; b 2 (D1), 1 (D3)
+# → 1.5; c 1 (D1), 4 (D2, until lost) → 2.5; won: none.
+
+
+def build_stages(crm: pycrm.CRM, clock: FakeClock) -> SimpleNamespace:
+    p = staff(crm, sam="sales", kim="sales", lou="marketing")
+    with crm.session(actor=crm.system_actor) as s:
+        north, south = s.org.create_team("North", "sales"), s.org.create_team("South", "sales")
+        s.org.add_to_team(p.sam.id, north.id)
+        s.org.add_to_team(p.kim.id, south.id)
+        s.deals.create_pipeline(
+            "sales", "Sales", [("a", "Lead", 10), ("b", "Demo", 40), ("c", "Offer", 70)]
+        )
+        acme = s.customers.create("Acme GmbH")
+
+        def deal(name: str, owner: Any, pipeline: str = "sales") -> str:
+            made = s.deals.create(
+                name, customer_id=acme.id, amount=eur("100"), owner_id=owner.id, pipeline=pipeline
+            )
+            return made.id
+
+        d1, d2, d5 = deal("D1", p.sam), deal("D2", p.sam), deal("D5", p.sam, "default")
+    steps = [
+        (1, [("move", d1, "b"), ("create", "D3", p.kim)]),  # +1 d
+        (1, [("move", d2, "c"), ("move", "D3", "b")]),  # +2 d
+        (1, [("move", d1, "c"), ("move", "D3", "a")]),  # +3 d
+        (1, [("win", d1, None)]),  # +4 d
+        (2, [("lose", d2, None)]),  # +6 d
+        (1, [("move", "D3", "b")]),  # +7 d
+        (33, [("create", "D4", p.kim)]),  # +40 d
+    ]
+    ids = {"D1": d1, "D2": d2, "D5": d5}
+    for days, actions in steps:
+        clock.advance(days=days)
+        with crm.session(actor=crm.system_actor) as s:
+            for verb, target, arg in actions:
+                if verb == "create":
+                    ids[target] = s.deals.create(
+                        target, customer_id=acme.id, amount=eur("100"), owner_id=arg.id,
+                        pipeline="sales",
+                    ).id  # fmt: skip
+                elif verb == "move":
+                    s.deals.move(ids.get(target, target), arg)
+                elif verb == "win":
+                    s.deals.win(target)
+                else:
+                    s.deals.lose(target, "price")
+    return SimpleNamespace(**vars(p), ids=ids, north=north, south=south)
+
+
+def stage_figures(rows: Any) -> dict[Any, list[tuple[Any, ...]]]:
+    out: dict[Any, list[tuple[Any, ...]]] = {}
+    for r in rows:
+        out.setdefault(r.group, []).append((r.stage, r.reached, r.advanced, r.stays, r.median_days))
+    return out
+
+
+def test_the_stage_funnel_matches_the_hand_figures(crm: pycrm.CRM, fake_clock: FakeClock) -> None:
+    w = build_stages(crm, fake_clock)
+    with crm.session(actor=w.sam.id) as s:
+        whole = s.analytics.stage_funnel("sales")
+        by_owner = s.analytics.stage_funnel("sales", by="owner")
+        by_team = s.analytics.stage_funnel("sales", by="team")
+        by_month = s.analytics.stage_funnel("sales", by="period")
+        february = s.analytics.stage_funnel(
+            "sales", since=datetime(2026, 2, 1, tzinfo=UTC), until=datetime(2026, 3, 1, tzinfo=UTC)
+        )
+        default = s.analytics.stage_funnel()
+    assert [(r.stage, r.name, r.position) for r in whole] == [
+        ("a", "Lead", 0), ("b", "Demo", 1), ("c", "Offer", 2), ("won", "Won", 3),
+    ]  # fmt: skip
+    assert stage_figures(whole) == {
+        None: [
+            ("a", 4, 3, 4, 1.5),
+            ("b", 3, 2, 2, 1.5),
+            ("c", 2, 1, 2, 2.5),
+            ("won", 1, 0, 0, None),
+        ]
+    }
+    assert [r.conversion for r in whole] == [0.75, 2 / 3, 0.5, None]
+    sam_rows = [
+        ("a", 2, 2, 2, 1.5),
+        ("b", 2, 2, 1, 2.0),
+        ("c", 2, 1, 2, 2.5),
+        ("won", 1, 0, 0, None),
+    ]
+    kim_rows = [
+        ("a", 2, 1, 2, 2.5),
+        ("b", 1, 0, 1, 1.0),
+        ("c", 0, 0, 0, None),
+        ("won", 0, 0, 0, None),
+    ]
+    assert stage_figures(by_owner) == {w.sam.id: sam_rows, w.kim.id: kim_rows}
+    assert stage_figures(by_team) == {"North": sam_rows, "South": kim_rows}
+    assert stage_figures(by_month) == {
+        "2026-01": [("a", 3, 3, 4, 1.5), ("b", 3, 2, 2, 1.5), ("c", 2, 1, 2, 2.5), ("won", 1, 0, 0, None)],
+        "2026-02": [("a", 1, 0, 0, None), ("b", 0, 0, 0, None), ("c", 0, 0, 0, None), ("won", 0, 0, 0, None)],
+    }  # fmt: skip
+    assert stage_figures(february) == {None: stage_figures(by_month)["2026-02"]}
+    assert [(r.stage, r.reached) for r in default] == [
+        ("qualification", 1), ("needs_analysis", 0), ("proposal", 0), ("negotiation", 0), ("won", 0),
+    ]  # fmt: skip
+    # a new owner takes the deal's stays with it
+    with crm.session(actor=crm.system_actor) as s:
+        s.deals.update(w.ids["D4"], owner_id=w.sam.id)
+        s.org.deactivate_user(w.kim.id, reassign_to=w.sam.id)  # D3 is open: it goes to Sam
+        moved = stage_figures(s.analytics.stage_funnel("sales", by="owner"))
+    assert set(moved) == {w.sam.id}
+    assert moved[w.sam.id] == stage_figures(whole)[None]
+
+
+def test_the_stage_funnel_counts_only_deals_the_actor_may_read(connect_crm: ConnectFn) -> None:
+    from pycrm.domain.permissions import DEFAULT_POLICY, Policy
+
+    data = DEFAULT_POLICY.to_dict()
+    data["grants"] = [g for g in data["grants"] if "deal" not in g["resources"]]
+    data["grants"] += [
+        {"roles": ["sales"], "resources": ["deal"], "actions": ["read", "update"], "scope": "own"},
+        {"roles": ["*"], "resources": ["pipeline"], "actions": ["read"], "scope": "all"},
+    ]
+    data["fields"].append(
+        {"resource": "deal", "field": "stage", "hidden": True, "allowed": ["sales"]}
+    )
+    crm = connect_crm(policy=Policy.from_dict(data))
+    clock = crm.clock
+    assert isinstance(clock, FakeClock)
+    w = build_stages(crm, clock)
+    with crm.session(actor=w.kim.id) as s:
+        mine = stage_figures(s.analytics.stage_funnel("sales"))
+    assert mine == {
+        None: [
+            ("a", 2, 1, 2, 2.5),
+            ("b", 1, 0, 1, 1.0),
+            ("c", 0, 0, 0, None),
+            ("won", 0, 0, 0, None),
+        ]
+    }
+    # marketing reads no deals, and their stage is hidden from it
+    refused(crm, w.lou.id, (PermissionDenied, lambda s: s.analytics.stage_funnel("sales")))
+
+
+def test_the_stage_funnel_refuses_bad_arguments(crm: pycrm.CRM) -> None:
+    from pycrm.errors import NotFound
+
+    p = staff(crm, sam="sales")
+    refused(
+        crm,
+        p.sam.id,
+        (NotFound, lambda s: s.analytics.stage_funnel("nope")),
+        (ValidationError, lambda s: s.analytics.stage_funnel(by="customer")),
+        (ValidationError, lambda s: s.analytics.stage_funnel(period="week")),
+        (ValidationError, lambda s: s.analytics.stage_funnel(since=datetime(2026, 1, 1))),
+        (ValidationError, lambda s: s.analytics.stage_funnel(["default"])),  # type: ignore[arg-type]
+    )

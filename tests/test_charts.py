@@ -23,7 +23,7 @@ from pycrm.charts import check_target, figure, save
 from pycrm.domain.money import Money
 from pycrm.errors import ConfigurationError
 from pycrm.reports import Report
-from pycrm.services.analytics import AgingRow, ForecastRow, FunnelRow, ServiceRow
+from pycrm.services.analytics import AgingRow, ForecastRow, FunnelRow, ServiceRow, StageFunnelRow
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -205,6 +205,7 @@ def test_service_shows_counts_hours_breach_rate_and_csat_for_every_priority() ->
     [
         ("funnel", [], "No data: no leads captured in tenant acme"),
         ("funnel", [FunnelRow("web", 0, 0, 0, 0, 0, 0, 0)], "No data: no leads captured in tenant acme"),
+        ("stages", [], "No data: no deals in the default pipeline of tenant acme"),
         ("forecast", [], "No data: no deals with an expected close date in tenant acme"),
         ("aging", [], "No data: no unpaid receivables in tenant acme"),
         ("service", [], "No data: no tickets in tenant acme"),
@@ -262,3 +263,17 @@ def test_the_analytics_guide_shows_each_chart_built_by_the_script_in_the_reposit
     for path in written:
         assert f"](images/charts/{path.name})" in guide
         assert (DOCS / "images" / "charts" / path.name).is_file()
+
+
+def test_the_stage_funnel_shows_every_stage_its_conversion_and_time_in_stage() -> None:
+    rows = [
+        StageFunnelRow(None, "qualification", "Qualification", 0, 40, 30, 35, 2.5),
+        StageFunnelRow(None, "proposal", "Proposal", 1, 30, 12, 20, 6.0),
+        StageFunnelRow(None, "negotiation", "Negotiation", 2, 12, 9, 0, None),
+        StageFunnelRow(None, "won", "Won", 3, 9, 0, 0, None),
+    ]
+    drawn = figure(report("stages", rows))
+    shown = texts(drawn)
+    assert {"40", "30", "12", "9", "2.5", "6.0", "n/a", "→ 75%", "→ 40%"} <= set(shown)
+    labels = [t.get_text() for axes in drawn.axes for t in axes.get_xticklabels()]
+    assert labels[:4] == ["Qualification", "Proposal", "Negotiation", "Won"]

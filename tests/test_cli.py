@@ -559,7 +559,7 @@ def test_report_json_parses_back_with_owners_by_name(
 ) -> None:
     db = f"sqlite:///{tmp_path / 'crm.db'}"
     assert run(capsys, "demo", "--db", db, "--tenant", "t1")[0] == 0
-    for name in ("funnel", "forecast", "aging", "service"):
+    for name in ("funnel", "stages", "forecast", "aging", "service"):
         status, out, err = run(capsys, "report", name, "--db", db, "--tenant", "t1", "--json")
         assert (status, err) == (0, "")
         report = json.loads(out)

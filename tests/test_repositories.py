@@ -10,14 +10,15 @@ find, count or overwrite the other's rows.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
 
 import pycrm
-from pycrm.domain.aggregates import Count, Field, Sum
+from pycrm.domain.aggregates import Count, Field, MedianDuration, Sum
 from pycrm.domain.customers import Customer
-from pycrm.domain.query import Eq, Related
+from pycrm.domain.query import Eq, HasKey, Related
 from pycrm.errors import ConcurrencyError, DuplicateError, NotFound
 from pycrm.ports import UnitOfWork
 
@@ -336,3 +337,105 @@ def test_memory_units_of_work_check_versions_and_new_ids_again_at_commit() -> No
     second.rollback()
     assert duplicate.value.candidates == ("twin",)
     assert stored(crm, "default", "twin") == twin
+
+
+# -- delete ---------------------------------------------------------------------------------
+
+
+def test_delete_removes_the_record_and_its_match_keys_at_its_version_only(
+    crm: pycrm.CRM, tenants: dict[str, list[str]]
+) -> None:
+    with crm.session(actor=crm.system_actor, tenant="a") as s:
+        tagged = s.customers.create("Delta AG", tags=["vip"], on_duplicate="allow")
+    gone, kept_in_b = tenants["a"][0], tenants["b"][0]
+    current = stored(crm, "a", gone)
+    assert current is not None
+    uow = crm.store.begin("a")
+    try:
+        repo = uow.repo(Customer)
+        with pytest.raises(ConcurrencyError):
+            repo.delete(gone, current.version + 1)
+        with pytest.raises(NotFound):
+            repo.delete("no-such-id", 1)
+        with pytest.raises(NotFound):
+            repo.delete(kept_in_b, 1)  # another tenant's record is not there to delete
+        repo.delete(gone, current.version)
+        repo.delete(tagged.id, tagged.version)
+        assert repo.get(gone) is None
+        assert gone not in repo.get_many([gone, tenants["a"][1]])
+        assert repo.find(HasKey("tag", "vip")) == []
+        assert repo.count() == 2
+        with pytest.raises(NotFound):
+            repo.delete(gone, current.version)  # gone already
+        uow.commit()
+    except BaseException:
+        uow.rollback()
+        raise
+    assert stored(crm, "a", gone) is None
+    assert stored(crm, "b", kept_in_b) is not None
+
+
+def test_a_rolled_back_delete_keeps_the_record(
+    crm: pycrm.CRM, tenants: dict[str, list[str]]
+) -> None:
+    id = tenants["a"][2]
+    current = stored(crm, "a", id)
+    assert current is not None
+    uow = crm.store.begin("a")
+    uow.repo(Customer).delete(id, current.version)
+    uow.rollback()
+    assert stored(crm, "a", id) == current
+
+
+# -- medians ---------------------------------------------------------------------------------
+
+
+def test_median_duration_is_the_middle_value_or_the_mean_of_the_two_middle_ones(
+    crm: pycrm.CRM, tenants: dict[str, list[str]]
+) -> None:
+    t0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    hours = {"machinery": [1, 9, 3], "bakery": [2, 8, 4, 6], "retail": []}
+    uow = crm.store.begin("a")
+    try:
+        repo = uow.repo(Customer)
+        for row in repo.find():
+            repo.delete(row.id, row.version)
+        n = 0
+        for industry, spans in hours.items():
+            for h in [*spans, None]:  # one without an end: not measured
+                n += 1
+                repo.add(
+                    Customer(
+                        id=f"c{n}",
+                        tenant_id="a",
+                        created_at=t0,
+                        created_by="system",
+                        updated_at=t0,
+                        updated_by="system",
+                        name=f"C{n}",
+                        industry=industry,
+                        archived_at=None if h is None else t0 + timedelta(hours=h),
+                    )
+                )
+        median = MedianDuration("created_at", "archived_at")
+        rows = repo.aggregate(None, [Field("industry")], {"n": Count(), "median": median})
+        whole = repo.aggregate(None, [], {"median": median})
+        big = repo.aggregate(
+            None,
+            [],
+            {"median": MedianDuration("created_at", "archived_at", Eq("industry", "bakery"))},
+        )
+        none = repo.aggregate(Eq("industry", "retail"), [], {"median": median})
+    finally:
+        uow.rollback()
+    got = {
+        r["industry"]: (r["n"], None if r["median"] is None else round(r["median"])) for r in rows
+    }
+    assert got == {
+        "machinery": (4, 3 * 3600),  # 1, 3, 9 → 3 h
+        "bakery": (5, 5 * 3600),  # 2, 4, 6, 8 → (4 + 6) / 2 = 5 h
+        "retail": (1, None),
+    }
+    assert round(whole[0]["median"]) == 4 * 3600  # 1 2 3 4 6 8 9 → 4 h
+    assert round(big[0]["median"]) == 5 * 3600
+    assert none == [{"median": None}]

@@ -15,7 +15,7 @@ from pycrm.adapters.sqlalchemy.tables import table_name
 from pycrm.domain import RECORD_TYPES
 from pycrm.errors import ConfigurationError
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def expected_tables(prefix: str) -> set[str]:
@@ -204,3 +204,89 @@ def test_a_database_at_an_older_revision_is_migrated_to_the_current_indexes(
     assert customer_indexes(url) == fresh
     assert fresh["ix_pycrm_customers_owner_id_status"] == ["tenant_id", "owner_id", "status"]
     assert "ix_pycrm_customers_owner_id" not in fresh
+
+
+def test_migrating_to_0005_fills_the_stage_visits_from_the_deals_stage_histories(
+    tmp_path: Path,
+) -> None:
+    from pycrm.domain.deals import StageVisit
+    from pycrm.testing import FakeClock
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    clock = FakeClock()
+    with pycrm.connect(url, clock=clock) as crm:
+        with crm.session(actor=crm.system_actor) as s:
+            acme = s.customers.create("Acme")
+            doc = s.documents.attach("customer", acme.id, "a.txt", b"a")
+            deals = [
+                s.deals.create(f"D{i}", customer_id=acme.id, amount=pycrm.Money.of("1", "EUR"))
+                for i in range(3)
+            ]
+        for step, (i, action) in enumerate(
+            [(0, "proposal"), (1, "needs_analysis"), (0, "won"), (1, "qualification"), (2, "lost")]
+        ):
+            clock.advance(hours=5 + step)
+            with crm.session(actor=crm.system_actor) as s:
+                if action == "won":
+                    s.deals.win(deals[i].id)
+                elif action == "lost":
+                    s.deals.lose(deals[i].id, "price")
+                else:
+                    s.deals.move(deals[i].id, action)
+
+        def visits() -> list[tuple[object, ...]]:
+            with crm.session(actor=crm.system_actor) as s:
+                return sorted(
+                    (v.deal_id, v.entered_at, v.stage, v.position, v.reached_before, v.left_at,
+                     v.owner_id, v.opened_at, v.moved_by)
+                    for v in s._uow.repo(StageVisit).find()
+                )  # fmt: skip
+
+        written = visits()
+        store = crm.store
+        assert isinstance(store, SqlStore)
+        with store.engine.begin() as connection:
+            command.downgrade(alembic_config(store.schema, connection), "0004")
+            tables = set(sa.inspect(connection).get_table_names())
+            assert "pycrm_stage_visits" not in tables
+    again = pycrm.connect(url, clock=clock)  # connecting migrates to head
+    with again, again.session(actor=again.system_actor) as s:
+        assert s.documents.read(doc.id) == b"a"  # its reader key came back
+        rebuilt = sorted(
+            (v.deal_id, v.entered_at, v.stage, v.position, v.reached_before, v.left_at,
+             v.owner_id, v.opened_at, v.moved_by)
+            for v in s._uow.repo(StageVisit).find()
+        )  # fmt: skip
+        funnel = [(r.stage, r.reached, r.stays) for r in s.analytics.stage_funnel()]
+    assert len(written) == 8
+    assert rebuilt == written
+    assert funnel == [
+        ("qualification", 3, 3),
+        ("needs_analysis", 2, 1),
+        ("proposal", 1, 1),
+        ("negotiation", 1, 0),
+        ("won", 1, 0),
+    ]
+
+
+def test_users_and_people_stored_before_the_name_parts_read_back_with_none_and_empty_lists(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with pycrm.connect(url) as crm:
+        with crm.session(actor=crm.system_actor) as s:
+            sam = s.org.create_user("Sam", "sam@corp.example", "sales", skills=["tools"])
+            ann = s.contacts.create("Ann Acme")
+        store = crm.store
+        assert isinstance(store, SqlStore)
+        with store.engine.begin() as connection:
+            command.downgrade(alembic_config(store.schema, connection), "0005")
+            columns = {c["name"] for c in sa.inspect(connection).get_columns("pycrm_users")}
+        assert "regions" not in columns
+    with pycrm.connect(url) as again, again.session(actor=again.system_actor) as s:
+        user = s.org.get_user(sam.id)
+        contact = s.contacts.get(ann.id)
+        assert (user.skills, user.regions, user.languages) == (("tools",), (), ())
+        assert (contact.given_name, contact.family_name, contact.name_order) == (None, None, None)
+        s.org.update_user(sam.id, regions=["DACH"])
+        assert s.org.get_user(sam.id).regions == ("DACH",)

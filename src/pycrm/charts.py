@@ -105,6 +105,7 @@ def figure(report: Report) -> Figure:
     drawn.suptitle(report.title, fontsize=15, fontweight="bold")
     draw: dict[str, Callable[[Figure, Report], None]] = {
         "funnel": _funnel,
+        "stages": _stages,
         "forecast": _forecast,
         "aging": _aging,
         "service": _service,
@@ -258,6 +259,47 @@ def _funnel(drawn: Figure, report: Report) -> None:
         axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     drawn.legend(loc="outside lower center", ncols=min(len(series), 3), frameon=False,
                  title="Lead source")  # fmt: skip
+
+
+def _stages(drawn: Figure, report: Report) -> None:
+    rows = sorted(report.data, key=lambda r: r.position)
+    if not rows or not rows[0].reached:
+        _no_data(drawn, f"no deals in the default pipeline of tenant {report.tenant}")
+        return
+    counts, times = drawn.subplots(1, 2, width_ratios=(3, 2))
+    for axes in (counts, times):
+        _style(axes)
+    x = list(range(len(rows)))
+    reached = [float(r.reached) for r in rows]
+    _scale(counts, reached, "Deals")
+    _bars(counts, x, reached, 0.6, _COLOURS[0], None)
+    for i, r in enumerate(rows[:-1]):
+        if r.conversion is not None:
+            counts.annotate(
+                f"→ {r.conversion:.0%}", (i + 0.5, 0.93), xycoords=("data", "axes fraction"),
+                ha="center", fontsize=8, color="#555555",
+            )  # fmt: skip
+    counts.set_xticks(x, [r.name for r in rows], rotation=20, ha="right")
+    counts.set_xlabel("Stage reached (a deal that skipped a stage passed it)")
+    counts.set_title(
+        f"Tenant {report.tenant}: {rows[0].reached:,} deals, {rows[-1].reached:,} won",
+        fontsize=10, loc="left",
+    )  # fmt: skip
+    if counts.get_yscale() != "log":
+        from matplotlib.ticker import MaxNLocator
+
+        counts.yaxis.set_major_locator(MaxNLocator(integer=True))
+    open_stages = rows[:-1]
+    medians = [r.median_days for r in open_stages]
+    _scale(times, [m for m in medians if m is not None], "Median days in stage", log=False)
+    _bars(
+        times, list(range(len(open_stages))), medians, 0.6, _COLOURS[3], None,
+        text=lambda v: f"{v:,.1f}", missing="n/a",
+    )  # fmt: skip
+    times.set_xticks(
+        range(len(open_stages)), [r.name for r in open_stages], rotation=20, ha="right"
+    )
+    times.set_title("Time in stage (completed stays)", fontsize=10, loc="left")
 
 
 def _forecast(drawn: Figure, report: Report) -> None:

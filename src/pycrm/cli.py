@@ -30,6 +30,8 @@ _REPORTS = """\
 reports:
   funnel    leads per source: captured, assigned, contacted, qualified, converted
             and won (the chart puts every stage on a log scale when the range is wide)
+  stages    deals per stage of the default pipeline: reached, moved on, stage-to-stage
+            conversion and median days in the stage
   forecast  per month of expected close and owner: open pipeline, weighted forecast
             (amount x stage probability), won business and quota
   aging     unpaid receivables per bucket of days past due: current, 0-30, 31-60,
@@ -208,7 +210,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=_REPORTS,
     )
     report.add_argument(
-        "report", choices=["funnel", "forecast", "aging", "service"], help="which report"
+        "report", choices=["funnel", "stages", "forecast", "aging", "service"], help="which report"
     )
     _db(report)
     _as(report, what="reporting")

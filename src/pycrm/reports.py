@@ -50,7 +50,7 @@ class Report:
     """One report's figures: typed rows for JSON and charts, and the table a person reads."""
 
     name: str
-    """``funnel``, ``forecast``, ``aging`` or ``service``."""
+    """``funnel``, ``stages``, ``forecast``, ``aging`` or ``service``."""
     title: str
     """What it shows, e.g. ``Lead funnel by source``."""
     tenant: str
@@ -75,7 +75,7 @@ class Report:
         rows = []
         for row in self.data:
             item = to_dict(row)
-            for derived in ("conversion_rate", "attainment", "breach_rate"):
+            for derived in ("conversion_rate", "conversion", "attainment", "breach_rate"):
                 if hasattr(row, derived):
                     item[derived] = getattr(row, derived)
             if isinstance(row, ForecastRow):
@@ -100,6 +100,21 @@ def _funnel(s: Session) -> tuple[str, list[str], list[list[Any]], list[Any]]:
         for r in data
     ]  # fmt: skip
     return "Lead funnel by source", ["source", *FUNNEL_STAGES, "conversion"], rows, data
+
+
+def _days(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _stages(s: Session) -> tuple[str, list[str], list[list[Any]], list[Any]]:
+    data = s.analytics.stage_funnel()
+    head = ["stage", "reached", "moved on", "conversion", "stays", "median days in stage"]
+    rows = [
+        [r.name, r.reached, r.advanced if r.stage != "won" else "-", _percent(r.conversion),
+         r.stays if r.stage != "won" else "-", _days(r.median_days)]
+        for r in data
+    ]  # fmt: skip
+    return "Deal-stage funnel of the default pipeline", head, rows, data
 
 
 def _forecast(s: Session) -> tuple[str, list[str], list[list[Any]], list[Any]]:
@@ -144,6 +159,7 @@ def _service(s: Session) -> tuple[str, list[str], list[list[Any]], list[Any]]:
 #: Report name → the function that runs it in a session.
 REPORTS: dict[str, Callable[[Session], tuple[str, list[str], list[list[Any]], list[Any]]]] = {
     "funnel": _funnel,
+    "stages": _stages,
     "forecast": _forecast,
     "aging": _aging,
     "service": _service,

@@ -13,7 +13,7 @@ from pycrm.domain.contact_points import Address, ContactPoint, PointKind
 from pycrm.domain.contracts import Contract
 from pycrm.domain.custom_fields import FieldDefinition
 from pycrm.domain.customers import Contact, Customer, RecordStatus
-from pycrm.domain.deals import Deal, Pipeline
+from pycrm.domain.deals import Deal, Pipeline, StageVisit
 from pycrm.domain.display import record_repr, record_rich
 from pycrm.domain.documents import Document
 from pycrm.domain.events import Event
@@ -77,6 +77,7 @@ RECORD_TYPES: tuple[type[Stored], ...] = (
     Lead,
     Pipeline,
     Deal,
+    StageVisit,
     Contract,
     Receivable,
     Task,

@@ -23,6 +23,7 @@ __all__ = [
     "GroupKey",
     "Max",
     "Measure",
+    "MedianDuration",
     "Min",
     "Period",
     "Sum",
@@ -115,6 +116,21 @@ class AvgDuration:
 
 
 @attrs.frozen
+class MedianDuration:
+    """The median of ``end - start`` in seconds, over records where both are set.
+
+    With an even number of values it is the mean of the two middle ones (as
+    :func:`statistics.median`); None when there are none. PostgreSQL computes
+    it with ``percentile_cont(0.5)``, SQLite with ``row_number()`` over the
+    sorted values of each group.
+    """
+
+    start: str
+    end: str
+    where: Filter | None = None
+
+
+@attrs.frozen
 class SumProduct:
     """The sum of ``field × weight`` (e.g. amount in minor units × probability in percent)."""
 
@@ -123,7 +139,7 @@ class SumProduct:
     where: Filter | None = None
 
 
-Measure = Count | Sum | Avg | Min | Max | AvgDuration | SumProduct
+Measure = Count | Sum | Avg | Min | Max | AvgDuration | MedianDuration | SumProduct
 
 
 def period_label(value: date, unit: str) -> str:

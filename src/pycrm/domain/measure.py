@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
@@ -16,6 +17,7 @@ from pycrm.domain.aggregates import (
     GroupKey,
     Max,
     Measure,
+    MedianDuration,
     Min,
     Period,
     Sum,
@@ -72,13 +74,19 @@ def _measure(records: Sequence[Any], measure: Measure) -> Any:
             return pick(values) if values else None
         case SumProduct(field, weight):
             return sum((value_of(r, field) or 0) * (value_of(r, weight) or 0) for r in chosen)
-        case AvgDuration(start, end):
+        case AvgDuration(start, end) | MedianDuration(start, end):
             spans = [
                 (getattr(r, end) - getattr(r, start)).total_seconds()
                 for r in chosen
                 if getattr(r, start) is not None and getattr(r, end) is not None
             ]
-            return sum(spans) / len(spans) if spans else None
+            if not spans:
+                return None
+            return (
+                statistics.median(spans)
+                if isinstance(measure, MedianDuration)
+                else (sum(spans) / len(spans))
+            )
     raise TypeError(f"unknown measure {measure!r}")
 
 

@@ -23,18 +23,31 @@ from pycrm.domain.aggregates import (
     Field,
     GroupKey,
     Max,
+    MedianDuration,
     Period,
     Sum,
     SumProduct,
 )
 from pycrm.domain.campaigns import Campaign, Quota
 from pycrm.domain.contracts import Contract
-from pycrm.domain.deals import Deal, DealStatus
-from pycrm.domain.fields import check_money
+from pycrm.domain.deals import Deal, DealStatus, StageVisit
+from pycrm.domain.fields import check_key, check_money
 from pycrm.domain.leads import Lead, LeadStatus
 from pycrm.domain.money import Money
 from pycrm.domain.org import Team, User
-from pycrm.domain.query import Eq, Filter, In, IsNull, Not, Or, Range, Related, all_of
+from pycrm.domain.query import (
+    AnyKey,
+    Eq,
+    Filter,
+    In,
+    IsNull,
+    Not,
+    Or,
+    OrderBy,
+    Range,
+    Related,
+    all_of,
+)
 from pycrm.domain.receivables import Receivable, ReceivableStatus
 from pycrm.domain.records import Stored
 from pycrm.domain.tickets import Ticket
@@ -51,6 +64,7 @@ __all__ = [
     "RFMRow",
     "ServiceRow",
     "SourceRow",
+    "StageFunnelRow",
     "WinRateRow",
 ]
 
@@ -84,6 +98,36 @@ class FunnelRow:
     def conversion_rate(self) -> float:
         """Converted / captured."""
         return self.converted / self.captured if self.captured else 0.0
+
+
+@attrs.frozen
+class StageFunnelRow:
+    """One stage of a pipeline for one group: how many deals got there, moved on, and how fast."""
+
+    group: str | None
+    """The owner's id, the team's name or the period (of opening); None without ``by``."""
+    stage: str
+    """The stage's key; ``won`` for the last row."""
+    name: str
+    """The stage's name (``Won``)."""
+    position: int
+    """Its place in the pipeline, 0 first (``won``: the number of stages)."""
+    reached: int
+    """Deals that got at least this far. A deal that skipped the stage passed it; one moved
+    back still counts where it had been."""
+    advanced: int
+    """Of those, deals that got further: to a later stage or won (0 on ``won``)."""
+    stays: int
+    """Completed stays in the stage (a deal that came back to it stays twice)."""
+    median_days: float | None
+    """The median time a completed stay lasted, in days (2 decimals); None without one."""
+
+    @property
+    def conversion(self) -> float | None:
+        """``advanced / reached``: the stage-to-stage conversion (None on ``won`` or nobody)."""
+        if self.stage == "won" or not self.reached:
+            return None
+        return self.advanced / self.reached
 
 
 @attrs.frozen
@@ -305,6 +349,91 @@ class AnalyticsService(Service):
             ),
             key=lambda row: (row.group is None, row.group or ""),
         )
+
+    def stage_funnel(
+        self,
+        pipeline: str = "default",
+        *,
+        by: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        period: str = "month",
+    ) -> list[StageFunnelRow]:
+        """The deal-stage funnel: per stage, deals that reached it, moved on, and time spent in it.
+
+        Read from the deals' stage histories (kept as one row per stay, see
+        :class:`~pycrm.domain.deals.StageVisit`) as SQL aggregates, over the
+        deals the actor may read, opened in the period (``since <= opened <
+        until``). A deal that skipped a stage passed it; ``won`` is the last
+        row. ``by``: ``owner`` (the deal's owner, None for no owner), ``team``
+        (the deals owned by each team's members, a user in two teams counting
+        in both) or ``period`` (of opening, in ``period`` units: ``day``,
+        ``month``, ``quarter`` or ``year``). Rows come by group, then stage.
+
+        :raises NotFound: for a pipeline the actor may not read or that does not exist.
+        :raises PermissionDenied: without a read grant on deals, or when the deals'
+            stages (or owners, by owner or team) are hidden from the actor.
+        """
+        if period not in ("day", "month", "quarter", "year"):
+            raise ValidationError("period", period, "must be day, month, quarter or year")
+        keys = self._grouping(
+            by, {"owner": Field("owner_id"), "team": Field("owner_id"),
+                 "period": Period("opened_at", period)}
+        )  # fmt: skip
+        window = self._period(since, until, "opened_at")
+        chosen = self._s.deals.pipeline(check_key("pipeline", pipeline))
+        self._s._guard.require_any("deal", "read")
+        self._s._guard.check_fields(
+            Deal, ["stage", "stage_history", *(["owner_id"] if keys else [])]
+        )
+        base = all_of([Eq("pipeline_id", chosen.id), window])
+        groups: list[tuple[str | None, Filter | None]] = [(None, None)]
+        if by == "team":
+            keys, groups = [], []
+            for team in self._s.read(Team).find(order_by=[OrderBy("name")]):
+                people = self._s.read(User, quiet=True).find(AnyKey("team", [team.id]))
+                groups.append((team.name, In("owner_id", [u.id for u in people])))
+        count = len(chosen.stages)
+        reach = {
+            f"r{k}": Count(all_of([Range("position", k, None), Range("reached_before", None, k)]))
+            for k in range(count + 1)
+        }
+        closed: list[Filter | None] = [Not(IsNull("left_at")), Range("position", 0, None)]
+        names = [*(s.name for s in chosen.stages), "Won"]
+        stages = [*(s.key for s in chosen.stages), "won"]
+        out: list[StageFunnelRow] = []
+        for label, members in groups:
+            where = all_of([base, members])
+            reached = self._query(StageVisit, where, keys, reach)
+            times = {
+                (tuple(r[_name(k)] for k in keys), r["stage"]): r
+                for r in self._query(
+                    StageVisit,
+                    all_of([where, *closed]),
+                    [*keys, Field("stage")],
+                    {"stays": Count(), "median": MedianDuration("entered_at", "left_at")},
+                )
+            }
+            for r in reached:
+                group = tuple(r[_name(k)] for k in keys)
+                for k, (stage, name) in enumerate(zip(stages, names, strict=True)):
+                    spent = times.get((group, stage), {})
+                    median = spent.get("median")
+                    out.append(
+                        StageFunnelRow(
+                            group=label
+                            if label is not None
+                            else _label(group[0] if keys else None),
+                            stage=stage,
+                            name=name,
+                            position=k,
+                            reached=r[f"r{k}"],
+                            advanced=r[f"r{k + 1}"] if k < count else 0,
+                            stays=spent.get("stays", 0),
+                            median_days=None if median is None else round(median / 86400, 2),
+                        )
+                    )
+        return sorted(out, key=lambda row: (row.group is None, row.group or "", row.position))
 
     def forecast(
         self,
@@ -594,6 +723,11 @@ class AnalyticsService(Service):
                 )
             )
         return sorted(out, key=lambda row: (row.group is None, row.group or ""))
+
+
+def _name(key: GroupKey) -> str:
+    """The name a group key's value has in an aggregate's rows."""
+    return key.name if isinstance(key, Field) else key.field
 
 
 def _any_breach() -> Filter:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any, ClassVar
 
+import attrs
+
 from pycrm.domain.customers import Contact, Customer
-from pycrm.domain.deals import DEFAULT_STAGES, Deal, DealStatus, Pipeline, Stage, StageChange
+from pycrm.domain.deals import (
+    DEFAULT_STAGES,
+    Deal,
+    DealStatus,
+    Pipeline,
+    Stage,
+    StageChange,
+    StageVisit,
+)
 from pycrm.domain.fields import (
     Checks,
     check_choice,
@@ -165,7 +175,7 @@ class DealService(RecordService[Deal]):
         first = chosen.stage(stage) if stage is not None else chosen.stages[0]
         if fields["probability"] is None:
             fields["probability"] = first.probability
-        return self._add(
+        deal = self._add(
             "create",
             customer_id=customer_id,
             contact_id=contact_id,
@@ -175,6 +185,55 @@ class DealService(RecordService[Deal]):
             stage_history=(StageChange(first.key, self._s._now(), self._s.actor.id),),
             **fields,
         )
+        self._enter(deal, first.key, chosen.stages.index(first), deal.created_at)
+        return deal
+
+    # -- the stage visits the deal-stage funnel reads ---------------------------
+
+    def _enter(self, deal: Deal, stage: str, position: int, at: datetime) -> None:
+        """Record that ``deal`` entered ``stage`` at ``at``: its current stay ends then.
+
+        Stage visits are derived from the deal's stage history (see
+        :class:`~pycrm.domain.deals.StageVisit`), written with it and not
+        audited apart.
+        """
+        repo = self._s._uow.repo(StageVisit)
+        visits = repo.find(Eq("deal_id", deal.id))
+        for visit in visits:
+            if visit.left_at is None and visit.position >= 0 and visit.stage != "won":
+                self._rewrite(visit, left_at=at)
+        repo.add(
+            StageVisit(
+                **self._s._stamp(
+                    deal_id=deal.id,
+                    pipeline_id=deal.pipeline_id,
+                    stage=stage,
+                    position=position,
+                    reached_before=max((v.position for v in visits), default=-1),
+                    entered_at=at,
+                    owner_id=deal.owner_id,
+                    opened_at=deal.created_at,
+                    moved_by=self._s.actor.id,
+                )
+            )
+        )
+
+    def _rewrite(self, visit: StageVisit, **changes: Any) -> None:
+        now = self._s._now()
+        changed = attrs.evolve(
+            visit,
+            **changes,
+            version=visit.version + 1,
+            updated_at=now,
+            updated_by=self._s.actor.id,
+        )
+        self._s._uow.repo(StageVisit).replace(changed, visit.version)
+
+    def _sync_owner(self, deal: Deal) -> None:
+        """Give the deal's stage visits its owner (the funnel counts them per owner)."""
+        for visit in self._s._uow.repo(StageVisit).find(Eq("deal_id", deal.id)):
+            if visit.owner_id != deal.owner_id:
+                self._rewrite(visit, owner_id=deal.owner_id)
 
     def _open(self, id: str, to: str) -> Deal:
         deal = self._load(id)
@@ -195,17 +254,17 @@ class DealService(RecordService[Deal]):
         assert pipeline is not None
         target = pipeline.stage(stage)
         chance = _probability("probability", probability)
-        return self._change(
+        now = self._s._now()
+        moved = self._change(
             deal,
             version,
             "move",
             stage=target.key,
             probability=target.probability if chance is None else chance,
-            stage_history=(
-                *deal.stage_history,
-                StageChange(target.key, self._s._now(), self._s.actor.id),
-            ),
+            stage_history=(*deal.stage_history, StageChange(target.key, now, self._s.actor.id)),
         )
+        self._enter(moved, target.key, pipeline.stages.index(target), now)
+        return moved
 
     @write
     def update(self, id: str, *, version: int | None = None, **fields: Any) -> Deal:
@@ -226,12 +285,15 @@ class DealService(RecordService[Deal]):
             changes = {k: checks(checkers[k], k, v) for k, v in fields.items()}
         if "amount" in changes and changes["amount"] is None:
             raise ValidationError("amount", None, "is required")
-        return self._change(deal, version, "update", **changes)
+        updated = self._change(deal, version, "update", **changes)
+        if updated.owner_id != deal.owner_id:
+            self._sync_owner(updated)
+        return updated
 
     def _close(self, id: str, status: DealStatus, version: int | None, **changes: Any) -> Deal:
         deal = self._open(id, status.value)
         now = self._s._now()
-        return self._change(
+        closed = self._change(
             deal,
             version,
             "win" if status is DealStatus.WON else "lose",
@@ -241,6 +303,11 @@ class DealService(RecordService[Deal]):
             stage_history=(*deal.stage_history, StageChange(status.value, now, self._s.actor.id)),
             **changes,
         )
+        pipeline = self._s._uow.repo(Pipeline).get(deal.pipeline_id)
+        assert pipeline is not None
+        won = status is DealStatus.WON
+        self._enter(closed, status.value, len(pipeline.stages) if won else -1, now)
+        return closed
 
     @write
     def win(self, id: str, *, version: int | None = None) -> Deal:

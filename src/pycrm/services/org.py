@@ -230,7 +230,9 @@ class OrgService(RecordService[User]):
                     if hasattr(record, "assignment_reason"):
                         fields["assignment_reason"] = f"reassigned: {current.name} was deactivated"
                         fields["assigned_by"] = f"user:{self._s.actor.id}"
-                    self._s._revise(record, "reassign", **fields)
+                    revised = self._s._revise(record, "reassign", **fields)
+                    if isinstance(revised, Deal):
+                        self._s.deals._sync_owner(revised)
         return updated
 
     def _heir(self, user: User) -> str | None:

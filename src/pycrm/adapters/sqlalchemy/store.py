@@ -11,6 +11,8 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.util import ClauseAdapter
 
 from pycrm.adapters.sqlalchemy.tables import Codec, Schema, UTCDateTime
 from pycrm.domain import RECORD_BY_RESOURCE
@@ -23,6 +25,7 @@ from pycrm.domain.aggregates import (
     GroupKey,
     Max,
     Measure,
+    MedianDuration,
     Min,
     Period,
     Sum,
@@ -645,13 +648,17 @@ class SqlRepository(Generic[S]):
                 product = self._codec.measure_column(field) * self._codec.measure_column(weight)
                 return sa.func.coalesce(sa.func.sum(only(product)), 0)
             case AvgDuration(start, end):
-                a, b = self._codec.column(start), self._codec.column(end)
-                if self._dialect == "sqlite":
-                    seconds = (sa.func.julianday(b) - sa.func.julianday(a)) * 86400.0
-                else:
-                    seconds = sa.extract("epoch", b - a)
-                return sa.func.avg(only(seconds))
+                return sa.func.avg(only(self._seconds(start, end)))
+            case MedianDuration(start, end):  # PostgreSQL; SQLite's is computed apart
+                return sa.func.percentile_cont(0.5).within_group(only(self._seconds(start, end)))
         raise TypeError(f"unknown measure {measure!r}")
+
+    def _seconds(self, start: str, end: str) -> sa.ColumnElement[Any]:
+        """``end - start`` in seconds."""
+        a, b = self._codec.column(start), self._codec.column(end)
+        if self._dialect == "sqlite":
+            return (sa.func.julianday(b) - sa.func.julianday(a)) * 86400.0
+        return sa.extract("epoch", b - a)
 
     def aggregate(
         self,
@@ -659,16 +666,27 @@ class SqlRepository(Generic[S]):
         group_by: Sequence[GroupKey],
         measures: Mapping[str, Measure],
     ) -> list[dict[str, Any]]:
-        """One GROUP BY query: a dict per group with its keys and measures."""
-        keys = [self._group_expression(k).label(f"g{i}") for i, k in enumerate(group_by)]
-        values = [
-            self._measure_expression(m).label(f"m{i}") for i, m in enumerate(measures.values())
-        ]
-        query = sa.select(*keys, *values).select_from(self._table).where(self._scoped())
-        if where is not None:
-            query = query.where(self.compile(where))
-        if keys:
-            query = query.group_by(*keys)
+        """One GROUP BY query: a dict per group with its keys and measures.
+
+        SQLite has no median aggregate: with a median among the measures the
+        query groups a subquery that numbers each group's values in order
+        (see :meth:`_ranked`).
+        """
+        ranked = self._dialect != "postgresql" and any(
+            isinstance(m, MedianDuration) for m in measures.values()
+        )
+        if ranked:
+            query = self._ranked(where, group_by, measures)
+        else:
+            keys = [self._group_expression(k).label(f"g{i}") for i, k in enumerate(group_by)]
+            values = [
+                self._measure_expression(m).label(f"m{i}") for i, m in enumerate(measures.values())
+            ]
+            query = sa.select(*keys, *values).select_from(self._table).where(self._scoped())
+            if where is not None:
+                query = query.where(self.compile(where))
+            if keys:
+                query = query.group_by(*keys)
         rows = []
         for row in self._uow.execute(query).all():
             out: dict[str, Any] = {}
@@ -678,9 +696,70 @@ class SqlRepository(Generic[S]):
                     value = value.replace(tzinfo=UTC)
                 out[key.name if isinstance(key, Field) else key.field] = value
             for j, (name, measure) in enumerate(measures.items()):
-                out[name] = _number(row[len(keys) + j], measure)
+                out[name] = _number(row[len(group_by) + j], measure)
             rows.append(out)
         return rows
+
+    def _ranked(
+        self, where: Filter | None, group_by: Sequence[GroupKey], measures: Mapping[str, Measure]
+    ) -> sa.Select[Any]:
+        """The aggregate as a GROUP BY over a subquery with window functions (for SQLite).
+
+        For each median the subquery holds its value per row (NULL where the
+        row does not count), the value's number in its group's order
+        (``row_number()``, NULLs last) and how many values the group has; the
+        median is the mean of the values numbered ``(n + 1) / 2`` and
+        ``(n + 2) / 2`` (one value when ``n`` is odd). The other measures read
+        the subquery's copy of the table's columns.
+        """
+        partition = [self._group_expression(k) for k in group_by] or None
+        windows: list[sa.ColumnElement[Any]] = []
+        for i, measure in enumerate(measures.values()):
+            if not isinstance(measure, MedianDuration):
+                continue
+            counted: list[sa.ColumnElement[bool]] = [
+                self._codec.column(measure.start).is_not(None),
+                self._codec.column(measure.end).is_not(None),
+            ]
+            if measure.where is not None:
+                counted.append(self.compile(measure.where))
+            value = sa.case((sa.and_(*counted), self._seconds(measure.start, measure.end)))
+            order = value.asc().nulls_last()
+            windows += [
+                value.label(f"v{i}"),
+                sa.func.row_number().over(partition_by=partition, order_by=order).label(f"r{i}"),
+                sa.func.count(value).over(partition_by=partition).label(f"n{i}"),
+            ]
+        plain = {
+            i: self._measure_expression(m)
+            for i, m in enumerate(measures.values())
+            if not isinstance(m, MedianDuration)
+        }
+        groups = [self._group_expression(k) for k in group_by]
+        # Only the columns the groups and the other measures read go through the sort.
+        needed = {
+            element
+            for expression in (*groups, *plain.values())
+            for element in visitors.iterate(expression)
+            if isinstance(element, sa.Column) and element.table is self._table
+        }
+        inner = sa.select(*sorted(needed, key=lambda c: c.name), *windows)
+        inner = inner.select_from(self._table).where(self._scoped())
+        if where is not None:
+            inner = inner.where(self.compile(where))
+        sub = inner.subquery()
+        adapt = ClauseAdapter(sub).traverse
+        keys = [adapt(g).label(f"g{i}") for i, g in enumerate(groups)]
+        values: list[sa.ColumnElement[Any]] = []
+        for i, _ in enumerate(measures.values()):
+            if i in plain:
+                values.append(adapt(plain[i]).label(f"m{i}"))
+                continue
+            v, r, n = sub.c[f"v{i}"], sub.c[f"r{i}"], sub.c[f"n{i}"]
+            middle = r.in_([(n + 1) // 2, (n + 2) // 2])
+            values.append(sa.func.avg(sa.case((middle, v))).label(f"m{i}"))
+        query = sa.select(*keys, *values).select_from(sub)
+        return query.group_by(*keys) if keys else query
 
     def _select(self, where: Filter | None) -> sa.Select[Any]:
         query = sa.select(self._table).where(self._scoped())
@@ -734,7 +813,7 @@ def _number(value: Any, measure: Measure) -> Any:
         return None
     if isinstance(measure, Count | Sum | SumProduct):
         return int(value)
-    if isinstance(measure, Avg | AvgDuration):
+    if isinstance(measure, Avg | AvgDuration | MedianDuration):
         return float(value)
     if isinstance(value, Decimal) and value == value.to_integral_value():
         return int(value)

@@ -40,7 +40,11 @@ def _rekey() -> None:
     for cls in (Customer, Contact, Lead):
         codec = schema.codecs[cls]
         bind.execute(keys.delete().where(keys.c.record_type == cls.resource))
-        rows = bind.execute(sa.select(codec.table)).mappings()
+        # Only the columns this revision's table has: later revisions add some (read as None).
+        table = codec.table
+        present = {c["name"] for c in sa.inspect(bind).get_columns(table.name, table.schema)}
+        missing = {c.name: None for c in table.c if c.name not in present}
+        rows = bind.execute(sa.select(*[c for c in table.c if c.name in present])).mappings()
         while batch := rows.fetchmany(1000):
             new = [
                 {
@@ -50,7 +54,7 @@ def _rekey() -> None:
                     "kind": kind,
                     "key": key[:500],
                 }
-                for record in map(codec.from_row, batch)
+                for record in (codec.from_row({**missing, **row}) for row in batch)
                 for kind, key in sorted({(k, v) for k, v in record.match_keys() if v})
             ]
             if new:
