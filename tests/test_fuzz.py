@@ -251,6 +251,7 @@ CALLS: dict[str, dict[str, Any]] = {
     "dedupe.scan": {"record_type": "customer", "threshold": 0.9},
     "dedupe.unmerge": {"merge_id": Ref("merge")},
     # -- leads -----------------------------------------------------------------
+    "leads.archive": {"id": Ref("lead_new"), "version": OMIT},
     "leads.as_of": {"id": Ref("lead"), "when": NOW},
     "leads.assign": {"id": Ref("lead"), "owner_id": Ref("rep"), "reason": "DACH"},
     "leads.candidates": {"at": NOW},
@@ -264,6 +265,7 @@ CALLS: dict[str, dict[str, Any]] = {
         "id": Ref("lead_qualified"), "customer_id": OMIT, "deal_name": "New deal", "amount": EUR,
         "expected_close": date(2026, 6, 30), "pipeline": "default",
     },
+    "leads.delete": {"id": Ref("lead_new"), "version": OMIT},
     "leads.disqualify": {"id": Ref("lead"), "reason": "No budget", "version": OMIT},
     "leads.explain_assignment": {"id": Ref("lead")},
     "leads.get": {"id": Ref("lead")},
@@ -275,11 +277,12 @@ CALLS: dict[str, dict[str, Any]] = {
         "company": "Pia AG",
     },
     "leads.qualify": {"id": Ref("lead_contacted"), "version": OMIT},
+    "leads.restore": {"id": Ref("lead_archived"), "version": OMIT},
     "leads.route": {"id": Ref("lead")},
     "leads.search": {
         "text": "Leo", "status": "new", "owner_id": Ref("rep"), "source": "webform",
         "campaign": "Spring", "region": "DACH", "tag": "hot", "category": "sector",
-        "custom": OMIT, "limit": 10, "offset": 0,
+        "custom": OMIT, "include_archived": True, "limit": 10, "offset": 0,
     },
     "leads.update": {
         "id": Ref("lead"), "version": OMIT, "name": "Leo B", "company": "Leo AG",
@@ -319,6 +322,9 @@ CALLS: dict[str, dict[str, Any]] = {
     "contracts.as_of": {"id": Ref("contract"), "when": NOW},
     "contracts.awaiting": {"role": "legal"},
     "contracts.complete": {"id": Ref("active")},
+    "contracts.delegate": {
+        "id": Ref("pending"), "to": Ref("rep"), "role": "legal", "version": OMIT,
+    },
     "contracts.draft": {
         "deal_id": Ref("won"), "title": "Second", "amount": OMIT, "list_amount": EUR,
         "discount_percent": 5, "standard_terms": False, "terms": "Net 60",
@@ -331,6 +337,7 @@ CALLS: dict[str, dict[str, Any]] = {
     "contracts.list": {
         "customer_id": Ref("customer"), "status": "signed", "limit": 10, "offset": 0,
     },
+    "contracts.recall": {"id": Ref("pending"), "version": OMIT},
     "contracts.reject": {"id": Ref("pending"), "comment": "no"},
     "contracts.revise": {
         "id": Ref("rejected"), "discount_percent": 3, "standard_terms": True, "terms": "Net 30",
@@ -383,6 +390,11 @@ CALLS: dict[str, dict[str, Any]] = {
     "tickets.resolve": {"id": Ref("working"), "note": "Fixed"},
     "tickets.route": {"id": Ref("ticket")},
     "tickets.start": {"id": Ref("assigned")},
+    "tickets.update": {
+        "id": Ref("ticket"), "version": OMIT, "subject": "Loud noise", "description": "Very",
+        "priority": "urgent", "category": "hardware", "channel": "phone", "skills": ["german"],
+        "custom": OMIT,
+    },
     "tickets.wait_on_customer": {"id": Ref("working")},
     # -- articles --------------------------------------------------------------
     "articles.as_of": {"id": Ref("article"), "when": NOW},
@@ -408,6 +420,9 @@ CALLS: dict[str, dict[str, Any]] = {
     },
     "analytics.rfm": {"as_of": date(2026, 8, 1)},
     "analytics.service": {"by": "priority", "since": NOW, "until": NOW, "custom": OMIT},
+    "analytics.stage_funnel": {
+        "pipeline": "default", "by": "owner", "since": NOW, "until": LATER, "period": "month",
+    },
     "analytics.set_quota": {
         "period": "2026-04", "amount": EUR, "owner_id": Ref("rep"), "team_id": OMIT,
     },
@@ -478,6 +493,7 @@ CALLS: dict[str, dict[str, Any]] = {
     "documents.attach": {
         "record_type": "customer", "record_id": Ref("customer"), "name": "offer.pdf",
         "data": b"%PDF-1.4", "content_type": "application/pdf",
+        "readable_by": ["legal", "sales_rep", Ref("rep")],
     },
     "documents.get": {"id": Ref("document")},
     "documents.history": {"id": Ref("document"), "field": "name"},
@@ -485,6 +501,7 @@ CALLS: dict[str, dict[str, Any]] = {
     "documents.new_version": {"document_key": Ref("document_key"), "data": b"v2", "name": "b.txt"},
     "documents.orphans": {},
     "documents.read": {"id": Ref("document")},
+    "documents.share": {"document_key": Ref("document_key"), "readable_by": ["legal", Ref("rep")]},
     "documents.versions": {"document_key": Ref("document_key")},
     # -- importer --------------------------------------------------------------
     "importer.contacts": {
@@ -524,6 +541,7 @@ CALLS: dict[str, dict[str, Any]] = {
     "tasks.as_of": {"id": Ref("task"), "when": NOW},
     "tasks.cancel": {"id": Ref("task"), "version": OMIT},
     "tasks.complete": {"id": Ref("task"), "version": OMIT},
+    "tasks.agenda": {"user_id": Ref("rep"), "day": NOW.date()},
     "tasks.create": {
         "title": "Send offer", "assignee_id": Ref("rep"), "department": "sales", "due_at": NOW,
         "priority": "high", "related_type": "customer", "related_id": Ref("customer"),
@@ -536,6 +554,7 @@ CALLS: dict[str, dict[str, Any]] = {
         "assignee_id": Ref("rep"), "department": "sales", "status": "open",
         "related_id": Ref("customer"), "kind": "todo", "limit": 10,
     },
+    "tasks.scan_overdue": {"at": LATER},
 }  # fmt: skip
 
 
@@ -677,6 +696,9 @@ def build_world(crm: pycrm.CRM) -> SimpleNamespace:
         s.leads.assign(w.lead_qualified, w.rep)
         s.leads.mark_contacted(w.lead_qualified)
         s.leads.qualify(w.lead_qualified)
+        w.lead_new = lead("Nora", email="nora@x.example").id
+        w.lead_archived = lead("Arno", email="arno@x.example").id
+        s.leads.archive(w.lead_archived)
         w.deal = s.deals.create("Big", customer_id=w.customer, amount=money("1000", "EUR")).id
         w.won = s.deals.create("Won", customer_id=w.customer, amount=money("1200", "EUR")).id
         s.deals.win(w.won)

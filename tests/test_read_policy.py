@@ -17,7 +17,9 @@ chart and the raw stored records — never by asking the Guard:
 - a record of kind T comes back only if a grant for the user's roles (their
   roles plus their department) covers (T, read) with a scope that reaches it
   and conditions that hold; a private activity only for its author; a
-  document only if the record it is attached to may be read; an audit entry
+  document only if the record it is attached to may be read, and, when it
+  is shared (``readable_by``), only for its readers and its uploader; a
+  deal's stage visits only with the deal; an audit entry
   only if the ``audit_entry`` grant allows it and its subject may be read;
 - hidden fields (field rules, custom fields whose ``readable_by`` leaves the
   user out) are empty everywhere: records, audit snapshots and changes,
@@ -205,6 +207,7 @@ class World:
     dup_customers: tuple[str, str] | None = None
     """Two live customers that look alike (for merges)."""
     dup_contacts: tuple[str, str] | None = None
+    default_pipeline: str = ""
 
     def of(self, kind: str, status: str | None = None) -> list[str]:
         return self.ids.get(kind, []) if status is None else self.state.get(f"{kind}:{status}", [])
@@ -466,6 +469,22 @@ def build_world(builder: pycrm.CRM, data: st.DataObject) -> World:
         autumn = s.campaigns.create("Autumn", channel="email", segment="buyers")
         s.documents.attach("customer", acme.id, "offer.txt", b"offer")
         s.documents.attach("deal", deals[0].id, "notes.txt", b"notes")
+        s.documents.attach(
+            "customer",
+            acme.id,
+            "scan.txt",
+            b"scan",
+            readable_by=data.draw(
+                st.lists(
+                    st.sampled_from([*DEPARTMENTS, "key_account", *ids]),
+                    min_size=1,
+                    max_size=3,
+                    unique=True,
+                ),
+                label="scan readers",
+            ),
+        )
+        s.deals.move(deals[1].id, "proposal")
         s.activities.track(ann.id, "viewed_pricing_page", lead_id=leads[1].id)
         s.settings.set("default_region", "DE")
     # Activities (and a few edits) by the users themselves, so authors and audit actors vary.
@@ -505,6 +524,7 @@ def build_world(builder: pycrm.CRM, data: st.DataObject) -> World:
         world.segments = list(SEGMENTS)
         world.campaigns = {"Spring": spring.id, "Autumn": autumn.id}
         world.document_keys = [d.document_key for d in s.documents.list("customer", acme.id)]
+        world.default_pipeline = s.deals.pipeline().id
         world.payment_refs = [f"REF-{tenant}", "REF-unknown"]
         world.dup_customers = (acme.id, twin.id)
         world.dup_contacts = (bob.id, bob2.id)
@@ -649,6 +669,14 @@ class Oracle:
             and (self.actor is None or record.author_id != self.actor.id)
         ):
             return "another user's private activity (author only, whatever the grants)"
+        if kind == "document" and record.readable_by is not None and self.actor is not None:
+            readers = {self.actor.id, self.actor.department, *self.actor.roles}
+            if record.created_by != self.actor.id and not readers & set(record.readable_by):
+                return f"a document shared with {list(record.readable_by)} only"
+        if kind == "stage_visit":
+            deal = truth.get("deal", record.deal_id)
+            why = None if deal is None else self.why_not("deal", deal, truth)
+            return None if why is None else f"a stay of a deal that is {why}"
         if kind == "document":
             parent = truth.get(record.record_type, record.record_id)
             if parent is None:
@@ -992,6 +1020,7 @@ EXPORTS = {
     "tickets": "ticket",
     "receivables": "receivable",
     "activities": "activity",
+    "documents": "document",
 }
 #: Export calls that name a field the policy may hide (refused when it is hidden).
 EXPORT_PROBES = (
@@ -1184,6 +1213,31 @@ def expect_service(o: Oracle, t: Truth, by_agent: bool) -> dict[Any, tuple[int, 
 
 def got_service(rows: Any) -> dict[Any, tuple[int, ...]]:
     return {r.group: (r.tickets, r.resolved, r.rated) for r in rows}
+
+
+_STAGES = ("qualification", "needs_analysis", "proposal", "negotiation")
+
+
+def expect_stage_funnel(o: Oracle, t: Truth) -> dict[Any, tuple[int, ...]]:
+    """Deals that reached each stage of the default pipeline, from their stage histories."""
+    default = next(p.id for p in t.all("pipeline").values() if p.key == "default")  # type: ignore[attr-defined]
+    reached = [0] * (len(_STAGES) + 1)
+    for deal in o.readable("deal", t):
+        if deal.pipeline_id != default:
+            continue
+        best = -1
+        for change in deal.stage_history:
+            if change.stage == "won":
+                best = max(best, len(_STAGES))
+            elif change.stage in _STAGES:
+                best = max(best, _STAGES.index(change.stage))
+        for k in range(best + 1):
+            reached[k] += 1
+    return {None: tuple(reached)}
+
+
+def got_stage_funnel(rows: Any) -> dict[Any, tuple[int, ...]]:
+    return {None: tuple(r.reached for r in sorted(rows, key=lambda r: r.position))} if rows else {}
 
 
 def figure(
@@ -1460,6 +1514,10 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
         ),
         figure(lambda o, t: expect_service(o, t, True), got_service),
     ),
+    "analytics.stage_funnel": Read(
+        once(call(reads=("deal.stage", "deal.stage_history"))),
+        figure(expect_stage_funnel, got_stage_funnel),
+    ),
     "analytics.set_quota": Write(
         lambda w: [call("2026-04", EUR("10"), owner_id=u) for u in w.users]
     ),
@@ -1562,6 +1620,12 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "contracts.iter": Read(lambda w: [call(page_size=3), *_per_customer(w)], iterated),
     "contracts.list": Read(lambda w: [call(limit=100), *_per_customer(w)]),
     "contracts.reject": Write(pick("contract", "pending_approval", comment="no")),
+    "contracts.recall": Write(
+        lambda w: [call(c) for st in ("pending_approval", "approved") for c in w.of("contract", st)]
+    ),
+    "contracts.delegate": Write(
+        lambda w: [call(c, u) for c in w.of("contract", "pending_approval") for u in w.users]
+    ),
     "contracts.revise": Write(pick("contract", "rejected", discount_percent=5)),
     "contracts.sign": Write(pick("contract", "approved")),
     "contracts.submit": Write(pick("contract", "draft")),
@@ -1660,6 +1724,9 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "documents.new_version": Write(lambda w: [call(k, b"v2") for k in w.document_keys]),
     "documents.orphans": Read(once(call())),
     "documents.read": Read(each("document"), documents_read),
+    "documents.share": Write(
+        lambda w: [call(k, r) for k in w.document_keys for r in (None, ["legal", "sales"])]
+    ),
     "documents.versions": Read(lambda w: [call(k) for k in w.document_keys]),
     # -- custom fields
     "fields.define": Write(once(call("customer", "probe", "text"))),
@@ -1690,6 +1757,7 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "importer.customers": Import("customer"),
     "importer.leads": Import("lead"),
     # -- leads
+    "leads.archive": Write(pick("lead")),
     "leads.assign": Write(lambda w: [call(lead, u) for lead in w.of("lead") for u in w.users]),
     "leads.candidates": Read(once(call())),
     "leads.capture": Write(
@@ -1700,11 +1768,13 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
         ]
     ),
     "leads.convert": Write(pick("lead", "qualified")),
+    "leads.delete": Write(pick("lead")),
     "leads.disqualify": Write(pick("lead", reason="spam")),
     "leads.explain_assignment": Read(each("lead")),
     "leads.mark_contacted": Write(pick("lead", "assigned")),
     "leads.preview_assignment": Read(once(call(name="Eve", email="eve@example.com"))),
     "leads.qualify": Write(pick("lead", "contacted")),
+    "leads.restore": Write(pick("lead")),
     "leads.route": Write(pick("lead", "new")),
     "leads.iter": Read(
         once(call(page_size=2), call(status="qualified", reads=("lead.status",), page_size=1)),
@@ -1717,6 +1787,7 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
             call(source="webform", reads=("lead.source",)),
             call(status="qualified", reads=("lead.status",)),
             call(custom={"fair": "hannover"}, reads=("lead.custom.fair",)),
+            call(include_archived=True, limit=1000),
         ]
     ),
     "leads.update": Write(pick("lead", needs="more")),
@@ -1762,6 +1833,7 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "settings.reset": Write(once(call("default_region"))),
     "settings.set": Write(once(call("default_region", "AT"), call("scoring", {"per_event": 5}))),
     # -- tasks
+    "tasks.agenda": Read(lambda w: [call(u, sampled=True) for u in w.users]),
     "tasks.cancel": Write(pick("task", "open")),
     "tasks.complete": Write(pick("task", "open")),
     "tasks.create": Write(lambda w: [call("Probe", assignee_id=u) for u in w.users]),
@@ -1790,6 +1862,13 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "tickets.resolve": Write(pick("ticket", "in_progress")),
     "tickets.route": Write(pick("ticket", "new")),
     "tickets.start": Write(pick("ticket", "assigned")),
+    "tickets.update": Write(
+        lambda w: [
+            call(t, **change)
+            for t in w.of("ticket")
+            for change in ({"subject": "Renamed"}, {"priority": "urgent"})
+        ]
+    ),
     "tickets.wait_on_customer": Write(pick("ticket", "in_progress")),
 }
 
