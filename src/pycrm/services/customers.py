@@ -37,7 +37,10 @@ __all__ = ["Customer360", "CustomerService"]
 
 @attrs.frozen
 class Customer360:
-    """Everything known about one customer, loaded in a constant number of queries."""
+    """Everything known about one customer, loaded in a constant number of queries.
+
+    It prints as one line of counts; ``rich.print(view)`` shows it as a table.
+    """
 
     customer: Customer
     """The company."""
@@ -112,7 +115,6 @@ class Customer360:
         return f"<Customer360 {self.customer.id} {self.customer.name!r}: {', '.join(counts)}>"
 
     def __rich__(self) -> Any:
-        """A table of the view for ``rich.print(view)``: the company and what it has."""
         from rich.table import Table
         from rich.text import Text
 
