@@ -368,6 +368,12 @@ def connect(
         ``sla_policy``, ``ticket_departments``, ``blob_store`` (where document
         bytes live: a :class:`~pycrm.adapters.blobs.FileBlobStore` beside a SQLite
         file by default, ``./pycrm-files`` for other databases).
+
+    ``routing_rules``, ``scoring``, ``sla_policy`` and ``default_region`` are
+    defaults: each tenant may store its own at runtime with ``s.settings``
+    (see :class:`~pycrm.services.settings.SettingsService`), and every process
+    uses the stored ones from its next session on.
+
     :raises ConfigurationError: on an unusable URL or setting.
     """
     if not isinstance(table_prefix, str) or not re.fullmatch(r"[a-z0-9_]{0,20}", table_prefix):
