@@ -258,7 +258,13 @@ def test_the_analytics_guide_shows_each_chart_built_by_the_script_in_the_reposit
 
     script = runpy.run_path(str(DOCS / "_ext" / "chart_images.py"))
     written = script["draw"](tmp_path)
-    assert [p.name for p in written] == ["funnel.png", "forecast.png", "aging.png", "service.png"]
+    assert [p.name for p in written] == [
+        "funnel.png",
+        "stages.png",
+        "forecast.png",
+        "aging.png",
+        "service.png",
+    ]
     guide = (DOCS / "analytics.md").read_text(encoding="utf-8")
     for path in written:
         assert f"](images/charts/{path.name})" in guide

@@ -196,7 +196,7 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
         s.deals.move(deal.id, "negotiation")
         deal = s.deals.win(deal.id)
         contract = s.contracts.draft(
-            deal.id, list_amount=Money.of("211765", "EUR"), discount_percent=15, standard_terms=False,
+            deal.id, list_amount=Money.of("211764.71", "EUR"), discount_percent=15, standard_terms=False,
             terms="Extended warranty: 36 months", instalments=3, first_due=today + timedelta(days=30), every_months=3,
         )  # fmt: skip
         contract = s.contracts.submit(contract.id)
