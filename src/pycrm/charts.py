@@ -282,7 +282,8 @@ def _stages(drawn: Figure, report: Report) -> None:
     counts.set_xticks(x, [r.name for r in rows], rotation=20, ha="right")
     counts.set_xlabel("Stage reached (a deal that skipped a stage passed it)")
     counts.set_title(
-        f"Tenant {report.tenant}: {rows[0].reached:,} deals, {rows[-1].reached:,} won",
+        f"Tenant {report.tenant}: {rows[0].reached:,} deal{'' if rows[0].reached == 1 else 's'}, "
+        f"{rows[-1].reached:,} won",
         fontsize=10, loc="left",
     )  # fmt: skip
     if counts.get_yscale() != "log":
