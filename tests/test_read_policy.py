@@ -109,7 +109,7 @@ CONDITIONS: dict[str, dict[str, tuple[Any, ...]]] = {
 #: Fields a generated field rule may hide, by kind.
 HIDEABLE: dict[str, tuple[str, ...]] = {
     "customer": ("industry", "annual_revenue", "grade", "contact_points", "address", "tags"),
-    "contact": ("title", "contact_points", "address"),
+    "contact": ("title", "contact_points", "address", "family_name"),
     "activity": ("body", "subject", "occurred_at"),
     "lead": ("company", "contact_points", "needs", "score", "source", "status"),
     "deal": ("amount", "probability", "expected_close", "source", "status", "lead_id"),
@@ -310,6 +310,8 @@ def build_world(builder: pycrm.CRM, data: st.DataObject) -> World:
         )
         bob = s.contacts.create(
             "Bob Stone",
+            given_name="Bob",
+            family_name="Stone",
             customer_id=acme.id,
             emails=["bob@acme.example"],
             phones=["12"],
@@ -1415,7 +1417,10 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     **_record_methods(),
     # -- activities
     "activities.iter": Read(
-        lambda w: [call(page_size=3), *(call(customer_id=c, page_size=2) for c in w.of("customer"))],
+        lambda w: [
+            call(page_size=3),
+            *(call(customer_id=c, page_size=2) for c in w.of("customer")),
+        ],
         iterated,
     ),
     "activities.list": Read(lambda w: [call(limit=1000), *_per_customer(w)]),
@@ -1530,7 +1535,10 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "articles.update": Write(pick("article", title="Renamed")),
     # -- audit
     "audit.iter": Read(
-        lambda w: [call(page_size=7), *(call(actor_id=u, page_size=5, sampled=True) for u in w.users)],
+        lambda w: [
+            call(page_size=7),
+            *(call(actor_id=u, page_size=5, sampled=True) for u in w.users),
+        ],
         iterated,
     ),
     "audit.find": Read(
@@ -1600,13 +1608,16 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
             call("Probe", emails=[e], on_duplicate=p) for e in w.emails for p in ("block", "merge")
         ]
     ),
-    "contacts.iter": Read(once(call(page_size=2), call(include_archived=True, page_size=3)), iterated),
+    "contacts.iter": Read(
+        once(call(page_size=2), call(include_archived=True, page_size=3)), iterated
+    ),
     "contacts.search": Read(
         lambda w: [
             call(limit=1000),
             call(include_archived=True, limit=1000),
             *(call(email=e, reads=("contact.contact_points",), sampled=True) for e in w.emails),
             call(company="acme"),
+            call(family_name="stone", reads=("contact.family_name",)),
         ]
     ),
     "contacts.timeline": Read(each("contact")),

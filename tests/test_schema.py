@@ -15,7 +15,7 @@ from pycrm.adapters.sqlalchemy.tables import table_name
 from pycrm.domain import RECORD_TYPES
 from pycrm.errors import ConfigurationError
 
-HEAD = "0005"
+HEAD = "0006"
 
 
 def expected_tables(prefix: str) -> set[str]:

@@ -360,3 +360,140 @@ def test_a_merge_can_take_the_duplicates_phone_and_keep_the_survivors_emails(
     ]
     assert merged.primary_email == "ann@acme.example"
     assert merged.primary_phone == "+49302222222"
+
+
+# -- names in parts ------------------------------------------------------------------------------
+
+
+def test_a_name_given_in_parts_is_written_in_the_persons_name_order(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s:
+        anna = s.contacts.create(given_name="Anna", family_name="Schmidt")
+        fang = s.contacts.create(given_name="芳", family_name="王")
+        nagy = s.contacts.create(
+            given_name="Anna", family_name="Nagy", address={"city": "Budapest", "country": "HU"}
+        )
+        an = s.leads.capture(
+            given_name="An", family_name="Nguyễn", name_order="family_first", source="webform"
+        )
+        typed = s.contacts.create("Dr. Anna Schmidt", given_name="Anna", family_name="Schmidt")
+    assert [anna.name, fang.name, nagy.name, an.name] == [
+        "Anna Schmidt",
+        "王芳",
+        "Nagy Anna",
+        "Nguyễn An",
+    ]
+    assert (anna.given_name, anna.family_name, anna.name_order) == ("Anna", "Schmidt", None)
+    assert an.name_order == "family_first"
+    assert typed.name == "Dr. Anna Schmidt"
+
+
+def test_changing_a_part_remakes_a_made_name_but_never_a_typed_one(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s:
+        made = s.contacts.create(given_name="Anna", family_name="Schmidt")
+        typed = s.contacts.create("Dr. Anna Schmidt", given_name="Anna", family_name="Schmidt")
+        made = s.contacts.update(made.id, family_name="Weber")
+        typed = s.contacts.update(typed.id, family_name="Weber")
+        renamed = s.contacts.update(made.id, name="Anna W.", given_name="Anne")
+    assert made.name == "Anna Weber"
+    assert (typed.name, typed.family_name) == ("Dr. Anna Schmidt", "Weber")
+    assert (renamed.name, renamed.given_name) == ("Anna W.", "Anne")
+
+
+def test_people_are_found_by_their_given_or_family_name(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s:
+        s.contacts.create(given_name="Anna", family_name="Schmidt")
+        s.contacts.create("Schmidt, Paul")  # no parts: found by text only
+        s.leads.capture(given_name="Jan", family_name="Schmidt", source="webform")
+        by_family = [c.name for c in s.contacts.search(family_name="SCHMIDT")]
+        by_given = [c.name for c in s.contacts.search(given_name="anna")]
+        by_text = sorted(c.name for c in s.contacts.search("schmidt"))
+        leads = [lead.name for lead in s.leads.search(family_name="schmidt")]
+    assert by_family == ["Anna Schmidt"]
+    assert by_given == ["Anna Schmidt"]
+    assert by_text == ["Anna Schmidt", "Schmidt, Paul"]
+    assert leads == ["Jan Schmidt"]
+
+
+def test_matching_compares_the_parts_it_is_given() -> None:
+    from datetime import UTC, datetime
+
+    from pycrm.domain.customers import Contact
+    from pycrm.matching.features import features
+
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    stamp = {
+        "tenant_id": "t",
+        "created_at": at,
+        "created_by": "x",
+        "updated_at": at,
+        "updated_by": "x",
+    }
+    parts = Contact(
+        id="a", name="Dr. A. Schmidt-Weber", given_name="Anna", family_name="Schmidt-Weber", **stamp
+    )
+    whole = Contact(id="b", name="Schmidt-Weber, Anna", **stamp)
+    assert (features(parts).given, features(parts).surname) == ("anna", "schmidtweber")
+    assert (features(whole).given, features(whole).surname) == ("anna", "schmidtweber")
+
+
+def test_a_bad_name_part_or_order_is_refused_naming_it(crm: pycrm.CRM) -> None:
+    errors = refused(
+        crm,
+        crm.system_actor,
+        (ValidationError, lambda s: s.contacts.create(given_name="Anna", name_order="west_first")),
+        (ValidationError, lambda s: s.contacts.create(family_name="x" * 101)),
+        (ValidationError, lambda s: s.contacts.create()),
+    )
+    assert [e.field for e in errors] == ["name_order", "family_name", "name"]  # type: ignore[attr-defined]
+
+
+# -- what routing reads about users ------------------------------------------------------------
+
+
+def test_routing_rules_match_the_regions_and_languages_an_organisation_records(
+    crm: pycrm.CRM,
+) -> None:
+    with crm.session(crm.system_actor) as s:
+        ana = s.org.create_user(
+            "Ana", "ana@corp.example", "sales", regions=["Iberia"], languages=["es", "en"]
+        )
+        dirk = s.org.create_user(
+            "Dirk", "dirk@corp.example", "sales", regions=["DACH"], languages=["de"]
+        )
+        s.org.create_user("Zoe", "zoe@corp.example", "sales")
+        s.fields.define("lead", "language", "text")
+        s.settings.set(
+            "routing_rules",
+            [
+                {
+                    "name": "by language",
+                    "when": {"source": "phone"},
+                    "match": {"languages": "custom.language"},
+                    "pick": "first",
+                },
+                {"name": "by territory", "match": {"regions": "region"}, "pick": "first"},
+            ],
+        )
+    with crm.session(crm.system_actor) as s:
+        dach = s.leads.capture("Max", source="webform", region="dach")
+        iberia = s.leads.capture("Eva", source="webform", region="Iberia")
+        caller = s.leads.capture("Jo", source="phone", region="DACH", custom={"language": "ES"})
+        nowhere = s.leads.capture("Kim", source="webform")
+        updated = s.org.update_user(dirk.id, regions=["DACH", "Nordics"])
+    assert (dach.owner_id, dach.assigned_by) == (dirk.id, "pycrm.routing:by territory")
+    assert iberia.owner_id == ana.id
+    assert (caller.owner_id, caller.assigned_by) == (ana.id, "pycrm.routing:by language")
+    assert nowhere.owner_id == ana.id  # no region to match: the pool stays whole, first by name
+    assert updated.regions == ("DACH", "Nordics")
+
+
+def test_a_rule_matching_a_list_nobody_has_is_refused() -> None:
+    from pycrm.errors import ConfigurationError
+    from pycrm.rules.routing import RoutingRule
+
+    with pytest.raises(ConfigurationError):
+        RoutingRule.parse({"name": "x", "match": {"hobbies": "region"}})
+    rule = RoutingRule.parse(
+        {"name": "x", "regions": ["DACH"], "match": {"languages": "custom.lang"}}
+    )
+    assert RoutingRule.parse(rule.to_json()) == rule

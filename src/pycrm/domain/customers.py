@@ -11,10 +11,11 @@ import attrs
 
 from pycrm.domain.contact_points import Address, ContactPoint, Reachable, search_key
 from pycrm.domain.money import Money
+from pycrm.domain.names import NameOrder
 from pycrm.domain.normalise import company_key, person_key, place_key, sound_key
 from pycrm.domain.records import Record
 
-__all__ = ["Contact", "Customer", "RecordStatus", "category_keys", "point_keys"]
+__all__ = ["Contact", "Customer", "RecordStatus", "category_keys", "name_keys", "point_keys"]
 
 
 class RecordStatus(enum.StrEnum):
@@ -60,6 +61,13 @@ def _keys(
     for kind, key in names:
         if key:
             yield kind, key
+
+
+def name_keys(given: str | None, family: str | None) -> list[tuple[str, str]]:
+    """``("given", …)`` and ``("family", …)`` keys of a name known in parts (search by them)."""
+    return [
+        (kind, search_key(part)) for kind, part in (("given", given), ("family", family)) if part
+    ]
 
 
 def _place(address: Address | None) -> str:
@@ -147,7 +155,13 @@ class Contact(Record, Reachable):
     computed: ClassVar[tuple[str, ...]] = ("name_key",)
 
     name: str
-    """Full name as the person writes it."""
+    """Full name as the person writes it (made from the parts when only they are given)."""
+    given_name: str | None = None
+    """Given (first) name, where known apart from ``name``."""
+    family_name: str | None = None
+    """Family name (surname), where known apart from ``name``."""
+    name_order: NameOrder | None = None
+    """Which part the person's culture writes first; None: from the script or address country."""
     customer_id: str | None = None
     """The company the person works for, if any."""
     title: str | None = None
@@ -181,7 +195,10 @@ class Contact(Record, Reachable):
         return search_key(self.name)
 
     def match_keys(self) -> Iterable[tuple[str, str]]:
-        """Emails, phones, tags, the person-name key (order and case ignored), its sound, the building."""
+        """Emails, phones, tags, the person-name key (order and case ignored), its sound, the building.
+
+        And the given and family names, when they are known apart.
+        """
         return _keys(
             self.contact_points,
             self.tags,
@@ -189,5 +206,6 @@ class Contact(Record, Reachable):
             ("sound", sound_key(self.name)),
             ("external_id", self.external_id or ""),
             ("place", _place(self.address)),
+            *name_keys(self.given_name, self.family_name),
             categories=self.categories,
         )

@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 import attrs
 
 from pycrm.domain.contact_points import ContactPoint, Reachable, search_key
-from pycrm.domain.customers import category_keys, point_keys
+from pycrm.domain.customers import category_keys, name_keys, point_keys
+from pycrm.domain.names import NameOrder
 from pycrm.domain.normalise import company_key, person_key, sound_key
 from pycrm.domain.records import Record
 from pycrm.domain.states import StateMachine
@@ -63,7 +64,13 @@ class Lead(Record, Reachable):
     computed: ClassVar[tuple[str, ...]] = ("name_key",)
 
     name: str
-    """The person's name."""
+    """The person's name (made from the parts when only they are given)."""
+    given_name: str | None = None
+    """Given (first) name, where known apart from ``name``."""
+    family_name: str | None = None
+    """Family name (surname), where known apart from ``name``."""
+    name_order: NameOrder | None = None
+    """Which part the person's culture writes first; None: from the script."""
     company: str | None = None
     """The company they work for, as typed."""
     title: str | None = None
@@ -130,8 +137,12 @@ class Lead(Record, Reachable):
         )
 
     def match_keys(self) -> Iterable[tuple[str, str]]:
-        """Emails, phones, the person-name key, its sound and the company key."""
+        """Emails, phones, the person-name key, its sound and the company key.
+
+        And the given and family names, when they are known apart.
+        """
         yield from point_keys(self.contact_points)
+        yield from name_keys(self.given_name, self.family_name)
         yield from category_keys(self.categories)
         for tag in self.tags:
             yield "tag", search_key(tag)

@@ -18,6 +18,7 @@ __all__ = [
     "address_key",
     "company_key",
     "email_key",
+    "given_family_parts",
     "is_cjk",
     "name_parts",
     "person_key",
@@ -327,6 +328,20 @@ def name_parts(name: str | None) -> tuple[str, str]:
             return token[1:], token[0]
         return "", token
     return tokens[0], tokens[-1]
+
+
+def given_family_parts(given: str | None, family: str | None) -> tuple[str, str]:
+    """``(given name, surname)`` from a name given in parts, folded as :func:`name_parts` folds.
+
+    The first word of the given names and the last of the family name, as
+    ``name_parts("Schmidt, Anna Maria")`` would take them; either may be ''.
+    """
+
+    def words(text: str | None) -> list[str]:
+        return [t for t in _tokens(text.replace("-", "")) if t not in HONORIFICS] if text else []
+
+    given_words, family_words = words(given), words(family)
+    return (given_words[0] if given_words else "", family_words[-1] if family_words else "")
 
 
 def sound_key(name: str | None) -> str:

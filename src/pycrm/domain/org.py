@@ -72,7 +72,11 @@ class User(Record):
     active: bool = True
     """Inactive users cannot open sessions."""
     skills: tuple[str, ...] = ()
-    """What the user knows (products, languages), for skills-based routing."""
+    """What the user knows (products, machines), for skills-based routing."""
+    regions: tuple[str, ...] = ()
+    """The regions or territories the user covers (``DACH``, ``north``), for routing by region."""
+    languages: tuple[str, ...] = ()
+    """The languages the user works in (``de``, ``en``, or their names), for routing by language."""
     on_leave: bool = False
     """On leave: routing never picks the user."""
     capacity: int | None = None

@@ -55,6 +55,8 @@ class Stored:
         "category": "categories",
         "person": "name",
         "company": "name",
+        "given": "given_name",
+        "family": "family_name",
         "external_id": "external_id",
         "payment_ref": "payments",
         "team": "team_ids",

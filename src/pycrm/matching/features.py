@@ -20,6 +20,7 @@ import phonenumbers
 from pycrm.domain.contact_points import PointKind
 from pycrm.domain.normalise import (
     company_key,
+    given_family_parts,
     name_parts,
     person_key,
     phonetic_key,
@@ -179,7 +180,11 @@ def features(record: Any, identifying: Mapping[str, str] | None = None) -> Featu
         f.website = _website(getattr(record, "website", None))
     else:
         f.name = _person(name)
-        f.given, f.surname = name_parts(name)
+        given, family = getattr(record, "given_name", None), getattr(record, "family_name", None)
+        # Parts the record knows apart beat the ones read out of the whole name.
+        f.given, f.surname = (
+            given_family_parts(given, family) if given or family else name_parts(name)
+        )
         company = getattr(record, "company", None)
         if company:
             f.company = company_key(company)

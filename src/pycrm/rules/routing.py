@@ -1,8 +1,9 @@
 """Built-in routing: an ordered list of rules, configured as data.
 
 Each rule says *when* it applies (criteria on the record's fields), *whom*
-it narrows the candidates to (a team, named users, required skills) and
-whether it *picks* one of them (round-robin, load-balanced, or first by name).
+it narrows the candidates to (a team, named users, required skills, regions or
+languages they cover, or what they know *matching* the record) and whether it
+*picks* one of them (round-robin, load-balanced, or first by name).
 Rules are tried in order; a rule that only narrows hands the smaller pool to
 the next one, so one rule can pick the team and a later one the person::
 
@@ -10,9 +11,16 @@ the next one, so one rule can pick the team and a later one the person::
         {"name": "dach", "when": {"region": "DACH"}, "team": "Sales DACH"},
         {"name": "big machinery", "when": {"industry": "machinery", "min_score": 50},
          "skills": ["machinery"], "pick": "load_balanced"},
+        {"name": "by territory", "match": {"regions": "region"}, "pick": "load_balanced"},
         {"name": "everyone else", "pick": "round_robin"},
     ]
-    crm = pycrm.connect(url, routing_rules=rules)
+    crm = pycrm.connect(url, routing_rules=rules)  # or s.settings.set("routing_rules", rules)
+
+``match`` reads what the organisation records about its users (their
+``skills``, ``regions`` and ``languages``, set with ``s.org.create_user`` or
+``update_user``): ``{"regions": "region"}`` keeps the users whose regions
+include the record's region, ``{"languages": "custom.language"}`` those who
+speak the language in the record's custom field ``language``.
 
 When a rule's pool comes out empty (nobody available), ``fallthrough``
 decides: go on with the next rule (the default) or stop and leave the record
@@ -33,10 +41,13 @@ from pycrm.errors import ConfigurationError
 from pycrm.rules.context import Assignment, RuleContext
 from pycrm.rules.hookspecs import hookimpl
 
-__all__ = ["PICKS", "RoutingRule", "RuleBook", "parse_rules"]
+__all__ = ["PICKS", "USER_LISTS", "RoutingRule", "RuleBook", "parse_rules"]
 
 #: How a rule picks one user from its pool.
 PICKS = ("round_robin", "load_balanced", "first")
+
+#: What the organisation records about its users that ``match`` may compare.
+USER_LISTS = ("skills", "regions", "languages")
 
 
 def _same(actual: Any, expected: Any) -> bool:
@@ -45,6 +56,16 @@ def _same(actual: Any, expected: Any) -> bool:
     if isinstance(actual, str) and isinstance(expected, str):
         return search_key(actual) == search_key(expected)
     return bool(actual == expected)
+
+
+def _values_of(record: Any, field: str) -> set[str]:
+    """The record's value(s) of ``field`` (``custom.<key>`` for a custom field), search-keyed."""
+    if field.startswith("custom."):
+        value = (getattr(record, "custom", None) or {}).get(field.removeprefix("custom."))
+    else:
+        value = getattr(record, field, None)
+    items = value if isinstance(value, list | tuple | set | frozenset) else [value]
+    return {search_key(str(plain(v))) for v in items if v not in (None, "")}
 
 
 @attrs.frozen
@@ -61,6 +82,13 @@ class RoutingRule:
     """Narrow to these user ids."""
     skills: tuple[str, ...] = ()
     """Narrow to users having every one of these skills."""
+    regions: tuple[str, ...] = ()
+    """Narrow to users covering one of these regions."""
+    languages: tuple[str, ...] = ()
+    """Narrow to users working in one of these languages."""
+    match: Mapping[str, str] = attrs.field(factory=dict)
+    """User list (``skills``, ``regions``, ``languages``) → the record's field (or
+    ``custom.<key>``): keep users whose list holds the record's value (every one, for a list)."""
     pick: str | None = None
     """``round_robin``, ``load_balanced``, ``first`` — or None to only narrow."""
     fallthrough: bool = True
@@ -94,8 +122,15 @@ class RoutingRule:
         team = value.get("team")
         if team is not None and not isinstance(team, str):
             raise ConfigurationError(f"routing rule {name!r}: team must be a team id or name")
+        match = value.get("match", {})
+        if not isinstance(match, Mapping) or not all(
+            key in USER_LISTS and isinstance(field, str) and field for key, field in match.items()
+        ):
+            raise ConfigurationError(
+                f"routing rule {name!r}: match must map {', '.join(USER_LISTS)} to record fields"
+            )
         lists = {}
-        for key in ("users", "skills"):
+        for key in ("users", "skills", "regions", "languages"):
             items = value.get(key, ())
             if isinstance(items, str) or not all(isinstance(i, str) for i in items):
                 raise ConfigurationError(f"routing rule {name!r}: {key} must be a list of strings")
@@ -109,6 +144,9 @@ class RoutingRule:
             team=team,
             users=lists["users"],
             skills=lists["skills"],
+            regions=lists["regions"],
+            languages=lists["languages"],
+            match=dict(match),
             pick=pick,
             fallthrough=fallthrough,
         )
@@ -121,10 +159,12 @@ class RoutingRule:
                 key: sorted(value, key=repr) if isinstance(value, set | frozenset) else value
                 for key, value in self.when.items()
             }
-        for key in ("team", "users", "skills", "pick"):
+        for key in ("team", "users", "skills", "regions", "languages", "pick"):
             value = getattr(self, key)
             if value:
                 data[key] = list(value) if isinstance(value, tuple) else value
+        if self.match:
+            data["match"] = dict(self.match)
         if not self.fallthrough:
             data["fallthrough"] = False
         return data
@@ -147,8 +187,8 @@ class RoutingRule:
                 return False
         return True
 
-    def narrow(self, pool: Sequence[User], ctx: RuleContext) -> list[User]:
-        """The part of ``pool`` this rule allows."""
+    def narrow(self, pool: Sequence[User], ctx: RuleContext, record: Any = None) -> list[User]:
+        """The part of ``pool`` this rule allows (for ``record``, when the rule matches on it)."""
         kept = list(pool)
         if self.team is not None:
             members = {u.id for u in ctx.team_members(self.team)}
@@ -158,6 +198,14 @@ class RoutingRule:
         if self.skills:
             wanted = {search_key(s) for s in self.skills}
             kept = [u for u in kept if wanted <= {search_key(s) for s in u.skills}]
+        for key, given in (("regions", self.regions), ("languages", self.languages)):
+            if given:
+                wanted = {search_key(v) for v in given}
+                kept = [u for u in kept if wanted & {search_key(v) for v in getattr(u, key)}]
+        for key, field in self.match.items():
+            values = _values_of(record, field)
+            if values:
+                kept = [u for u in kept if values <= {search_key(v) for v in getattr(u, key)}]
         return kept
 
     def choose(self, pool: Sequence[User], ctx: RuleContext) -> tuple[User, str]:
@@ -180,6 +228,10 @@ class RoutingRule:
             parts.append(f"team {self.team}")
         if self.skills:
             parts.append(f"skills {', '.join(self.skills)}")
+        for key in ("regions", "languages"):
+            if getattr(self, key):
+                parts.append(f"{key} {', '.join(getattr(self, key))}")
+        parts += [f"{key} match {field}" for key, field in self.match.items()]
         return f"{self.name} ({'; '.join(parts) or 'any'})"
 
 
@@ -223,7 +275,7 @@ class RuleBook:
         for rule in rules:
             if not rule.applies_to(record):
                 continue
-            narrowed = rule.narrow(pool, ctx)
+            narrowed = rule.narrow(pool, ctx, record)
             if not narrowed:
                 if rule.fallthrough:
                     continue

@@ -10,13 +10,15 @@ from typing import Any, ClassVar
 from pycrm.domain.activities import Activity
 from pycrm.domain.contact_points import search_key
 from pycrm.domain.customers import Contact, Customer, RecordStatus
-from pycrm.domain.fields import check_tags, check_text
+from pycrm.domain.fields import check_choice, check_tags, check_text
+from pycrm.domain.names import NameOrder
 from pycrm.domain.query import Eq, Filter, HasKey, In, OrderBy, all_of
 from pycrm.services.records import RecordService, check_address, write
 from pycrm.services.search import (
     category_filter,
     check_page,
     custom_filter,
+    name_filters,
     point_filter,
     referenced,
     text_filter,
@@ -43,6 +45,9 @@ class ContactService(RecordService[Contact]):
     def _checkers(self) -> dict[str, Callable[[str, Any], Any]]:
         return {
             "name": partial(check_text, required=True),
+            "given_name": partial(check_text, limit=100),
+            "family_name": partial(check_text, limit=100),
+            "name_order": partial(check_choice, choices=NameOrder),
             "title": check_text,
             "customer_id": self._check_customer,
             "address": check_address,
@@ -53,19 +58,29 @@ class ContactService(RecordService[Contact]):
         }
 
     @write
-    def create(self, name: str, **fields: Any) -> Contact:
+    def create(self, name: str | None = None, **fields: Any) -> Contact:
         """Create a contact.
 
-        :param name: the person's full name (required).
-        :param fields: ``customer_id``, ``title``, ``emails``, ``phones``,
-            ``address``, ``tags``, ``owner_id`` (see :meth:`CustomerService.create`).
+        :param name: the person's full name, as they write it; made from
+            ``given_name`` and ``family_name`` when only they are given
+            (in the person's name order: ``name_order``, else family name
+            first for CJK script or an address in such a country).
+        :param fields: ``given_name``, ``family_name``, ``name_order``
+            (``given_first``/``family_first``), ``customer_id``, ``title``,
+            ``email``/``emails``, ``phone``/``phones`` (``phone_region`` for
+            national numbers), ``address``, ``tags``, ``owner_id`` (see
+            :meth:`CustomerService.create`).
         :raises ValidationError: naming every bad field.
         """
         return self._create({"name": name, **fields})
 
     @write
     def update(self, id: str, *, version: int | None = None, **fields: Any) -> Contact:
-        """Change fields of a contact (``emails``/``phones`` replace that kind's list)."""
+        """Change fields of a contact (``emails``/``phones`` replace that kind's list).
+
+        Changing ``given_name`` or ``family_name`` remakes a name that was made
+        from them; a name typed in is kept unless ``name`` is given.
+        """
         return self._update(self._load(id), version, fields)
 
     @write
@@ -96,6 +111,8 @@ class ContactService(RecordService[Contact]):
         phone: str | None = None,
         company: str | None = None,
         customer_id: str | None = None,
+        given_name: str | None = None,
+        family_name: str | None = None,
         tag: str | None = None,
         category: str | None = None,
         custom: dict[str, Any] | None = None,
@@ -111,6 +128,8 @@ class ContactService(RecordService[Contact]):
         ``text`` matches anywhere in the name; ``company`` anywhere in the
         name of the contact's customer; ``email``, ``phone`` and ``tag`` are
         exact after normalisation and use an index.
+        ``given_name`` and ``family_name`` find people whose name is known in
+        those parts (ignoring case).
         """
         limit, offset = check_page(limit, offset)
         parts: list[Filter | None] = [text_filter("text", text)]
@@ -125,6 +144,7 @@ class ContactService(RecordService[Contact]):
             parts.append(In("customer_id", [c.id for c in companies]))
         parts += category_filter(self._s, category)
         parts += custom_filter(self._s, "contact", custom)
+        parts += name_filters(given_name, family_name)
         if not include_archived:
             parts.append(Eq("status", RecordStatus.ACTIVE))
         return self._find(all_of(parts), order_by=[OrderBy("name_key")], limit=limit, offset=offset)

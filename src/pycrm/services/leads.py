@@ -23,6 +23,7 @@ from pycrm.domain.fields import (
 )
 from pycrm.domain.leads import LEAD_MOVES, Lead, LeadStatus
 from pycrm.domain.money import Money
+from pycrm.domain.names import NameOrder
 from pycrm.domain.normalise import company_key
 from pycrm.domain.org import User
 from pycrm.domain.query import Eq, Filter, HasKey, OrderBy, all_of
@@ -30,7 +31,13 @@ from pycrm.errors import ConcurrencyError, InvalidTransition, ValidationError
 from pycrm.rules.context import Assignment, RuleContext
 from pycrm.rules.engine import Decision
 from pycrm.services.records import RecordService, write
-from pycrm.services.search import category_filter, check_page, custom_filter, text_filter
+from pycrm.services.search import (
+    category_filter,
+    check_page,
+    custom_filter,
+    name_filters,
+    text_filter,
+)
 
 __all__ = ["AssignmentExplanation", "LeadService"]
 
@@ -81,6 +88,9 @@ class LeadService(RecordService[Lead]):
     def _checkers(self) -> dict[str, Callable[[str, Any], Any]]:
         return {
             "name": partial(check_text, required=True),
+            "given_name": partial(check_text, limit=100),
+            "family_name": partial(check_text, limit=100),
+            "name_order": partial(check_choice, choices=NameOrder),
             "company": check_text,
             "title": check_text,
             "source": _source,
@@ -95,7 +105,7 @@ class LeadService(RecordService[Lead]):
     @write
     def capture(
         self,
-        name: str,
+        name: str | None = None,
         *,
         source: str,
         email: str | None = None,
@@ -104,12 +114,15 @@ class LeadService(RecordService[Lead]):
     ) -> Lead:
         """Capture a lead from a form, an import or an API.
 
-        :param name: the person's name.
+        :param name: the person's name; made from ``given_name`` and
+            ``family_name`` when only they are given (in the person's name order).
         :param source: where it came from (``webform``, ``import``, ``trade_show`` …).
         :param email: one email (or pass ``emails=[...]``).
-        :param phone: one phone; without a country code the CRM's default region applies
-            (or pass ``phones=[...]``).
-        :param fields: ``company``, ``title``, ``campaign``, ``region``, ``industry``, ``needs``.
+        :param phone: one phone; without a country code the tenant's default region
+            applies, or ``phone_region=`` (or pass ``phones=[...]``).
+        :param fields: ``given_name``, ``family_name``, ``name_order``, ``company``,
+            ``title``, ``campaign``, ``region`` (the sales territory), ``industry``,
+            ``needs``, ``tags``, ``categories``, ``phone_region``.
 
         When the CRM has a lead router, the lead is assigned at once.
         """
@@ -378,6 +391,8 @@ class LeadService(RecordService[Lead]):
         source: str | None = None,
         campaign: str | None = None,
         region: str | None = None,
+        given_name: str | None = None,
+        family_name: str | None = None,
         tag: str | None = None,
         category: str | None = None,
         custom: dict[str, Any] | None = None,
@@ -388,8 +403,11 @@ class LeadService(RecordService[Lead]):
         """Leads, newest first, filtered by name text, status, owner, source, campaign, region.
 
         Returns the first 50 by default (``limit`` up to 1,000, ``offset`` to page
-        on); :meth:`iter` goes through every one, page by page. Archived leads
-        are left out unless ``include_archived``.
+        on); :meth:`iter` goes through every one, page by page.
+
+        Archived leads are left out unless ``include_archived``.
+        ``given_name`` and ``family_name`` find people whose name is known in
+        those parts (ignoring case).
         """
         limit, offset = check_page(limit, offset)
         check_bool("include_archived", include_archived)
@@ -405,6 +423,7 @@ class LeadService(RecordService[Lead]):
             parts.append(HasKey("tag", search_key(check_text("tag", tag, required=True))))
         parts += category_filter(self._s, category)
         parts += custom_filter(self._s, "lead", custom)
+        parts += name_filters(given_name, family_name)
         if not include_archived:
             parts.append(Eq("archived_at", None))
         return self._find(

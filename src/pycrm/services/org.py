@@ -87,6 +87,8 @@ class OrgService(RecordService[User]):
             "team_ids": self._check_teams,
             "manager_id": self._check_user,
             "skills": check_tags,
+            "regions": check_tags,
+            "languages": check_tags,
             "on_leave": check_bool,
             "capacity": lambda field, value: check_int(field, value, minimum=1, maximum=1_000_000),
             "working_hours": lambda field, value: WorkingHours.parse(value, field),
@@ -108,8 +110,10 @@ class OrgService(RecordService[User]):
     ) -> User:
         """Create a user. Admins, and those the policy grants ``create`` on ``user`` (HR).
 
-        ``routing`` may set ``skills``, ``on_leave``, ``capacity`` (most open
-        items) and ``working_hours`` (``{"timezone": …, "mon": "09:00-17:00", …}``).
+        ``routing`` may set what routing rules read about the user: ``skills``,
+        ``regions`` (territories covered), ``languages``, ``on_leave``,
+        ``capacity`` (most open items) and ``working_hours``
+        (``{"timezone": …, "mon": "09:00-17:00", …}``).
 
         :raises DuplicateError: when the email is taken in this tenant.
         """
@@ -182,7 +186,10 @@ class OrgService(RecordService[User]):
 
     @write
     def update_user(self, id: str, *, version: int | None = None, **fields: Any) -> User:
-        """Change a user's name, email, department, roles, teams or manager.
+        """Change a user's name, email, department, roles, teams or manager, or routing data.
+
+        Routing data: ``skills``, ``regions``, ``languages``, ``on_leave``,
+        ``capacity``, ``working_hours`` (see :meth:`create_user`).
 
         Admins, and those the policy grants ``update`` on ``user`` (HR): by
         default only admins change ``roles``.

@@ -19,8 +19,10 @@ from pycrm.domain.fields import (
     check_id,
     check_int,
     check_points,
+    check_text,
     fold_points,
 )
+from pycrm.domain.names import display_name
 from pycrm.domain.org import User
 from pycrm.domain.query import And, Eq, Filter, Not, OrderBy, Range, all_of
 from pycrm.domain.records import Record
@@ -245,6 +247,8 @@ class RecordService(Service, Generic[R]):
         numbers are read in ``phone_region``, else the record's address country
         (the given address, or ``current``'s), else the tenant's default region.
         An unknown keyword is refused with the closest known one as a hint.
+        People given ``given_name``/``family_name`` without a ``name`` get one
+        made from the parts (see :meth:`_derives_name`).
         """
         checkers = self._checkers()
         points = "contact_points" in attrs.fields_dict(self.record_type)
@@ -260,11 +264,15 @@ class RecordService(Service, Generic[R]):
                 values[unknown[0]],
                 f"is not a {self.record_type.resource} field{_hint(unknown[0], known)}",
             )
+        derive = self._derives_name(values, creating=creating, current=current)
         out: dict[str, Any] = {}
         with Checks() as checks:
             for name, value in values.items():
-                if name in checkers:
+                if name in checkers and not (derive and name == "name"):
                     out[name] = checks(checkers[name], name, value)
+            if derive:
+                made = self._made_name(out, current)
+                out["name"] = checks(check_text, "name", made or None, required=True)
             given_region = values.get("phone_region")
             if given_region is not None:
                 given_region = checks(region_code, given_region, "phone_region")
@@ -282,6 +290,38 @@ class RecordService(Service, Generic[R]):
                     lenient=lenient,
                 )
         return out
+
+    def _derives_name(
+        self, values: Mapping[str, Any], *, creating: bool, current: R | None
+    ) -> bool:
+        """Whether the display name is to be made from the name's parts.
+
+        On create, when parts are given and ``name`` is not. On update, when
+        parts are given, ``name`` is not, and the stored name was the one made
+        from the stored parts (a name typed by hand is never overwritten).
+        """
+        if "family_name" not in attrs.fields_dict(self.record_type):
+            return False
+        if values.get("given_name") is None and values.get("family_name") is None:
+            return False
+        if creating:
+            return values.get("name") is None
+        return (
+            "name" not in values
+            and current is not None
+            and current.name == self._made_name({}, current)  # type: ignore[attr-defined]
+        )
+
+    @staticmethod
+    def _made_name(out: Mapping[str, Any], current: Any) -> str:
+        """The name made from the parts in ``out`` (else ``current``'s), in the person's order."""
+
+        def part(name: str) -> Any:
+            return out[name] if name in out else getattr(current, name, None)
+
+        address = part("address")
+        country = address.country if isinstance(address, Address) else None
+        return display_name(part("given_name"), part("family_name"), part("name_order"), country)
 
     @staticmethod
     def _replace_points(

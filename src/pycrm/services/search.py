@@ -19,6 +19,7 @@ __all__ = [
     "category_filter",
     "check_page",
     "custom_filter",
+    "name_filters",
     "point_filter",
     "referenced",
     "text_filter",
@@ -88,6 +89,18 @@ def category_filter(session: Any, path: Any) -> list[Filter]:
         return []
     session.categories.by_path(check_key("category", path))
     return [HasKey("category", path)]
+
+
+def name_filters(given_name: Any, family_name: Any) -> list[Filter]:
+    """Records whose name is known in parts with this given and/or family name (any case)."""
+    return [
+        HasKey(kind, search_key(check_text(field, value, required=True, limit=100)))
+        for kind, field, value in (
+            ("given", "given_name", given_name),
+            ("family", "family_name", family_name),
+        )
+        if value is not None
+    ]
 
 
 def text_filter(field: str, value: Any) -> Filter | None:
