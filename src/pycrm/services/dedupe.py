@@ -103,6 +103,9 @@ REFIT_GROWTH = 2.0
 #: Fewer live records than this: the built-in defaults are kept (too little to learn from).
 MIN_FIT_RECORDS = 50
 
+#: Records per query when the matcher reads a whole kind (scan, fit, link).
+MATCH_PAGE = 100_000
+
 
 @attrs.frozen
 class Candidate:
@@ -437,19 +440,24 @@ class DedupeService(Service):
             raise ValidationError("record_type", record_type, f"must be one of {', '.join(_TYPES)}")
         return _TYPES[record_type]
 
-    def _all(self, cls: type[Any], *, quiet: bool = False) -> Iterator[Any]:
-        """Every record of ``cls`` the actor may read, in pages (PermissionDenied without a grant)."""
+    def _all(self, cls: type[Any], *, quiet: bool = False, page: int = 5000) -> Iterator[Any]:
+        """Every record of ``cls`` the actor may read, in pages (PermissionDenied without a grant).
+
+        The matcher, which holds every record anyway, reads in pages of
+        :data:`MATCH_PAGE`: without table statistics SQLite sorts what is left of
+        the table for each page, so small pages made a scan's reading quadratic.
+        """
         repo = self._s.read(cls, quiet=quiet)
         after: str | None = None
         while True:
             where = (
                 None if after is None else all_of([Range("id", after, None), Not(Eq("id", after))])
             )
-            page = repo.find(where, order_by=[OrderBy("id")], limit=5000)
-            yield from page
-            if len(page) < 5000:
+            found = repo.find(where, order_by=[OrderBy("id")], limit=page)
+            yield from found
+            if len(found) < page:
                 return
-            after = page[-1].id
+            after = found[-1].id
 
     def _threshold(self, threshold: Any) -> float:
         limit = self._s.crm.duplicate_threshold if threshold is None else threshold
@@ -570,7 +578,7 @@ class DedupeService(Service):
         """
         cls = self._kind(record_type)
         limit = self._threshold(threshold)
-        records = [r for r in self._all(cls) if _live(r)]
+        records = [r for r in self._all(cls, page=MATCH_PAGE) if _live(r)]
         enabled = gc.isenabled()
         gc.disable()  # millions of small tuples: the collector would rescan them all
         try:
@@ -663,7 +671,7 @@ class DedupeService(Service):
                         "identifying", key, f"is not a custom field of {record_type}"
                     )
                 check_one_of(f"identifying.{key}", kind, IDENTIFIER_KINDS)
-        records = [r for r in self._all(cls) if _live(r)]
+        records = [r for r in self._all(cls, page=MATCH_PAGE) if _live(r)]
         enabled = gc.isenabled()
         gc.disable()
         try:
@@ -689,7 +697,7 @@ class DedupeService(Service):
         """A source's kind, its records (rows parsed as ``create`` would) and their labels."""
         if isinstance(source, str):
             cls = _TYPES[check_one_of(name, source, _TYPES)]
-            records = [r for r in self._all(cls) if _live(r)]
+            records = [r for r in self._all(cls, page=MATCH_PAGE) if _live(r)]
             return source, records, [r.id for r in records]
         if isinstance(source, Mapping) or not isinstance(source, Iterable):
             raise ValidationError(
