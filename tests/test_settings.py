@@ -413,3 +413,13 @@ def test_a_process_routes_by_a_rule_another_process_changed_without_a_restart(
         crm.close()
     assert result["before"] == [team.ann.id, "pycrm.routing:to ann"]
     assert result["after"] == [team.bob.id, "pycrm.routing:to bob"]
+
+
+def test_a_connect_time_value_changed_on_the_crm_applies_where_nothing_is_stored(
+    crm: pycrm.CRM,
+) -> None:
+    with crm.session(crm.system_actor) as s:
+        assert s.settings.get("default_region") == "DE"
+    crm.default_region = "FR"
+    with crm.session(crm.system_actor) as s:
+        assert s.settings.get("default_region") == "FR"

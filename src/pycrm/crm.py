@@ -166,7 +166,7 @@ class CRM:
         except ValidationError as exc:
             raise ConfigurationError(f"{exc.field}: {exc.reason}") from None
         self._settings_cache: dict[str, tuple[int, dict[str, Any]]] = {}
-        """Tenant → (the stored settings' version sum, the settings in effect), for every session."""
+        """Tenant → (the stored settings' version sum, their parsed values), for every session."""
         if not ticket_departments:
             raise ConfigurationError("ticket_departments needs at least one department")
         self.ticket_departments = tuple(ticket_departments)

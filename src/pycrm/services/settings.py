@@ -171,6 +171,15 @@ class SettingsService(Service):
         """
         crm = self._s.crm
         tenant = self._s.tenant_id
+        stored = self._stored_values(crm, tenant)
+        # Defaults are read from the CRM each time: assigning crm.default_region still works.
+        return {
+            name: stored[name] if name in stored else kind.default(crm)
+            for name, kind in SETTINGS.items()
+        }
+
+    def _stored_values(self, crm: CRM, tenant: str) -> dict[str, Any]:
+        """The tenant's stored settings, parsed: from the process's cache while unchanged."""
         repo = self._s._uow.repo(Setting)
         cache: dict[str, tuple[int, dict[str, Any]]] = crm._settings_cache
         if not self._wrote:
@@ -180,20 +189,15 @@ class SettingsService(Service):
             if hit is not None and hit[0] == stamp:
                 return hit[1]
         rows = repo.find()
-        stored = {
-            row.name: row.config for row in rows if row.config is not None and row.name in SETTINGS
-        }
         values: dict[str, Any] = {}
-        for name, kind in SETTINGS.items():
-            config = stored.get(name)
-            if config is None:
-                values[name] = kind.default(crm)
+        for row in rows:
+            if row.config is None or row.name not in SETTINGS:
                 continue
             try:
-                values[name] = kind.parse(config.get("value"), name)
+                values[row.name] = SETTINGS[row.name].parse(row.config.get("value"), row.name)
             except ValidationError as exc:
                 raise ConfigurationError(
-                    f"the stored setting {name!r} of tenant {tenant!r} is not usable "
+                    f"the stored setting {row.name!r} of tenant {tenant!r} is not usable "
                     f"({exc}); set it again or reset it"
                 ) from None
         if not self._wrote:
