@@ -330,7 +330,10 @@ class CampaignService(RecordService[Campaign]):
         return segment
 
     def segments(self) -> list[Segment]:
-        """Every saved segment, by name."""
+        """Every saved segment, by name.
+
+        Returns all of them: this list has no pages.
+        """
         return self._s.read(Segment).find(order_by=[OrderBy("name")])
 
     def members(self, segment: str, *, limit: int = 1000, offset: int = 0) -> list[Any]:
@@ -416,7 +419,10 @@ class CampaignService(RecordService[Campaign]):
         return len(members)
 
     def campaign_members(self, id: str) -> list[CampaignMember]:
-        """The snapshot, oldest first."""
+        """The snapshot, oldest first.
+
+        Returns all of them: this list has no pages.
+        """
         self._load(id)
         return self._s.read(CampaignMember).find(
             Eq("campaign_id", id), order_by=[OrderBy("created_at")]

@@ -420,7 +420,10 @@ class ContractService(RecordService[Contract]):
         )
 
     def awaiting(self, role: str | None = None) -> list[Contract]:
-        """Contracts pending approval, oldest first; with ``role``, those with a pending step for it."""
+        """Contracts pending approval, oldest first; with ``role``, those with a pending step for it.
+
+        Returns all of them: this list has no pages.
+        """
         found = self._find(
             Eq("status", ContractStatus.PENDING_APPROVAL), order_by=[OrderBy("updated_at")]
         )

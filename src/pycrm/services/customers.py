@@ -359,7 +359,10 @@ class CustomerService(RecordService[Customer]):
         return self._s.crm.assessment_rules.get(check_key("attribute", attribute), latest)
 
     def assessments(self, id: str, attribute: str | None = None) -> list[Assessment]:
-        """The current rating of each source (for one attribute, or all), latest first."""
+        """The current rating of each source (for one attribute, or all), latest first.
+
+        Returns all of them: this list has no pages.
+        """
         self._load(id)
         return self._current_assessments(id, attribute)
 

@@ -119,7 +119,10 @@ class DealService(RecordService[Deal]):
         return pipeline
 
     def pipelines(self) -> list[Pipeline]:
-        """Every pipeline (the default one included), by key."""
+        """Every pipeline (the default one included), by key.
+
+        Returns all of them: this list has no pages.
+        """
         self._pipeline("default")
         return self._s.read(Pipeline).find(order_by=[OrderBy("key")])
 

@@ -190,7 +190,10 @@ class DocumentService(RecordService[Document]):
         return found[0]
 
     def list(self, record_type: str, record_id: str) -> list[Document]:
-        """The latest version of each document attached to a record that the actor may read."""
+        """The latest version of each document attached to a record that the actor may read.
+
+        Returns all of them: this list has no pages.
+        """
         self._parent(record_type, record_id, "read")
         where = all_of(
             [Eq("record_id", record_id), Eq("record_type", record_type), Eq("latest", True)]

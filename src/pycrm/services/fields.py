@@ -158,7 +158,10 @@ class FieldService(RecordService[FieldDefinition]):
         return found[0]
 
     def definitions(self, entity: str, *, include_retired: bool = False) -> list[FieldDefinition]:
-        """The custom fields of ``entity``, by group and key."""
+        """The custom fields of ``entity``, by group and key.
+
+        Returns all of them: this list has no pages.
+        """
         where = Eq("entity", check_one_of("entity", entity, CUSTOMIZABLE))
         return sorted(
             (

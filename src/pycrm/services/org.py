@@ -173,7 +173,10 @@ class OrgService(RecordService[User]):
         team_id: str | None = None,
         active: bool | None = None,
     ) -> list[User]:
-        """Users, by name; filtered by department, team and/or active state."""
+        """Users, by name; filtered by department, team and/or active state.
+
+        Returns all of them: this list has no pages.
+        """
         parts: list[Filter | None] = []
         if department is not None:
             parts.append(Eq("department", _key("department", department)))
@@ -302,7 +305,10 @@ class OrgService(RecordService[User]):
         return record
 
     def teams(self, *, department: str | None = None) -> list[Team]:
-        """Teams, by name."""
+        """Teams, by name.
+
+        Returns all of them: this list has no pages.
+        """
         where = None if department is None else Eq("department", _key("department", department))
         return self._s.read(Team).find(where, order_by=[OrderBy("name")])
 

@@ -424,6 +424,8 @@ class TicketService(RecordService[Ticket]):
     def breaches(self, at: datetime | None = None) -> list[Breach]:
         """Open tickets past a due time at ``at`` (default: now), most overdue first.
 
+        Returns all of them: this list has no pages.
+
         Tickets waiting on the customer are not counted: their clock is stopped.
         """
         when = self._s._now() if at is None else check_when("at", at)
