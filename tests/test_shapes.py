@@ -497,3 +497,13 @@ def test_a_rule_matching_a_list_nobody_has_is_refused() -> None:
         {"name": "x", "regions": ["DACH"], "match": {"languages": "custom.lang"}}
     )
     assert RoutingRule.parse(rule.to_json()) == rule
+
+
+def test_an_import_maps_emails_and_phones_as_it_maps_email_and_phone(crm: pycrm.CRM) -> None:
+    rows = [{"Name": "Leo", "Mail": "leo@x.example", "Phones": "030 1234567"}]
+    with crm.session(crm.system_actor) as s:
+        report = s.importer.leads(rows, mapping={"emails": "Mail"}, source="fair")
+    with crm.session(crm.system_actor) as s:
+        (lead,) = s.leads.search()
+    assert (report.created, report.rejected) == (1, 0)
+    assert (lead.primary_email, lead.primary_phone) == ("leo@x.example", "+49301234567")

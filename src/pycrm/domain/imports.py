@@ -20,8 +20,8 @@ IMPORT_POLICIES = ("skip", "merge", "flag")
 ALIASES: dict[str, tuple[str, ...]] = {
     "external_id": ("external_id", "id", "external id", "record id", "crm id"),
     "name": ("name", "full name", "full_name", "contact", "contact name", "person", "姓名"),
-    "email": ("email", "e-mail", "email address", "mail", "邮箱"),
-    "phone": ("phone", "telephone", "tel", "mobile", "phone number", "电话", "手机"),
+    "email": ("email", "emails", "e-mail", "email address", "mail", "邮箱"),
+    "phone": ("phone", "phones", "telephone", "tel", "mobile", "phone number", "电话", "手机"),
     "company": ("company", "organisation", "organization", "account", "company name", "公司"),
     "title": ("title", "job title", "position", "职位"),
     "region": ("region", "territory", "state", "地区"),
@@ -112,6 +112,8 @@ def resolve_mapping(
     present = {c.strip().casefold(): c for c in header if c is not None}
     resolved: dict[str, str] = {}
     for field, column in (mapping or {}).items():
+        if field in ("emails", "phones") and field[:-1] in fields:
+            field = field[:-1]  # the calls take emails= too: one column holds one of them
         if field not in fields:
             raise ConfigurationError(
                 f"mapping: {field!r} is not a field here ({', '.join(fields)})"
