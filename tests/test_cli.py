@@ -312,8 +312,8 @@ def test_users_are_created_listed_and_deactivated_from_the_command_line(
     )  # fmt: skip
     assert refused[0] == 1
     assert refused[2].splitlines() == [
-        "error: Mia [b]Chen[/b] <mia@acme.example> (marketing) may not create user (needs the "
-        "admin role); under this CRM's policy department admin may"
+        "error: Mia [b]Chen[/b] <mia@acme.example> (marketing) may not create user; under this "
+        "CRM's policy department admin or role hr may"
     ]
 
     status, out, _ = run(capsys, "users", "list", *base)
