@@ -19,6 +19,8 @@ Hooks are registered on this module's own converter, never on cattrs' global one
 from __future__ import annotations
 
 import enum
+import functools
+import typing
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -110,16 +112,29 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return data
 
 
+@functools.cache
+def _optional(cls: type) -> tuple[str, ...]:
+    """Fields of attrs class ``cls`` without a default whose type admits None."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # an annotation that cannot be resolved here
+        return ()
+    return tuple(
+        f.name
+        for f in attrs.fields(cls)
+        if f.default is attrs.NOTHING and type(None) in typing.get_args(hints.get(f.name))
+    )
+
+
 def from_dict(cls: type[T], data: Any) -> T:
     """Build a ``cls`` from what :func:`to_dict` returned.
 
     Raises :class:`~pycrm.errors.ValidationError` naming the first bad field.
     """
     if isinstance(data, Mapping) and attrs.has(cls):
-        # Compact forms (audit snapshots, event payloads) leave empty fields out.
-        missing = [
-            f.name for f in attrs.fields(cls) if f.name not in data and f.default is attrs.NOTHING
-        ]
+        # Compact forms (audit snapshots, event payloads) leave empty fields out: an
+        # optional field that is missing is None. A missing required one is still refused.
+        missing = [name for name in _optional(cls) if name not in data]
         if missing:
             data = {**dict.fromkeys(missing), **data}
     try:
