@@ -117,3 +117,40 @@ def test_extend_adds_another_policys_grants_and_field_rules() -> None:
         assert extended.grants == POLICY.grants + extra.grants
         assert extended.fields == POLICY.fields + extra.fields
         assert extended.scope({"sales"}, "contract", "read") is Scope.ALL
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (["grants"], "policy must be a mapping"),
+        ({"grants": ["sales may read deals"]}, "policy grant 0 must be a mapping"),
+        ({"grants": [{"roles": "sales", "scope": "own", "resource": "deal"}]},
+         "policy grant 0: unknown keys ['resource']"),
+        ({"grants": [{"roles": "sales", "actions": "read"}]}, "policy grant 0: scope must be"),
+        ({"grants": [{"roles": "sales", "actions": ["read", "sell"], "scope": "own"}]},
+         "policy grant 0: unknown actions ['sell']"),
+        ({"grants": [{"roles": ["sales", 7], "scope": "own"}]}, "grant 0 roles must be"),
+        ({"grants": [{"resources": [None], "scope": "own"}]}, "grant 0 resources must be"),
+        ({"grants": [{"actions": {"read": True}, "scope": "own"}]}, "grant 0 actions must be"),
+        ({"fields": [{"resource": "deal"}]}, "policy field rule 0 needs 'resource' and 'field'"),
+        ({"fields": ["deal.amount"]}, "policy field rule 0 needs 'resource' and 'field'"),
+        ({"fields": [{"resource": "deal", "field": "amount", "allowed": [1]}]},
+         "field rule 0 allowed must be"),
+    ],
+    ids=["not-a-mapping", "grant-not-a-mapping", "unknown-grant-key", "no-scope",
+         "unknown-action", "role-not-text", "resource-not-text", "actions-a-mapping",
+         "rule-without-field", "rule-not-a-mapping", "allowed-not-text"],
+)  # fmt: skip
+def test_bad_policy_data_is_refused_saying_where(data: object, says: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Policy.from_dict(data)  # type: ignore[arg-type]
+    assert says in str(raised.value)
+
+
+def test_the_shortest_grant_and_field_rule_are_read() -> None:
+    policy = Policy.from_dict(
+        {"grants": [{"scope": "all"}], "fields": [{"resource": "deal", "field": "amount"}]}
+    )
+    grant, rule = policy.grants[0], policy.fields[0]
+    assert (grant.roles, grant.resources, grant.actions, grant.scope) == ((), (), (), Scope.ALL)
+    assert (rule.hidden, rule.read_only, rule.allowed) == (False, False, ())
