@@ -36,6 +36,11 @@ MAX_BLOCK = 10
 #: Blocks on name or date keys larger than this are skipped (a common name).
 MAX_NAME_BLOCK = 40
 
+#: Blocks on the sound of a whole name alone (no postcode, date or email with it)
+#: larger than this are skipped: a common name's namesakes; its duplicates share
+#: one of the narrower keys as well.
+MAX_SOUND_BLOCK = 12
+
 #: Sorted-neighbourhood window: each record is paired with this many after it in name order.
 WINDOW = 1
 
@@ -122,7 +127,14 @@ def candidate_pairs(
         channel = _is_channel(key)
         if channel and key[0] in "ep":
             shared[key] = size
-        if size < 2 or size > (MAX_BLOCK if channel else MAX_NAME_BLOCK):
+        cap = (
+            MAX_BLOCK
+            if channel
+            else MAX_SOUND_BLOCK
+            if key[0] == "n" and key[1] in ":1"
+            else MAX_NAME_BLOCK
+        )
+        if size < 2 or size > cap:
             continue
         for x, a in enumerate(members):
             for b in members[x + 1 :]:
