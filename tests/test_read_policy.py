@@ -1712,6 +1712,15 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
         ]
     ),
     "dedupe.cleansing_report": Read(once(call(), call("lead"), call("contact"), call("customer"))),
+    "dedupe.fit": Write(once(call("contact"), call("lead"), call("customer"))),
+    "dedupe.link": Read(
+        once(
+            call("contact", "lead"),
+            call("lead", [{"name": "Bob Stone", "emails": ["bob@stone.example"]}]),
+            call("customer", [{"name": "Acme GmbH"}], one_to_one=True),
+        )
+    ),
+    "dedupe.models": Read(once(call("contact"), call("lead"), call("customer"))),
     "dedupe.merge": Write(
         lambda w: (
             [
