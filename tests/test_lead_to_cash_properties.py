@@ -207,7 +207,9 @@ DOCUMENTED_CONTRACT_MOVES = {
     (_C.DRAFT, _C.APPROVED),
     (_C.PENDING_APPROVAL, _C.APPROVED),
     (_C.PENDING_APPROVAL, _C.REJECTED),
+    (_C.PENDING_APPROVAL, _C.DRAFT),  # recalled by its owner
     (_C.REJECTED, _C.DRAFT),
+    (_C.APPROVED, _C.DRAFT),  # recalled before signing
     (_C.APPROVED, _C.SIGNED),
     (_C.SIGNED, _C.ACTIVE),
     (_C.SIGNED, _C.TERMINATED),
