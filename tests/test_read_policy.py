@@ -2514,3 +2514,45 @@ def test_a_field_rule_hiding_audit_snapshots_and_changes_is_applied(connect_crm:
     for entry in entries:
         assert entry.snapshot is None
         assert entry.changes == {}
+
+
+def test_a_merge_shows_no_before_image_of_a_duplicate_the_user_may_no_longer_read(
+    connect_crm: ConnectFn,
+) -> None:
+    # Before the merge the duplicate was active, and readable; now it is a tombstone, which
+    # this grant does not reach: its before-image must go the way of the record itself.
+    crm = connect_crm(
+        policy={
+            "grants": [
+                {
+                    "roles": ["*"],
+                    "resources": ["customer"],
+                    "actions": ["read"],
+                    "scope": "all",
+                    "unless": {"status": "merged"},
+                },
+                {
+                    "roles": ["*"],
+                    "resources": ["merge", "audit_entry"],
+                    "actions": ["read"],
+                    "scope": "all",
+                },
+            ]
+        }
+    )
+    people = staff(crm, sam="sales")
+    with crm.session(crm.system_actor) as s:
+        acme = s.customers.create("Acme GmbH", emails=["info@acme.example"])
+        gone = s.customers.create("Acme GmbH.", emails=["info@acme.example"], on_duplicate="allow")
+        s.dedupe.merge(acme.id, [gone.id])
+    with crm.session(people.sam.id) as s:
+        with pytest.raises(NotFound):
+            s.customers.get(gone.id)
+        merges = s.read(Merge).find()
+        entries = s.audit.find(record_type="merge")
+    assert merges, "everyone reads merges"
+    assert entries, "everyone reads the audit trail"
+    for merge in merges:
+        assert [c.record_id for c in merge.changes] == [acme.id]  # the survivor's is kept
+    for entry in entries:
+        assert [c["record_id"] for c in (entry.snapshot or {})["changes"]] == [acme.id]

@@ -335,24 +335,55 @@ class Guard:
             secret = self.hidden_custom(resource) if resource in RECORD_BY_RESOURCE else ()
             return {k: v for k, v in value.items() if k not in secret} if secret else value
         if name == "changes" and resource == Merge.resource and isinstance(value, list):
+            changes = [c for c in value if isinstance(c, Mapping)]
+            stored = self._stored((c.get("record_type"), c.get("record_id")) for c in changes)
             kept = []
-            for change in value:
-                before = self._before(change.get("record_type"), change.get("before"))
+            for change in changes:
+                before = self._before(
+                    change.get("record_type"), change.get("record_id"), change.get("before"), stored
+                )
                 if before is not None:
                     kept.append({**change, "before": before})
             return kept
         return value
 
-    def _before(self, resource: Any, data: Any) -> dict[str, Any] | None:
-        """A merge's before-image of a record, redacted; None if the actor may not read it."""
+    def _stored(self, refs: Iterable[tuple[Any, Any]]) -> dict[tuple[str, str], Stored]:
+        """The records ``(kind, id)`` as they are stored now, one query per kind."""
+        wanted: dict[str, list[str]] = {}
+        for resource, id in refs:
+            if isinstance(resource, str) and resource in RECORD_BY_RESOURCE and isinstance(id, str):
+                wanted.setdefault(resource, []).append(id)
+        found: dict[tuple[str, str], Stored] = {}
+        for resource, ids in wanted.items():
+            repo = self._s._uow.repo(RECORD_BY_RESOURCE[resource])
+            found.update(((resource, id), r) for id, r in repo.get_many(ids).items())
+        return found
+
+    def _before(
+        self,
+        resource: Any,
+        record_id: Any,
+        data: Any,
+        stored: Mapping[tuple[str, str], Stored],
+    ) -> dict[str, Any] | None:
+        """A merge's before-image of a record, redacted; None if the actor may not read it.
+
+        The record as it is stored now decides, as for an audit entry's subject: a
+        before-image must not show a record ``get`` would not (a duplicate merged
+        away is a tombstone now, which a grant may no longer reach). Only a record
+        no longer stored is judged by its before-image.
+        """
         cls = RECORD_BY_RESOURCE.get(resource) if isinstance(resource, str) else None
         try:
             record = None if cls is None else from_dict(cls, data)
         except CRMError:
             record = None
-        if record is None or not self.allows(record, "read"):
+        if cls is None or record is None:
             return None
-        return self._hide(cls.resource, data) if cls is not None else None
+        current = stored.get((cls.resource, record_id)) if isinstance(record_id, str) else None
+        if not self.allows(record if current is None else current, "read"):
+            return None
+        return self._hide(cls.resource, data)
 
     def _redact_entry(self, entry: AuditEntry) -> AuditEntry:
         """An audit entry's snapshot and changes as the actor may see them."""
@@ -375,8 +406,9 @@ class Guard:
         return attrs.evolve(entry, changes=changes, snapshot=snapshot)
 
     def _redact_merge(self, merge: Merge) -> Iterator[Any]:
+        stored = self._stored((c.record_type, c.record_id) for c in merge.changes)
         for change in merge.changes:
-            before = self._before(change.record_type, change.before)
+            before = self._before(change.record_type, change.record_id, change.before, stored)
             if before is not None:
                 yield attrs.evolve(change, before=before)
 
