@@ -2556,3 +2556,33 @@ def test_a_merge_shows_no_before_image_of_a_duplicate_the_user_may_no_longer_rea
         assert [c.record_id for c in merge.changes] == [acme.id]  # the survivor's is kept
     for entry in entries:
         assert [c["record_id"] for c in (entry.snapshot or {})["changes"]] == [acme.id]
+
+
+def test_dedupe_merge_refuses_records_the_user_may_update_or_delete_but_not_read(
+    connect_crm: ConnectFn,
+) -> None:
+    crm = connect_crm(
+        policy={
+            "grants": [
+                {
+                    "roles": ["*"],
+                    "resources": ["customer"],
+                    "actions": ["update", "delete"],
+                    "scope": "all",
+                },
+                {"roles": ["*"], "resources": ["customer"], "actions": ["read"], "scope": "own"},
+                {"roles": ["*"], "resources": ["merge"], "actions": ["*"], "scope": "all"},
+            ]
+        }
+    )
+    people = staff(crm, sam="sales")
+    with crm.session(crm.system_actor) as s:
+        mine = s.customers.create("Acme GmbH", owner_id=people.sam.id)
+        theirs = s.customers.create("ACME GmbH", on_duplicate="allow")
+    with crm.session(people.sam.id) as s:
+        with pytest.raises(NotFound):
+            s.customers.get(theirs.id)
+        for survivor, duplicate in ((theirs, mine), (mine, theirs)):
+            for dry_run in (True, False):
+                with pytest.raises(NotFound):
+                    s.dedupe.merge(survivor.id, [duplicate.id], dry_run=dry_run)

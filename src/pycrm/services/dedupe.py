@@ -840,7 +840,8 @@ class DedupeService(Service):
         Leads: the survivor keeps its place in the workflow (status, owner,
         assignment, score, conversion), so pick the lead furthest along as the
         survivor; a converted lead cannot be merged away. Needs ``update`` on
-        the survivor and ``delete`` on each duplicate, as for every kind.
+        the survivor and ``delete`` on each duplicate, as for every kind; a
+        record the actor may not read raises NotFound, as for every write.
         """
         check_id("survivor_id", survivor_id)
         check_ids("duplicate_ids", duplicate_ids)
@@ -859,7 +860,9 @@ class DedupeService(Service):
         found = repo.get_many([survivor_id, *ids])
         for id in (survivor_id, *ids):
             found_record = found.get(id)
-            if found_record is None:
+            # A record the actor may not read is not there for them, whatever their update
+            # or delete grants: the result would hand back the survivor and name the rest.
+            if found_record is None or not self._s._guard.allows(found_record, "read"):
                 raise NotFound(record_type, id)
             if found_record.status is MERGED[record_type]:
                 raise InvalidTransition(record_type, "merged", "merged", f"{id} was already merged")
