@@ -468,7 +468,8 @@ NOT_A_DATE = datetime(2026, 12, 25, tzinfo=UTC)
          {"mon": "09:00-17:00", "lunch": "12:00-13:00"}),
         ({"timezone": 1}, "working_hours.timezone", 1),
         ({"timezone": "Mars/Olympus_Mons"}, "working_hours.timezone", "Mars/Olympus_Mons"),
-        ({"holidays": ["2026-12-25"]}, "working_hours.holidays", ["2026-12-25"]),
+        ({"holidays": ["Christmas"]}, "working_hours.holidays", ["Christmas"]),
+        ({"holidays": ["2026-13-25"]}, "working_hours.holidays", ["2026-13-25"]),
         ({"holidays": [NOT_A_DATE]}, "working_hours.holidays", [NOT_A_DATE]),
         ("mon-fri 9-17", "working_hours", "mon-fri 9-17"),
         (["09:00-17:00"], "working_hours", ["09:00-17:00"]),
@@ -611,3 +612,11 @@ def test_periods_are_ordered_and_disjoint_for_generated_calendars() -> None:
             periods = list(itertools.islice(calendar.periods(change - timedelta(days=8)), 12))
             for (begin, end), (next_begin, _) in itertools.pairwise(periods):
                 assert begin < end <= next_begin
+
+
+@given(cases())
+def test_to_json_reads_back_as_the_same_calendar(case: tuple[WorkingHours, datetime]) -> None:
+    calendar, _ = case
+    stored = calendar.to_json()
+    assert all(isinstance(day, str) for day in stored.get("holidays", []))  # JSON-safe
+    assert WorkingHours.parse(stored) == calendar

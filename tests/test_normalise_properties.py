@@ -527,7 +527,10 @@ def test_invalid_phones_are_refused_naming_each_field(memory_crm: pycrm.CRM) -> 
         assert info.value.field == "phones[0]"
         with pytest.raises(ValidationError) as info:
             s.leads.capture("Bob", source="webform", phone="12")
-        assert info.value.field == "phones[0]"
+        assert info.value.field == "phone"  # named as the caller passed it
+        with pytest.raises(ValidationError) as info:
+            s.leads.capture("Bob", source="webform", phones=["030 1234567", "12"])
+        assert info.value.field == "phones[1]"
 
 
 def test_lenient_mode_keeps_invalid_values_flagged_and_reports_them(memory_crm: pycrm.CRM) -> None:

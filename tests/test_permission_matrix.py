@@ -339,8 +339,21 @@ def test_matrix_covers_every_persona_resource_and_outcome() -> None:
 def test_default_policy_says_what_the_design_says(
     persona: str, resource: str, action: str, relation: str, allowed: bool
 ) -> None:
-    state = {"status": "open"} if resource == "deal" else {}
+    state = FRESH_STATE.get(resource, {})
     assert policy_allows(POLICY, PERSONA[persona], resource, action, relation, state) is allowed
+
+
+#: The state a record starts in, which the design's sentences speak of.
+FRESH_STATE = {"deal": {"status": "open"}, "lead": {"status": "new"}}
+
+
+@pytest.mark.parametrize("status", ["assigned", "contacted", "qualified"])
+def test_once_sales_works_a_lead_marketing_reads_it_but_no_longer_changes_it(status: str) -> None:
+    marketer, state = PERSONA["marketer"], {"status": status}
+    assert policy_allows(POLICY, marketer, "lead", "read", "outsider", state)
+    assert not policy_allows(POLICY, marketer, "lead", "update", "outsider", state)
+    assert not policy_allows(POLICY, marketer, "lead", "delete", "outsider", state)
+    assert policy_allows(POLICY, marketer, "lead", "delete", "outsider", FRESH_STATE["lead"])
 
 
 # -- denials are audited even when the session rolls back --------------------------
