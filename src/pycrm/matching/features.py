@@ -36,30 +36,6 @@ __all__ = ["IDENTIFIER_KINDS", "Features", "features", "fold_identifier"]
 #: ``text`` (fuzzy) and ``number`` (equal or within 5%).
 IDENTIFIER_KINDS = ("date", "identifier", "text", "number")
 
-#: Words before or after a name that say nothing about who it is.
-HONORIFICS = frozenset(
-    [
-        "mr",
-        "mrs",
-        "ms",
-        "miss",
-        "dr",
-        "prof",
-        "herr",
-        "frau",
-        "mme",
-        "mlle",
-        "sir",
-        "dame",
-        "jr",
-        "sr",
-        "ii",
-        "iii",
-        "phd",
-        "md",
-    ]
-)
-
 _MOBILE = (phonenumbers.PhoneNumberType.MOBILE,)
 _TYPE_CACHE: dict[str, bool] = {}
 

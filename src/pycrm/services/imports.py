@@ -521,14 +521,36 @@ class _Chunk:
         return None if best is None else best[1]
 
     def _alike(self, rows: list[_Row]) -> dict[tuple[str, str], list[Record]]:
-        """Stored records sharing a row's person-name or company key (one probe per kind)."""
+        """Stored records sharing a row's person-name or company key."""
         found: dict[tuple[str, str], list[Record]] = {}
-        kinds = [self.cls, Contact] if self.kind == "lead" else [self.cls]
-        for kind in ("person", "company"):
-            keys = sorted({k for r in rows for (t, k) in r.lookalike if t == kind})
+        for key, record in self._sharing(
+            ("person", "company"), {k for r in rows for k in r.lookalike}
+        ):
+            found.setdefault(key, []).append(record)
+        return found
+
+    def _existing(self, rows: list[_Row]) -> dict[tuple[str, str], Record]:
+        """The first stored record sharing each email or phone key of the rows."""
+        found: dict[tuple[str, str], Record] = {}
+        for key, record in self._sharing(("email", "phone"), {k for r in rows for k in r.keys}):
+            found.setdefault(key, record)
+        return found
+
+    def _sharing(
+        self, kinds: tuple[str, ...], wanted: set[tuple[str, str]]
+    ) -> Iterator[tuple[tuple[str, str], Record]]:
+        """Each ``wanted`` key of ``kinds`` with a stored record holding it.
+
+        One probe per key kind and record type. Only records the importer may read
+        count (a hidden one is not revealed); closed leads and merged records are
+        no one's duplicate.
+        """
+        classes = [self.cls, Contact] if self.kind == "lead" else [self.cls]
+        for kind in kinds:
+            keys = sorted(k for t, k in wanted if t == kind)
             if not keys:
                 continue
-            for cls in kinds:
+            for cls in classes:
                 if self.s._guard.hides_key(cls, kind):
                     continue
                 for record in self.s.read(cls, quiet=True).find(AnyKey(kind, keys)):
@@ -538,27 +560,7 @@ class _Chunk:
                         continue
                     for key in record.match_keys():
                         if key[0] == kind and key[1] in keys:
-                            found.setdefault(key, []).append(record)
-        return found
-
-    def _existing(self, rows: list[_Row]) -> dict[tuple[str, str], Record]:
-        found: dict[tuple[str, str], Record] = {}
-        kinds = [self.cls, Contact] if self.kind == "lead" else [self.cls]
-        for kind in ("email", "phone"):
-            keys = sorted({k for r in rows for (t, k) in r.keys if t == kind})
-            if not keys:
-                continue
-            for cls in kinds:
-                # Only records the importer may read count: a hidden one is not revealed.
-                if self.s._guard.hides_key(cls, kind):
-                    continue
-                for record in self.s.read(cls, quiet=True).find(AnyKey(kind, keys)):
-                    if isinstance(record, Lead) and not record.is_open:
-                        continue
-                    for key in record.match_keys():
-                        if key[0] == kind and key[1] in keys:
-                            found.setdefault(key, record)
-        return found
+                            yield key, record
 
     def _customers(self, rows: list[_Row]) -> dict[str, str]:
         names = {company_key(r.values.get("customer")) for r in rows if r.values.get("customer")}
