@@ -14,6 +14,7 @@ phones, tags) so that finding a record by one is an index probe, not a scan.
 from __future__ import annotations
 
 import enum
+import functools
 import types
 import typing
 from collections.abc import Callable
@@ -246,8 +247,14 @@ class Schema:
         return self.codecs[cls]
 
 
+@functools.lru_cache(maxsize=32)
 def build_schema(*, schema: str | None = None, prefix: str = "pycrm_") -> Schema:
-    """Build pycrm's tables, optionally in database ``schema`` and with a table ``prefix``."""
+    """Build pycrm's tables, optionally in database ``schema`` and with a table ``prefix``.
+
+    The tables depend on nothing but the arguments and are never changed once
+    built, so stores on the same ``schema`` and ``prefix`` share them (building
+    them was most of the cost of a connect).
+    """
     metadata = sa.MetaData(schema=schema)
     codecs: dict[type[Stored], Codec] = {}
     for cls in RECORD_TYPES:
