@@ -179,7 +179,7 @@ def _mutmut_config(target: str, tests: tuple[str, ...]) -> str:
 source_paths = ["src"]
 only_mutate = [{json.dumps(target)}]
 pytest_add_cli_args_test_selection = [{quoted}]
-pytest_add_cli_args = ["-k", "not postgresql", "-p", "no:cacheprovider"]
+pytest_add_cli_args = ["-k", "not postgresql", "-p", "no:cacheprovider", "-n", "0"]
 timeout_multiplier = 1.0
 timeout_constant = 10.0
 use_git_change_detection = false

@@ -1,8 +1,9 @@
 """Fixtures shared by the test suite.
 
 ``crm`` is parametrised over the three backends, so every test that uses it
-is a contract test: memory, SQLite (a fresh file per test) and PostgreSQL (a
-fresh schema per test on the server named by ``PYCRM_TEST_POSTGRES_URL``).
+is a contract test: memory, SQLite (a file of its own per test) and PostgreSQL
+(a schema of its own per test, empty when the test starts, on the server named
+by ``PYCRM_TEST_POSTGRES_URL``).
 PostgreSQL tests skip when no server is configured, unless
 ``PYCRM_REQUIRE_POSTGRES=1`` (set by CI), in which case they fail.
 """
@@ -10,6 +11,7 @@ PostgreSQL tests skip when no server is configured, unless
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ import sqlalchemy as sa
 from hypothesis import settings
 
 import pycrm
+from pycrm.adapters.sqlalchemy.tables import build_schema as pycrm_tables
 from pycrm.session import Session
 from pycrm.testing import Factories, FakeClock
 
@@ -62,6 +65,47 @@ def pg_schema(pg_engine: sa.Engine) -> Iterator[str]:
         connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
 
 
+#: Schemas holding pycrm's tables, emptied after use, for :func:`pg_pycrm_schema`.
+_EMPTIED_SCHEMAS: list[str] = []
+
+
+@pytest.fixture
+def pg_pycrm_schema(pg_engine: sa.Engine) -> Iterator[str]:
+    """A schema that holds no rows (pycrm's tables, once a test has made them).
+
+    Creating pycrm's tables took most of a PostgreSQL test's time, so a schema
+    is emptied after the test and handed to the next one. A test that leaves
+    more than rows behind (a changed table, an extra one) gets its schema
+    dropped instead.
+    """
+    name = _EMPTIED_SCHEMAS.pop() if _EMPTIED_SCHEMAS else f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with pg_engine.begin() as connection:
+        tables = connection.execute(
+            sa.text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"),
+            {"s": name},
+        ).scalars()
+        emptied = sorted(t for t in tables if t != "pycrm_alembic_version")
+        if set(emptied) == _PYCRM_TABLES:
+            listed = ", ".join(f'"{name}"."{t}"' for t in emptied)
+            connection.execute(sa.text(f"TRUNCATE {listed}"))
+            _EMPTIED_SCHEMAS.append(name)
+        else:
+            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+
+
+#: The tables of pycrm's default prefix, as its schema defines them.
+_PYCRM_TABLES = {t.name for t in pycrm_tables().metadata.tables.values()}
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite file holding pycrm's tables and no rows, copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "crm.db"
+    pycrm.connect(f"sqlite:///{path}").close()
+    return path
+
+
 ConnectFn = Callable[..., pycrm.CRM]
 
 
@@ -91,10 +135,12 @@ def connect_crm(
         yield make
         return
     if backend == "sqlite":
+        # A copy of an empty database: the same tables as a new one, without the DDL.
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), tmp_path / "crm.db")
         target = f"sqlite:///{tmp_path / 'crm.db'}"
     else:
         target = request.getfixturevalue("pg_engine")
-        options["schema"] = request.getfixturevalue("pg_schema")
+        options["schema"] = request.getfixturevalue("pg_pycrm_schema")
 
     def make_sql(**kwargs: Any) -> pycrm.CRM:
         instance = pycrm.connect(target, **{"clock": fake_clock, **options, **kwargs})

@@ -143,7 +143,7 @@ def test_pycrm_tables_sit_beside_the_applications_own_and_other_prefixes(tmp_pat
         42,
         object(),
     ],
-    ids=lambda t: repr(t)[:40],
+    ids=lambda t: repr(t)[:40] if isinstance(t, str | int) else type(t).__name__,
 )
 def test_connect_to_an_unusable_target_raises_configuration_error(target: object) -> None:
     with pytest.raises(ConfigurationError):
