@@ -68,7 +68,8 @@ def main() -> None:
         "contract_signed",
         "payment_received",
     ]
-    assert view.outstanding["EUR"] == pycrm.Money.of("60000", "EUR")
+    # 90,000 less the 12% discount is 79,200, in three instalments of 26,400; one is paid.
+    assert view.outstanding["EUR"] == pycrm.Money.of("52800", "EUR")
 
 
 if __name__ == "__main__":
