@@ -122,7 +122,8 @@ MUTATION_TARGETS: dict[str, tuple[str, ...]] = {
     ),
     "src/pycrm/services/imports.py": (
         "tests/test_import.py",
-        "tests/test_import_resume.py",
+        "tests/test_matching.py::test_an_import_row_sharing_no_email_or_phone_is_matched_by_the_engine",
+        "tests/test_shapes.py::test_an_import_maps_emails_and_phones_as_it_maps_email_and_phone",
     ),
     "src/pycrm/session.py": (
         "tests/test_joined_session.py",
