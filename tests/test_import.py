@@ -1170,3 +1170,201 @@ def test_the_importer_refuses_a_session_with_uncommitted_writes(crm: pycrm.CRM) 
         with pytest.raises(ConfigurationError, match="uncommitted writes"):
             s.importer.leads(text_rows(b"name,email\nFrom File,file@f.example\n"))
     assert set(leads_by_name(crm)) == {"Typed By Hand"}
+
+
+# -- options and rows the importer refuses or reads as given --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"batch": 5}, "batch"),
+        ({"zeta": 1, "alpha": 2}, "alpha"),  # the first unknown option by name
+        ({"start_line": None}, "start_line"),
+        ({"start_line": -1}, "start_line"),
+        ({"start_line": "2"}, "start_line"),
+        ({"rejects": "rejects.csv"}, "rejects"),
+        ({"progress": 3}, "progress"),
+        ({"source": ""}, "source"),
+        ({"source": "s" * 61}, "source"),
+        ({"campaign": "c" * 201}, "campaign"),
+        ({"lenient": "yes"}, "lenient"),
+        ({"dry_run": 1}, "dry_run"),
+        ({"default_region": "Germany"}, "default_region"),
+        ({"external_id": 5}, "external_id"),
+        ({"external_id": "id\x00"}, "external_id"),
+        ({"mapping": {"name": 7}}, "mapping.name"),
+        ({"mapping": ["name"]}, "mapping"),
+        ({"chunk_size": "10"}, "chunk_size"),
+        ({"chunk_size": 10.0}, "chunk_size"),
+    ],
+)
+def test_options_of_the_wrong_kind_are_refused_naming_the_option(
+    crm: pycrm.CRM, options: dict[str, Any], field: str
+) -> None:
+    people = staff(crm)
+    before = snapshot(crm)
+    with pytest.raises(ValidationError) as info:
+        import_leads(crm, people.mia.id, [{"name": "Ann Arbor"}], **options)
+    assert info.value.field == field
+    assert info.value.reason
+    assert snapshot(crm) == before
+
+
+@pytest.mark.parametrize("rows", ["name\nAnn", b"name\nAnn", {"name": "Ann"}, 7, None])
+def test_rows_that_are_not_an_iterable_of_rows_are_refused(crm: pycrm.CRM, rows: Any) -> None:
+    people = staff(crm)
+    with pytest.raises(ValidationError) as info:
+        import_leads(crm, people.mia.id, rows)
+    assert info.value.field == "rows"
+    assert info.value.value == rows
+
+
+@pytest.mark.parametrize("chunk_size", [1, 50_000])
+def test_chunk_sizes_from_1_to_50000_are_accepted(crm: pycrm.CRM, chunk_size: int) -> None:
+    people = staff(crm)
+    seen: list[int] = []
+    rows = [{"name": f"P{i}", "email": f"p{i}@x.example"} for i in range(3)]
+
+    report = import_leads(crm, people.mia.id, rows, chunk_size=chunk_size, progress=seen.append)
+
+    assert report.created == 3
+    assert seen == ([1, 2, 3] if chunk_size == 1 else [3])
+    assert 0 < report.elapsed < 60
+
+
+def test_start_line_0_numbers_the_rows_from_0(crm: pycrm.CRM) -> None:
+    people = staff(crm)
+    rows = [{"name": "Ann Arbor", "email": "bad"}, {"name": "Bob Bauer", "email": "worse"}]
+
+    report = import_leads(crm, people.mia.id, rows, start_line=0)
+
+    assert [(r.line, r.field) for r in report.rejects] == [(0, "email"), (1, "email")]
+
+
+def test_a_row_that_is_not_a_mapping_is_rejected_and_the_next_row_gives_the_header(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    listed = ["Bob Bauer", "bob@x.example", "a long tail of values that does not fit in a reason"]
+    rows: list[Any] = [7, {"name": "Ann Arbor", "email": "ann@x.example"}, listed, "Cy"]
+    out = io.StringIO()
+
+    report = import_leads(
+        crm,
+        people.mia.id,
+        rows,
+        chunk_size=1,
+        rejects=RejectsWriter(out, ["name", "email"]),
+    )
+
+    assert (report.rows, report.created, report.rejected) == (4, 1, 3)
+    assert [(r.line, r.field) for r in report.rejects] == [(2, "row"), (4, "row"), (5, "row")]
+    prefix = "is not a mapping of column to value: "
+    assert [r.reason for r in report.rejects] == [
+        prefix + "7",
+        prefix + repr(listed)[:60],
+        prefix + "'Cy'",
+    ]
+    assert [r.values for r in report.rejects] == [{}, {}, {}]
+    assert out.getvalue().splitlines()[1] == f"2,row,{prefix}7,,"
+    assert set(leads_by_name(crm)) == {"Ann Arbor"}
+
+
+def test_a_mapping_row_with_surplus_values_under_none_is_rejected_with_them(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    out = io.StringIO()
+    rows: list[Any] = [
+        {"name": "Ann Arbor", "email": "ann@x.example", None: ["spare", "more"]},
+        {"name": "Bob Bauer", "email": "bob@x.example", None: ("spare",)},
+        {"name": "Cy Int", "email": "cy@x.example", None: "not a list"},
+    ]
+
+    report = import_leads(crm, people.mia.id, rows, rejects=RejectsWriter(out, ["name", "email"]))
+
+    assert (report.created, report.rejected) == (1, 2)
+    first, second = report.rejects
+    assert (first.line, first.field, first.reason) == (2, "row", "has 4 values, the header has 2")
+    assert first.extra == ("spare", "more")
+    assert first.values == {"name": "Ann Arbor", "email": "ann@x.example"}
+    assert (second.line, second.reason) == (3, "has 3 values, the header has 2")
+    assert out.getvalue().splitlines()[1:] == [
+        '2,row,"has 4 values, the header has 2",Ann Arbor,ann@x.example,spare,more',
+        '3,row,"has 3 values, the header has 2",Bob Bauer,bob@x.example,spare',
+    ]
+    assert set(leads_by_name(crm)) == {"Cy Int"}
+
+
+def test_values_are_stripped_and_blank_ones_are_empty(crm: pycrm.CRM) -> None:
+    people = staff(crm)
+    rows = [{"name": "  Ann Arbor ", "email": "   ", "phone": " ", "company": " Arbor AG "}]
+
+    report = import_leads(
+        crm, people.mia.id, rows, source=" Trade  Fair ", campaign=" Spring  Sale "
+    )
+
+    assert (report.created, report.rejected) == (1, 0)
+    ann = leads_by_name(crm)["Ann Arbor"]
+    assert (ann.company, ann.contact_points, ann.source, ann.campaign) == (
+        "Arbor AG",
+        (),
+        "trade_fair",
+        "Spring Sale",
+    )
+    with crm.session(actor=people.mia.id) as s:  # as a capture cleans them
+        same = s.leads.capture("Bob Bauer", source=" Trade  Fair ", campaign=" Spring  Sale ")
+    assert (same.source, same.campaign) == (ann.source, ann.campaign)
+
+
+def test_the_rows_own_source_and_campaign_win_over_the_options(crm: pycrm.CRM) -> None:
+    people = staff(crm)
+    rows = [{"name": "Ann Arbor", "source": "Web Form", "campaign": "Autumn"}]
+
+    import_leads(crm, people.mia.id, rows, source="fair", campaign="Spring")
+
+    ann = leads_by_name(crm)["Ann Arbor"]
+    assert (ann.source, ann.campaign) == ("web_form", "Autumn")
+
+
+def test_an_external_id_from_a_generator_may_be_a_whole_number_but_must_be_a_key(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    rows = [
+        {"id": 1001, "name": "Kai Keen"},
+        {"id": True, "name": "Tru Bool"},
+        {"id": "K" * 201, "name": "Lon Gid"},
+        {"id": "K-\x07", "name": "Bel Char"},
+        {"id": "K" * 200, "name": "Max Len"},
+    ]
+
+    report = import_leads(crm, people.mia.id, rows, external_id="id")
+
+    assert report.created == 2
+    assert [(r.line, r.field) for r in report.rejects] == [
+        (3, "external_id"),
+        (4, "external_id"),
+        (5, "external_id"),
+    ]
+    assert report.rejects[0].reason == "must be text, not bool"
+    assert report.rejects[1].reason == "is longer than 200 characters"
+    assert report.rejects[2].reason == "contains control characters or unpaired surrogates"
+    leads = leads_by_name(crm)
+    assert (leads["Kai Keen"].external_id, leads["Max Len"].external_id) == ("1001", "K" * 200)
+
+
+def test_lenient_rows_with_different_invalid_emails_are_no_duplicates_of_each_other(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    rows = [
+        {"name": "Ann Arbor", "email": "ann(at)x", "phone": "12"},
+        {"name": "Bob Bauer", "email": "bob(at)y", "phone": "34"},
+    ]
+
+    report = import_leads(crm, people.mia.id, rows, lenient=True)
+
+    assert (report.created, report.skipped, report.merged) == (2, 0, 0)
+    assert set(leads_by_name(crm)) == {"Ann Arbor", "Bob Bauer"}

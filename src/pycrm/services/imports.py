@@ -257,8 +257,9 @@ class ImporterService(Service):
         if external_id is not None:
             check_key("external_id", external_id)
         with Checks() as checks:
-            checks(check_text, "source", source, required=True, limit=60)
-            checks(check_text, "campaign", campaign, limit=200)
+            # Cleaned as a row's own source and campaign are (and as a capture's).
+            source = checks(check_text, "source", source, required=True, limit=60) or ""
+            campaign = checks(check_text, "campaign", campaign, limit=200)
             checks(check_bool, "lenient", lenient)
             checks(check_bool, "dry_run", dry_run)
             checks(check_int, "start_line", start_line, minimum=0)
