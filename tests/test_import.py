@@ -415,7 +415,8 @@ def test_policy_merge_fills_empty_fields_and_adds_the_new_phone_of_a_stored_lead
 
     before = snapshot(crm)
     again = import_leads(crm, people.mia.id, text_rows(data), on_duplicate="merge")
-    assert again.created == 0
+    assert (again.created, again.merged, again.skipped) == (0, 0, 3)
+    assert again.reasons == {"already imported": 3}
     assert snapshot(crm) == before  # nothing new to merge: no writes
 
 
@@ -454,6 +455,10 @@ def test_policy_skip_counts_a_row_matching_a_stored_contact(crm: pycrm.CRM) -> N
     for policy in ("skip", "merge"):
         report = import_leads(crm, people.mia.id, text_rows(data), on_duplicate=policy)
         assert (report.created, report.skipped, report.merged) == (0, 1, 0)
+        why = (
+            "duplicate of a stored record" if policy == "skip" else "duplicate of a stored contact"
+        )
+        assert report.reasons == {why: 1}
     assert "Carl Lead" not in leads_by_name(crm)
 
 
@@ -861,12 +866,20 @@ def test_a_merge_the_importer_may_not_make_is_reported_and_the_import_goes_on(
         s.customers.create(name="Sam's AG", emails=["info@sams.example"])
     data = b"name,email,phone\nSams,info@sams.example,030 1234567\nNew Co,new@co.example,\n"
 
-    with crm.session(actor=people.mia.id) as s:  # marketing updates only its own customers
-        report = s.importer.customers(text_rows(data), on_duplicate="merge")
+    out = io.StringIO()
+    writer = RejectsWriter(out, ["name", "email", "phone"])
 
-    assert report.created == 1
-    assert report.merged == 0
-    assert report.rejected + report.skipped == 1
+    with crm.session(actor=people.mia.id) as s:  # marketing updates only its own customers
+        report = s.importer.customers(text_rows(data), on_duplicate="merge", rejects=writer)
+
+    assert (report.created, report.merged, report.skipped, report.rejected) == (1, 0, 0, 1)
+    (reject,) = report.rejects
+    assert (reject.line, reject.field) == (2, "row")
+    assert reject.reason.startswith("matches a stored customer it cannot update: ")
+    assert "may not update customer" in reject.reason
+    # The rejects file gets the row as read, every column of it.
+    assert reject.values == {"name": "Sams", "email": "info@sams.example", "phone": "030 1234567"}
+    assert out.getvalue().splitlines()[1].endswith(",Sams,info@sams.example,030 1234567")
 
 
 # -- permissions ---------------------------------------------------------------------------

@@ -173,6 +173,8 @@ class _Row:
     line: int
     values: dict[str, Any]
     external_id: str
+    raw: Mapping[str, Any]
+    """The row as read, by column (what a reject hands back)."""
     keys: list[tuple[str, str]] = attrs.field(factory=list)
     lookalike: list[tuple[str, str]] = attrs.field(factory=list)
     """Name keys of stored records the matcher weighs when no email or phone is shared."""
@@ -399,7 +401,7 @@ class ImporterService(Service):
         if kind != "contact":
             values.pop("customer", None)
         external = str(ext) if ext else row_key(picked)
-        prepared = _Row(line, values, external)
+        prepared = _Row(line, values, external, raw)
         prepared.keys = [(p.kind.value, p.match_key()) for p in values["contact_points"] if p.valid]
         name = values.get("name")
         if kind == "customer":
@@ -625,7 +627,7 @@ class _Chunk:
                     row.line,
                     "row",
                     f"matches a stored {stored.resource} it cannot update: {exc}",
-                    row.values,
+                    row.raw,
                 ),
             )
             return
