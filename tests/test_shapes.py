@@ -197,6 +197,21 @@ def test_a_keyword_like_no_known_one_gets_no_hint(crm: pycrm.CRM) -> None:
     assert "did you mean" not in str(info.value)
 
 
+def test_a_misspelt_field_of_a_ticket_or_deal_update_gets_the_one_meant(crm: pycrm.CRM) -> None:
+    with crm.session(crm.system_actor) as s:
+        customer = s.customers.create("Acme")
+        ticket = s.tickets.open("Printer", customer_id=customer.id, channel="email")
+        deal = s.deals.create("Line", customer_id=customer.id, amount=pycrm.Money.of("10", "EUR"))
+        for call, meant in (
+            (lambda: s.tickets.update(ticket.id, priorty="high"), "priority"),
+            (lambda: s.deals.update(deal.id, ammount=None), "amount"),
+        ):
+            with pytest.raises(ValidationError) as info:
+                call()
+            assert f"did you mean `{meant}=`?" in str(info.value)
+        assert s.tickets.get(ticket.id).version == ticket.version  # nothing changed
+
+
 # -- the phone region of one call, and of the record's country ----------------------------------
 
 

@@ -84,7 +84,7 @@ _SYNONYMS = {
 }
 
 
-def _hint(name: str, allowed: set[str]) -> str:
+def keyword_hint(name: str, allowed: set[str]) -> str:
     """``: did you mean `emails=`?`` for the known keyword closest to ``name`` (or nothing)."""
     key = name.lower() if isinstance(name, str) else ""
     meant = _SYNONYMS.get(key)
@@ -179,7 +179,7 @@ class Service:
             raise ValidationError(
                 name,
                 filters[name],
-                f"is not a filter of {method.__name__}(){_hint(name, taken)}",
+                f"is not a filter of {method.__name__}(){keyword_hint(name, taken)}",
             )
 
         def page(after: str | None) -> list[T]:
@@ -262,7 +262,7 @@ class RecordService(Service, Generic[R]):
             raise ValidationError(
                 unknown[0],
                 values[unknown[0]],
-                f"is not a {self.record_type.resource} field{_hint(unknown[0], known)}",
+                f"is not a {self.record_type.resource} field{keyword_hint(unknown[0], known)}",
             )
         derive = self._derives_name(values, creating=creating, current=current)
         out: dict[str, Any] = {}
