@@ -26,12 +26,14 @@ import pytest
 import pycrm
 import support
 from pycrm.csvfiles import count_rows, detect_encoding, read_rows
-from pycrm.domain.audit import AuditEntry
+from pycrm.domain.audit import AuditEntry, compact
 from pycrm.domain.contact_points import PointKind
 from pycrm.domain.imports import ALIASES, ImportReport, Reject, resolve_mapping, row_key
 from pycrm.domain.leads import Lead, LeadStatus
 from pycrm.errors import ConfigurationError, PermissionDenied, ValidationError
+from pycrm.serialization import to_dict
 from pycrm.services.imports import RejectsWriter
+from pycrm.testing.clock import FakeClock
 from support import snapshot
 
 ConnectFn = Callable[..., pycrm.CRM]
@@ -1381,3 +1383,231 @@ def test_lenient_rows_with_different_invalid_emails_are_no_duplicates_of_each_ot
 
     assert (report.created, report.skipped, report.merged) == (2, 0, 0)
     assert set(leads_by_name(crm)) == {"Ann Arbor", "Bob Bauer"}
+
+
+# -- merging, routing, the record of an import, dry runs -------------------------------------
+
+
+def test_merge_folds_each_row_into_the_record_or_earlier_row_it_shares_a_key_with(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=people.mia.id) as s:
+        s.leads.capture("Stored Person", email="Stored.Person@S.example", source="webform")
+    data = (
+        b"name,email,phone,company\n"
+        b"Ann Arbor,ann@x.example,,\n"  # 2 created
+        b"Bob Bauer,bob@x.example,,\n"  # 3 created
+        b"Ann A.,ANN@x.example,+49 30 1111111,\n"  # 4 merged into 2
+        b"Bob B.,bob@x.example,+49 30 2222222,\n"  # 5 merged into 3
+        b"Ann Again,ann@x.example,,Arbor AG\n"  # 6 merged into 2
+        b"New Phone,,+49 30 3333333,\n"  # 7 created
+        # 8: the stored lead's email and row 7's phone: the stored record wins
+        b"Stored,stored.person@s.example,+49 30 3333333,S Inc\n"
+    )
+    rows = text_rows(data)
+
+    report = import_leads(crm, people.mia.id, rows, on_duplicate="merge")
+
+    assert (report.created, report.merged, report.skipped, report.rejected) == (3, 4, 0, 0)
+    assert report.reasons == {"merged into an earlier row": 3, "merged into a stored record": 1}
+    leads = leads_by_name(crm)
+    assert set(leads) == {"Stored Person", "Ann Arbor", "Bob Bauer", "New Phone"}
+    ann, bob, stored = leads["Ann Arbor"], leads["Bob Bauer"], leads["Stored Person"]
+    assert (points(ann, PointKind.EMAIL), points(ann, PointKind.PHONE)) == (
+        ["ann@x.example"],
+        ["+49301111111"],
+    )
+    assert ann.company == "Arbor AG"
+    assert (points(bob, PointKind.EMAIL), points(bob, PointKind.PHONE)) == (
+        ["bob@x.example"],
+        ["+49302222222"],
+    )
+    # The same address in other letters is no new email of the stored lead.
+    assert (points(stored, PointKind.EMAIL), points(stored, PointKind.PHONE)) == (
+        ["Stored.Person@s.example"],
+        ["+49303333333"],
+    )
+    assert stored.company == "S Inc"
+    assert points(leads["New Phone"], PointKind.PHONE) == ["+49303333333"]
+
+
+def test_contacts_take_the_import_options_and_a_namesake_is_weighed_not_merged(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=people.sam.id) as s:
+        acme = s.customers.create(name="Acme GmbH")
+        carl = s.contacts.create("Carl Contact", customer_id=acme.id, emails=["carl@acme.example"])
+    rows = [
+        {"name": "Carl C.", "email": "CARL@acme.example", "phone": "030 7654321", "customer": ""},
+        # A stored contact of the same name, no shared email or phone: the matcher decides.
+        {"name": "Contact, Carl", "phone": "030 1234567", "customer": "ACME GmbH"},
+    ]
+
+    with crm.session(actor=people.sam.id) as s:
+        report = s.importer.contacts(rows, on_duplicate="merge", source="ignored")
+
+    assert (report.created, report.merged) == (1, 1)
+    assert report.reasons == {"merged into a stored record": 1}
+    contacts = {c.name: c for c in snapshot(crm)["Contact"]}
+    assert set(contacts) == {"Carl Contact", "Contact, Carl"}
+    assert points(contacts["Carl Contact"], PointKind.PHONE) == ["+49307654321"]
+    assert contacts["Carl Contact"].id == carl.id
+    assert contacts["Contact, Carl"].customer_id == acme.id
+
+
+def test_imported_leads_are_scored_and_routed_by_their_own_fields(
+    connect_crm: ConnectFn, fake_clock: FakeClock
+) -> None:
+    crm = connect_crm(
+        routing_rules=[{"name": "de", "when": {"region": ["DE"]}, "pick": "first"}],
+        default_region="DE",
+    )
+    people = staff(crm)
+    fake_clock.advance(hours=3)
+    rows = [
+        {"name": "Ann Arbor", "email": "ann@x.example", "company": "Arbor AG", "region": "DE"},
+        {"name": "Bob Bauer", "region": "US"},
+    ]
+
+    import_leads(crm, people.mia.id, rows)
+
+    leads = leads_by_name(crm)
+    ann, bob = leads["Ann Arbor"], leads["Bob Bauer"]
+    assert ann.status is LeadStatus.ASSIGNED
+    assert ann.owner_id in (people.sam.id, people.kim.id)
+    assert (ann.assigned_at, ann.assigned_by) == (fake_clock.now(), "pycrm.routing:de")
+    assert (bob.status, bob.owner_id, bob.assigned_at) == (LeadStatus.NEW, None, None)
+    with crm.session(actor=people.mia.id) as s:  # scored as a capture of the same lead is
+        twin = s.leads.capture(
+            "Ann Twin", email="twin@x.example", company="Arbor AG", region="DE", source="import"
+        )
+        single = s.leads.capture("Bob Twin", region="US", source="import")
+    assert (ann.score, bob.score) == (twin.score, single.score)
+    assert (twin.score or 0) > (single.score or 0)
+
+
+def test_an_imported_lead_is_audited_and_announced_in_the_form_a_capture_is(
+    crm: pycrm.CRM, fake_clock: FakeClock
+) -> None:
+    people = staff(crm)
+    fake_clock.advance(minutes=5)
+    heard: list[Any] = []
+
+    def hear(sender: Any, event: Any) -> None:
+        heard.append(event)
+
+    pycrm.signals.lead_captured.connect(hear)
+    try:
+        import_leads(crm, people.mia.id, [{"name": "Ann Arbor", "email": "ann@x.example"}])
+    finally:
+        pycrm.signals.lead_captured.disconnect(hear)
+
+    stored = snapshot(crm)
+    (lead,) = stored["Lead"]
+    (entry,) = [e for e in stored["AuditEntry"] if e.record_id == lead.id]
+    assert (entry.tenant_id, entry.at, entry.actor_id, entry.department) == (
+        lead.tenant_id,
+        lead.created_at,
+        people.mia.id,
+        "marketing",
+    )
+    assert (entry.action, entry.record_type) == ("import", "lead")
+    assert entry.snapshot == compact(to_dict(lead))
+    (event,) = heard
+    assert (event.name, event.tenant_id, event.actor_id, event.occurred_at) == (
+        "lead_captured",
+        lead.tenant_id,
+        people.mia.id,
+        fake_clock.now(),
+    )
+    assert (event.record_type, event.record_id, event.before, event.after) == (
+        "lead",
+        lead.id,
+        None,
+        entry.snapshot,
+    )
+    (message,) = [m for m in stored["OutboxMessage"] if m.name.startswith("lead_")]
+    assert (message.id, message.name, message.tenant_id) == (
+        event.id,
+        "lead_captured",
+        lead.tenant_id,
+    )
+    assert message.payload == to_dict(event)
+
+
+@pytest.mark.parametrize("chunk_size", [1000, 1])
+def test_a_dry_run_reports_what_the_import_would_do_and_writes_nothing(
+    crm: pycrm.CRM, chunk_size: int
+) -> None:
+    people = staff(crm)
+    stored_lead(crm, people.mia.id)
+    before, audit_before = snapshot(crm), all_audit(crm)
+    seen: list[int] = []
+    written = io.StringIO()
+
+    dry = import_leads(
+        crm,
+        people.mia.id,
+        text_rows(BAD_FILE),
+        dry_run=True,
+        chunk_size=chunk_size,
+        progress=seen.append,
+        rejects=RejectsWriter(written, HEADER),
+    )
+
+    assert snapshot(crm) == before
+    assert all_audit(crm) == audit_before
+    assert seen == (list(range(1, 12)) if chunk_size == 1 else [11])
+    assert len(written.getvalue().splitlines()) == 1 + 6
+    real = import_leads(crm, people.mia.id, text_rows(BAD_FILE), chunk_size=chunk_size)
+    assert (dry.rows, dry.created, dry.skipped, dry.rejected) == (11, 3, 2, 6)
+    assert (dry.created, dry.skipped, dry.rejected) == (real.created, real.skipped, real.rejected)
+    assert dry.reasons == real.reasons
+    assert dry.elapsed > 0
+
+
+def test_a_dry_run_records_no_refusal(crm: pycrm.CRM) -> None:
+    people = staff(crm)
+    with crm.session(actor=people.sam.id) as s:
+        s.customers.create(name="Sam's AG", emails=["info@sams.example"])
+    rows = [{"name": "Sams", "email": "info@sams.example", "phone": "030 1234567"}]
+    audit_before = all_audit(crm)
+
+    with crm.session(actor=people.mia.id) as s:
+        dry = s.importer.customers(rows, on_duplicate="merge", dry_run=True)
+    assert dry.rejected == 1
+    assert all_audit(crm) == audit_before
+    with crm.session(actor=people.mia.id) as s:  # the real import records the refused update
+        s.importer.customers(rows, on_duplicate="merge")
+    refused = [e for e in all_audit(crm) if e not in audit_before]
+    assert [(e.action, e.record_type) for e in refused] == [("denied:update", "customer")]
+
+
+@pytest.mark.parametrize("chunk_size", [1000, 1])
+def test_a_row_sharing_a_key_an_earlier_merge_brought_merges_whatever_the_chunk_size(
+    crm: pycrm.CRM, chunk_size: int
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=people.mia.id) as s:
+        s.leads.capture("Stored Person", email="stored@s.example", source="webform")
+    data = (
+        b"name,email,phone,company\n"
+        b"Ann Arbor,ann@x.example,,\n"
+        b"Ann A.,ann@x.example,+49 30 1111111,\n"  # brings Ann's phone
+        b"Ann Phone,,+49 30 1111111,Arbor AG\n"  # Ann's by that phone
+        b"Stored,stored@s.example,+49 30 2222222,\n"  # brings the stored lead's phone
+        b"Stored Phone,,+49 30 2222222,S Inc\n"  # the stored lead's by that phone
+    )
+
+    report = import_leads(
+        crm, people.mia.id, text_rows(data), on_duplicate="merge", chunk_size=chunk_size
+    )
+
+    assert (report.created, report.merged, report.rejected) == (1, 4, 0)
+    leads = leads_by_name(crm)
+    assert set(leads) == {"Stored Person", "Ann Arbor"}
+    ann, stored = leads["Ann Arbor"], leads["Stored Person"]
+    assert (points(ann, PointKind.PHONE), ann.company) == (["+49301111111"], "Arbor AG")
+    assert (points(stored, PointKind.PHONE), stored.company) == (["+49302222222"], "S Inc")

@@ -471,7 +471,9 @@ class _Chunk:
         for row in rows:
             if row.external_id in stored_ext and self.policy == "merge":
                 # The same row imported before: update that record, never duplicate it.
-                self._update(stored_ext[row.external_id], row, "updated by its external id")
+                stored = stored_ext[row.external_id]
+                if self._update(stored, row, "updated by its external id"):
+                    self._learn(existing, row, stored)
                 continue
             if row.external_id in stored_ext or row.external_id in seen_ext:
                 self.report.add("skipped", "already imported")
@@ -490,7 +492,7 @@ class _Chunk:
                         "duplicate of " + ("a stored record" if match else "an earlier row"),
                     )
                     continue
-                self._merge(match, earlier, row, pending)
+                self._merge(match, earlier, row, pending, existing)
                 continue
             if (match or earlier) is not None:
                 self.report.add("flagged", "possible duplicate (flagged)")
@@ -587,6 +589,7 @@ class _Chunk:
         earlier: Record | None,
         row: _Row,
         pending: dict[tuple[str, str], Record],
+        existing: dict[tuple[str, str], Record],
     ) -> None:
         if earlier is not None and match is None:
             merged = attrs.evolve(earlier, **_survivors(earlier, row.values))
@@ -594,16 +597,30 @@ class _Chunk:
             for key, value in list(pending.items()):
                 if value is earlier:
                     pending[key] = merged
+            self._learn(pending, row, merged)
             self.report.add("merged", "merged into an earlier row")
             return
         assert match is not None
         if not isinstance(match, self.cls):
             self.report.add("skipped", f"duplicate of a stored {match.resource}")
             return
-        self._update(match, row, "merged into a stored record")
+        if self._update(match, row, "merged into a stored record"):
+            self._learn(existing, row, match)
 
-    def _update(self, stored: Record, row: _Row, reason: str) -> None:
+    @staticmethod
+    def _learn(found: dict[tuple[str, str], Record], row: _Row, record: Record) -> None:
+        """Later rows sharing an email or phone ``row`` merged into ``record`` match it too.
+
+        So a file gives the same records whatever its chunk size: in a later
+        chunk the probe would find the key on the stored record.
+        """
+        for key in row.keys:
+            found.setdefault(key, record)
+
+    def _update(self, stored: Record, row: _Row, reason: str) -> bool:
         """Fill ``stored``'s empty fields from ``row``, as the actor, or reject the row.
+
+        True when the row changed the record.
 
         A row that changes nothing counts as already imported. One the actor
         may not apply (no right to update that record, or a lead already
@@ -617,7 +634,7 @@ class _Chunk:
             }
             if not changes:
                 self.report.add("skipped", "already imported")
-                return
+                return False
             service._change(current, None, "update", **changes)
         except (NotFound, PermissionDenied, InvalidTransition) as exc:
             _refuse(
@@ -630,8 +647,9 @@ class _Chunk:
                     row.raw,
                 ),
             )
-            return
+            return False
         self.report.add("merged", reason)
+        return True
 
     def _route(self, lead: Lead) -> Lead:
         s = self.s
