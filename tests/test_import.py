@@ -1611,3 +1611,29 @@ def test_a_row_sharing_a_key_an_earlier_merge_brought_merges_whatever_the_chunk_
     ann, stored = leads["Ann Arbor"], leads["Stored Person"]
     assert (points(ann, PointKind.PHONE), ann.company) == (["+49301111111"], "Arbor AG")
     assert (points(stored, PointKind.PHONE), stored.company) == (["+49302222222"], "S Inc")
+
+
+def test_contacts_import_from_a_file_without_a_customer_column(crm: pycrm.CRM) -> None:
+    people = staff(crm)
+
+    with crm.session(actor=people.mia.id) as s:
+        report = s.importer.contacts(text_rows(b"name,email\nNora Nolink,nora@n.example\n"))
+
+    assert (report.created, report.rejected) == (1, 0)
+    (nora,) = snapshot(crm)["Contact"]
+    assert (nora.name, nora.customer_id) == ("Nora Nolink", None)
+
+
+def test_a_row_the_matcher_finds_like_two_stored_leads_is_one_duplicate(crm: pycrm.CRM) -> None:
+    people = staff(crm)
+    with crm.session(actor=people.mia.id) as s:
+        for email in ("ada@engines.example", "ada.lovelace@engines.example"):
+            s.leads.capture(
+                "Ada Lovelace", source="webform", email=email, company="Analytical Engines Ltd"
+            )
+    rows = [{"name": "Lovelace, Ada", "company": "Analytical Engines", "phone": "+44 20 7946 0018"}]
+
+    report = import_leads(crm, people.mia.id, rows)
+
+    assert (report.created, report.skipped) == (0, 1)
+    assert report.reasons == {"duplicate of a stored record": 1}
