@@ -177,3 +177,17 @@ def test_a_document_shared_with_a_role_or_a_person(world: SimpleNamespace) -> No
             "quote.pdf",
             "note.txt",
         ]
+
+
+def test_a_document_takes_no_documents(world: SimpleNamespace) -> None:
+    # A document is read through the record it is about; one about a document used to be
+    # stored but readable by no one, the system actor included (refused() checks that
+    # nothing is stored).
+    w, crm = world, world.crm
+    for actor in (crm.system_actor, w.sam.id):
+        errors = refused(
+            crm,
+            actor,
+            (ValidationError, lambda s: s.documents.attach("document", w.quote.id, "x", b"x")),
+        )
+        assert [getattr(e, "field", None) for e in errors] == ["record_type"]
