@@ -21,6 +21,7 @@ import pycrm
 from pycrm import Money, signals
 from pycrm.domain.audit import AuditEntry
 from pycrm.domain.deals import DealStatus
+from pycrm.domain.merging import Merge
 from pycrm.domain.org import User
 from pycrm.domain.permissions import DEFAULT_POLICY, Policy
 from pycrm.domain.receivables import Receivable
@@ -31,7 +32,7 @@ from pycrm.serialization import to_dict
 from pycrm.services.audit import AuditService
 from pycrm.session import Session
 from pycrm.testing import FakeClock
-from support import snapshot
+from support import snapshot, staff
 
 EUR = "EUR"
 
@@ -885,3 +886,131 @@ def test_merging_needs_delete_on_every_duplicate(connect_crm: Any) -> None:
     assert snapshot(crm) == before
     with _as(crm, steward) as s:
         assert s.dedupe.merge(survivor.id, [own_copy.id]).merged_ids == (own_copy.id,)
+
+
+# -- the guard's checks in Python agree with its queries ---------------------------------
+
+
+def _every_audit_entry(crm: pycrm.CRM) -> list[AuditEntry]:
+    """The whole audit trail, refused attempts included, as the store holds it."""
+    uow = crm.store.begin("default")
+    try:
+        found: list[AuditEntry] = uow.repo(AuditEntry).find()
+        return found
+    finally:
+        uow.rollback()
+
+
+def test_an_audit_entry_read_by_id_is_one_the_audit_list_shows(connect_crm: Any) -> None:
+    # Sales reads its own customers and the whole audit trail, marketing no audit at all.
+    crm = connect_crm(
+        policy={
+            "grants": [
+                {"roles": ["*"], "resources": ["customer"], "actions": ["read"], "scope": "own"},
+                {"roles": ["sales"], "resources": ["audit_entry"], "actions": ["read"],
+                 "scope": "all"},
+            ]
+        }
+    )  # fmt: skip
+    people = staff(crm, sam="sales", kim="sales", mia="marketing")
+    with _system(crm) as s:
+        mine = s.customers.create("Mine AG", owner_id=people.sam.id)
+        theirs = s.customers.create("Theirs AG", owner_id=people.kim.id)
+    with _as(crm, people.mia) as s, pytest.raises(PermissionDenied):
+        s.audit.find()  # audited as a refused read of the audit trail itself
+    with _as(crm, people.sam) as s, pytest.raises(PermissionDenied):
+        s.deals.list()  # audited about no deal: nothing to hide
+    every = _every_audit_entry(crm)
+    with _as(crm, people.sam) as s:
+        listed = {e.id for e in s.audit.find(limit=1000)}
+        by_id = {e.id for e in every if s.read(AuditEntry).get(e.id) is not None}
+    about = {e.id: (e.record_type, e.record_id, e.action) for e in every}
+    assert sorted(about[i] for i in by_id) == sorted(about[i] for i in listed)
+    assert sorted(about[i] for i in listed) == sorted(
+        [("customer", mine.id, "create"), ("deal", "", "denied:read")]
+    )
+    assert {e.record_id for e in every} >= {theirs.id, ""}
+
+
+def test_merge_before_images_show_readable_records_without_their_hidden_fields(
+    connect_crm: Any,
+) -> None:
+    crm = connect_crm(
+        policy=DEFAULT_POLICY.extend(
+            {
+                "fields": [
+                    {"resource": "customer", "field": "grade", "hidden": True, "allowed": ["admin"]}
+                ]
+            }
+        ),
+        on_duplicate="allow",
+    )
+    people = staff(crm, max=("sales", ["sales_manager"]))
+    with _system(crm) as s:
+        acme = s.customers.create("Acme GmbH", grade="A")
+        twin = s.customers.create("ACME GmbH", grade="B")
+    with _as(crm, people.max) as s:
+        s.dedupe.merge(acme.id, [twin.id])
+    with _as(crm, people.max) as s:
+        merges = s.read(Merge).find()
+        entries = s.audit.find(record_type="merge")
+    with _system(crm) as s:
+        whole = s.read(Merge).find()
+    assert len(merges) == len(whole) == 1
+    assert len(entries) == 1
+    shown = {c.record_id: c.before for c in merges[0].changes}
+    logged = {c["record_id"]: c["before"] for c in (entries[0].snapshot or {})["changes"]}
+    kept = {c.record_id: c.before for c in whole[0].changes}
+    assert {kept[acme.id]["grade"], kept[twin.id]["grade"]} == {"A", "B"}
+    for images in (shown, logged):
+        assert images.keys() == kept.keys() >= {acme.id, twin.id}
+        for record_id, before in images.items():
+            assert before == {k: v for k, v in kept[record_id].items() if k != "grade"}
+
+
+def test_routing_candidates_are_listed_with_the_fields_hidden_from_the_reader_empty(
+    connect_crm: Any,
+) -> None:
+    crm = connect_crm(
+        policy=DEFAULT_POLICY.extend(
+            {
+                "fields": [
+                    {"resource": "user", "field": field, "hidden": True, "allowed": ["admin"]}
+                    for field in ("email", "on_leave", "team_ids")
+                ]
+            }
+        )
+    )
+    people = staff(crm, sam="sales", kim="sales")
+    with _system(crm) as s:
+        everyone = s.leads.candidates()
+    with _as(crm, people.sam) as s:
+        seen = s.leads.candidates()
+    assert [u.id for u in seen] == [u.id for u in everyone]
+    assert len(seen) == 2
+    assert {u.email for u in everyone} == {people.sam.email, people.kim.email}
+    for user in seen:
+        assert (user.email, user.on_leave, user.team_ids) == (None, None, ())
+
+
+def test_checks_on_any_grant_let_the_system_and_granted_users_through(
+    crm: pycrm.CRM, org: dict[str, User]
+) -> None:
+    with _system(crm) as s:
+        s.org.create_department("hr", "Human resources")
+        hal = s.org.create_user(name="Hal", email="hal@perm.example", department="hr", roles=["hr"])
+        funnel = s.analytics.stage_funnel()  # the system actor needs no deal grant
+    with _as(crm, hal) as s:  # HR's grant on users, though not an admin
+        made = s.org.create_user(name="Newbie", email="new@perm.example", department="sales")
+    assert made.department == "sales"
+    with _as(crm, org["rep"]) as s:
+        assert s.analytics.stage_funnel() == funnel  # sales reads deals
+    read: list[int] = []
+
+    def rows() -> Iterator[dict[str, str]]:
+        read.append(1)
+        yield {"name": "Never", "email": "never@x.example"}
+
+    with _as(crm, org["clerk"]) as s, pytest.raises(PermissionDenied):
+        s.importer.leads(rows())
+    assert read == [], "refused before reading a row"
