@@ -866,15 +866,20 @@ def test_a_merge_the_importer_may_not_make_is_reported_and_the_import_goes_on(
     people = staff(crm)
     with crm.session(actor=people.sam.id) as s:
         s.customers.create(name="Sam's AG", emails=["info@sams.example"])
-    data = b"name,email,phone\nSams,info@sams.example,030 1234567\nNew Co,new@co.example,\n"
-
+    data = (
+        b"name,email,phone\n"
+        b"Sams,info@sams.example,030 1234567\n"
+        b"New Co,new@co.example,\n"
+        # the phone of the refused row is not the stored customer's: a new customer
+        b"Sams Phone,,030 1234567\n"
+    )
     out = io.StringIO()
     writer = RejectsWriter(out, ["name", "email", "phone"])
 
     with crm.session(actor=people.mia.id) as s:  # marketing updates only its own customers
         report = s.importer.customers(text_rows(data), on_duplicate="merge", rejects=writer)
 
-    assert (report.created, report.merged, report.skipped, report.rejected) == (1, 0, 0, 1)
+    assert (report.created, report.merged, report.skipped, report.rejected) == (2, 0, 0, 1)
     (reject,) = report.rejects
     assert (reject.line, reject.field) == (2, "row")
     assert reject.reason.startswith("matches a stored customer it cannot update: ")
@@ -1637,3 +1642,44 @@ def test_a_row_the_matcher_finds_like_two_stored_leads_is_one_duplicate(crm: pyc
 
     assert (report.created, report.skipped) == (0, 1)
     assert report.reasons == {"duplicate of a stored record": 1}
+
+
+def test_a_customer_row_sharing_no_email_or_phone_is_matched_by_the_customer_model(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=people.sam.id) as s:
+        s.customers.create(
+            "Analytical Engines Ltd",
+            website="https://engines.example",
+            emails=["info@engines.example"],
+        )
+    rows = [
+        {"name": "Analytical Engines", "website": "https://www.engines.example/", "phone": ""},
+        {"name": "Analytical Engines", "website": "https://other.example", "phone": ""},
+    ]
+
+    with crm.session(actor=people.sam.id) as s:
+        report = s.importer.customers(rows)
+
+    assert (report.created, report.skipped) == (1, 1)
+    assert report.reasons == {"duplicate of a stored record": 1}
+    websites = sorted(c.website or "" for c in snapshot(crm)["Customer"])
+    assert websites == ["https://engines.example", "https://other.example"]
+
+
+def test_a_closed_lead_re_imported_by_its_external_id_is_still_no_ones_duplicate(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    import_leads(crm, people.mia.id, text_rows(b"id,name,email\nK-1,Kai Keen,kai@keen.example\n"))
+    with crm.session(actor=people.mia.id) as s:
+        (kai,) = s.leads.search("Kai")
+        s.leads.disqualify(kai.id, "no budget")
+    data = b"id,name,email\nK-1,Kai Keen,kai@keen.example\nK-2,Kai Again,kai@keen.example\n"
+
+    report = import_leads(crm, people.mia.id, text_rows(data), on_duplicate="merge")
+
+    assert (report.created, report.skipped, report.rejected) == (1, 1, 0)
+    assert report.reasons == {"already imported": 1}
+    assert set(leads_by_name(crm)) == {"Kai Keen", "Kai Again"}
