@@ -30,6 +30,7 @@ from pycrm.domain.audit import AuditEntry, compact
 from pycrm.domain.contact_points import PointKind
 from pycrm.domain.imports import ALIASES, ImportReport, Reject, resolve_mapping, row_key
 from pycrm.domain.leads import Lead, LeadStatus
+from pycrm.domain.permissions import DEFAULT_POLICY, Policy
 from pycrm.errors import ConfigurationError, PermissionDenied, ValidationError
 from pycrm.serialization import to_dict
 from pycrm.services.imports import RejectsWriter
@@ -1683,3 +1684,45 @@ def test_a_closed_lead_re_imported_by_its_external_id_is_still_no_ones_duplicate
     assert (report.created, report.skipped, report.rejected) == (1, 1, 0)
     assert report.reasons == {"already imported": 1}
     assert set(leads_by_name(crm)) == {"Kai Keen", "Kai Again"}
+
+
+def test_a_contact_is_not_linked_to_a_customer_the_importer_may_not_read(
+    connect_crm: ConnectFn,
+) -> None:
+    policy = Policy.from_dict(
+        {"grants": [{"roles": ["events"], "resources": ["contact"], "actions": ["create", "read"],
+                     "scope": "all"}]}
+    )  # fmt: skip
+    crm = connect_crm(policy=policy)
+    with crm.session(actor=crm.system_actor) as s:
+        s.org.create_department("events", "Events")
+        eve = s.org.create_user(name="Eve", email="eve@x.example", department="events")
+        s.customers.create("Acme GmbH")
+    rows = [{"name": "Carl Contact", "email": "carl@acme.example", "customer": "Acme GmbH"}]
+
+    with crm.session(actor=eve.id) as s:
+        report = s.importer.contacts(rows)
+
+    assert report.created == 1
+    (carl,) = snapshot(crm)["Contact"]
+    assert carl.customer_id is None
+
+
+def test_a_stored_contact_whose_contact_points_are_hidden_is_no_duplicate(
+    connect_crm: ConnectFn,
+) -> None:
+    policy = DEFAULT_POLICY.extend(
+        {"fields": [{"resource": "contact", "field": "contact_points", "hidden": True,
+                     "allowed": ["sales"]}]}
+    )  # fmt: skip
+    crm = connect_crm(policy=policy)
+    people = staff(crm)
+    with crm.session(actor=people.sam.id) as s:
+        acme = s.customers.create(name="Acme GmbH")
+        s.contacts.create("Carl Contact", customer_id=acme.id, emails=["carl@acme.example"])
+    data = b"name,email\nCarl Lead,carl@acme.example\n"
+
+    report = import_leads(crm, people.mia.id, text_rows(data))
+
+    # Skipping the row would tell marketing the contact's hidden email.
+    assert (report.created, report.skipped) == (1, 0)
