@@ -1370,6 +1370,7 @@ def test_an_external_id_from_a_generator_may_be_a_whole_number_but_must_be_a_key
         (5, "external_id"),
     ]
     assert report.rejects[0].reason == "must be text, not bool"
+    assert report.rejects[0].values == {"id": True, "name": "Tru Bool"}
     assert report.rejects[1].reason == "is longer than 200 characters"
     assert report.rejects[2].reason == "contains control characters or unpaired surrogates"
     leads = leads_by_name(crm)
@@ -1726,3 +1727,24 @@ def test_a_stored_contact_whose_contact_points_are_hidden_is_no_duplicate(
 
     # Skipping the row would tell marketing the contact's hidden email.
     assert (report.created, report.skipped) == (1, 0)
+
+
+def test_each_text_column_has_its_own_length_limit(crm: pycrm.CRM) -> None:
+    people = staff(crm)
+    rows = [
+        {"name": "Long Needs", "needs": "n" * 5000, "source": "s" * 60},
+        {"name": "Too Long Needs", "needs": "n" * 5001, "source": ""},
+        {"name": "Too Long Source", "needs": "", "source": "s" * 61},
+        {"name": "N" * 201, "needs": "", "source": ""},
+    ]
+
+    report = import_leads(crm, people.mia.id, rows)
+
+    assert report.created == 1
+    assert [(r.line, r.field) for r in report.rejects] == [(3, "needs"), (4, "source"), (5, "name")]
+    assert leads_by_name(crm)["Long Needs"].needs == "n" * 5000
+    with crm.session(actor=people.sam.id) as s:
+        report = s.importer.customers(
+            [{"name": "Web AG", "website": "https://x.example/" + "w" * 400}]
+        )
+    assert report.created == 1
