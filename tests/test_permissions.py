@@ -1011,6 +1011,49 @@ def test_checks_on_any_grant_let_the_system_and_granted_users_through(
         read.append(1)
         yield {"name": "Never", "email": "never@x.example"}
 
-    with _as(crm, org["clerk"]) as s, pytest.raises(PermissionDenied):
+    with _as(crm, org["clerk"]) as s, pytest.raises(PermissionDenied) as refusal:
         s.importer.leads(rows())
     assert read == [], "refused before reading a row"
+    denied = refusal.value
+    assert (denied.actor, denied.action, denied.resource) == (org["clerk"].id, "create", "lead")
+    assert str(denied).startswith(f"{org['clerk'].id} may not create lead: ")  # with a reason
+    with _system(crm) as s:
+        customer = s.customers.create("Mate's AG", owner_id=org["mate"].id)
+        deal = s.deals.create(
+            "Mate's deal", customer_id=customer.id, amount=eur("100"), owner_id=org["mate"].id
+        )
+    with _as(crm, org["rep"]) as s, pytest.raises(PermissionDenied) as refusal:
+        s.deals.update(deal.id, name="Mine now")  # sales updates its own deals only
+    denied = refusal.value
+    assert (denied.actor, denied.action, denied.resource) == (
+        org["rep"].id,
+        "update",
+        f"deal {deal.id}",
+    )
+
+
+def test_a_merge_shows_the_before_image_of_a_record_deleted_since_by_that_image(
+    connect_crm: Any,
+) -> None:
+    # Only a record no longer stored is judged by its before-image: sales reads leads, so
+    # the deleted survivor's image stays; finance reads no leads, so it goes.
+    crm = connect_crm(
+        policy=DEFAULT_POLICY.extend(
+            {"grants": [{"roles": ["*"], "resources": ["merge"], "actions": ["read"],
+                         "scope": "all"}]}
+        ),
+        on_duplicate="allow",
+    )  # fmt: skip
+    people = staff(crm, sam="sales", fay="finance")
+    with _system(crm) as s:
+        first = s.leads.capture("Ann Example", source="webform", email="ann@x.example")
+        second = s.leads.capture("Ann Example", source="import", email="ann@x.example")
+        s.dedupe.merge(first.id, [second.id], record_type="lead")
+        s.leads.delete(first.id)
+    for who, expected in ((people.sam, {first.id, second.id}), (people.fay, set())):
+        with _as(crm, who) as s:
+            (merge,) = s.read(Merge).find()
+        shown = {c.record_id: c.before for c in merge.changes if c.record_type == "lead"}
+        assert shown.keys() == expected
+        for before in shown.values():
+            assert before["name"] == "Ann Example"
