@@ -20,10 +20,11 @@ import pytest
 import pycrm
 from pycrm import Money, signals
 from pycrm.domain.audit import AuditEntry
-from pycrm.domain.deals import DealStatus
+from pycrm.domain.deals import DealStatus, StageVisit
 from pycrm.domain.merging import Merge
 from pycrm.domain.org import User
 from pycrm.domain.permissions import DEFAULT_POLICY, Policy
+from pycrm.domain.query import Eq
 from pycrm.domain.receivables import Receivable
 from pycrm.domain.tasks import TaskStatus
 from pycrm.domain.tickets import TicketStatus
@@ -1057,3 +1058,43 @@ def test_a_merge_shows_the_before_image_of_a_record_deleted_since_by_that_image(
         assert shown.keys() == expected
         for before in shown.values():
             assert before["name"] == "Ann Example"
+
+
+def test_stage_visits_hide_what_the_deals_hidden_fields_would_tell(connect_crm: Any) -> None:
+    # The deal's stage is hidden from all but admins, and so are the visits' stage fields;
+    # a field hidden on the visits themselves stays hidden as well.
+    crm = connect_crm(
+        policy=DEFAULT_POLICY.extend(
+            {
+                "fields": [
+                    {"resource": "deal", "field": "stage", "hidden": True, "allowed": ["admin"]},
+                    {"resource": "stage_visit", "field": "pipeline_id", "hidden": True,
+                     "allowed": ["admin"]},
+                ]
+            }
+        )
+    )  # fmt: skip
+    people = staff(crm, sam="sales")
+    with _system(crm) as s:
+        customer = s.customers.create("Acme AG")
+        deal = s.deals.create(
+            "Acme deal", customer_id=customer.id, amount=eur("100"), owner_id=people.sam.id
+        )
+        s.deals.win(deal.id)
+        whole = s.read(StageVisit).find()
+    with _as(crm, people.sam) as s:
+        seen = s.read(StageVisit).find()
+        with pytest.raises(PermissionDenied):
+            s.read(StageVisit).find(Eq("position", 0))
+        assert s.read(StageVisit).count(Eq("owner_id", people.sam.id)) == len(whole)
+    assert len(whole) == len(seen) == 2
+    hidden = ("stage", "position", "reached_before", "entered_at", "left_at", "moved_by")
+    for visit in sorted(seen, key=lambda v: v.id):
+        stored = next(v for v in whole if v.id == visit.id)
+        assert all(getattr(stored, f) is not None for f in ("stage", "position", "pipeline_id"))
+        assert [getattr(visit, f) for f in (*hidden, "pipeline_id")] == [None] * 7
+        assert (visit.deal_id, visit.owner_id, visit.opened_at) == (
+            deal.id,
+            people.sam.id,
+            stored.opened_at,
+        )
