@@ -507,14 +507,16 @@ def test_a_re_import_with_merge_updates_the_record_with_that_external_id(crm: py
     people = staff(crm)
     import_leads(crm, people.mia.id, text_rows(b"id,name,email\nK-1,Kai Keen,\n"))
 
-    report = import_leads(
-        crm,
-        people.mia.id,
-        text_rows(b"id,name,email,company\nK-1,Kai Keen,kai@keen.example,Keen AG\n"),
-        on_duplicate="merge",
+    data = (
+        b"id,name,email,company\n"
+        b"K-1,Kai Keen,kai@keen.example,Keen AG\n"
+        b"K-2,Kai Again,Kai@Keen.example,\n"  # by the email K-1 brought: the same lead
     )
 
-    assert report.merged == 1
+    report = import_leads(crm, people.mia.id, text_rows(data), on_duplicate="merge")
+
+    assert (report.created, report.merged, report.skipped) == (0, 1, 1)
+    assert report.reasons == {"updated by its external id": 1, "already imported": 1}
     (lead,) = snapshot(crm)["Lead"]
     assert lead.company == "Keen AG"
     assert points(lead, PointKind.EMAIL) == ["kai@keen.example"]
@@ -1582,9 +1584,11 @@ def test_a_dry_run_records_no_refusal(crm: pycrm.CRM) -> None:
     rows = [{"name": "Sams", "email": "info@sams.example", "phone": "030 1234567"}]
     audit_before = all_audit(crm)
 
+    told: list[Reject] = []
     with crm.session(actor=people.mia.id) as s:
-        dry = s.importer.customers(rows, on_duplicate="merge", dry_run=True)
+        dry = s.importer.customers(rows, on_duplicate="merge", dry_run=True, rejects=told.append)
     assert dry.rejected == 1
+    assert told == dry.rejects
     assert all_audit(crm) == audit_before
     with crm.session(actor=people.mia.id) as s:  # the real import records the refused update
         s.importer.customers(rows, on_duplicate="merge")
@@ -1748,3 +1752,66 @@ def test_each_text_column_has_its_own_length_limit(crm: pycrm.CRM) -> None:
             [{"name": "Web AG", "website": "https://x.example/" + "w" * 400}]
         )
     assert report.created == 1
+
+
+def test_an_import_in_a_tenant_writes_to_that_tenant(crm: pycrm.CRM) -> None:
+    rows = [{"name": "Acme GmbH", "email": "info@acme.example"}]
+
+    with crm.session(actor=crm.system_actor, tenant="north") as s:
+        report = s.importer.customers(rows)
+
+    assert report.created == 1
+    with crm.session(actor=crm.system_actor, tenant="north") as s:
+        assert [c.name for c in s.customers.search("Acme")] == ["Acme GmbH"]
+    with crm.session(actor=crm.system_actor) as s:
+        assert s.customers.search("Acme") == []
+
+
+def test_a_lead_importer_who_may_not_read_contacts_is_not_refused_for_it(
+    connect_crm: ConnectFn,
+) -> None:
+    policy = Policy.from_dict(
+        {"grants": [{"roles": ["events"], "resources": ["lead"], "actions": ["create", "read"],
+                     "scope": "all"}]}
+    )  # fmt: skip
+    crm = connect_crm(policy=policy)
+    with crm.session(actor=crm.system_actor) as s:
+        s.org.create_department("events", "Events")
+        eve = s.org.create_user(name="Eve", email="eve@x.example", department="events")
+        acme = s.customers.create("Acme GmbH")
+        s.contacts.create("Carl Contact", customer_id=acme.id, emails=["carl@acme.example"])
+    rows = [{"name": "Carl Lead", "email": "carl@acme.example"}]
+
+    with crm.session(actor=eve.id) as s:
+        report = s.importer.leads(rows)
+
+    assert (report.created, report.skipped) == (1, 0)  # the contact stays unseen
+
+
+def test_a_customer_row_sharing_an_email_with_a_stored_contact_is_a_new_customer(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=people.sam.id) as s:
+        acme = s.customers.create(name="Acme GmbH")
+        s.contacts.create("Carl Contact", customer_id=acme.id, emails=["carl@acme.example"])
+
+    with crm.session(actor=people.sam.id) as s:
+        report = s.importer.customers([{"name": "Carl Consulting", "email": "carl@acme.example"}])
+
+    assert (report.created, report.skipped) == (1, 0)
+
+
+def test_a_row_repeating_an_earlier_rows_email_is_skipped_as_its_duplicate(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    rows = [
+        {"name": "Ann Arbor", "email": "ann@x.example"},
+        {"name": "Ann Again", "email": "ANN@x.example"},
+    ]
+
+    report = import_leads(crm, people.mia.id, rows)
+
+    assert (report.created, report.skipped) == (1, 1)
+    assert report.reasons == {"duplicate of an earlier row": 1}
