@@ -227,3 +227,24 @@ def test_history_and_as_of_read_entries_written_in_the_old_form(
         ]
         assert [s.customers.as_of(acme.id, t) for t in (t1, t2)] == expected["as_of"]
         assert s._uow.repo(AuditEntry).get(stored[-1].id).snapshot is not None  # the old form
+
+
+def test_a_reader_with_nothing_hidden_sees_their_entries_as_they_are_stored(
+    crm: pycrm.CRM,
+) -> None:
+    # Redaction touches only what the policy hides: lists of values and of contact points,
+    # and a merge's ids, come back as written.
+    with system(crm) as s:
+        ada = s.org.create_user("Ada", "ada@example.com", "sales", roles=["sales_manager"])
+    with crm.session(actor=ada.id) as s:
+        acme = s.customers.create("Acme", tags=["vip"], emails=["info@acme.example"])
+        s.customers.update(acme.id, tags=["vip", "b2b"], phones=["+49 30 1234567"])
+        twin = s.customers.create("ACME", emails=["info@acme.example"], on_duplicate="allow")
+        s.dedupe.merge(acme.id, [twin.id])
+    with system(crm) as s:
+        stored = s.audit.find(actor_id=ada.id)
+    with crm.session(actor=ada.id) as s:
+        seen = s.audit.find(actor_id=ada.id)
+    assert {e.record_type for e in stored} >= {"customer", "merge"}
+    assert any("tags" in e.changes for e in stored)
+    assert seen == stored
