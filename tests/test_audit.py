@@ -8,7 +8,9 @@ import attrs
 import pytest
 
 import pycrm
+from conftest import ConnectFn
 from pycrm.domain.audit import CHECKPOINT, AuditEntry, diff
+from pycrm.domain.permissions import DEFAULT_POLICY
 from pycrm.domain.query import Eq, OrderBy
 from pycrm.errors import PermissionDenied, ValidationError
 from pycrm.serialization import to_dict
@@ -248,3 +250,39 @@ def test_a_reader_with_nothing_hidden_sees_their_entries_as_they_are_stored(
     assert {e.record_type for e in stored} >= {"customer", "merge"}
     assert any("tags" in e.changes for e in stored)
     assert seen == stored
+
+
+def test_an_entry_loses_only_the_hidden_fields_and_custom_keys_of_a_change(
+    connect_crm: ConnectFn,
+) -> None:
+    crm = connect_crm(
+        policy=DEFAULT_POLICY.extend(
+            {
+                "grants": [{"roles": ["sales"], "resources": ["audit_entry"], "actions": ["read"],
+                            "scope": "all"}],
+                "fields": [{"resource": "customer", "field": "industry", "hidden": True,
+                            "allowed": ["admin"]}],
+            }
+        )
+    )  # fmt: skip
+    with system(crm) as s:
+        ada = s.org.create_user("Ada", "ada@example.com", "sales")
+        s.fields.define("customer", "margin", "decimal", readable_by=["finance"])
+        s.fields.define("customer", "tier", "text")
+        acme = s.customers.create("Acme")
+        # industry (hidden) changes first, before fields the reader may see
+        s.customers.update(
+            acme.id, industry="machinery", grade="A", region="north",
+            custom={"tier": "gold", "margin": "5"},
+        )  # fmt: skip
+        s.customers.update(acme.id, custom={"tier": "gold", "margin": "6"})
+    with crm.session(actor=ada.id) as s:
+        updates = s.audit.find(record_id=acme.id, action="update")
+    assert [e.changes for e in updates] == [
+        {
+            "grade": [None, "A"],
+            "region": [None, "north"],
+            "custom": [{}, {"tier": "gold"}],
+        },
+        {},  # a change to the margin alone is none the reader can see
+    ]
