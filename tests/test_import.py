@@ -859,8 +859,11 @@ def test_customers_are_imported_with_their_policies(crm: pycrm.CRM) -> None:
     assert merged.id == stored.id
     assert merged.industry == "retail"
     assert points(merged, PointKind.PHONE) == ["+49891234567"]
-    audit = Counter(e.action for e in snapshot(crm)["AuditEntry"] if e.record_type == "customer")
+    stored = snapshot(crm)
+    audit = Counter(e.action for e in stored["AuditEntry"] if e.record_type == "customer")
     assert audit == {"create": 1, "import": 1, "update": 1}
+    names = Counter(m.name for m in stored["OutboxMessage"] if m.name.startswith("customer_"))
+    assert names == {"customer_created": 2, "customer_updated": 1}
 
 
 def test_a_merge_the_importer_may_not_make_is_reported_and_the_import_goes_on(
@@ -942,6 +945,8 @@ def test_imported_leads_are_routed_and_get_first_contact_tasks(connect_crm: Conn
         assert tasks[lead.id].related_type == "lead"
     names = Counter(m.name for m in stored["OutboxMessage"])
     assert names["lead_captured"] == names["lead_assigned"] == names["task_created"] == 6
+    audit = Counter((e.record_type, e.action) for e in stored["AuditEntry"])
+    assert (audit["lead", "import"], audit["task", "create"]) == (6, 6)
 
     before = snapshot(crm)
     assert import_leads(crm, people.mia.id, text_rows(data)).created == 0
@@ -1230,6 +1235,8 @@ def test_options_of_the_wrong_kind_are_refused_naming_the_option(
     with pytest.raises(ValidationError) as info:
         import_leads(crm, people.mia.id, [{"name": "Ann Arbor"}], **options)
     assert info.value.field == field
+    if field in options:
+        assert info.value.value == options[field]
     assert info.value.reason
     assert snapshot(crm) == before
 
@@ -1241,6 +1248,7 @@ def test_rows_that_are_not_an_iterable_of_rows_are_refused(crm: pycrm.CRM, rows:
         import_leads(crm, people.mia.id, rows)
     assert info.value.field == "rows"
     assert info.value.value == rows
+    assert info.value.reason
 
 
 @pytest.mark.parametrize("chunk_size", [1, 50_000])
@@ -1815,3 +1823,72 @@ def test_a_row_repeating_an_earlier_rows_email_is_skipped_as_its_duplicate(
 
     assert (report.created, report.skipped) == (1, 1)
     assert report.reasons == {"duplicate of an earlier row": 1}
+
+
+def test_a_dict_reader_numbers_a_multi_line_record_by_the_line_it_starts_on(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    data = (
+        b"name,email,needs\n"  # 1
+        b'Anna Alt,bad,"wants a demo\nand a quote"\n'  # 2-3
+        b"\n"  # 4
+        b'Bad Mail,bad,"x\ny\nz"\n'  # 5-7
+        b"Last Row,bad,\n"  # 8
+    )
+
+    report = import_leads(crm, people.mia.id, text_rows(data), start_line=2)
+
+    assert [(r.line, r.field) for r in report.rejects] == [(2, "email"), (5, "email"), (8, "email")]
+
+
+def test_the_default_chunk_is_1000_rows(crm: pycrm.CRM) -> None:
+    people = staff(crm)
+    seen: list[int] = []
+
+    report = import_leads(crm, people.mia.id, [{"name": ""}] * 1001, progress=seen.append)
+
+    assert report.rejected == 1001
+    assert seen == [1000, 1001]
+
+
+def test_a_closed_lead_does_not_hide_an_open_one_found_by_the_same_probe(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    with crm.session(actor=people.mia.id) as s:
+        closed = s.leads.capture("Old Lead", email="old@x.example", source="webform")
+        s.leads.disqualify(closed.id, "no budget")
+        s.leads.capture("Open Lead", email="open@x.example", source="webform")
+    rows = [
+        {"name": "New Old", "email": "old@x.example"},
+        {"name": "New Open", "email": "open@x.example"},
+    ]
+
+    report = import_leads(crm, people.mia.id, rows)
+
+    assert (report.created, report.skipped) == (1, 1)
+    assert "New Old" in leads_by_name(crm)
+
+
+def test_a_row_matching_a_merged_away_customer_merges_into_its_survivor(crm: pycrm.CRM) -> None:
+    people = staff(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        gone = s.customers.create(name="Acme GmbH", emails=["info@acme.example"])
+        survivor = s.customers.create(name="Acme", emails=["sales@acme.example"])
+        other = s.customers.create(name="Beta AG", emails=["info@beta.example"])
+    with crm.session(actor=crm.system_actor) as s:
+        s.dedupe.merge(survivor.id, [gone.id])
+    rows = [
+        {"name": "Acme Again", "email": "info@acme.example", "phone": "030 1234567"},
+        {"name": "Beta Again", "email": "info@beta.example", "phone": "030 7654321"},
+    ]
+
+    with crm.session(actor=people.sam.id) as s:
+        report = s.importer.customers(rows, on_duplicate="merge")
+
+    assert (report.created, report.merged, report.rejected) == (0, 2, 0)
+    customers = {c.id: c for c in snapshot(crm)["Customer"]}
+    assert points(customers[survivor.id], PointKind.PHONE) == ["+49301234567"]
+    assert points(customers[gone.id], PointKind.PHONE) == []
+    assert points(customers[other.id], PointKind.PHONE) == ["+49307654321"]
