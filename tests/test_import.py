@@ -859,10 +859,10 @@ def test_customers_are_imported_with_their_policies(crm: pycrm.CRM) -> None:
     assert merged.id == stored.id
     assert merged.industry == "retail"
     assert points(merged, PointKind.PHONE) == ["+49891234567"]
-    stored = snapshot(crm)
-    audit = Counter(e.action for e in stored["AuditEntry"] if e.record_type == "customer")
+    rows = snapshot(crm)
+    audit = Counter(e.action for e in rows["AuditEntry"] if e.record_type == "customer")
     assert audit == {"create": 1, "import": 1, "update": 1}
-    names = Counter(m.name for m in stored["OutboxMessage"] if m.name.startswith("customer_"))
+    names = Counter(m.name for m in rows["OutboxMessage"] if m.name.startswith("customer_"))
     assert names == {"customer_created": 2, "customer_updated": 1}
 
 
