@@ -1031,6 +1031,7 @@ def test_checks_on_any_grant_let_the_system_and_granted_users_through(
         "update",
         f"deal {deal.id}",
     )
+    assert str(denied).startswith(f"{org['rep'].id} may not update deal {deal.id}: ")
 
 
 def test_a_merge_shows_the_before_image_of_a_record_deleted_since_by_that_image(
