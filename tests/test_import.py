@@ -1225,6 +1225,7 @@ def test_the_importer_refuses_a_session_with_uncommitted_writes(crm: pycrm.CRM) 
         ({"mapping": ["name"]}, "mapping"),
         ({"chunk_size": "10"}, "chunk_size"),
         ({"chunk_size": 10.0}, "chunk_size"),
+        ({"on_duplicate": "overwrite"}, "on_duplicate"),
     ],
 )
 def test_options_of_the_wrong_kind_are_refused_naming_the_option(
