@@ -367,6 +367,7 @@ def test_a_file_without_a_name_column_is_refused(crm: pycrm.CRM) -> None:
     with pytest.raises(ValidationError) as info:
         import_leads(crm, people.mia.id, text_rows(b"email,phone\na@x.example,\n"))
     assert info.value.field == "mapping"
+    assert info.value.value == ["email", "phone"]
     assert "name" in info.value.reason
     assert snapshot(crm) == before
 
@@ -1774,6 +1775,9 @@ def test_an_import_in_a_tenant_writes_to_that_tenant(crm: pycrm.CRM) -> None:
         assert [c.name for c in s.customers.search("Acme")] == ["Acme GmbH"]
     with crm.session(actor=crm.system_actor) as s:
         assert s.customers.search("Acme") == []
+    with crm.session(actor=crm.system_actor, tenant="north") as s:  # a dry run there sees it
+        again = s.importer.customers([*rows, {"name": "Beta AG", "email": ""}], dry_run=True)
+    assert (again.created, again.skipped) == (1, 1)
 
 
 def test_a_lead_importer_who_may_not_read_contacts_is_not_refused_for_it(
