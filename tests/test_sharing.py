@@ -179,15 +179,18 @@ def test_a_document_shared_with_a_role_or_a_person(world: SimpleNamespace) -> No
         ]
 
 
-def test_a_document_takes_no_documents(world: SimpleNamespace) -> None:
+def test_documents_and_settings_take_no_documents(world: SimpleNamespace) -> None:
     # A document is read through the record it is about; one about a document used to be
-    # stored but readable by no one, the system actor included (refused() checks that
-    # nothing is stored).
+    # stored but readable by no one, the system actor included. Attaching to a setting
+    # failed with a TypeError. (refused() checks that nothing is stored.)
     w, crm = world, world.crm
+    with crm.session(actor=crm.system_actor) as s:
+        setting = s.settings.set("default_region", "DE")
     for actor in (crm.system_actor, w.sam.id):
         errors = refused(
             crm,
             actor,
             (ValidationError, lambda s: s.documents.attach("document", w.quote.id, "x", b"x")),
+            (ValidationError, lambda s: s.documents.attach("setting", setting.id, "x", b"x")),
         )
-        assert [getattr(e, "field", None) for e in errors] == ["record_type"]
+        assert [getattr(e, "field", None) for e in errors] == ["record_type"] * 2

@@ -71,12 +71,12 @@ class DocumentService(RecordService[Document]):
         check_one_of("record_type", record_type, RECORD_BY_RESOURCE)
         check_id("record_id", record_id)
         service = getattr(self._s, record_type + "s", None)
-        # A record that is itself about another (a document) takes none: the guard
-        # reads such a record through its subject, and one about a document would
-        # be readable by no one.
+        # Only records with a record service take documents (settings have a
+        # service of another kind), and not those that are themselves about
+        # another record (a document): the guard reads such a record through its
+        # subject, and one about a document would be readable by no one.
         if (
-            service is None
-            or not hasattr(service, "_load")
+            not isinstance(service, RecordService)
             or RECORD_BY_RESOURCE[record_type].about is not None
         ):
             raise ValidationError("record_type", record_type, "takes no documents")
