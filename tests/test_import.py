@@ -1897,3 +1897,22 @@ def test_a_row_matching_a_merged_away_customer_merges_into_its_survivor(crm: pyc
     assert points(customers[survivor.id], PointKind.PHONE) == ["+49301234567"]
     assert points(customers[gone.id], PointKind.PHONE) == []
     assert points(customers[other.id], PointKind.PHONE) == ["+49307654321"]
+
+
+def test_contacts_are_probed_even_when_the_leads_contact_points_are_hidden(
+    connect_crm: ConnectFn,
+) -> None:
+    policy = DEFAULT_POLICY.extend(
+        {"fields": [{"resource": "lead", "field": "contact_points", "hidden": True,
+                     "allowed": ["sales"]}]}
+    )  # fmt: skip
+    crm = connect_crm(policy=policy)
+    people = staff(crm)
+    with crm.session(actor=people.sam.id) as s:
+        acme = s.customers.create(name="Acme GmbH")
+        s.contacts.create("Carl Contact", customer_id=acme.id, emails=["carl@acme.example"])
+    data = b"name,email\nCarl Lead,carl@acme.example\n"
+
+    report = import_leads(crm, people.mia.id, text_rows(data))
+
+    assert (report.created, report.skipped) == (0, 1)  # the contact's email is readable
