@@ -1764,17 +1764,7 @@ def test_each_text_column_has_its_own_length_limit(crm: pycrm.CRM) -> None:
     assert report.created == 1
 
 
-def test_needs_of_up_to_5000_characters_are_imported(
-    crm: pycrm.CRM, request: pytest.FixtureRequest, backend: str
-) -> None:
-    if backend == "postgresql":  # the same bug breaks s.leads.capture(needs=...)
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="known bug: leads.needs is VARCHAR(500) on PostgreSQL, "
-                "the service allows 5,000 characters",
-            )
-        )
+def test_needs_of_up_to_5000_characters_are_imported(crm: pycrm.CRM) -> None:
     people = staff(crm)
 
     report = import_leads(crm, people.mia.id, [{"name": "Long Needs", "needs": "n" * 5000}])

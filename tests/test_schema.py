@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
+import attrs
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -11,11 +13,12 @@ from alembic import command
 import pycrm
 from pycrm.adapters.sqlalchemy.engine import alembic_config
 from pycrm.adapters.sqlalchemy.store import SqlStore
-from pycrm.adapters.sqlalchemy.tables import table_name
+from pycrm.adapters.sqlalchemy.tables import build_schema, table_name
 from pycrm.domain import RECORD_TYPES
+from pycrm.domain.leads import Lead
 from pycrm.errors import ConfigurationError
 
-HEAD = "0006"
+HEAD = "0007"
 
 
 def expected_tables(prefix: str) -> set[str]:
@@ -290,3 +293,46 @@ def test_users_and_people_stored_before_the_name_parts_read_back_with_none_and_e
         assert (contact.given_name, contact.family_name, contact.name_order) == (None, None, None)
         s.org.update_user(sam.id, regions=["DACH"])
         assert s.org.get_user(sam.id).regions == ("DACH",)
+
+
+def test_only_the_text_fields_an_index_holds_have_a_bounded_column() -> None:
+    tables = build_schema()
+    for cls in RECORD_TYPES:
+        indexed = {name for key in (*cls.indexes, *cls.unique) for name in key}
+        table = tables.codec(cls).table
+        hints = typing.get_type_hints(cls)
+        for field in attrs.fields(cls):
+            if hints[field.name] not in (str, str | None) or field.name in ("id", "tenant_id"):
+                continue  # enums and decimals have their own bounds; the keys theirs
+            column = table.c[field.name]
+            if isinstance(column.type, sa.String) and column.type.length is not None:
+                assert field.name in indexed, f"{table.name}.{field.name} is bounded"
+
+
+@pytest.mark.postgres
+def test_an_older_postgresql_database_gets_text_columns_for_long_text(
+    pg_engine: sa.Engine, pg_schema: str
+) -> None:
+    with pycrm.connect(pg_engine, schema=pg_schema) as crm:
+        store = crm.store
+        assert isinstance(store, SqlStore)
+        leads = store.schema.codec(Lead).table
+        with pg_engine.begin() as connection:  # as revision 0006 left it
+            connection.execute(
+                sa.text(f'ALTER TABLE "{pg_schema}".{leads.name} ALTER needs TYPE VARCHAR(500)')
+            )
+            connection.execute(
+                sa.text(f"UPDATE \"{pg_schema}\".pycrm_alembic_version SET version_num = '0006'")
+            )
+    with pycrm.connect(pg_engine, schema=pg_schema) as crm:  # connecting migrates
+        with crm.session(actor=crm.system_actor) as s:
+            lead = s.leads.capture("Long Needs", source="api", needs="n" * 5000)
+        with crm.session(actor=crm.system_actor) as s:
+            assert s.leads.get(lead.id).needs == "n" * 5000
+    with pg_engine.connect() as connection:
+        assert (
+            connection.execute(
+                sa.text(f'SELECT version_num FROM "{pg_schema}".pycrm_alembic_version')
+            ).scalar_one()
+            == HEAD
+        )

@@ -88,7 +88,8 @@ def _first(row: tuple[Any, ...]) -> Any:
     return row[0]
 
 
-def _column_for(name: str, tp: Any) -> tuple[Column, list[sa.Column[Any]]]:
+def _column_for(name: str, tp: Any, *, indexed: bool) -> tuple[Column, list[sa.Column[Any]]]:
+    """How field ``name`` of type ``tp`` is stored; ``indexed`` if an index or key holds it."""
     inner, nullable = _unwrap_optional(tp)
     same, first = _same, _first
 
@@ -117,7 +118,10 @@ def _column_for(name: str, tp: Any) -> tuple[Column, list[sa.Column[Any]]]:
         col = sa.Column(name, sa.String(40), nullable=nullable)
         return Column(name, (name,), enum_out, enum_in), [col]
     scalar: dict[Any, sa.types.TypeEngine[Any] | type[sa.types.TypeEngine[Any]]] = {
-        str: sa.Text if name in ("body", "note") else sa.String(500),
+        # Text of any length the services allow, alike on every backend (PostgreSQL
+        # enforces a VARCHAR's length, SQLite does not); a bounded VARCHAR only where
+        # an index holds the value.
+        str: sa.String(500) if indexed else sa.Text,
         int: sa.BigInteger,
         bool: sa.Boolean,
         datetime: UTCDateTime,
@@ -262,8 +266,9 @@ def build_schema(*, schema: str | None = None, prefix: str = "pycrm_") -> Schema
         name = prefix + table_name(cls)
         columns: list[Column] = []
         sa_columns: list[Any] = []
+        indexed = {name for key in (*cls.indexes, *cls.unique) for name in key}
         for field in attrs.fields(cls):
-            column, cols = _column_for(field.name, hints[field.name])
+            column, cols = _column_for(field.name, hints[field.name], indexed=field.name in indexed)
             columns.append(column)
             sa_columns.extend(cols)
         for computed in cls.computed:
