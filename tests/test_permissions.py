@@ -1116,10 +1116,11 @@ def test_a_condition_over_related_records_keeps_its_own_condition_and_field_chec
                          "allowed": ["admin"]}]}
         )
     )  # fmt: skip
-    people = staff(crm, sam="sales")
+    people = staff(crm, sam="sales", mia="marketing")
     with _system(crm) as s:
         acme = s.customers.create("Acme AG")
         beta = s.customers.create("Beta AG")
+        sale = _sale(s, people.sam, "Gamma AG")
         s.contacts.create("Carla Cto", customer_id=acme.id, title="CTO", source="fair")
         s.contacts.create("Ivan Intern", customer_id=beta.id, title="Intern")
     with_cto = Related("contact", "customer_id", "count", low=1, where=Eq("title", "CTO"))
@@ -1128,3 +1129,14 @@ def test_a_condition_over_related_records_keeps_its_own_condition_and_field_chec
         assert [c.id for c in s.read(Customer).find(with_cto)] == [acme.id]
         with pytest.raises(PermissionDenied):
             s.read(Customer).find(by_source)  # would tell where the hidden sources say
+    # Marketing reads no contracts: a plain read refuses a condition on them, a quiet one
+    # (as segments use) sees none of them.
+    with_contract = Related("contract", "customer_id", "count", low=1)
+    with _as(crm, people.mia) as s:
+        with pytest.raises(PermissionDenied):
+            s.read(Customer).find(with_contract)
+        assert s.read(Customer, quiet=True).find(with_contract) == []
+    with _as(crm, people.sam) as s:
+        assert [c.id for c in s.read(Customer, quiet=True).find(with_contract)] == [
+            sale.customer_id
+        ]
