@@ -1925,3 +1925,23 @@ def test_contacts_are_probed_even_when_the_leads_contact_points_are_hidden(
     report = import_leads(crm, people.mia.id, text_rows(data))
 
     assert (report.created, report.skipped) == (0, 1)  # the contact's email is readable
+
+
+def test_a_mapping_row_with_a_column_the_first_row_lacks_is_rejected_not_dropped(
+    crm: pycrm.CRM,
+) -> None:
+    people = staff(crm)
+    rows = [
+        {"name": "Anna Schmidt", "email": "anna@acme.example"},
+        {"name": "Ben Ott", "email": "ben@acme.example", "phone": "+49 30 1234567"},
+        {"name": "Cem Aydin"},  # fewer keys: the missing ones are empty
+    ]
+
+    report = import_leads(crm, people.mia.id, rows)
+
+    assert (report.created, report.rejected) == (2, 1)
+    [reject] = report.rejects
+    assert (reject.line, reject.field) == (3, "phone")
+    assert "first row" in reject.reason
+    assert reject.extra == ("+49 30 1234567",)  # the value is kept for the rejects file
+    assert set(leads_by_name(crm)) == {"Anna Schmidt", "Cem Aydin"}

@@ -356,6 +356,16 @@ class ImporterService(Service):
             )
         if row.missing:
             return Reject(line, "row", f"has fewer values than the header's {len(header)}", raw)
+        unknown = [column for column in raw if column not in header]
+        if unknown:  # a mapping row naming a column the first row has not: never dropped silently
+            return Reject(
+                line,
+                ", ".join(unknown),
+                f"is not a column of the first row ({', '.join(header)}); "
+                "give every row the same columns",
+                raw,
+                tuple(str(raw[column]) for column in unknown),  # kept in the rejects file
+            )
         for column, value in raw.items():
             if isinstance(value, str) and _UNDECODED.search(value):
                 return Reject(line, str(column), "is not valid text in the file's encoding", raw)
