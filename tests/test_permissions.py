@@ -306,8 +306,9 @@ def test_a_read_only_field_rejects_updates_by_roles_that_may_update_the_record(
     with crm.session(actor=rep.id) as s:
         assert s.customers.get(acme.id).grade == "B"  # readable
         assert s.customers.update(acme.id, industry="machinery").industry == "machinery"
-        with pytest.raises(PermissionDenied):
+        with pytest.raises(PermissionDenied) as refusal:
             s.customers.update(acme.id, grade="A")
+        assert refusal.value.resource == f"customer {acme.id}"  # names the record
         with pytest.raises(PermissionDenied):
             s.customers.update(acme.id, grade="A", industry="tools")
         with pytest.raises(PermissionDenied):
