@@ -136,10 +136,19 @@ def test_extend_adds_another_policys_grants_and_field_rules() -> None:
         ({"fields": ["deal.amount"]}, "policy field rule 0 needs 'resource' and 'field'"),
         ({"fields": [{"resource": "deal", "field": "amount", "allowed": [1]}]},
          "field rule 0 allowed must be"),
+        ({"grants": [{"resources": ["deal", "custmer"], "scope": "own"}]},
+         "policy grant 0: no record kind is called 'custmer'; did you mean 'customer'?"),
+        ({"fields": [{"resource": "deals", "field": "amount", "hidden": True}]},
+         "policy field rule 0: no record kind is called 'deals'; did you mean 'deal'?"),
+        ({"fields": [{"resource": "contact", "field": "notes", "hidden": True}]},
+         "policy field rule 0: contact has no field 'notes'"),
+        ({"fields": [{"resource": "deal", "field": "ammount", "hidden": True}]},
+         "deal has no field 'ammount'; did you mean 'amount'?"),
     ],
     ids=["not-a-mapping", "grant-not-a-mapping", "unknown-grant-key", "no-scope",
          "unknown-action", "role-not-text", "resource-not-text", "actions-a-mapping",
-         "rule-without-field", "rule-not-a-mapping", "allowed-not-text"],
+         "rule-without-field", "rule-not-a-mapping", "allowed-not-text", "unknown-resource",
+         "rule-on-unknown-resource", "rule-on-unknown-field", "rule-on-misspelt-field"],
 )  # fmt: skip
 def test_bad_policy_data_is_refused_saying_where(data: object, says: str) -> None:
     with pytest.raises(ConfigurationError) as raised:

@@ -10,6 +10,7 @@ those with that role. The widest scope any of the actor's grants gives wins.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -91,6 +92,24 @@ class FieldRule:
     """Readable but not writable by other roles."""
     allowed: tuple[str, ...] = ()
     """Roles (or departments) the rule does not apply to."""
+
+
+def _meant(name: str, known: Iterable[str]) -> str:
+    """``: did you mean 'customer'?`` for the known name closest to ``name`` (or nothing)."""
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _record_type(resource: str, where: str) -> type[Any]:
+    """The record type a policy names, or ConfigurationError saying which name is unknown."""
+    from pycrm.domain import RECORD_BY_RESOURCE  # the record modules import this one
+
+    kind = RECORD_BY_RESOURCE.get(resource)
+    if kind is None:
+        raise ConfigurationError(
+            f"{where}: no record kind is called {resource!r}" + _meant(resource, RECORD_BY_RESOURCE)
+        )
+    return kind
 
 
 def _tuple(value: Any, what: str) -> tuple[str, ...]:
@@ -184,10 +203,14 @@ class Policy:
             bad = [a for a in actions if a != "*" and a not in ACTIONS]
             if bad:
                 raise ConfigurationError(f"policy grant {i}: unknown actions {bad}")
+            resources = _tuple(item.get("resources", ()), f"grant {i} resources")
+            for resource in resources:
+                if resource != "*":
+                    _record_type(resource, f"policy grant {i}")
             grants.append(
                 Grant(
                     roles=_tuple(item.get("roles", ()), f"grant {i} roles"),
-                    resources=_tuple(item.get("resources", ()), f"grant {i} resources"),
+                    resources=resources,
                     actions=actions,
                     scope=scope,
                     when=dict(item.get("when", {})),
@@ -198,6 +221,13 @@ class Policy:
         for i, item in enumerate(data.get("fields", ())):
             if not isinstance(item, Mapping) or not {"resource", "field"} <= set(item):
                 raise ConfigurationError(f"policy field rule {i} needs 'resource' and 'field'")
+            kind = _record_type(str(item["resource"]), f"policy field rule {i}")
+            fields = attrs.fields_dict(kind)
+            if str(item["field"]) not in fields:
+                raise ConfigurationError(
+                    f"policy field rule {i}: {kind.resource} has no field {item['field']!r}"
+                    + _meant(str(item["field"]), fields)
+                )
             rules.append(
                 FieldRule(
                     resource=str(item["resource"]),
