@@ -53,6 +53,10 @@ def pg_engine() -> Iterator[sa.Engine]:
     except sa.exc.OperationalError as exc:
         pytest.fail(f"PostgreSQL at {PG_URL} does not answer: {exc}")
     yield engine
+    with engine.begin() as connection:  # the schemas kept for reuse go with the run
+        for name in _EMPTIED_SCHEMAS:
+            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+    _EMPTIED_SCHEMAS.clear()
     engine.dispose()
 
 
@@ -74,9 +78,9 @@ def pg_pycrm_schema(pg_engine: sa.Engine) -> Iterator[str]:
     """A schema that holds no rows (pycrm's tables, once a test has made them).
 
     Creating pycrm's tables took most of a PostgreSQL test's time, so a schema
-    is emptied after the test and handed to the next one. A test that leaves
-    more than rows behind (a changed table, an extra one) gets its schema
-    dropped instead.
+    is emptied after the test and handed to the next one (and dropped at the
+    end of the run). A schema holding tables other than pycrm's is dropped
+    at once instead.
     """
     name = _EMPTIED_SCHEMAS.pop() if _EMPTIED_SCHEMAS else f"t_{uuid.uuid4().hex[:12]}"
     yield name
