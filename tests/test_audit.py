@@ -286,3 +286,26 @@ def test_an_entry_loses_only_the_hidden_fields_and_custom_keys_of_a_change(
         },
         {},  # a change to the margin alone is none the reader can see
     ]
+
+
+def test_a_refused_read_of_the_audit_trail_is_seen_by_those_who_read_the_trail(
+    connect_crm: ConnectFn,
+) -> None:
+    crm = connect_crm(
+        policy={
+            "grants": [
+                {"roles": ["admin"], "resources": ["*"], "actions": ["*"], "scope": "all"},
+                {"roles": ["*"], "resources": ["user"], "actions": ["read"], "scope": "all"},
+            ]
+        }
+    )
+    with crm.session(actor=crm.system_actor) as s:
+        mia = s.org.create_user(name="Mia", email="mia@acme.example", department="marketing")
+        ada = s.org.create_user(name="Ada", email="ada@acme.example", department="admin")
+    with crm.session(actor=mia.id) as s, pytest.raises(PermissionDenied):
+        s.audit.find()
+    for reader in (ada.id, crm.system_actor):
+        with crm.session(actor=reader) as s:
+            refused = s.audit.find(actor_id=mia.id, action="denied:read")
+            assert [e.record_type for e in refused] == ["audit_entry"]
+            assert s.read(AuditEntry).count(Eq("actor_id", mia.id)) == 1

@@ -920,7 +920,7 @@ def test_an_audit_entry_read_by_id_is_one_the_audit_list_shows(connect_crm: Any)
         mine = s.customers.create("Mine AG", owner_id=people.sam.id)
         theirs = s.customers.create("Theirs AG", owner_id=people.kim.id)
     with _as(crm, people.mia) as s, pytest.raises(PermissionDenied):
-        s.audit.find()  # audited as a refused read of the audit trail itself
+        s.audit.find()  # audited as a refused read of the audit trail: the trail's readers see it
     with _as(crm, people.sam) as s, pytest.raises(PermissionDenied):
         s.deals.list()  # audited about no deal: nothing to hide
     with _as(crm, people.sam) as s, pytest.raises(PermissionDenied):
@@ -932,6 +932,7 @@ def test_an_audit_entry_read_by_id_is_one_the_audit_list_shows(connect_crm: Any)
     about = {e.id: (e.record_type, e.record_id, e.action) for e in every}
     assert sorted(about[i] for i in by_id) == sorted(about[i] for i in listed)
     assert sorted(about[i][::2] for i in listed) == [
+        ("audit_entry", "denied:read"),
         ("customer", "create"),
         ("customer", "denied:create"),
         ("deal", "denied:read"),

@@ -173,7 +173,9 @@ class Guard:
         assert owner.about is not None
         kind, id = owner.about
         if owner.resource not in self._subjects:
-            whole: list[str] = []
+            # An entry about the audit trail itself (a refused audit read) names no
+            # record to hide: the audit grant alone decides, as for a refused create.
+            whole: list[str] = [AuditEntry.resource] if owner is AuditEntry else []
             parts: list[Filter] = []
             for cls in RECORD_TYPES:
                 if cls is owner or cls is AuditEntry:
@@ -215,6 +217,8 @@ class Guard:
         assert record.about is not None
         kind, id = (getattr(record, name) for name in record.about)
         cls = RECORD_BY_RESOURCE.get(kind)
+        if cls is AuditEntry and isinstance(record, AuditEntry):
+            return True  # about the audit trail itself: the audit grant decides (see _about)
         if cls is None or cls is AuditEntry or cls is type(record):
             return False
         readable = self.filter(cls, quiet=True)
