@@ -29,7 +29,7 @@ from pycrm.domain.fields import (
 from pycrm.domain.leads import Lead
 from pycrm.domain.query import Eq, Filter, OrderBy, all_of
 from pycrm.errors import InvalidTransition, NotFound, ValidationError
-from pycrm.services.records import RecordService, keyword_hint, write
+from pycrm.services.records import RecordService, checked_changes, write
 from pycrm.services.search import check_page, referenced
 
 __all__ = ["DealService"]
@@ -281,15 +281,7 @@ class DealService(RecordService[Deal]):
             "probability": _probability,
             "custom": lambda f, v: self._custom(deal.custom, v, creating=False),
         }
-        unknown = sorted(set(fields) - set(checkers))
-        if unknown:
-            raise ValidationError(
-                unknown[0],
-                fields[unknown[0]],
-                f"cannot be changed here{keyword_hint(unknown[0], set(checkers))}",
-            )
-        with Checks() as checks:
-            changes = {k: checks(checkers[k], k, v) for k, v in fields.items()}
+        changes = checked_changes(fields, checkers, "deal")
         if "amount" in changes and changes["amount"] is None:
             raise ValidationError("amount", None, "is required")
         updated = self._change(deal, version, "update", **changes)

@@ -94,6 +94,25 @@ def keyword_hint(name: str, allowed: set[str]) -> str:
     return f": did you mean `{meant}=`?" if meant else ""
 
 
+def checked_changes(
+    fields: Mapping[str, Any], checkers: Mapping[str, Callable[[str, Any], Any]], kind: str
+) -> dict[str, Any]:
+    """``fields`` each checked by its checker; every bad one reported at once.
+
+    :raises ValidationError: naming an unknown field (with the one probably
+        meant) or the bad ones.
+    """
+    unknown = sorted(set(fields) - set(checkers))
+    if unknown:
+        raise ValidationError(
+            unknown[0],
+            fields[unknown[0]],
+            f"is not a {kind} field that can be changed{keyword_hint(unknown[0], set(checkers))}",
+        )
+    with Checks() as checks:
+        return {k: checks(checkers[k], k, v) for k, v in fields.items()}
+
+
 #: Marks a service that is not inside :meth:`RecordService._pages`.
 _LISTING: Any = object()
 

@@ -39,7 +39,7 @@ from pycrm.domain.tickets import (
 )
 from pycrm.errors import InvalidTransition, ValidationError
 from pycrm.rules.context import RuleContext
-from pycrm.services.records import RecordService, check_when, keyword_hint, write
+from pycrm.services.records import RecordService, check_when, checked_changes, write
 from pycrm.services.search import check_page, referenced
 
 __all__ = ["ArticleService", "Breach", "TicketService"]
@@ -370,15 +370,7 @@ class TicketService(RecordService[Ticket]):
             "skills": check_tags,
             "custom": lambda f, v: self._custom(ticket.custom, v, creating=False),
         }
-        unknown = sorted(set(fields) - set(checkers))
-        if unknown:
-            raise ValidationError(
-                unknown[0],
-                fields[unknown[0]],
-                f"is not a ticket field{keyword_hint(unknown[0], set(checkers))}",
-            )
-        with Checks() as checks:
-            changes = {k: checks(checkers[k], k, v) for k, v in fields.items()}
+        changes = checked_changes(fields, checkers, "ticket")
         priority = changes.get("priority", ticket.priority)
         if priority is not ticket.priority:
             changes.update(self._retarget(ticket, priority))
