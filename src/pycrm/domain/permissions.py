@@ -95,7 +95,7 @@ class FieldRule:
 
 
 def _meant(name: str, known: Iterable[str]) -> str:
-    """``: did you mean 'customer'?`` for the known name closest to ``name`` (or nothing)."""
+    """``; did you mean 'customer'?`` for the known name closest to ``name`` (or nothing)."""
     close = difflib.get_close_matches(name, sorted(known), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 
