@@ -144,7 +144,10 @@ def postcode_level(a: str, b: str) -> int:
     if len(a) == len(b) and _lev(a, b, score_cutoff=2) <= 2:
         diff = [i for i in range(len(a)) if a[i] != b[i]]
         if len(diff) == 1 or (
-            len(diff) == 2 and a[diff[0]] == b[diff[1]] and diff[1] == diff[0] + 1
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and a[diff[1]] == b[diff[0]]  # a true swap, so the level is the same both ways
         ):
             return 1
     return 1 if abs(len(a) - len(b)) == 1 and _lev(a, b, score_cutoff=1) <= 1 else 0
