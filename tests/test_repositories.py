@@ -14,11 +14,28 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import pycrm
 from pycrm.domain.aggregates import Count, Field, MedianDuration, Sum
 from pycrm.domain.customers import Customer
-from pycrm.domain.query import Eq, HasKey, Related
+from pycrm.domain.query import (
+    And,
+    AnyKey,
+    Contains,
+    Eq,
+    Filter,
+    HasKey,
+    In,
+    IsNull,
+    Not,
+    Or,
+    OrderBy,
+    Range,
+    Related,
+    evaluate,
+)
 from pycrm.errors import ConcurrencyError, DuplicateError, NotFound
 from pycrm.ports import UnitOfWork
 
@@ -79,6 +96,100 @@ def test_find_and_count_see_only_the_tenants_records(
     assert [c.id for c in repo.find(Eq("name", "Acme GmbH"))] == [tenants["b"][0]]
     assert repo.count() == 2
     assert repo.count(Eq("industry", "machinery")) == 1
+
+
+# -- statements are kept by shape: another value, tenant or page runs the same SQL -----------
+
+_NAMES = ("Acme GmbH", "Beta AG", "Gamma KG", "Brot & Co", "Nobody")
+_leaf = st.one_of(
+    st.builds(Eq, st.just("name"), st.sampled_from(_NAMES)),
+    st.builds(Eq, st.just("industry"), st.sampled_from(["machinery", "bakery", None])),
+    st.builds(In, st.just("industry"), st.lists(st.sampled_from(["machinery", "bakery"]))),
+    st.builds(
+        Range, st.just("size"), st.sampled_from([None, 5, 10]), st.sampled_from([None, 8, 30])
+    ),
+    st.builds(Contains, st.just("name_key"), st.sampled_from(["acme", "a", "%", "_", "&", "ag"])),
+    st.builds(IsNull, st.sampled_from(["industry", "website"])),
+    st.builds(HasKey, st.just("company"), st.sampled_from(["acme", "beta", "brot co", "x"])),
+    st.builds(AnyKey, st.just("company"), st.lists(st.sampled_from(["acme", "gamma", "x"]))),
+)
+_filters = st.recursive(
+    _leaf,
+    lambda inner: st.one_of(
+        st.builds(And, st.lists(inner, min_size=1, max_size=3).map(tuple)),
+        st.builds(Or, st.lists(inner, min_size=1, max_size=3).map(tuple)),
+        st.builds(Not, inner),
+    ),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    queries=st.lists(
+        st.tuples(st.sampled_from("ab"), _filters, st.sampled_from([None, 1, 2]), st.booleans()),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_a_query_finds_what_its_filter_says_whichever_query_of_its_shape_ran_before(
+    crm: pycrm.CRM,
+    tenants: dict[str, list[str]],
+    queries: list[tuple[str, Filter, int | None, bool]],
+) -> None:
+    # The SQL adapter keeps one statement per filter shape and binds the values
+    # (the tenant too), so queries of one shape with other values, in another
+    # tenant or with another page must each still find their own rows.
+    everyone: dict[str, list[Customer]] = {}
+    for tenant, ids in tenants.items():
+        uow = crm.store.begin(tenant)
+        try:
+            everyone[tenant] = sorted(uow.repo(Customer).get_many(ids).values(), key=lambda c: c.id)
+        finally:
+            uow.rollback()
+    for tenant, where, limit, skip in queries:
+        expected = [c.id for c in everyone[tenant] if evaluate(c, where)]
+        uow = crm.store.begin(tenant)
+        try:
+            repo = uow.repo(Customer)
+            assert [c.id for c in repo.find(where)] == expected, where
+            assert repo.count(where) == len(expected)
+            page = repo.find(where, order_by=[OrderBy("id")], limit=limit, offset=int(skip))
+            end = None if limit is None else int(skip) + limit
+            assert [c.id for c in page] == expected[int(skip) : end]
+            industries: dict[str | None, int] = {}
+            for c in everyone[tenant]:
+                if evaluate(c, where):
+                    industries[c.industry] = industries.get(c.industry, 0) + 1
+            assert repo.count_by("industry", where) == industries
+        finally:
+            uow.rollback()
+
+
+def test_queries_of_one_shape_share_one_kept_statement(
+    crm: pycrm.CRM, tenants: dict[str, list[str]]
+) -> None:
+    kept = getattr(crm.store, "_statements", None)
+    if kept is None:
+        pytest.skip("the memory adapter runs no SQL")
+    for tenant in ("a", "b"):  # the shapes of this test, each built once
+        uow = crm.store.begin(tenant)
+        try:
+            uow.repo(Customer).find(Eq("name", "x"), limit=1)
+            uow.repo(Customer).get("x")
+        finally:
+            uow.rollback()
+    before = len(kept)
+    for tenant, name in [("a", "Beta AG"), ("b", "Brot & Co"), ("a", "Gamma KG")]:
+        uow = crm.store.begin(tenant)
+        try:
+            [found] = uow.repo(Customer).find(Eq("name", name), limit=5)
+            assert found.name == name
+            assert found.tenant_id == tenant
+            assert uow.repo(Customer).get(found.id) == found
+        finally:
+            uow.rollback()
+    assert len(kept) == before
 
 
 def test_count_by_counts_only_the_tenants_records(

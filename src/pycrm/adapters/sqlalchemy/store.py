@@ -108,6 +108,121 @@ def _tenant_walk(table: sa.Table) -> sa.Select[Any]:
     return sa.select(walk.c.tenant).where(walk.c.tenant.is_not(None))
 
 
+#: Statements kept per store, by shape; past this many the cache starts over.
+STATEMENTS_KEPT = 1024
+
+
+class _Binds:
+    """A statement's bound parameters, named in the order ``compile`` meets them.
+
+    A statement built with these holds no value of its own filter, so it can
+    be kept and run again for any filter of the same shape (see ``_shape``).
+    """
+
+    __slots__ = ("values",)
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any, *, expanding: bool = False) -> Any:
+        self.values.append(value)
+        # NullType: the comparison gives the parameter its column's type.
+        return sa.bindparam(
+            f"p{len(self.values) - 1}", value, type_=sa.types.NullType(), expanding=expanding
+        )
+
+    def params(self) -> dict[str, Any]:
+        """The values by parameter name."""
+        return {f"p{i}": v for i, v in enumerate(self.values)}
+
+
+def _inline(value: Any, *, expanding: bool = False) -> Any:
+    """No binder: values go into the statement as they are."""
+    return value
+
+
+def _sample_kind(value: Any) -> str:
+    """What of a filter value decides its SQL (a JSON path casts by the value's type)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float | Decimal):
+        return "number"
+    return "other"
+
+
+def _shape(where: Filter, values: list[Any], tenant: str) -> Any:
+    """``where`` without its values, which go to ``values`` in ``compile``'s order.
+
+    Two filters of the same shape compile to the same SQL; only their bound
+    values differ.
+    """
+    match where:
+        case Eq(field, value):
+            if value is not None:
+                values.append(json_value(field, value))
+            return ("eq", field, _sample_kind(value))
+        case In(field, items):
+            if items:
+                values.append([json_value(field, v) for v in items])
+                return ("in", field, _sample_kind(items[0]))
+            return ("in", field, "empty")
+        case Range(field, low, high):
+            kind = _sample_kind(low if low is not None else high)
+            for bound in (low, high):
+                if bound is not None:
+                    values.append(json_value(field, bound))
+            return ("range", field, kind, low is None, high is None)
+        case Contains(field, text):
+            values.append(f"%{_escape_like(text)}%")
+            return ("contains", field)
+        case IsNull(field):
+            return ("null", field)
+        case HasKey(kind, key):
+            values.extend((tenant, kind, key))
+            return ("key",)
+        case AnyKey(kind, keys):
+            if keys:
+                values.extend((tenant, kind, list(keys)))
+            return ("keys", bool(keys))
+        case RefersTo(field, resource, related_where):
+            values.append(tenant)
+            inner = None if related_where is None else _shape(related_where, values, tenant)
+            return ("refers", field, resource, inner)
+        case Related(resource, key, measure, field, low, high, related_where):
+            values.append(tenant)
+            inner = None if related_where is None else _shape(related_where, values, tenant)
+            exists = measure == "count" and low == 1 and high is None
+            if not exists:
+                values.extend(b for b in (low, high) if b is not None)
+            return (
+                "related",
+                resource,
+                key,
+                measure,
+                field,
+                exists,
+                low is None,
+                high is None,
+                inner,
+            )
+        case And(parts):
+            return ("and", *(_shape(p, values, tenant) for p in parts))
+        case Or(parts):
+            return ("or", *(_shape(p, values, tenant) for p in parts))
+        case Not(part):
+            return ("not", _shape(part, values, tenant))
+    raise TypeError(f"unknown filter {where!r}")
+
+
+# The parameters a kept statement takes besides its filter's values.
+_ID: sa.BindParameter[str] = sa.bindparam("id", type_=sa.String)
+_IDS: sa.BindParameter[Any] = sa.bindparam("ids", type_=sa.String, expanding=True)
+_LIMIT: sa.BindParameter[int] = sa.bindparam("limit", type_=sa.Integer)
+_OFFSET: sa.BindParameter[int] = sa.bindparam("offset", type_=sa.Integer)
+
+
 class SqlStore:
     """A store on a SQLAlchemy engine."""
 
@@ -117,6 +232,18 @@ class SqlStore:
         self.schema = schema
         """pycrm's tables."""
         self._owns_engine = owns_engine
+        # Built statements by shape, shared by every session: building one
+        # costs more than running it. (A dict's get and set are atomic.)
+        self._statements: dict[Any, sa.Executable] = {}
+
+    def statement(self, key: Any, build: Callable[[], sa.Executable]) -> sa.Executable:
+        """The statement kept under ``key``, built by ``build`` the first time."""
+        found = self._statements.get(key)
+        if found is None:
+            if len(self._statements) >= STATEMENTS_KEPT:
+                self._statements.clear()
+            found = self._statements[key] = build()
+        return found
 
     def begin(self, tenant_id: str) -> SqlUnitOfWork:
         """Start a transaction on a new connection.
@@ -456,8 +583,29 @@ class SqlRepository(Generic[S]):
 
     # -- reading -----------------------------------------------------------
 
-    def _scoped(self) -> sa.ColumnElement[bool]:
-        return self._table.c.tenant_id == self._uow.tenant_id
+    def _scoped(self, bind: Callable[..., Any] = _inline) -> sa.ColumnElement[bool]:
+        return self._table.c.tenant_id == bind(self._uow.tenant_id)
+
+    def _kept(
+        self, key: Any, where: Filter | None, build: Callable[[_Binds], sa.Select[Any]]
+    ) -> tuple[sa.Executable, dict[str, Any]]:
+        """The statement of ``where``'s shape under ``key`` (built once) and its parameters.
+
+        ``build`` makes the statement for ``where`` with the tenant bound first.
+        """
+        tenant = self._uow.tenant_id
+        values: list[Any] = [tenant]
+        shape = None if where is None else _shape(where, values, tenant)
+
+        def built() -> sa.Executable:
+            binds = _Binds()
+            statement = build(binds)
+            if binds.values != values:  # _shape and compile disagree: a bug in this module
+                raise AssertionError(f"filter values out of order: {where!r}")
+            return statement
+
+        statement = self._uow._store.statement((self._codec.cls, key, shape), built)
+        return statement, {f"p{i}": v for i, v in enumerate(values)}
 
     def get(self, id: str, *, lock: bool = False) -> S | None:
         """The record with ``id`` in this tenant, or None.
@@ -465,26 +613,38 @@ class SqlRepository(Generic[S]):
         With ``lock``, the row stays share-locked until the unit of work ends
         (PostgreSQL's ``FOR SHARE``; SQLite's one writer needs no row locks).
         """
-        query = sa.select(self._table).where(self._scoped(), self._table.c.id == id)
-        if lock and self._dialect == "postgresql":
-            query = query.with_for_update(read=True)
-        row = self._uow.execute(query).mappings().first()
+        lock = lock and self._dialect == "postgresql"
+
+        def build(bind: _Binds) -> sa.Select[Any]:
+            query = sa.select(self._table).where(self._scoped(bind), self._table.c.id == _ID)
+            return query.with_for_update(read=True) if lock else query
+
+        query, params = self._kept(("get", lock), None, build)
+        row = self._uow.execute(query, params | {"id": id}).mappings().first()
         return None if row is None else self._codec.from_row(row)
 
     def get_many(self, ids: Sequence[str]) -> dict[str, S]:
         """The records among ``ids`` that exist."""
+
+        def build(bind: _Binds) -> sa.Select[Any]:
+            return sa.select(self._table).where(self._scoped(bind), self._table.c.id.in_(_IDS))
+
+        query, params = self._kept("get_many", None, build)
         found: dict[str, S] = {}
         unique = list(dict.fromkeys(ids))
         for part in chunks(unique):
-            rows = self._uow.execute(
-                sa.select(self._table).where(self._scoped(), self._table.c.id.in_(part))
-            ).mappings()
+            rows = self._uow.execute(query, params | {"ids": part}).mappings()
             for row in rows:
                 found[row["id"]] = self._codec.from_row(row)
         return found
 
-    def compile(self, where: Filter) -> sa.ColumnElement[bool]:
-        """Compile a filter into a WHERE clause on this table (values are bound, never inlined)."""
+    def compile(self, where: Filter, bind: Callable[..., Any] = _inline) -> sa.ColumnElement[bool]:
+        """Compile a filter into a WHERE clause on this table.
+
+        ``bind`` turns each value into a bound parameter (a ``_Binds``), so
+        the statement can be kept; without it the values go in as they are
+        (still sent bound, never inlined into the SQL text).
+        """
         c = self._codec
 
         def column(field: str, sample: Any) -> sa.ColumnElement[Any]:
@@ -493,31 +653,32 @@ class SqlRepository(Generic[S]):
         match where:
             case Eq(field, value):
                 col = column(field, value)
-                return col.is_(None) if value is None else col == json_value(field, value)
+                return col.is_(None) if value is None else col == bind(json_value(field, value))
             case In(field, values):
                 if not values:
                     return sa.false()
-                return column(field, values[0]).in_([json_value(field, v) for v in values])
+                items = [json_value(field, v) for v in values]
+                return column(field, values[0]).in_(bind(items, expanding=True))
             case Range(field, low, high):
                 col = column(field, low if low is not None else high)
                 parts = [col.is_not(None)]
                 if low is not None:
-                    parts.append(col >= json_value(field, low))
+                    parts.append(col >= bind(json_value(field, low)))
                 if high is not None:
-                    parts.append(col < json_value(field, high))
+                    parts.append(col < bind(json_value(field, high)))
                 return sa.and_(*parts)
             case Contains(field, text):
-                return column(field, text).like(f"%{_escape_like(text)}%", escape="\\")
+                return column(field, text).like(bind(f"%{_escape_like(text)}%"), escape="\\")
             case IsNull(field):
                 return column(field, None).is_(None)
             case HasKey(kind, key):
                 k = self._keys
                 return self._table.c.id.in_(
                     sa.select(k.c.record_id).where(
-                        k.c.tenant_id == self._uow.tenant_id,
+                        k.c.tenant_id == bind(self._uow.tenant_id),
                         k.c.record_type == self._resource,
-                        k.c.kind == kind,
-                        k.c.key == key,
+                        k.c.kind == bind(kind),
+                        k.c.key == bind(key),
                     )
                 )
             case AnyKey(kind, keys):
@@ -526,44 +687,52 @@ class SqlRepository(Generic[S]):
                 k = self._keys
                 return self._table.c.id.in_(
                     sa.select(k.c.record_id).where(
-                        k.c.tenant_id == self._uow.tenant_id,
+                        k.c.tenant_id == bind(self._uow.tenant_id),
                         k.c.record_type == self._resource,
-                        k.c.kind == kind,
-                        k.c.key.in_(list(keys)),
+                        k.c.kind == bind(kind),
+                        k.c.key.in_(bind(list(keys), expanding=True)),
                     )
                 )
             case RefersTo(field, resource, related_where):
                 related = self._uow.repo(RECORD_BY_RESOURCE[resource])
-                ids = sa.select(related._table.c.id).where(related._scoped())
+                ids = sa.select(related._table.c.id).where(related._scoped(bind))
                 if related_where is not None:
-                    ids = ids.where(related.compile(related_where))
+                    ids = ids.where(related.compile(related_where, bind))
                 return column(field, "").in_(ids)
             case Related(resource, key, measure, field, low, high, related_where):
                 if measure == "count" and low == 1 and high is None:
                     # "At least one": EXISTS stops at the first related row.
-                    return self._related(resource, key, "exists", None, related_where).exists()
+                    return self._related(
+                        resource, key, "exists", None, related_where, bind
+                    ).exists()
                 value = self._related(
-                    resource, key, measure, field, related_where
+                    resource, key, measure, field, related_where, bind
                 ).scalar_subquery()
                 # Only max can be NULL (no related rows): count is 0, sum coalesced to 0.
                 parts = [value.is_not(None)] if measure == "max" else []
                 if low is not None:
-                    parts.append(value >= low)
+                    parts.append(value >= bind(low))
                 if high is not None:
-                    parts.append(value < high)
+                    parts.append(value < bind(high))
                 return sa.and_(*parts) if parts else sa.true()
             case And(parts):
-                return sa.and_(*(self.compile(p) for p in parts))
+                return sa.and_(*(self.compile(p, bind) for p in parts))
             case Or(parts):
-                return sa.or_(*(self.compile(p) for p in parts))
+                return sa.or_(*(self.compile(p, bind) for p in parts))
             case Not(part):
                 # SQL's NOT of an unknown (a NULL column) is unknown, which filters the row
                 # out; the memory adapter's "not equal to None" keeps it. Make SQL agree.
-                return sa.not_(sa.func.coalesce(self.compile(part), sa.false()))
+                return sa.not_(sa.func.coalesce(self.compile(part, bind), sa.false()))
         raise TypeError(f"unknown filter {where!r}")
 
     def _related(
-        self, resource: str, key: str, measure: str, field: str | None, where: Filter | None
+        self,
+        resource: str,
+        key: str,
+        measure: str,
+        field: str | None,
+        where: Filter | None,
+        bind: Callable[..., Any] = _inline,
     ) -> sa.Select[Any]:
         """A correlated subquery on each row's related records: their ``measure``.
 
@@ -582,10 +751,11 @@ class SqlRepository(Generic[S]):
         else:
             raise ValueError(f"unknown related measure {measure!r}")
         query = sa.select(value).where(
-            table.c.tenant_id == self._uow.tenant_id, related._codec.column(key) == self._table.c.id
+            table.c.tenant_id == bind(self._uow.tenant_id),
+            related._codec.column(key) == self._table.c.id,
         )
         if where is not None:
-            query = query.where(related.compile(where))
+            query = query.where(related.compile(where, bind))
         return query
 
     # -- aggregates ------------------------------------------------------------
@@ -761,11 +931,9 @@ class SqlRepository(Generic[S]):
         query = sa.select(*keys, *values).select_from(sub)
         return query.group_by(*keys) if keys else query
 
-    def _select(self, where: Filter | None) -> sa.Select[Any]:
-        query = sa.select(self._table).where(self._scoped())
-        if where is not None:
-            query = query.where(self.compile(where))
-        return query
+    def _where(self, query: sa.Select[Any], where: Filter | None, bind: _Binds) -> sa.Select[Any]:
+        query = query.where(self._scoped(bind))
+        return query if where is None else query.where(self.compile(where, bind))
 
     def find(
         self,
@@ -776,35 +944,43 @@ class SqlRepository(Generic[S]):
         offset: int = 0,
     ) -> list[S]:
         """The matching records, in order, in one query."""
-        query = self._select(where)
-        for order in order_by:
-            column = self._codec.column(order.field)
-            query = query.order_by(
-                column.desc().nulls_last() if order.descending else column.asc().nulls_last()
-            )
-        query = query.order_by(self._table.c.id)
-        if limit is not None:
-            query = query.limit(limit)
-        if offset:
-            query = query.offset(offset)
-        rows = self._uow.execute(query).mappings()
+
+        def build(bind: _Binds) -> sa.Select[Any]:
+            query = self._where(sa.select(self._table), where, bind)
+            for order in order_by:
+                column = self._codec.column(order.field)
+                query = query.order_by(
+                    column.desc().nulls_last() if order.descending else column.asc().nulls_last()
+                )
+            query = query.order_by(self._table.c.id)
+            if limit is not None:
+                query = query.limit(_LIMIT)
+            return query.offset(_OFFSET) if offset else query
+
+        key = ("find", tuple(order_by), limit is not None, bool(offset))
+        query, params = self._kept(key, where, build)
+        rows = self._uow.execute(query, params | {"limit": limit, "offset": offset}).mappings()
         return [self._codec.from_row(row) for row in rows]
 
     def count_by(self, field: str, where: Filter | None = None) -> dict[Any, int]:
         """Count the matching rows per value of ``field`` with one GROUP BY."""
-        column = self._codec.column(field)
-        query = sa.select(column, sa.func.count()).where(self._scoped()).group_by(column)
-        if where is not None:
-            query = query.where(self.compile(where))
-        rows: list[Any] = list(self._uow.execute(query).all())
+
+        def build(bind: _Binds) -> sa.Select[Any]:
+            column = self._codec.column(field)
+            return self._where(sa.select(column, sa.func.count()), where, bind).group_by(column)
+
+        query, params = self._kept(("count_by", field), where, build)
+        rows: list[Any] = list(self._uow.execute(query, params).all())
         return {value: int(n) for value, n in rows}
 
     def count(self, where: Filter | None = None) -> int:
         """Count the matching rows in SQL."""
-        query = sa.select(sa.func.count()).select_from(self._table).where(self._scoped())
-        if where is not None:
-            query = query.where(self.compile(where))
-        return int(self._uow.execute(query).scalar_one())
+
+        def build(bind: _Binds) -> sa.Select[Any]:
+            return self._where(sa.select(sa.func.count()).select_from(self._table), where, bind)
+
+        query, params = self._kept("count", where, build)
+        return int(self._uow.execute(query, params).scalar_one())
 
 
 def _number(value: Any, measure: Measure) -> Any:
