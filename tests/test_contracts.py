@@ -21,6 +21,7 @@ import pycrm
 from pycrm.domain.contracts import ApprovalPolicy, Contract, ContractStatus, Decision
 from pycrm.domain.deals import Deal
 from pycrm.domain.receivables import ReceivableStatus
+from pycrm.domain.tasks import TaskPriority
 from pycrm.errors import InvalidTransition, NotFound, PermissionDenied, ValidationError
 from pycrm.session import Session
 from pycrm.testing import FakeClock
@@ -608,3 +609,35 @@ def test_a_delegate_may_also_reject(crm: pycrm.CRM) -> None:
         rejected = s.contracts.reject(contract.id, comment="net 90 is too long")
     assert rejected.status is ContractStatus.REJECTED
     assert rejected.approvals[0].decided_by == deputy.id
+
+
+def test_each_delegate_gets_one_task_for_the_step_handed_to_them_at_the_same_instant(
+    crm: pycrm.CRM, fake_clock: FakeClock
+) -> None:
+    # The clock stands still: both steps are handed on at the same instant, so
+    # the step of the second delegation is not the one delegated last.
+    p = setup(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        dee = s.org.create_user(name="Dee", email="dee@corp.example", department="sales")
+        gus = s.org.create_user(name="Gus", email="gus@corp.example", department="legal")
+    with crm.session(actor=p.sam.id) as s:
+        draft = s.contracts.draft(
+            deal(s, p).id, title="Spares 2026", discount_percent=50, standard_terms=False
+        )
+        contract = s.contracts.submit(draft.id)
+    with crm.session(actor=p.max.id) as s:
+        s.contracts.delegate(contract.id, dee.id)
+    with crm.session(actor=p.lea.id) as s:
+        s.contracts.delegate(contract.id, gus.id)
+    with crm.session(actor=crm.system_actor) as s:
+        tasks = s.tasks.list(kind="approval")
+    assert sorted(
+        (t.assignee_id, t.title, t.due_at, t.priority, t.related_id, t.notes) for t in tasks
+    ) == sorted(
+        [
+            (dee.id, "Decide the sales_manager approval of contract Spares 2026",
+             fake_clock.now(), TaskPriority.HIGH, contract.id, "discount 50% above 10%"),
+            (gus.id, "Decide the legal approval of contract Spares 2026",
+             fake_clock.now(), TaskPriority.HIGH, contract.id, "non-standard terms"),
+        ]
+    )  # fmt: skip

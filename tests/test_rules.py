@@ -8,6 +8,7 @@ with the rules, on the same data.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -24,8 +25,9 @@ from pycrm.domain.money import Money
 from pycrm.domain.org import User
 from pycrm.domain.outbox import OutboxMessage
 from pycrm.domain.tasks import BehaviourEvent, Task, TaskPriority
-from pycrm.errors import ConcurrencyError, ConfigurationError, InvalidTransition
-from pycrm.rules import Assignment, RoutingRule, RuleBook, RuleContext, TaskSpec, hookimpl
+from pycrm.errors import ConcurrencyError, ConfigurationError, InvalidTransition, ValidationError
+from pycrm.rules import Assignment, RoutingRule, RuleBook, RuleContext, Scorer, TaskSpec, hookimpl
+from pycrm.rules.scoring import DEFAULT_SOURCE_POINTS, ScoringRules
 from pycrm.session import Session
 from pycrm.testing import FakeClock
 
@@ -177,6 +179,98 @@ def test_skills_rule_keeps_only_users_with_every_skill(connect_crm: ConnectFn) -
     assert other.assigned_by == "pycrm.routing:rest"
 
 
+def test_region_and_language_rules_keep_users_covering_one_of_each(connect_crm: ConnectFn) -> None:
+    setup = connect_crm()
+    with setup.session(setup.system_actor) as s:
+        abe = add_user(s, "Abe")  # covers nothing
+        bo = add_user(s, "Bo", regions=["dach"], languages=["English"], skills=["Aviation"])
+        add_user(s, "Cy", regions=["Benelux"], languages=["German"], skills=["aviation", "x"])
+        di = add_user(s, "Di", regions=["Nordics", "CH"], languages=["english", "GERMAN"])
+        add_user(s, "Eve", regions=["DACH"], languages=["german"])
+    crm = connect_crm(
+        routing_rules=[
+            # exactly the skills wanted is enough: Bo (first by name) is kept
+            {"name": "pilots", "when": {"industry": "aviation"}, "skills": ["aviation"],
+             "pick": "first"},
+            {"name": "dach de", "regions": ["DACH", "CH"], "languages": ["german"],
+             "pick": "first"},
+            {"name": "rest", "users": [abe.id], "pick": "first"},
+        ]
+    )  # fmt: skip
+    lead = capture(crm)
+    assert (lead.owner_id, lead.assigned_by) == (di.id, "pycrm.routing:dach de")
+    assert (lead.assignment_reason or "").startswith("dach de (regions DACH, CH; languages german)")
+    assert capture(crm, industry="aviation").owner_id == bo.id
+
+
+def test_a_min_score_criterion_is_checked_with_the_others_and_a_ticket_has_no_score(
+    connect_crm: ConnectFn,
+) -> None:
+    setup = connect_crm()
+    with setup.session(setup.system_actor) as s:
+        ann = add_user(s, "Ann")
+        bob = add_user(s, "Bob")
+        sue = add_user(s, "Sue", department="service")
+        tom = add_user(s, "Tom", department="service")
+    crm = connect_crm(
+        routing_rules=[
+            {"name": "hot dach", "when": {"min_score": 0, "region": "DACH"},
+             "users": [ann.id, sue.id], "pick": "first"},
+            {"name": "rest", "users": [bob.id, tom.id], "pick": "first"},
+        ]
+    )  # fmt: skip
+    assert capture(crm, region="DACH").owner_id == ann.id
+    assert capture(crm, region="US").owner_id == bob.id  # the region is checked too
+    with crm.session(crm.system_actor) as s:
+        ticket = s.tickets.open("Broken", channel="email")
+    assert ticket.assignee_id == tom.id  # no score: a min_score rule never applies
+
+
+def test_a_criterion_on_a_number_matches_that_number_and_never_a_value_of_another_type(
+    connect_crm: ConnectFn,
+) -> None:
+    setup = connect_crm()
+    with setup.session(setup.system_actor) as s:
+        ann, bob, cy = add_user(s, "Ann"), add_user(s, "Bob"), add_user(s, "Cy")
+    crm = connect_crm(
+        routing_rules=[
+            {"name": "numbered", "when": {"region": 7}, "users": [ann.id], "pick": "first"},
+            {"name": "exactly", "when": {"score": 45}, "users": [bob.id], "pick": "first"},
+            {"name": "rest", "users": [cy.id], "pick": "first"},
+        ]
+    )
+    exactly = capture(crm, email="e@example.com", company="Exact", region="DACH")
+    other = capture(crm, email="o@example.com", region="DACH")
+    assert (exactly.score, exactly.owner_id) == (45, bob.id)
+    assert (other.score, other.owner_id) == (35, cy.id)
+
+
+def test_a_match_rule_keeps_the_users_whose_list_holds_every_value_of_the_record(
+    connect_crm: ConnectFn,
+) -> None:
+    setup = connect_crm()
+    with setup.session(setup.system_actor) as s:
+        s.fields.define("lead", "speaks", "multi_choice", choices=["de", "en", "es"])
+        ana = add_user(s, "Ana", regions=["Iberia"], languages=["ES", "en"])
+        dirk = add_user(s, "Dirk", regions=["DACH"], languages=["de", "en"])
+        add_user(s, "Zoe")
+    crm = connect_crm(
+        routing_rules=[
+            {"name": "by language", "when": {"source": "phone"},
+             "match": {"languages": "custom.speaks"}, "pick": "first"},
+            {"name": "by territory", "match": {"regions": "region"}, "pick": "first"},
+        ]
+    )  # fmt: skip
+    both = capture(crm, source="phone", custom={"speaks": ["de", "en"]})
+    assert (both.owner_id, both.assigned_by) == (dirk.id, "pycrm.routing:by language")
+    assert "languages match custom.speaks" in (both.assignment_reason or "")
+    assert capture(crm, source="phone", custom={"speaks": ["en"]}).owner_id == ana.id
+    dach = capture(crm, region="dach")
+    assert (dach.owner_id, dach.assigned_by) == (dirk.id, "pycrm.routing:by territory")
+    assert capture(crm, region="Iberia").owner_id == ana.id
+    assert capture(crm).owner_id == ana.id  # no region to match: the pool stays whole
+
+
 # -- round-robin ---------------------------------------------------------------
 
 
@@ -234,6 +328,26 @@ def test_round_robin_skips_unavailable_members_without_losing_fairness(
     assert owners[0] != owners[1]
     assert owners[2:] == owners[:2]
     assert c.id not in owners
+
+
+def test_each_round_robin_rule_takes_its_own_turns_through_the_users_in_id_order(
+    connect_crm: ConnectFn,
+) -> None:
+    setup = connect_crm()
+    with setup.session(setup.system_actor) as s:
+        ids = sorted(add_user(s, name).id for name in ("Ann", "Bob", "Cy"))
+    crm = connect_crm(
+        routing_rules=[
+            {"name": "austria", "when": {"region": "AT"}, "pick": "round_robin"},
+            {"name": "rest", "pick": "round_robin"},
+        ]
+    )
+    rest = [capture(crm, f"Lead {i}") for i in range(4)]
+    assert [lead.owner_id for lead in rest] == [ids[0], ids[1], ids[2], ids[0]]
+    assert (rest[1].assignment_reason or "").endswith("round-robin turn 2 of 3")
+    alpine = capture(crm, "Alpine", region="AT")
+    assert alpine.owner_id == ids[0]  # the rule's own first turn
+    assert (alpine.assignment_reason or "").endswith("round-robin turn 1 of 3")
 
 
 # -- load-balanced -------------------------------------------------------------
@@ -596,6 +710,62 @@ def test_a_min_score_rule_routes_hot_leads(connect_crm: ConnectFn) -> None:
     assert "min_score=60" in (routed.assignment_reason or "")
 
 
+def test_a_scorer_plugin_scores_by_the_weights_it_was_given(connect_crm: ConnectFn) -> None:
+    crm = connect_crm()
+    crm.plugins.unregister(name="pycrm.scoring")
+    crm.plugins.register(Scorer({"fair": 7}, per_event=2, max_behaviour=5), name="fair")
+    lead = capture(crm, source="fair", company="Fair Co")
+    assert lead.score == 7 + 10
+    assert capture(crm, source="webform").score == 0  # not in the table: no points
+    with crm.session(crm.system_actor) as s:
+        s.activities.track(None, "opened_newsletter", lead_id=lead.id)
+        assert s.leads.get(lead.id).score == 17 + 2
+        for _ in range(2):
+            s.activities.track(None, "opened_newsletter", lead_id=lead.id)
+        assert s.leads.get(lead.id).score == 17 + 5  # at most max_behaviour
+    default = Scorer()
+    assert (default.source_points, default.per_event, default.max_behaviour) == (
+        DEFAULT_SOURCE_POINTS,
+        10,
+        30,
+    )
+    assert default.score(lead, 2) == 10 + 20  # "fair" is no default source
+    assert Scorer({}, per_event=1, max_behaviour=3).score(lead, 9) == 10 + 3
+
+
+def test_the_scoring_weights_read_back_from_their_json_form() -> None:
+    rules = ScoringRules.parse(
+        {"source_points": {"fair": -5, "api": 1000}, "per_event": 3, "max_behaviour": 12}
+    )
+    assert rules == ScoringRules({"fair": -5, "api": 1000}, per_event=3, max_behaviour=12)
+    data = json.loads(json.dumps(rules.to_json()))
+    assert data == {"source_points": {"fair": -5, "api": 1000}, "per_event": 3, "max_behaviour": 12}
+    assert ScoringRules.parse(data) == rules
+    assert ScoringRules.parse(rules) is rules
+    assert ScoringRules.parse({"per_event": 0}) == ScoringRules(per_event=0)  # the rest: defaults
+    assert ScoringRules.parse({"max_behaviour": 0}) == ScoringRules(max_behaviour=0)
+    assert ScoringRules.parse({"source_points": {}}) == ScoringRules({})
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ({"per_event": -1}, "weights.per_event"),
+        ({"per_event": None}, "weights.per_event"),
+        ({"per_event": 2.5}, "weights.per_event"),
+        ({"max_behaviour": 1001}, "weights.max_behaviour"),
+        ({"max_behaviour": True}, "weights.max_behaviour"),
+        ({"max_behaviour": None}, "weights.max_behaviour"),
+    ],
+    ids=["negative", "per-event-none", "float", "too-many", "bool", "max-none"],
+)
+def test_a_bad_scoring_weight_is_refused_naming_it(value: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ScoringRules.parse(value, "weights")
+    assert (caught.value.field, caught.value.value) == (field, next(iter(value.values())))
+    assert caught.value.reason
+
+
 # -- plugins registered at runtime ------------------------------------------------------
 
 
@@ -689,6 +859,37 @@ def test_unregistering_the_built_in_routing(connect_crm: ConnectFn) -> None:
     )
     replaced = capture(crm)
     assert (replaced.owner_id, replaced.assigned_by) == (bob.id, "pycrm.routing:bob only")
+
+
+class TeamLooker:
+    """A routing plugin that only looks at who is in a team (and decides nothing)."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[str]] = []
+
+    @hookimpl(tryfirst=True)
+    def pycrm_assign_lead(
+        self, lead: Lead, candidates: Sequence[User], ctx: RuleContext
+    ) -> Assignment | None:
+        self.seen.append(sorted(u.name for u in ctx.team_members(lead.company or "")))
+        return None
+
+
+def test_a_plugin_sees_the_active_members_of_a_team_by_name_or_id(connect_crm: ConnectFn) -> None:
+    crm = connect_crm()
+    with crm.session(crm.system_actor) as s:
+        north = s.org.create_team("North", "sales")
+        add_user(s, "Nora", team_ids=[north.id])
+        add_user(s, "Ned", team_ids=[north.id])
+        gone = add_user(s, "Gil", team_ids=[north.id])
+        add_user(s, "Otto")
+        s.org.deactivate_user(gone.id)
+    looker = TeamLooker()
+    crm.plugins.register(looker, name="looker")
+    capture(crm, company="North")
+    capture(crm, company=north.id)
+    capture(crm, company="South")
+    assert looker.seen == [["Ned", "Nora"], ["Ned", "Nora"], []]
 
 
 # -- misbehaving plugins ------------------------------------------------------------
@@ -1068,6 +1269,38 @@ def test_routing_rule_parse_names_the_rule_and_round_trips() -> None:
     )
     assert RoutingRule.parse(rule) is rule
     assert rule.fallthrough is True
+
+
+def test_a_routing_rule_reads_back_from_its_json_form_with_every_field() -> None:
+    full = RoutingRule.parse(
+        {
+            "name": "full",
+            "when": {"region": {"DACH", "CH"}, "min_score": 10},
+            "team": "North",
+            "users": ["u-1", "u-2"],
+            "skills": ["aviation"],
+            "regions": ["DACH"],
+            "languages": ["de"],
+            "match": {"regions": "region"},
+            "pick": "load_balanced",
+            "fallthrough": False,
+        }
+    )
+    data = json.loads(json.dumps(full.to_json()))
+    assert data == {
+        "name": "full",
+        "when": {"region": ["CH", "DACH"], "min_score": 10},
+        "team": "North",
+        "users": ["u-1", "u-2"],
+        "skills": ["aviation"],
+        "regions": ["DACH"],
+        "languages": ["de"],
+        "match": {"regions": "region"},
+        "pick": "load_balanced",
+        "fallthrough": False,
+    }
+    assert RoutingRule.parse(data).to_json() == data
+    assert RoutingRule.parse({"name": "bare"}).to_json() == {"name": "bare"}
 
 
 @pytest.mark.parametrize(

@@ -281,6 +281,39 @@ def test_custom_followups_replace_the_default_ones(
 # -- behaviour follow-ups for leads ---------------------------------------------------
 
 
+def test_a_leads_follow_up_takes_the_rules_title_and_priority_and_a_closed_leads_goes_to_the_contact(
+    connect_crm: ConnectFn, fake_clock: FakeClock
+) -> None:
+    followups = {
+        "downloaded_whitepaper": Followup(
+            "Send {name} the {event} case study", timedelta(days=1), TaskPriority.LOW
+        )
+    }
+    crm = connect_crm(followups=followups)
+    p = staff(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        worked = s.leads.capture("Lia Lead", source="webform")
+        s.leads.assign(worked.id, p.kim.id)
+        done = s.leads.capture("Dora Done", source="webform")
+        s.leads.disqualify(done.id, "no budget")
+        anna = s.contacts.create("Anna", owner_id=p.sam.id)
+    with crm.session(actor=p.sam.id) as s:
+        s.activities.track(None, "downloaded_whitepaper", lead_id=worked.id)
+        # a closed lead that never became a contact: the contact given follows up
+        s.activities.track(anna.id, "downloaded_whitepaper", lead_id=done.id)
+    with crm.session(actor=crm.system_actor) as s:
+        tasks = s.tasks.list(kind="follow_up")
+    due = fake_clock.now() + timedelta(days=1)
+    assert sorted(
+        (t.title, t.assignee_id, t.priority.value, t.due_at, t.related_type, t.related_id)
+        for t in tasks
+    ) == [
+        ("Send Anna the downloaded_whitepaper case study", p.sam.id, "low", due, "contact", anna.id),
+        ("Send Lia Lead the downloaded_whitepaper case study", p.kim.id, "low", due, "lead",
+         worked.id),
+    ]  # fmt: skip
+
+
 def test_tracking_a_leads_pricing_page_view_gives_the_leads_owner_a_follow_up_task(
     crm: pycrm.CRM, fake_clock: FakeClock
 ) -> None:

@@ -83,7 +83,7 @@ class Reminders:
                 )
             ]
         if event.name == "approval_delegated":
-            return _delegated(event, after)
+            return _delegated(event, event.before or {}, after)
         return None
 
     def _behaviour(self, event: BehaviourEvent, ctx: RuleContext) -> list[TaskSpec] | None:
@@ -133,16 +133,22 @@ class Reminders:
         ]
 
 
-def _delegated(event: Event, after: dict[str, Any]) -> list[TaskSpec] | None:
-    """The delegate's task: decide the step handed to them (the last one delegated)."""
-    steps = [
-        step
-        for step in after.get("approvals", ())
-        if step.get("delegated_to") and step.get("decision") == "pending"
+def _delegated(
+    event: Event, before: dict[str, Any], after: dict[str, Any]
+) -> list[TaskSpec] | None:
+    """The delegate's task: decide the step this event handed on.
+
+    That is the delegated step that differs from the one before: two steps can
+    be handed on at the same instant (a clock that stands still), so the latest
+    ``delegated_at`` does not tell them apart.
+    """
+    old = before.get("approvals", ())
+    handed = [
+        step for step in after.get("approvals", ()) if step.get("delegated_to") and step not in old
     ]
-    if not steps:
+    if not handed:
         return None
-    step = max(steps, key=lambda s: s.get("delegated_at") or "")
+    step = handed[0]
     return [
         TaskSpec(
             f"Decide the {step['role']} approval of contract {after.get('title', '')}".strip(),

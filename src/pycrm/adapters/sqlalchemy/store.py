@@ -584,7 +584,8 @@ class SqlRepository(Generic[S]):
     # -- reading -----------------------------------------------------------
 
     def _scoped(self, bind: Callable[..., Any] = _inline) -> sa.ColumnElement[bool]:
-        return self._table.c.tenant_id == bind(self._uow.tenant_id)
+        scoped: sa.ColumnElement[bool] = self._table.c.tenant_id == bind(self._uow.tenant_id)
+        return scoped
 
     def _kept(
         self, key: Any, where: Filter | None, build: Callable[[_Binds], sa.Select[Any]]
