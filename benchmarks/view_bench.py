@@ -35,6 +35,7 @@ from rich.table import Table
 import pycrm
 from pycrm.domain.contracts import Contract
 from pycrm.domain.deals import Deal
+from pycrm.domain.documents import Document
 from pycrm.domain.leads import Lead
 from pycrm.domain.receivables import Receivable
 from pycrm.domain.tickets import Ticket
@@ -102,6 +103,17 @@ def populate(
                         occurred_at=now - timedelta(minutes=rng.randrange(1, 1_000_000)),
                         private=rng.random() < 0.15,
                     )
+        # Files on every other customer, filed by an integration: open to all,
+        # shared with sales only, or with service only (which the sales viewer
+        # may not read); sometimes a new version supersedes the first.
+        with crm.session(actor=crm.system_actor) as s:
+            for customer_id, _ in batch[::2]:
+                readers = rng.choice([None, ["sales"], ["service"]])
+                doc = s.documents.attach(
+                    "customer", customer_id, "offer.pdf", b"%PDF-1.4", readable_by=readers
+                )
+                if rng.random() < 0.3:
+                    s.documents.new_version(doc.document_key, b"%PDF-1.5")
         ids.extend(c for c, _ in batch)
     return users[0].id, ids
 
@@ -116,7 +128,9 @@ class Baseline:
     application would; each view only executes them and makes dicts of the rows.
     """
 
-    def __init__(self, crm: pycrm.CRM, viewer: str, tenant: str = "default") -> None:
+    def __init__(
+        self, crm: pycrm.CRM, viewer: str, department: str, tenant: str = "default"
+    ) -> None:
         schema = crm.store.schema  # type: ignore[attr-defined]
         id: sa.BindParameter[str] = sa.bindparam("id")
 
@@ -132,6 +146,7 @@ class Baseline:
         cu, co = schema.codec(pycrm.Customer).table, schema.codec(pycrm.Contact).table
         ac, rc = schema.codec(pycrm.Activity).table, schema.codec(Receivable).table
         asm = schema.codec(pycrm.Assessment).table
+        do, keys = schema.codec(Document).table, schema.match_keys
         self.customer = select(pycrm.Customer, cu.c.id == id)
         self.parts: dict[str, sa.Select[Any]] = {
             "contacts": select(
@@ -159,6 +174,26 @@ class Baseline:
                 columns=[c for c in rc.c if c.name not in ("payments", "overpaid")],
             ),
             "tickets": by_customer(Ticket, newest="opened_at"),
+            # The latest version of each document filed on the customer that the
+            # viewer wrote or that is shared with them, everyone or their department.
+            "documents": select(
+                Document,
+                do.c.record_type == "customer",
+                do.c.record_id == id,
+                do.c.latest.is_(True),
+                sa.or_(
+                    do.c.created_by == viewer,
+                    do.c.id.in_(
+                        sa.select(keys.c.record_id).where(
+                            keys.c.tenant_id == tenant,
+                            keys.c.record_type == "document",
+                            keys.c.kind == "reader",
+                            keys.c.key.in_(["*", viewer, department]),
+                        )
+                    ),
+                ),
+                order=[do.c.created_at],
+            ),
         }
 
     def view(self, conn: sa.Connection, id: str) -> dict[str, Any]:
@@ -206,7 +241,7 @@ def statements(engine: sa.Engine) -> Iterator[list[int]]:
 
 def measure(crm: pycrm.CRM, viewer: str, ids: list[str], repeat: int) -> dict[str, Any]:
     """Time each view ``repeat`` times per path, alternating paths; keep each view's best."""
-    baseline = Baseline(crm, viewer)
+    baseline = Baseline(crm, viewer, "sales")
     times: dict[str, list[float]] = {"pycrm": [], "baseline": []}
     with crm.session(actor=viewer) as s, crm.engine.connect() as conn:
         runs: dict[str, Callable[[str], Any]] = {

@@ -18,7 +18,7 @@ from pycrm.domain.events import Event
 from pycrm.domain.ids import new_id
 from pycrm.domain.org import Actor, User
 from pycrm.domain.outbox import OutboxMessage
-from pycrm.domain.query import Eq, Filter, OrderBy, all_of
+from pycrm.domain.query import Eq, Filter, OrderBy, all_of, simplify
 from pycrm.domain.records import Record, Stored
 from pycrm.errors import ConcurrencyError, ConfigurationError
 from pycrm.ports import UnitOfWork
@@ -568,11 +568,15 @@ class Reader(Generic[S]):
     def _where(self, where: Filter | None, *fields: str) -> Filter | None:
         guard = self._s._guard
         guard.check_fields(self._cls, fields)
-        return all_of(
-            [
-                guard.confine(self._cls, where, quiet=self._quiet),
-                guard.filter(self._cls, quiet=self._quiet),
-            ]
+        # The permission filter covers every case the policy knows; the
+        # query's own conditions often decide most of them (simplify).
+        return simplify(
+            all_of(
+                [
+                    guard.confine(self._cls, where, quiet=self._quiet),
+                    guard.filter(self._cls, quiet=self._quiet),
+                ]
+            )
         )
 
     def find(

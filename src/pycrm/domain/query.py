@@ -40,6 +40,7 @@ __all__ = [
     "fields_of",
     "map_related",
     "plain",
+    "simplify",
 ]
 
 
@@ -200,6 +201,89 @@ def all_of(parts: Sequence[Filter | None]) -> Filter | None:
     if not kept:
         return None
     return kept[0] if len(kept) == 1 else And(tuple(kept))
+
+
+def simplify(where: Filter | None) -> Filter | None:
+    """``where`` with the conditions decided by the texts it pins, folded away.
+
+    Inside ``And(Eq("record_type", "customer"), x)`` every condition of ``x``
+    on ``record_type`` is known: ``In("record_type", ("deal", "customer"))``
+    holds, ``Eq("record_type", "task")`` does not, and the Ors, Ands and Nots
+    around them fold. A record passes the result exactly when it passes
+    ``where``; adapters get a shorter query (a permission filter written for
+    every record type shrinks to the one the query asks for). A filter that
+    can match nothing comes back as ``In("id", ())``; one that always holds
+    as None. Conditions on related records (``Related``, ``RefersTo``) are
+    about other records and left as they are.
+    """
+    folded = _fold(where, {}) if where is not None else True
+    if folded is True:
+        return None
+    if folded is False:
+        return In("id", ())
+    return folded
+
+
+def _pin(part: Filter) -> tuple[str, str] | None:
+    """(field, text) when ``part`` is an ``Eq`` pinning a plain field to a text."""
+    if isinstance(part, Eq) and "." not in part.field:
+        value = plain(part.value)
+        if isinstance(value, str):
+            return part.field, value
+    return None
+
+
+def _flat(parts: Iterable[Filter]) -> Iterator[Filter]:
+    for part in parts:
+        if isinstance(part, And):
+            yield from _flat(part.parts)
+        else:
+            yield part
+
+
+def _fold(where: Filter, pinned: Mapping[str, str]) -> Filter | bool:
+    match where:
+        case Eq(field, value) if field in pinned and isinstance(plain(value), str):
+            return bool(pinned[field] == plain(value))
+        case In(field, values) if field in pinned and all(
+            isinstance(plain(v), str) for v in values
+        ):
+            return pinned[field] in {plain(v) for v in values}
+        case And(parts):
+            flat = list(_flat(parts))
+            pins = dict(pinned)
+            own: set[int] = set()  # the parts that pin a field: they stay
+            for i, part in enumerate(flat):
+                pin = _pin(part)
+                if pin is None or pin[0] in pinned:
+                    continue
+                field, text = pin
+                if pins.setdefault(field, text) != text:
+                    return False  # one field pinned to two texts
+                own.add(i)
+            kept: list[Filter] = []
+            for i, part in enumerate(flat):
+                folded = part if i in own else _fold(part, pins)
+                if folded is False:
+                    return False
+                if folded is not True:
+                    kept.append(folded)
+            return True if not kept else kept[0] if len(kept) == 1 else And(tuple(kept))
+        case Or(parts):
+            alternatives: list[Filter] = []
+            for part in parts:
+                folded = _fold(part, pinned)
+                if folded is True:
+                    return True
+                if folded is not False:
+                    alternatives.append(folded)
+            if not alternatives:
+                return False
+            return alternatives[0] if len(alternatives) == 1 else Or(tuple(alternatives))
+        case Not(part):
+            folded = _fold(part, pinned)
+            return (not folded) if isinstance(folded, bool) else Not(folded)
+    return where
 
 
 def map_related(where: Filter | None, change: Callable[[Related], Filter]) -> Filter | None:

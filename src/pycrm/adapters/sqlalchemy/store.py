@@ -621,8 +621,8 @@ class SqlRepository(Generic[S]):
             return query.with_for_update(read=True) if lock else query
 
         query, params = self._kept(("get", lock), None, build)
-        row = self._uow.execute(query, params | {"id": id}).mappings().first()
-        return None if row is None else self._codec.from_row(row)
+        row = self._uow.execute(query, params | {"id": id}).first()
+        return None if row is None else self._codec.from_values(row)
 
     def get_many(self, ids: Sequence[str]) -> dict[str, S]:
         """The records among ``ids`` that exist."""
@@ -634,9 +634,9 @@ class SqlRepository(Generic[S]):
         found: dict[str, S] = {}
         unique = list(dict.fromkeys(ids))
         for part in chunks(unique):
-            rows = self._uow.execute(query, params | {"ids": part}).mappings()
-            for row in rows:
-                found[row["id"]] = self._codec.from_row(row)
+            for row in self._uow.execute(query, params | {"ids": part}):
+                record = self._codec.from_values(row)
+                found[record.id] = record
         return found
 
     def compile(self, where: Filter, bind: Callable[..., Any] = _inline) -> sa.ColumnElement[bool]:
@@ -960,8 +960,8 @@ class SqlRepository(Generic[S]):
 
         key = ("find", tuple(order_by), limit is not None, bool(offset))
         query, params = self._kept(key, where, build)
-        rows = self._uow.execute(query, params | {"limit": limit, "offset": offset}).mappings()
-        return [self._codec.from_row(row) for row in rows]
+        rows = self._uow.execute(query, params | {"limit": limit, "offset": offset})
+        return [self._codec.from_values(row) for row in rows]
 
     def count_by(self, field: str, where: Filter | None = None) -> dict[Any, int]:
         """Count the matching rows per value of ``field`` with one GROUP BY."""

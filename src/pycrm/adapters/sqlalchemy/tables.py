@@ -17,7 +17,7 @@ import enum
 import functools
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -186,11 +186,33 @@ class Codec:
     _converted: tuple[Column, ...] = attrs.field(init=False, eq=False, repr=False)
     """The columns whose values are converted on the way in."""
 
+    _read_plain: tuple[tuple[str, int], ...] = attrs.field(init=False, eq=False, repr=False)
+    """(field, position in the table's row) of every field read as it is stored."""
+    _read_converted: tuple[tuple[str, Callable[[tuple[Any, ...]], Any], tuple[int, ...]], ...] = (
+        attrs.field(init=False, eq=False, repr=False)
+    )
+    """(field, conversion, positions) of every field converted on the way out."""
+
     def __attrs_post_init__(self) -> None:
         plain = [(c.names[0], c.field) for c in self.columns if c.to_row is _same]
         object.__setattr__(self, "_plain", (*plain, *((n, n) for n in self.computed)))
         object.__setattr__(
             self, "_converted", tuple(c for c in self.columns if c.to_row is not _same)
+        )
+        at = {name: i for i, name in enumerate(self.table.c.keys())}
+        object.__setattr__(
+            self,
+            "_read_plain",
+            tuple((c.field, at[c.names[0]]) for c in self.columns if c.from_row is _first),
+        )
+        object.__setattr__(
+            self,
+            "_read_converted",
+            tuple(
+                (c.field, c.from_row, tuple(at[n] for n in c.names))
+                for c in self.columns
+                if c.from_row is not _first
+            ),
         )
 
     def to_row(self, record: Stored) -> dict[str, Any]:
@@ -200,9 +222,16 @@ class Codec:
             row.update(zip(column.names, column.to_row(getattr(record, column.field)), strict=True))
         return row
 
-    def from_row(self, row: sa.RowMapping) -> Any:
-        """The record stored in ``row``."""
+    def from_row(self, row: Mapping[str, Any]) -> Any:
+        """The record stored in ``row`` (column values by name)."""
         values = {c.field: c.from_row(tuple(row[n] for n in c.names)) for c in self.columns}
+        return self.cls(**values)
+
+    def from_values(self, row: Sequence[Any]) -> Any:
+        """The record stored in ``row``: the table's columns in order (``select(table)``)."""
+        values = {field: row[i] for field, i in self._read_plain}
+        for field, convert, at in self._read_converted:
+            values[field] = convert(tuple(row[i] for i in at))
         return self.cls(**values)
 
     def measure_column(self, path: str) -> sa.Column[Any]:
