@@ -568,16 +568,11 @@ class Reader(Generic[S]):
     def _where(self, where: Filter | None, *fields: str) -> Filter | None:
         guard = self._s._guard
         guard.check_fields(self._cls, fields)
+        allowed = guard.filter(self._cls, quiet=self._quiet)
+        scoped = all_of([guard.confine(self._cls, where, quiet=self._quiet), allowed])
         # The permission filter covers every case the policy knows; the
-        # query's own conditions often decide most of them (simplify).
-        return simplify(
-            all_of(
-                [
-                    guard.confine(self._cls, where, quiet=self._quiet),
-                    guard.filter(self._cls, quiet=self._quiet),
-                ]
-            )
-        )
+        # query's own conditions often decide most of them.
+        return scoped if allowed is None else simplify(scoped)
 
     def find(
         self,
@@ -592,7 +587,7 @@ class Reader(Generic[S]):
         rows = self._repo.find(scoped, order_by=order_by, limit=limit, offset=offset)
         if self._remember:
             self._s._saw(rows)
-        return [self._s._guard.redact(row) for row in rows]
+        return self._s._guard.redact_page(self._cls, rows)
 
     def count(self, where: Filter | None = None) -> int:
         """How many matching records the actor may read."""

@@ -133,6 +133,10 @@ class Policy:
         factory=dict, init=False, eq=False, repr=False
     )
     """grants_for's answers: a policy never changes, and every check asks again."""
+    _hidden: dict[tuple[frozenset[str], str], frozenset[str]] = attrs.field(
+        factory=dict, init=False, eq=False, repr=False
+    )
+    """hidden's answers, asked for every record read."""
 
     def grants_for(self, roles: Iterable[str], resource: str, action: str) -> tuple[Grant, ...]:
         """The grants that speak for ``roles`` about this resource and action."""
@@ -154,11 +158,14 @@ class Policy:
 
     def hidden(self, roles: Iterable[str], resource: str) -> frozenset[str]:
         """Fields of ``resource`` hidden from these roles."""
-        roles = set(roles)
-        return frozenset(
-            r.field for r in self.fields
-            if r.resource == resource and r.hidden and roles.isdisjoint(r.allowed)
-        )  # fmt: skip
+        key = (frozenset(roles), resource)
+        found = self._hidden.get(key)
+        if found is None:
+            found = self._hidden[key] = frozenset(
+                r.field for r in self.fields
+                if r.resource == resource and r.hidden and key[0].isdisjoint(r.allowed)
+            )  # fmt: skip
+        return found
 
     def read_only(self, roles: Iterable[str], resource: str) -> frozenset[str]:
         """Fields of ``resource`` these roles may not write (hidden ones included)."""

@@ -216,7 +216,11 @@ def simplify(where: Filter | None) -> Filter | None:
     as None. Conditions on related records (``Related``, ``RefersTo``) are
     about other records and left as they are.
     """
-    folded = _fold(where, {}) if where is not None else True
+    if where is None:
+        return None
+    if not any(_pin(part) for part in _flat((where,))):
+        return where  # no text pinned for the whole filter: nothing to decide
+    folded = _fold(where, {})
     if folded is True:
         return None
     if folded is False:
@@ -287,16 +291,21 @@ def _fold(where: Filter, pinned: Mapping[str, str]) -> Filter | bool:
 
 
 def map_related(where: Filter | None, change: Callable[[Related], Filter]) -> Filter | None:
-    """``where`` with every :class:`Related` condition replaced by ``change(condition)``."""
+    """``where`` with every :class:`Related` condition replaced by ``change(condition)``.
+
+    Parts without one come back as they are (the same objects).
+    """
     match where:
         case Related():
             return change(where)
-        case And(parts):
-            return And(tuple(map_related(p, change) for p in parts))  # type: ignore[misc]
-        case Or(parts):
-            return Or(tuple(map_related(p, change) for p in parts))  # type: ignore[misc]
+        case And(parts) | Or(parts):
+            changed = tuple(map_related(p, change) for p in parts)
+            if all(new is old for new, old in zip(changed, parts, strict=True)):
+                return where
+            return type(where)(changed)  # type: ignore[arg-type]
         case Not(part):
-            return Not(map_related(part, change))  # type: ignore[arg-type]
+            inner = map_related(part, change)
+            return where if inner is part else Not(inner)  # type: ignore[arg-type]
     return where
 
 

@@ -17,7 +17,7 @@ restricted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
@@ -80,6 +80,8 @@ class Guard:
         self._teams: set[str] | None = None
         self._department: set[str] | None = None
         self._subjects: dict[str, Filter] = {}
+        self._filters: dict[tuple[type[Stored], str, bool], Filter | None] = {}
+        self._hidden: dict[str, frozenset[str]] = {}
 
     @property
     def unrestricted(self) -> bool:
@@ -148,6 +150,12 @@ class Guard:
         """
         if self._bypass:
             return None
+        key = (cls, action, quiet)
+        if key not in self._filters:  # built once per session, as the teams it names
+            self._filters[key] = self._build_filter(cls, action, quiet)
+        return self._filters[key]
+
+    def _build_filter(self, cls: type[Stored], action: str, quiet: bool) -> Filter | None:
         granted: Filter | None = None
         if not self._system and not (action == "read" and cls.read_follows_about):
             grants = self._s.crm.policy.grants_for(self.roles, cls.resource, action)
@@ -294,6 +302,19 @@ class Guard:
             return record
         return attrs.evolve(record, **empty)
 
+    def redact_page(self, cls: type[S], records: Sequence[S]) -> list[S]:
+        """:meth:`redact` of each of ``records`` (of ``cls``), asking the policy once."""
+        if not self._bypass and (
+            issubclass(cls, AuditEntry | Merge)
+            or self.hidden(cls.resource)
+            or (
+                any(getattr(r, "custom", None) for r in records)
+                and self.hidden_custom(cls.resource)
+            )
+        ):
+            return [self.redact(r) for r in records]
+        return list(records)  # nothing of theirs is hidden from the actor
+
     def readable(self, records: Iterable[S]) -> list[S]:
         """The records among ``records`` the actor may read, redacted (for lists built in Python)."""
         return [self.redact(r) for r in records if self.allows(r, "read")]
@@ -420,14 +441,17 @@ class Guard:
         """Fields of ``resource`` hidden from the actor (and those hidden with its subject's)."""
         if self.unrestricted:
             return frozenset()
-        policy = self._s.crm.policy
-        found = policy.hidden(self.roles, resource)
-        cls = RECORD_BY_RESOURCE.get(resource)
-        if cls is not None and cls.hidden_with:
-            subject = policy.hidden(self.roles, cls.about_kinds[0])
-            found |= {
-                f for name, fields in cls.hidden_with.items() if name in subject for f in fields
-            }
+        found = self._hidden.get(resource)
+        if found is None:  # asked for every record read; the policy never changes
+            policy = self._s.crm.policy
+            found = policy.hidden(self.roles, resource)
+            cls = RECORD_BY_RESOURCE.get(resource)
+            if cls is not None and cls.hidden_with:
+                subject = policy.hidden(self.roles, cls.about_kinds[0])
+                found |= {
+                    f for name, fields in cls.hidden_with.items() if name in subject for f in fields
+                }
+            self._hidden[resource] = found
         return found
 
     def hidden_custom(self, resource: str) -> frozenset[str]:

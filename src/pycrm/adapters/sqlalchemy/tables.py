@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import operator
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -186,8 +187,10 @@ class Codec:
     _converted: tuple[Column, ...] = attrs.field(init=False, eq=False, repr=False)
     """The columns whose values are converted on the way in."""
 
-    _read_plain: tuple[tuple[str, int], ...] = attrs.field(init=False, eq=False, repr=False)
-    """(field, position in the table's row) of every field read as it is stored."""
+    _read_plain: tuple[tuple[str, ...], Callable[[Sequence[Any]], Any]] = attrs.field(
+        init=False, eq=False, repr=False
+    )
+    """The fields read as they are stored, and what picks their values out of a row."""
     _read_converted: tuple[tuple[str, Callable[[tuple[Any, ...]], Any], tuple[int, ...]], ...] = (
         attrs.field(init=False, eq=False, repr=False)
     )
@@ -200,11 +203,12 @@ class Codec:
             self, "_converted", tuple(c for c in self.columns if c.to_row is not _same)
         )
         at = {name: i for i, name in enumerate(self.table.c.keys())}
-        object.__setattr__(
-            self,
-            "_read_plain",
-            tuple((c.field, at[c.names[0]]) for c in self.columns if c.from_row is _first),
-        )
+        plain_read = [(c.field, at[c.names[0]]) for c in self.columns if c.from_row is _first]
+        # Every record type stores two or more fields as they are (id, tenant_id,
+        # ...), so the getter returns a tuple.
+        assert len(plain_read) >= 2, self.cls
+        pick = operator.itemgetter(*(i for _, i in plain_read))
+        object.__setattr__(self, "_read_plain", (tuple(f for f, _ in plain_read), pick))
         object.__setattr__(
             self,
             "_read_converted",
@@ -229,7 +233,8 @@ class Codec:
 
     def from_values(self, row: Sequence[Any]) -> Any:
         """The record stored in ``row``: the table's columns in order (``select(table)``)."""
-        values = {field: row[i] for field, i in self._read_plain}
+        fields, pick = self._read_plain
+        values = dict(zip(fields, pick(row), strict=True))
         for field, convert, at in self._read_converted:
             values[field] = convert(tuple(row[i] for i in at))
         return self.cls(**values)
