@@ -610,7 +610,10 @@ class SqlRepository(Generic[S]):
                 raise AssertionError(f"filter values out of order: {where!r}")
             return statement
 
-        statement = self._uow._store.statement((self._codec.cls, key, shape), built)
+        if key is None:
+            statement = built()
+        else:
+            statement = self._uow._store.statement((self._codec.cls, key, shape), built)
         return statement, {f"p{i}": v for i, v in enumerate(values)}
 
     def get(self, id: str, *, lock: bool = False) -> S | None:
@@ -851,20 +854,28 @@ class SqlRepository(Generic[S]):
         ranked = self._dialect != "postgresql" and any(
             isinstance(m, MedianDuration) for m in measures.values()
         )
-        if ranked:
-            query = self._ranked(where, group_by, measures)
-        else:
+
+        def build(bind: _Binds) -> sa.Select[Any]:
+            if ranked:
+                return self._ranked(where, group_by, measures, bind)
             keys = [self._group_expression(k).label(f"g{i}") for i, k in enumerate(group_by)]
             values = [
                 self._measure_expression(m).label(f"m{i}") for i, m in enumerate(measures.values())
             ]
-            query = sa.select(*keys, *values).select_from(self._table).where(self._scoped())
-            if where is not None:
-                query = query.where(self.compile(where))
-            if keys:
-                query = query.group_by(*keys)
+            query = self._where(sa.select(*keys, *values).select_from(self._table), where, bind)
+            return query.group_by(*keys) if keys else query
+
+        # Groups and measures are few and fixed in code; their values (an as-of
+        # date, a measure's own condition) are part of the statement's key, and
+        # so is the tenant, which a measure's condition holds as it is.
+        key: Any = ("aggregate", self._uow.tenant_id, tuple(group_by), tuple(measures.items()))
+        try:
+            hash(key)
+        except TypeError:  # an unhashable value somewhere: build it every time
+            key = None
+        query, params = self._kept(key, where, build)
         rows = []
-        for row in self._uow.execute(query).all():
+        for row in self._uow.execute(query, params).all():
             out: dict[str, Any] = {}
             for i, key in enumerate(group_by):
                 value = row[i]
@@ -877,7 +888,11 @@ class SqlRepository(Generic[S]):
         return rows
 
     def _ranked(
-        self, where: Filter | None, group_by: Sequence[GroupKey], measures: Mapping[str, Measure]
+        self,
+        where: Filter | None,
+        group_by: Sequence[GroupKey],
+        measures: Mapping[str, Measure],
+        bind: _Binds,
     ) -> sa.Select[Any]:
         """The aggregate as a GROUP BY over a subquery with window functions (for SQLite).
 
@@ -920,10 +935,7 @@ class SqlRepository(Generic[S]):
             if isinstance(element, sa.Column) and element.table is self._table
         }
         inner = sa.select(*sorted(needed, key=lambda c: c.name), *windows)
-        inner = inner.select_from(self._table).where(self._scoped())
-        if where is not None:
-            inner = inner.where(self.compile(where))
-        sub = inner.subquery()
+        sub = self._where(inner.select_from(self._table), where, bind).subquery()
         adapt = ClauseAdapter(sub).traverse
         keys = [adapt(g).label(f"g{i}") for i, g in enumerate(groups)]
         values: list[sa.ColumnElement[Any]] = []
