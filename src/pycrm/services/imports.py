@@ -45,7 +45,7 @@ from pycrm.errors import (
     PermissionDenied,
     ValidationError,
 )
-from pycrm.matching.features import features
+from pycrm.matching.features import Features, features
 from pycrm.matching.model import weight_of
 from pycrm.regions import region_code
 from pycrm.rules.context import RuleContext
@@ -465,6 +465,7 @@ class _Chunk:
         self.audit: list[AuditEntry] = []
         self.outbox: list[OutboxMessage] = []
         self.events: list[Event] = []
+        self._features: dict[tuple[str, int], Features] = {}
 
     def run(self, rows: list[_Row]) -> None:
         s = self.s
@@ -528,9 +529,13 @@ class _Chunk:
         limit = weight_of(self.s.crm.duplicate_threshold)
         best: tuple[float, Record] | None = None
         for candidate in {c.id: c for c in candidates}.values():
-            weight = scorer.score(
-                draft, features(candidate, scorer.model.identifying_fields), explain=False
-            ).weight
+            # A stored namesake is weighed against many rows of the chunk: its
+            # features are worked out once (records are immutable).
+            at = (candidate.id, candidate.version)
+            seen = self._features.get(at)
+            if seen is None:
+                seen = self._features[at] = features(candidate, scorer.model.identifying_fields)
+            weight = scorer.score(draft, seen, explain=False).weight
             if weight >= limit and (best is None or weight > best[0]):
                 best = (weight, candidate)
         return None if best is None else best[1]
@@ -562,13 +567,13 @@ class _Chunk:
         """
         classes = [self.cls, Contact] if self.kind == "lead" else [self.cls]
         for kind in kinds:
-            keys = sorted(k for t, k in wanted if t == kind)
+            keys = {k for t, k in wanted if t == kind}  # a set: a chunk asks for thousands
             if not keys:
                 continue
             for cls in classes:
                 if self.s._guard.hides_key(cls, kind):
                     continue
-                for record in self.s.read(cls, quiet=True).find(AnyKey(kind, keys)):
+                for record in self.s.read(cls, quiet=True).find(AnyKey(kind, sorted(keys))):
                     if isinstance(record, Lead) and not record.is_open:
                         continue
                     if getattr(record, "status", None) is RecordStatus.MERGED:
