@@ -192,6 +192,37 @@ def test_queries_of_one_shape_share_one_kept_statement(
     assert len(kept) == before
 
 
+# -- the holders of many keys at once, a few per key ----------------------------------------
+
+
+def test_find_holders_gives_per_key_what_one_limited_probe_per_key_gives(crm: pycrm.CRM) -> None:
+    # Three tags held by 5, 2 and 0 customers; tenant b holds the same tags.
+    for tenant, counts in (("a", {"red": 5, "blue": 2}), ("b", {"red": 3})):
+        with crm.session(actor=crm.system_actor, tenant=tenant) as s:
+            for tag, n in counts.items():
+                for i in range(n):
+                    s.customers.create(f"{tag} {i} {tenant}", tags=[tag], size=i)
+    uow = crm.store.begin("a")
+    try:
+        repo = uow.repo(Customer)
+        for where in (None, Range("size", 1, None)):
+            held = repo.find_holders("tag", ["red", "blue", "green"], where, per_key=3)
+            for tag in ("red", "blue", "green"):
+                probe = repo.find(
+                    And((HasKey("tag", tag), where)) if where else HasKey("tag", tag),
+                    order_by=[OrderBy("id")],
+                    limit=3,
+                )
+                assert [c.id for c in held.get(tag, [])] == [c.id for c in probe], (tag, where)
+            assert "green" not in held  # no holder, no entry
+            assert all(c.tenant_id == "a" for records in held.values() for c in records)
+        # The filter applies before the limit: non-matching holders take no place.
+        sized = repo.find_holders("tag", ["red"], Range("size", 3, None), per_key=5)
+        assert sorted(c.size for c in sized["red"]) == [3, 4]
+    finally:
+        uow.rollback()
+
+
 def test_count_by_counts_only_the_tenants_records(
     crm: pycrm.CRM, uow_b: UnitOfWork, tenants: dict[str, list[str]]
 ) -> None:

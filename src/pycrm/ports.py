@@ -86,6 +86,17 @@ class Repository(Protocol[S]):
         """Return the records matching ``where``, in order, in one query."""
         ...
 
+    def find_holders(
+        self, kind: str, keys: Sequence[str], where: Filter | None = None, *, per_key: int
+    ) -> dict[str, list[S]]:
+        """For each key: the first ``per_key`` records (by id) matching ``where`` that hold it.
+
+        The records hold match key ``(kind, key)``; one query brings back what
+        many index probes ``find(HasKey(kind, key), limit=per_key)``
+        would bring back, key by key; keys no record holds are left out.
+        """
+        ...
+
     def count(self, where: Filter | None = None) -> int:
         """Count the records matching ``where`` without loading them."""
         ...

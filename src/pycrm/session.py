@@ -589,6 +589,22 @@ class Reader(Generic[S]):
             self._s._saw(rows)
         return self._s._guard.redact_page(self._cls, rows)
 
+    def find_holders(
+        self, kind: str, keys: Sequence[str], where: Filter | None = None, *, per_key: int
+    ) -> dict[str, list[S]]:
+        """For each key: the first ``per_key`` records the actor may read that hold it.
+
+        The same records as ``find(HasKey(kind, key), limit=per_key)`` key by
+        key (the check at the door's probes), in one query. A key of a field
+        hidden from the actor is refused, as filtering on it would be.
+        """
+        self._s._guard.check_fields(self._cls, [self._cls.key_fields.get(kind, kind)])
+        found = self._repo.find_holders(kind, keys, self._where(where), per_key=per_key)
+        for records in found.values():
+            if self._remember:
+                self._s._saw(records)
+        return {k: self._s._guard.redact_page(self._cls, v) for k, v in found.items()}
+
     def count(self, where: Filter | None = None) -> int:
         """How many matching records the actor may read."""
         return self._repo.count(self._where(where))

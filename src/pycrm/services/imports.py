@@ -50,6 +50,7 @@ from pycrm.matching.model import weight_of
 from pycrm.regions import region_code
 from pycrm.rules.context import RuleContext
 from pycrm.serialization import to_dict
+from pycrm.services.dedupe import PROBE_LIMIT
 from pycrm.services.records import Service
 from pycrm.session import Session
 
@@ -541,10 +542,15 @@ class _Chunk:
         return None if best is None else best[1]
 
     def _alike(self, rows: list[_Row]) -> dict[tuple[str, str], list[Record]]:
-        """Stored records sharing a row's person-name or company key."""
+        """Stored records sharing a row's person-name or company key.
+
+        Per key the first ``PROBE_LIMIT`` by id, as the check at the door
+        probes: a common name's thousands of holders are not all weighed
+        against every row that bears it.
+        """
         found: dict[tuple[str, str], list[Record]] = {}
         for key, record in self._sharing(
-            ("person", "company"), {k for r in rows for k in r.lookalike}
+            ("person", "company"), {k for r in rows for k in r.lookalike}, per_key=PROBE_LIMIT
         ):
             found.setdefault(key, []).append(record)
         return found
@@ -557,13 +563,14 @@ class _Chunk:
         return found
 
     def _sharing(
-        self, kinds: tuple[str, ...], wanted: set[tuple[str, str]]
+        self, kinds: tuple[str, ...], wanted: set[tuple[str, str]], per_key: int | None = None
     ) -> Iterator[tuple[tuple[str, str], Record]]:
         """Each ``wanted`` key of ``kinds`` with a stored record holding it.
 
-        One probe per key kind and record type. Only records the importer may read
-        count (a hidden one is not revealed); closed leads and merged records are
-        no one's duplicate.
+        One probe per key kind and record type; with ``per_key``, the first
+        that many holders of each key (by id). Only records the importer may
+        read count (a hidden one is not revealed); closed leads and merged
+        records are no one's duplicate.
         """
         classes = [self.cls, Contact] if self.kind == "lead" else [self.cls]
         for kind in kinds:
@@ -573,14 +580,24 @@ class _Chunk:
             for cls in classes:
                 if self.s._guard.hides_key(cls, kind):
                     continue
-                for record in self.s.read(cls, quiet=True).find(AnyKey(kind, sorted(keys))):
+                reader = self.s.read(cls, quiet=True)
+                held: Iterable[tuple[tuple[str, str], Record]]
+                if per_key is None:
+                    held = (
+                        (key, record)
+                        for record in reader.find(AnyKey(kind, sorted(keys)))
+                        for key in record.match_keys()
+                        if key[0] == kind and key[1] in keys
+                    )
+                else:
+                    holders = reader.find_holders(kind, sorted(keys), per_key=per_key)
+                    held = (((kind, k), r) for k, records in holders.items() for r in records)
+                for key, record in held:
                     if isinstance(record, Lead) and not record.is_open:
                         continue
                     if getattr(record, "status", None) is RecordStatus.MERGED:
                         continue
-                    for key in record.match_keys():
-                        if key[0] == kind and key[1] in keys:
-                            yield key, record
+                    yield key, record
 
     def _customers(self, rows: list[_Row]) -> dict[str, str]:
         names = {company_key(r.values.get("customer")) for r in rows if r.values.get("customer")}

@@ -339,6 +339,23 @@ class MemoryRepository(Generic[S]):
         end = None if limit is None else offset + limit
         return [_isolated(r) for r in found[offset:end]]
 
+    def find_holders(
+        self, kind: str, keys: Sequence[str], where: Filter | None = None, *, per_key: int
+    ) -> dict[str, list[S]]:
+        """For each key: the first ``per_key`` matching records (by id) that hold it."""
+        where = self._resolve(where)
+        wanted = set(keys)
+        found: dict[str, list[S]] = {}
+        for record in self._uow._visible(self._cls).values():
+            held = {k for t, k in record.match_keys() if t == kind and k in wanted}
+            if held and matches(record, where):
+                for key in held:
+                    found.setdefault(key, []).append(record)
+        return {
+            key: [_isolated(r) for r in sorted(records, key=lambda r: r.id)[:per_key]]
+            for key, records in found.items()
+        }
+
     def count(self, where: Filter | None = None) -> int:
         """Count the matching records."""
         where = self._resolve(where)

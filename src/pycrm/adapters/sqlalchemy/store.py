@@ -223,6 +223,9 @@ def _shape(where: Filter, values: list[Any], tenant: str) -> Any:
 _ID: sa.BindParameter[str] = sa.bindparam("id", type_=sa.String)
 _IDS: sa.BindParameter[Any] = sa.bindparam("ids", type_=sa.String, expanding=True)
 _LIMIT: sa.BindParameter[int] = sa.bindparam("limit", type_=sa.Integer)
+_KEYS: sa.BindParameter[Any] = sa.bindparam("keys", type_=sa.String, expanding=True)
+_TENANT: sa.BindParameter[str] = sa.bindparam("tenant", type_=sa.String)
+_KIND: sa.BindParameter[str] = sa.bindparam("kind", type_=sa.String)
 _OFFSET: sa.BindParameter[int] = sa.bindparam("offset", type_=sa.Integer)
 
 
@@ -980,6 +983,49 @@ class SqlRepository(Generic[S]):
         query, params = self._kept(key, where, build)
         rows = self._uow.execute(query, params | {"limit": limit, "offset": offset}).all()
         return [self._codec.from_values(row) for row in rows]
+
+    def find_holders(
+        self, kind: str, keys: Sequence[str], where: Filter | None = None, *, per_key: int
+    ) -> dict[str, list[S]]:
+        """For each key: the first ``per_key`` matching records (by id) that hold it.
+
+        Two index-driven queries: the key index's rows for the keys, numbered
+        per key in id order (``row_number()``) among the records that match
+        ``where``; then those records by id. (Joining the numbered rows to the
+        table in one query made SQLite scan the table once per key row.)
+        """
+        k, t = self._keys, self._table
+
+        def build(bind: _Binds) -> sa.Select[Any]:
+            ranked = sa.select(
+                k.c.record_id,
+                k.c.key,
+                sa.func.row_number().over(partition_by=k.c.key, order_by=k.c.record_id).label("n"),
+            ).where(
+                k.c.record_type == self._resource,
+                k.c.kind == _KIND,
+                k.c.key.in_(_KEYS),
+            )
+            if where is None:
+                ranked = ranked.where(k.c.tenant_id == bind(self._uow.tenant_id))
+            else:  # the filter's own statement binds the tenant first
+                matching = self._where(sa.select(t.c.id), where, bind)
+                ranked = ranked.where(k.c.tenant_id == _TENANT, k.c.record_id.in_(matching))
+            numbered = ranked.subquery()
+            return sa.select(numbered.c.record_id, numbered.c.key).where(numbered.c.n <= _LIMIT)
+
+        query, params = self._kept("find_holders", where, build)
+        params |= {"tenant": self._uow.tenant_id, "kind": kind, "limit": per_key}
+        pairs: list[tuple[str, str]] = []
+        for part in chunks(list(dict.fromkeys(keys))):
+            rows = self._uow.execute(query, params | {"keys": part})
+            pairs += [(row.record_id, row.key) for row in rows]
+        records = self.get_many([id for id, _ in pairs])
+        found: dict[str, list[S]] = {}
+        for id, key in sorted(pairs, key=lambda pair: (pair[1], pair[0])):
+            if id in records:
+                found.setdefault(key, []).append(records[id])
+        return found
 
     def count_by(self, field: str, where: Filter | None = None) -> dict[Any, int]:
         """Count the matching rows per value of ``field`` with one GROUP BY."""
