@@ -20,13 +20,19 @@ Speed, into a fresh SQLite file each time, the two paths taking turns,
   to a rejects file and the rest inserted into a plain table with one SQLAlchemy
   Core ``executemany``. The least any import of these rows must do.
 
-Target: the full import takes at most 2x the floor's time.
 
 Then ``storage``: the rows pycrm's import wrote (leads, match keys, audit
 entries, outbox messages), read back already encoded and stored again by
 ``sqlite3``'s own ``executemany`` into an empty copy of pycrm's schema, in as
 many transactions: the database's share of the import, printed as a ratio to
 the floor too.
+
+Target: the full import takes at most 1.6x (floor + storage): pycrm's own
+work (validation, dedupe, scoring, routing, audit and outbox building) adds at
+most 0.6x of what the database and the least validation must cost anyway.
+The ratio to the bare floor is printed too. And the bytes: the SQLite file
+pycrm's import left (all tables and indexes, after a checkpoint) per lead
+created, at most 2 KB.
 
 Memory: the import of ``--memory-rows`` files (default 100,000 and 1,000,000
 rows) each run in a subprocess of its own, which reports its resident set size
@@ -68,7 +74,8 @@ from pycrm.csvfiles import read_rows
 from pycrm.domain.leads import Lead
 from pycrm.services.imports import RejectsWriter
 
-SPEED_TARGET = 2.0
+SPEED_TARGET = 1.6  # x (floor + storage)
+BYTES_TARGET = 2048  # per lead created
 MEMORY_TARGET = 1.5
 REGION = "DE"
 CHUNK = 1000  # rows per transaction: the importer's default chunk_size
@@ -377,6 +384,13 @@ def speed(source: Path, tmp: Path, repeat: int) -> tuple[dict[str, float], dict[
     return best, last
 
 
+def file_bytes(db: Path) -> int:
+    """The SQLite file's size with its write-ahead log folded in."""
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return db.stat().st_size
+
+
 def rows_per_s(rows: int, seconds: float) -> str:
     return f"{rows / seconds:,.0f}"
 
@@ -420,6 +434,7 @@ def main() -> int:
         )
         print(f"timing {repeat} runs per path, the paths taking turns:")
         best, last = speed(source, tmp, repeat)
+        stored_bytes = file_bytes(tmp / "pycrm.db")
         print("timing sqlite3 alone storing the rows pycrm wrote:", flush=True)
         stored = min(
             (storage_floor(tmp / "pycrm.db", tmp, -(-rows // CHUNK)) for _ in range(repeat)),
@@ -456,11 +471,18 @@ def main() -> int:
             for table, n in stored["rows"].items()
         )
     )
-    ratio = best["pycrm"] / best["floor"]
+    ratio = best["pycrm"] / (best["floor"] + stored["seconds"])
     verdict = "meets" if ratio <= SPEED_TARGET else "MISSES"
     print(
-        f"\nfull import / floor = {ratio:.2f}x the floor's time "
-        f"({verdict} the <= {SPEED_TARGET:g}x target)"
+        f"\nfull import / (floor + storage) = {ratio:.2f}x "
+        f"({verdict} the <= {SPEED_TARGET:g}x target); "
+        f"full import / floor = {best['pycrm'] / best['floor']:.2f}x"
+    )
+    per_lead = stored_bytes / max(full["created"], 1)
+    verdict = "meets" if per_lead <= BYTES_TARGET else "MISSES"
+    print(
+        f"bytes per lead created: {stored_bytes / 2**20:.1f} MiB / {full['created']:,} = "
+        f"{per_lead:,.0f} B ({verdict} the <= {BYTES_TARGET:,} B target)"
     )
     print(
         f"storage / floor = {stored['seconds'] / best['floor']:.2f}x: the database's own share "
