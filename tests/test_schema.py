@@ -336,3 +336,28 @@ def test_an_older_postgresql_database_gets_text_columns_for_long_text(
             ).scalar_one()
             == HEAD
         )
+
+
+def test_json_columns_are_stored_without_padding_and_with_letters_as_they_are(
+    tmp_path: Path,
+) -> None:
+    # The engine pycrm makes from a URL writes compact JSON (an engine the
+    # application passes in keeps its own serializer).
+    crm = pycrm.connect(f"sqlite:///{tmp_path / 'crm.db'}", load_plugins=False)
+    try:
+        with crm.session(actor=crm.system_actor) as s:
+            customer = s.customers.create("Müller Söhne GmbH", emails=["info@mueller.example"])
+        store = crm.store
+        assert isinstance(store, SqlStore)
+        table = store.schema.codec(pycrm.AuditEntry).table
+        with crm.engine.connect() as conn:
+            text = conn.execute(
+                sa.select(sa.cast(table.c.snapshot, sa.Text)).where(
+                    table.c.record_id == customer.id
+                )
+            ).scalar_one()
+    finally:
+        crm.close()
+    assert "Müller Söhne GmbH" in text
+    assert '": ' not in text
+    assert '", "' not in text

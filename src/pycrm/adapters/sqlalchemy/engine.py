@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,10 @@ def _not_a_url(url: str, exc: Exception) -> str:
     return f"cannot read database URL {url!r}: {exc}"
 
 
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def _make_engine(url: str) -> Engine:
     try:
         parsed = sa.engine.make_url(url)
@@ -76,7 +81,10 @@ def _make_engine(url: str) -> Engine:
             f"cannot use database URL {shown!r}: pycrm runs on SQLite (sqlite:///FILE) "
             f"and PostgreSQL (postgresql+psycopg://USER@HOST/DATABASE), not {backend}"
         )
-    kwargs: dict[str, Any] = {}
+    # JSON columns (audit entries, outbox payloads, contact points) written
+    # without padding and with non-ASCII letters as they are: a tenth of an
+    # imported lead's bytes were spaces and \u escapes.
+    kwargs: dict[str, Any] = {"json_serializer": _compact_json}
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             folder = Path(parsed.database).expanduser().parent
