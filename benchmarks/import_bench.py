@@ -44,6 +44,12 @@ is printed too: it leaves out the interpreter, pycrm and SQLAlchemy.
     python benchmarks/import_bench.py                  # 100k rows; memory 100k vs 1M
     python benchmarks/import_bench.py --quick          # 5k rows; memory 1k vs 10k
     python benchmarks/import_bench.py --rows 20000 --memory-rows 20000 200000
+    python benchmarks/import_bench.py --quick --no-memory --postgres   # with PostgreSQL
+
+With ``--postgres`` (and ``PYCRM_TEST_POSTGRES_URL``), the same file is also
+imported into a fresh PostgreSQL schema, against a floor of its own: the same
+validation, then ``COPY`` of the narrow rows through psycopg 3. Target: at most
+2x that floor.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import resource
 import sqlite3
@@ -59,6 +66,7 @@ import sys
 import tempfile
 import time
 import unicodedata
+import uuid
 from collections import deque
 from collections.abc import Callable
 from contextlib import closing
@@ -68,6 +76,7 @@ from typing import Any
 import email_validator
 import phonenumbers
 import sqlalchemy as sa
+from backends import postgres_crm
 
 import pycrm
 from pycrm.csvfiles import read_rows
@@ -75,6 +84,7 @@ from pycrm.domain.leads import Lead
 from pycrm.services.imports import RejectsWriter
 
 SPEED_TARGET = 1.6  # x (floor + storage)
+POSTGRES_TARGET = 2.0  # x the COPY floor
 BYTES_TARGET = 2048  # per lead created
 MEMORY_TARGET = 1.5
 REGION = "DE"
@@ -190,11 +200,21 @@ def floor_import(source: Path, db: Path) -> dict[str, Any]:
     )
     metadata.create_all(engine)
     started = time.perf_counter()
+    good, rejected = validated(source, db.with_suffix(".rejects.csv"))
+    with engine.begin() as conn:
+        conn.execute(sa.insert(table), good)
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    return {"seconds": seconds, "inserted": len(good), "rejected": rejected}
+
+
+def validated(source: Path, rejects_path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The floor's validation: the good rows normalised, the bad ones written out."""
     good: list[dict[str, Any]] = []
     rejected = 0
     with (
         open(source, encoding="utf-8", newline="") as stream,
-        open(db.with_suffix(".rejects.csv"), "w", encoding="utf-8", newline="") as out,
+        open(rejects_path, "w", encoding="utf-8", newline="") as out,
     ):
         rejects = csv.writer(out)
         for row in csv.DictReader(stream):
@@ -217,11 +237,51 @@ def floor_import(source: Path, db: Path) -> dict[str, Any]:
                 rejects.writerow([str(exc), *row.values()])
                 continue
             good.append(values)
-    with engine.begin() as conn:
-        conn.execute(sa.insert(table), good)
-    seconds = time.perf_counter() - started
-    engine.dispose()
+    return good, rejected
+
+
+def postgres_floor(source: Path, tmp: Path, url: str) -> dict[str, Any]:
+    """The PostgreSQL floor: the same validation, then COPY of the narrow rows (psycopg 3)."""
+    engine = sa.create_engine(url)
+    table = f"import_floor_{uuid.uuid4().hex[:8]}"
+    try:
+        with engine.begin() as conn:
+            columns = ", ".join(f"{c} varchar(500)" for c in HEADER)
+            conn.exec_driver_sql(f"CREATE TABLE {table} (id serial PRIMARY KEY, {columns})")
+        started = time.perf_counter()
+        good, rejected = validated(source, tmp / "pg-floor.rejects.csv")
+        with engine.begin() as conn:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            with cursor.copy(f"COPY {table} ({', '.join(HEADER)}) FROM STDIN") as copy:
+                for values in good:
+                    copy.write_row([values[c] for c in HEADER])
+        seconds = time.perf_counter() - started
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+        engine.dispose()
     return {"seconds": seconds, "inserted": len(good), "rejected": rejected}
+
+
+def postgres_speed(source: Path, tmp: Path, url: str, repeat: int) -> dict[str, Any]:
+    """pycrm's import into a fresh PostgreSQL schema against the COPY floor, turn by turn."""
+    best = {"pycrm": float("inf"), "floor": float("inf")}
+    created = 0
+    for r in range(repeat):
+        for name in ("pycrm", "floor") if r % 2 == 0 else ("floor", "pycrm"):
+            if name == "floor":
+                result = postgres_floor(source, tmp, url)
+            else:
+                with postgres_crm(url, default_region=REGION) as crm:
+                    with crm.session(actor=crm.system_actor) as s:
+                        user = s.org.create_user(
+                            "Importer", "importer@bench.example", "marketing"
+                        ).id
+                    result = pycrm_import(crm, user, source, tmp / "pg")
+                    created = result["created"]
+            best[name] = min(best[name], result["seconds"])
+            print(f"  PostgreSQL run {r + 1}, {name}: {result['seconds']:.2f} s", flush=True)
+    return best | {"created": created}
 
 
 def pycrm_crm(db: Path) -> tuple[pycrm.CRM, str]:
@@ -409,6 +469,11 @@ def main() -> int:
         "--repeat", type=int, help="timed runs per path; the best counts (default 3)"
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also import into PostgreSQL (PYCRM_TEST_POSTGRES_URL) against a COPY floor",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 5,000 rows, memory 1,000 vs 10,000"
@@ -435,6 +500,12 @@ def main() -> int:
         print(f"timing {repeat} runs per path, the paths taking turns:")
         best, last = speed(source, tmp, repeat)
         stored_bytes = file_bytes(tmp / "pycrm.db")
+        postgres: dict[str, Any] = {}
+        if args.postgres:
+            url = os.environ.get("PYCRM_TEST_POSTGRES_URL")
+            if not url:
+                parser.error("--postgres needs PYCRM_TEST_POSTGRES_URL (see ../shared/ci)")
+            postgres = postgres_speed(source, tmp, url, repeat)
         print("timing sqlite3 alone storing the rows pycrm wrote:", flush=True)
         stored = min(
             (storage_floor(tmp / "pycrm.db", tmp, -(-rows // CHUNK)) for _ in range(repeat)),
@@ -478,6 +549,14 @@ def main() -> int:
         f"({verdict} the <= {SPEED_TARGET:g}x target); "
         f"full import / floor = {best['pycrm'] / best['floor']:.2f}x"
     )
+    if postgres:
+        ratio = postgres["pycrm"] / postgres["floor"]
+        verdict = "meets" if ratio <= POSTGRES_TARGET else "MISSES"
+        print(
+            f"PostgreSQL: pycrm {postgres['pycrm']:.2f} s ({postgres['created']:,} created), "
+            f"COPY floor {postgres['floor']:.2f} s: {ratio:.2f}x "
+            f"({verdict} the <= {POSTGRES_TARGET:g}x target)"
+        )
     per_lead = stored_bytes / max(full["created"], 1)
     verdict = "meets" if per_lead <= BYTES_TARGET else "MISSES"
     print(
