@@ -8,9 +8,11 @@ with the rules, on the same data.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from importlib.metadata import EntryPoint
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,7 +28,16 @@ from pycrm.domain.org import User
 from pycrm.domain.outbox import OutboxMessage
 from pycrm.domain.tasks import BehaviourEvent, Task, TaskPriority
 from pycrm.errors import ConcurrencyError, ConfigurationError, InvalidTransition, ValidationError
-from pycrm.rules import Assignment, RoutingRule, RuleBook, RuleContext, Scorer, TaskSpec, hookimpl
+from pycrm.rules import (
+    Assignment,
+    RoutingRule,
+    RuleBook,
+    RuleContext,
+    Scorer,
+    TaskSpec,
+    engine,
+    hookimpl,
+)
 from pycrm.rules.scoring import DEFAULT_SOURCE_POINTS, ScoringRules
 from pycrm.session import Session
 from pycrm.testing import FakeClock
@@ -254,6 +265,7 @@ def test_a_match_rule_keeps_the_users_whose_list_holds_every_value_of_the_record
         ana = add_user(s, "Ana", regions=["Iberia"], languages=["ES", "en"])
         dirk = add_user(s, "Dirk", regions=["DACH"], languages=["de", "en"])
         add_user(s, "Zoe")
+        tom = add_user(s, "Tom", department="service")
     crm = connect_crm(
         routing_rules=[
             {"name": "by language", "when": {"source": "phone"},
@@ -269,6 +281,38 @@ def test_a_match_rule_keeps_the_users_whose_list_holds_every_value_of_the_record
     assert (dach.owner_id, dach.assigned_by) == (dirk.id, "pycrm.routing:by territory")
     assert capture(crm, region="Iberia").owner_id == ana.id
     assert capture(crm).owner_id == ana.id  # no region to match: the pool stays whole
+    with crm.session(crm.system_actor) as s:  # nor has a ticket a region
+        assert s.tickets.open("Broken", channel="email").assignee_id == tom.id
+
+
+def test_load_balanced_ticket_routing_counts_each_users_open_tickets(
+    connect_crm: ConnectFn,
+) -> None:
+    setup = connect_crm()
+    with setup.session(setup.system_actor) as s:
+        sue = add_user(s, "Sue", department="service")
+        tom = add_user(s, "Tom", department="service", capacity=1)
+    crm = connect_crm(routing_rules=[{"name": "desk", "pick": "load_balanced"}])
+    assignees = []
+    for title in ("One", "Two", "Three", "Four"):
+        with crm.session(crm.system_actor) as s:
+            assignees.append(s.tickets.open(title, channel="email").assignee_id)
+    # Sue first by name, then Tom with fewer open tickets; then Tom is at capacity
+    assert assignees == [sue.id, tom.id, sue.id, sue.id]
+
+
+def test_the_rules_stored_in_the_routing_rules_setting_replace_the_connect_time_ones(
+    connect_crm: ConnectFn,
+) -> None:
+    setup = connect_crm()
+    with setup.session(setup.system_actor) as s:
+        ann, bob = add_user(s, "Ann"), add_user(s, "Bob")
+    crm = connect_crm(routing_rules=[{"name": "ann", "users": [ann.id], "pick": "first"}])
+    assert capture(crm).owner_id == ann.id
+    with crm.session(crm.system_actor) as s:
+        s.settings.set("routing_rules", [{"name": "bob", "users": [bob.id], "pick": "first"}])
+    lead = capture(crm)
+    assert (lead.owner_id, lead.assigned_by) == (bob.id, "pycrm.routing:bob")
 
 
 # -- round-robin ---------------------------------------------------------------
@@ -733,13 +777,28 @@ def test_a_scorer_plugin_scores_by_the_weights_it_was_given(connect_crm: Connect
     assert Scorer({}, per_event=1, max_behaviour=3).score(lead, 9) == 10 + 3
 
 
+def test_the_scoring_weights_stored_in_the_scoring_setting_replace_the_connect_time_ones(
+    connect_crm: ConnectFn,
+) -> None:
+    crm = connect_crm(scoring={"source_points": {"api": 1}})
+    assert capture(crm, source="api").score == 1
+    with crm.session(crm.system_actor) as s:
+        s.settings.set("scoring", {"source_points": {"api": 60}})
+    assert capture(crm, source="api").score == 60
+
+
 def test_the_scoring_weights_read_back_from_their_json_form() -> None:
     rules = ScoringRules.parse(
-        {"source_points": {"fair": -5, "api": 1000}, "per_event": 3, "max_behaviour": 12}
+        {
+            "source_points": {"fair": -5, "api": 1000, "import": 0},
+            "per_event": 3,
+            "max_behaviour": 12,
+        }
     )
-    assert rules == ScoringRules({"fair": -5, "api": 1000}, per_event=3, max_behaviour=12)
+    points = {"fair": -5, "api": 1000, "import": 0}
+    assert rules == ScoringRules(points, per_event=3, max_behaviour=12)
     data = json.loads(json.dumps(rules.to_json()))
-    assert data == {"source_points": {"fair": -5, "api": 1000}, "per_event": 3, "max_behaviour": 12}
+    assert data == {"source_points": points, "per_event": 3, "max_behaviour": 12}
     assert ScoringRules.parse(data) == rules
     assert ScoringRules.parse(rules) is rules
     assert ScoringRules.parse({"per_event": 0}) == ScoringRules(per_event=0)  # the rest: defaults
@@ -763,6 +822,31 @@ def test_a_bad_scoring_weight_is_refused_naming_it(value: dict[str, Any], field:
     with pytest.raises(ValidationError) as caught:
         ScoringRules.parse(value, "weights")
     assert (caught.value.field, caught.value.value) == (field, next(iter(value.values())))
+    assert caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "bad"),
+    [
+        (None, "scoring", None),
+        (["api", 10], "scoring", ["api", 10]),
+        ({"zeta": 2, "bonus": 1}, "scoring.bonus", 1),
+        ({"source_points": ["api"]}, "scoring.source_points", ["api"]),
+        ({"source_points": None}, "scoring.source_points", None),
+        ({"source_points": {"api": 1001}}, "scoring.source_points.api", 1001),
+        ({"source_points": {"api": "ten"}}, "scoring.source_points.api", "ten"),
+        ({"source_points": {"x" * 61: 1}}, "scoring.source_points." + "x" * 61, "x" * 61),
+    ],
+    ids=["none", "not-a-mapping", "unknown-key", "points-not-a-mapping", "points-none",
+         "too-many-points",
+         "points-text", "long-source"],
+)  # fmt: skip
+def test_bad_scoring_weights_are_refused_naming_the_bad_part(
+    value: Any, field: str, bad: Any
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ScoringRules.parse(value)
+    assert (caught.value.field, caught.value.value) == (field, bad)
     assert caught.value.reason
 
 
@@ -975,7 +1059,37 @@ class BadApprovals:
         return ApprovalStep("legal", "a single step, not a list")
 
 
-@pytest.mark.parametrize("plugin", [BadScore(), BadFollowups()], ids=["score", "followups"])
+class RaisingScore:
+    @hookimpl
+    def pycrm_score_lead(self, lead: Lead, ctx: RuleContext) -> Any:
+        raise ZeroDivisionError("no leads yet")
+
+
+def test_a_plugin_that_raises_is_named_with_the_hook_it_failed_in(connect_crm: ConnectFn) -> None:
+    crm = connect_crm()
+    crm.plugins.register(RaisingScore(), name="divider")
+    with pytest.raises(ConfigurationError) as caught:
+        capture(crm)
+    assert "plugin 'divider' failed in pycrm_score_lead: ZeroDivisionError" in str(caught.value)
+
+
+class SingleFollowup:
+    @hookimpl
+    def pycrm_followups(self, event: Any, ctx: RuleContext) -> Any:
+        return TaskSpec("one task, not a list", department="sales")
+
+
+class FollowupsGenerator:
+    @hookimpl
+    def pycrm_followups(self, event: Any, ctx: RuleContext) -> Any:
+        return (TaskSpec("lazily", department="sales") for _ in range(1))
+
+
+@pytest.mark.parametrize(
+    "plugin",
+    [BadScore(), BadFollowups(), SingleFollowup(), FollowupsGenerator()],
+    ids=["score", "followups", "followups-one", "followups-generator"],
+)
 def test_a_misbehaving_scoring_or_followups_plugin_stops_the_capture(
     connect_crm: ConnectFn, plugin: object
 ) -> None:
@@ -1063,15 +1177,69 @@ class TimingWrapper:
         return result
 
 
+class OldStyleWrapper:
+    """A pluggy old-style hookwrapper around the routing hook."""
+
+    @hookimpl(hookwrapper=True)
+    def pycrm_assign_lead(self, lead: Lead, candidates: Sequence[User], ctx: RuleContext) -> Any:
+        yield
+
+
+@pytest.mark.parametrize("wrapper", [TimingWrapper, OldStyleWrapper], ids=["new", "old"])
 def test_a_wrapper_hookimpl_is_refused_with_a_configuration_error_naming_it(
-    connect_crm: ConnectFn,
+    connect_crm: ConnectFn, wrapper: type
 ) -> None:
     crm = connect_crm(routing_rules=[{"name": "first", "pick": "first"}])
     with crm.session(crm.system_actor) as s:
         add_user(s, "Ann")
-    crm.plugins.register(TimingWrapper(), name="timing")
+    crm.plugins.register(wrapper(), name="timing")
     with pytest.raises(ConfigurationError, match="'timing': wrapper implementations"):
         capture(crm)
+
+
+class SettingReader:
+    """A plugin that reads settings through its context (and decides nothing)."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    @hookimpl(tryfirst=True)
+    def pycrm_assign_lead(
+        self, lead: Lead, candidates: Sequence[User], ctx: RuleContext
+    ) -> Assignment | None:
+        self.seen += [
+            [rule.name for rule in ctx.setting("routing_rules")],
+            ctx.setting("first_contact_within"),
+            ctx.setting("no_such_setting", "fallback"),
+            (ctx.kind, ctx.dry_run, ctx.bulk),
+        ]
+        return None
+
+    @hookimpl
+    def pycrm_score_lead(self, lead: Lead, ctx: RuleContext) -> int | None:
+        self.seen.append(("scoring", ctx.dry_run, ctx.bulk))
+        return None
+
+
+def test_a_plugin_reads_the_tenants_settings_and_the_crms_own_through_its_context(
+    connect_crm: ConnectFn,
+) -> None:
+    crm = connect_crm(routing_rules=[{"name": "given"}])
+    with crm.session(crm.system_actor) as s:
+        s.settings.set("routing_rules", [{"name": "stored"}])
+    reader = SettingReader()
+    crm.plugins.register(reader, name="reader")
+    capture(crm)
+    assert reader.seen == [
+        ("scoring", False, False),
+        ["stored"],
+        crm.first_contact_within,
+        "fallback",
+        ("lead", False, False),
+    ]
+    with crm.session(crm.system_actor) as s:
+        s.leads.preview_assignment(company="Preview Co")
+    assert reader.seen[-1] == ("lead", True, False)  # a preview is a dry run
 
 
 class Desk:
@@ -1194,6 +1362,24 @@ def test_hook_pycrm_followups(connect_crm: ConnectFn, fake_clock: FakeClock) -> 
         assert [t.title for t in s.tasks.list(related_id=lead.id)] == ["Invite to a demo"]
 
 
+def test_the_built_in_reminders_tell_the_deal_owner_of_each_payment(connect_crm: ConnectFn) -> None:
+    crm = connect_crm()
+    with crm.session(crm.system_actor) as s:
+        sam = add_user(s, "Sam")
+        customer = s.customers.create("Payer GmbH")
+        deal = s.deals.create(
+            "Payer line", customer_id=customer.id, amount=Money.of("1500", "EUR"), owner_id=sam.id
+        )
+        s.deals.win(deal.id)
+        contract = s.contracts.sign(s.contracts.submit(s.contracts.draft(deal.id).id).id)
+        receivable = s.receivables.list(contract_id=contract.id)[0]
+        s.receivables.record_payment(receivable.id, Money.of("1234.5", "EUR"), reference="BANK-7")
+        tasks = s.tasks.list(kind="payment_received")
+    assert [(t.title, t.assignee_id, t.priority, t.related_id) for t in tasks] == [
+        ("Payment received: 1,234.50 EUR (BANK-7)", sam.id, TaskPriority.LOW, receivable.id)
+    ]
+
+
 class Compliance:
     @hookimpl
     def pycrm_approvals(self, contract: Contract, ctx: RuleContext) -> list[ApprovalStep] | None:
@@ -1250,6 +1436,13 @@ def test_hook_pycrm_approvals(connect_crm: ConnectFn) -> None:
         ({"pick": "first"}, "needs a 'name'"),
         ({"name": 7}, "needs a 'name'"),
         ("round_robin", "needs a 'name'"),
+        (
+            {"name": "x", "match": {"hobbies": "region"}},
+            "match must map skills, regions, languages to record fields",
+        ),
+        ({"name": "x", "match": {"regions": ""}}, "match must map"),
+        ({"name": "x", "match": {"regions": 5}}, "match must map"),
+        ({"name": "x", "match": "region"}, "match must map"),
     ],
 )
 def test_routing_rule_parse_errors(rule: Any, message: str) -> None:
@@ -1301,6 +1494,8 @@ def test_a_routing_rule_reads_back_from_its_json_form_with_every_field() -> None
     }
     assert RoutingRule.parse(data).to_json() == data
     assert RoutingRule.parse({"name": "bare"}).to_json() == {"name": "bare"}
+    mixed = RoutingRule("mixed", when={"code": frozenset({1, "1"})})  # sorted by repr
+    assert mixed.to_json() == {"name": "mixed", "when": {"code": ["1", 1]}}
 
 
 @pytest.mark.parametrize(
@@ -1319,8 +1514,57 @@ def test_routing_rule_parse_checks_value_types(rule: dict[str, Any]) -> None:
         RoutingRule.parse(rule)
 
 
+@pytest.mark.parametrize("rules", ["first", b"first", {"name": "x"}], ids=["str", "bytes", "dict"])
+def test_routing_rules_must_be_a_list_of_rules(rules: Any) -> None:
+    with pytest.raises(ConfigurationError, match="routing rules must be a list of rules"):
+        RuleBook(rules)
+
+
 def test_bad_routing_rules_are_refused_when_the_crm_is_built(connect_crm: ConnectFn) -> None:
     with pytest.raises(ConfigurationError, match="unknown keys"):
         connect_crm(routing_rules=[{"name": "x", "pick": "first", "order": 1}])
     with pytest.raises(ConfigurationError, match="unique"):
         connect_crm(routing_rules=[{"name": "x"}, {"name": "x", "pick": "first"}])
+
+
+# -- plugins installed as packages -------------------------------------------------------
+
+
+class InstalledScorer:
+    @hookimpl
+    def pycrm_score_lead(self, lead: Lead, ctx: RuleContext) -> int:
+        return 1
+
+
+INSTALLED = InstalledScorer()
+ANOTHER_INSTALLED = InstalledScorer()
+
+
+def test_plugins_installed_under_the_pycrm_entry_point_group_are_registered_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    groups: list[str] = []
+    installed = [
+        EntryPoint("installed", "test_rules:INSTALLED", "pycrm"),
+        # the same name twice (two distributions): the first one found stays
+        EntryPoint("installed", "test_rules:ANOTHER_INSTALLED", "pycrm"),
+    ]
+
+    def entry_points(*, group: str) -> list[EntryPoint]:
+        groups.append(group)
+        return installed
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)  # what engine reads
+    manager = engine.make_plugin_manager()
+    assert groups == ["pycrm"]
+    assert manager.get_plugin("installed") is INSTALLED
+    assert manager.get_plugin("installed") is not ANOTHER_INSTALLED
+    assert engine.make_plugin_manager(load_entry_points=False).get_plugin("installed") is None
+    assert groups == ["pycrm"]
+
+    installed.append(EntryPoint("broken", "no_such_module_of_pycrm:rules", "pycrm"))
+    with pytest.raises(ConfigurationError) as caught:
+        engine.make_plugin_manager()
+    assert "plugin 'broken' (no_such_module_of_pycrm:rules) could not be loaded" in str(
+        caught.value
+    )
