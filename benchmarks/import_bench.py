@@ -97,6 +97,16 @@ FIRST = ("Anna", "Bernd", "Carla", "Dieter", "Elif", "Frank", "Greta", "Hans", "
 LAST = ("Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker",
         "Hoffmann", "Schulz", "Smith", "García", "Dubois", "Rossi", "Nowak", "O'Brien",
         "van der Berg", "Yılmaz", "Zhang", "Patel", "Kowalski", "Lindqvist")  # fmt: skip
+# Family names made of parts, as many real ones are ("Hof" + "mann"), beside the
+# LAST ones above: about 900 in all, so a 100,000-row file has namesakes, as
+# a real one has, but not one person in every tenth row.
+STEMS = ("Hof", "Berg", "Brand", "Eich", "Feld", "Gold", "Grün", "Hahn", "Kirch", "Lind",
+         "Mühl", "Neu", "Ober", "Rein", "Rosen", "Sand", "Stein", "Wald", "Weiß", "Wolf",
+         "Adler", "Bach", "Dorn", "Eis", "Falk", "Gros", "Holz", "Kling", "Lamb", "Zimmer")  # fmt: skip
+ENDINGS = ("mann", "er", "ner", "hardt", "bauer", "meier", "inger", "stätter", "huber", "ke",
+           "ler", "berger", "wald", "feld", "ow", "horst", "hoff", "sen", "mayr", "ski",
+           "rich", "brecht", "hagen", "mund", "rath", "stein", "thal", "kamp", "weg", "dorf")  # fmt: skip
+FAMILY = LAST + tuple(stem + ending for stem in STEMS for ending in ENDINGS)
 FORMS = ("GmbH", "AG", "KG", "Ltd", "SARL", "S.p.A.", "Inc.", "& Söhne")
 TITLES = ("Buyer", "Head of Purchasing", "CTO", "Office Manager", "Managing Director", "")
 DOMAINS = ("example.com", "example.de", "mail.example", "corp.example.org")
@@ -157,8 +167,8 @@ def generate(path: Path, rows: int, seed: int) -> dict[str, int]:
             elif recent and r < 0.04:  # the very same row again (an export run twice)
                 kind, row = "same row", list(rng.choice(recent))
             else:
-                first, last = rng.choice(FIRST), rng.choice(LAST)
-                company = f"{rng.choice(LAST)} {rng.choice(FORMS)}"
+                first, last = rng.choice(FIRST), rng.choice(FAMILY)
+                company = f"{rng.choice(FAMILY)} {rng.choice(FORMS)}"
                 local = f"{ascii_word(first)}.{ascii_word(last)}{i}"
                 email = f"{local}@{rng.choice(DOMAINS)}" if rng.random() < 0.95 else ""
                 number = phone(rng) if rng.random() < 0.85 else ""
