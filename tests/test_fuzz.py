@@ -80,6 +80,15 @@ class Ref:
     name: str
 
 
+class FixedRates:
+    """A rate source with one rate."""
+
+    name = "fixed"
+
+    def rates(self, on: date) -> dict[tuple[str, str], Decimal]:
+        return {("GBP", "EUR"): Decimal("1.17")}
+
+
 @dataclass(frozen=True)
 class Fresh:
     """A value made anew for each call (an open file)."""
@@ -421,6 +430,37 @@ CALLS: dict[str, dict[str, Any]] = {
         "id": Ref("article"), "version": OMIT, "title": "How to 2", "body": "Do that",
         "tags": ["y"], "category": "hardware",
     },
+    # -- products --------------------------------------------------------------
+    "products.activate": {"id": Ref("product")},
+    "products.as_of": {"id": Ref("product"), "when": NOW},
+    "products.by_external_id": {"external_id": "erp-1"},
+    "products.by_sku": {"sku": "PR-100"},
+    "products.create": {
+        "sku": "PR-200", "name": "Press 200t", "description": "Hydraulic", "unit": "piece",
+        "tax_category": "standard", "cost": EUR, "active": True, "categories": OMIT,
+        "external_id": "erp-2", "custom": OMIT,
+    },
+    "products.deactivate": {"id": Ref("product")},
+    "products.get": {"id": Ref("product")},
+    "products.history": {"id": Ref("product"), "field": "name"},
+    "products.list": {"text": "press", "active": True, "category": OMIT, "limit": 5, "offset": 0},
+    "products.update": {
+        "id": Ref("product"), "version": OMIT, "name": "Press 100t (2026)", "unit": "piece",
+        "cost": EUR, "sku": "PR-101",
+    },
+    "products.upsert": {"sku": "PR-100", "name": "Press", "description": "Hydraulic press"},
+    # -- rates -------------------------------------------------------------------
+    "rates.as_of": {"id": Ref("rate"), "when": NOW},
+    "rates.convert": {"money": Fresh(lambda: pycrm.Money.of("100", "USD")), "to": "EUR",
+                      "on": date(2026, 3, 1)},
+    "rates.fetch": {"source": Fresh(lambda: FixedRates()), "on": date(2026, 3, 1)},
+    "rates.get": {"id": Ref("rate")},
+    "rates.history": {"id": Ref("rate"), "field": "rate"},
+    "rates.list": {"base": "USD", "quote": "EUR", "limit": 5, "offset": 0},
+    "rates.set": {"base": "USD", "quote": "EUR", "rate": "0.93", "on": date(2026, 2, 1),
+                  "source": "manual"},
+    "rates.to_reporting": {"money": Fresh(lambda: pycrm.Money.of("100", "USD")),
+                           "on": date(2026, 3, 1)},
     # -- analytics -------------------------------------------------------------
     "analytics.aging": {"as_of": date(2026, 8, 1)},
     "analytics.forecast": {"period": "month", "owner_id": Ref("rep"), "custom": OMIT},
@@ -738,6 +778,8 @@ def build_world(crm: pycrm.CRM) -> SimpleNamespace:
         s.tickets.start(w.resolved)
         s.tickets.resolve(w.resolved)
         w.article = s.articles.create("How to", "Do this", tags=["x"], publish=True).id
+        w.product = s.products.create("PR-100", "Press 100t", external_id="erp-1").id
+        w.rate = s.rates.set("USD", "EUR", "0.92", on=date(2026, 1, 1)).id
         w.task = s.tasks.create("Call back", assignee_id=w.rep).id
         rule = {"field": "industry", "op": "eq", "value": "machinery"}
         w.segment = s.campaigns.create_segment("Machinery", "customer", rule).id

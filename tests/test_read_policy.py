@@ -104,6 +104,8 @@ CONDITIONS: dict[str, dict[str, tuple[Any, ...]]] = {
     "user": {"department": DEPARTMENTS},
     "audit_entry": {"action": ("create", "update"), "record_type": ("customer", "activity")},
     "setting": {"name": ("default_region", "routing_rules")},
+    "product": {"active": (True, False), "unit": ("piece", "hour")},
+    "exchange_rate": {"source": ("manual", "ecb")},
 }
 
 #: Fields a generated field rule may hide, by kind.
@@ -122,12 +124,15 @@ HIDEABLE: dict[str, tuple[str, ...]] = {
     "audit_entry": ("snapshot", "changes"),
     "merge": ("changes",),
     "setting": ("config",),
+    "product": ("cost", "description", "sku", "external_id"),
+    "exchange_rate": ("rate", "source"),
 }
 
 #: A policy that lets everyone do everything: the world is built with it.
 ALLOW_ALL = {"grants": [{"roles": ["*"], "resources": ["*"], "actions": ["*"], "scope": "all"}]}
 
 EUR = functools.partial(Money.of, currency="EUR")
+USD = functools.partial(Money.of, currency="USD")
 
 
 # -- random policies ---------------------------------------------------------------------
@@ -460,6 +465,10 @@ def build_world(builder: pycrm.CRM, data: st.DataObject) -> World:
         )
         s.tasks.create("Check invoices", department=data.draw(st.sampled_from(DEPARTMENTS)))
         s.articles.create("Resetting a machine", "Hold the red button.", publish=True)
+        s.products.create("PR-100", "Press 100t", cost=EUR("12000"), external_id="erp-1")
+        s.products.create("SV-1", "Service hour", unit="hour", active=False)
+        s.rates.set("USD", "EUR", "0.92", on=date(2026, 1, 1))
+        s.rates.set("GBP", "EUR", "1.17", on=date(2026, 1, 1), source="ecb")
         s.analytics.set_quota("2026-03", EUR("5000"), owner_id=someone("quota owner"))
         for name, rule in SEGMENTS.items():
             s.campaigns.create_segment(name, "customer", rule)
@@ -969,6 +978,32 @@ class Import:
     kind: str
 
 
+def converted(judge: Judge, where: str, result: Any, how: Call) -> None:
+    """A conversion used a stored rate the actor may read, and may see the rate of."""
+    if result.rate_date is None:
+        return  # the same currency: no rate
+    pair = (result.original.currency, result.amount.currency)
+    base, quote = pair[::-1] if result.inverted else pair
+    if judge.o.is_hidden("exchange_rate", "rate", judge.truth):
+        judge.fail(where, "converted with an exchange rate hidden from the actor")
+    for stored in judge.truth.all("exchange_rate").values():
+        if (stored.base, stored.quote, stored.valid_on) == (base, quote, result.rate_date):  # type: ignore[attr-defined]
+            why = judge.o.why_not("exchange_rate", stored, judge.truth)
+            if why is not None:
+                judge.fail(where, f"converted at the {base}/{quote} rate, which is {why}")
+            return
+    judge.fail(where, f"converted at a {base}/{quote} rate of {result.rate_date} not stored")
+
+
+class FixedRates:
+    """A rate source with one rate."""
+
+    name = "fixed"
+
+    def rates(self, on: date) -> dict[tuple[str, str], str]:
+        return {("CHF", "EUR"): "1.05"}
+
+
 def iterated(judge: Judge, where: str, result: Any, how: Call) -> None:
     """An ``iter``: everything it yields, page after page."""
     judge.walk(where, list(result))
@@ -1392,6 +1427,8 @@ RECORD_SERVICES = {
     "fields": "field_definition",
     "leads": "lead",
     "org": "user",
+    "products": "product",
+    "rates": "exchange_rate",
     "receivables": "receivable",
     "tasks": "task",
     "tickets": "ticket",
@@ -1533,6 +1570,32 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "articles.search": Read(once(call(), call("red button"))),
     "articles.unpublish": Write(pick("article")),
     "articles.update": Write(pick("article", title="Renamed")),
+    # -- products
+    "products.activate": Write(pick("product")),
+    "products.by_external_id": Read(once(call("erp-1"))),
+    "products.by_sku": Read(once(call("PR-100"), call("SV-1"))),
+    "products.create": Write(once(call("PR-9", "Probe", cost=EUR("5")))),
+    "products.deactivate": Write(pick("product")),
+    "products.list": Read(once(call(), call(text="press"), call(active=None))),
+    "products.update": Write(pick("product", name="Renamed")),
+    "products.upsert": Write(once(call("PR-100", description="Again"), call("PR-10", name="New"))),
+    # -- rates
+    "rates.convert": Read(
+        once(
+            call(USD("100"), "EUR", on=date(2026, 3, 1)),
+            call(EUR("100"), "USD", on=date(2026, 3, 1)),
+            call(EUR("100"), "GBP", on=date(2026, 3, 1)),
+        ),
+        converted,
+    ),
+    "rates.fetch": Write(once(call(FixedRates(), on=date(2026, 3, 1)))),
+    "rates.list": Read(once(call(), call("USD", "EUR"))),
+    "rates.reporting_currency": Nothing(
+        "the tenant's reporting currency: a currency code pycrm's reports run by, as the "
+        "default phone region is for parsing"
+    ),
+    "rates.set": Write(once(call("USD", "EUR", "0.9", on=date(2026, 2, 1)))),
+    "rates.to_reporting": Read(once(call(USD("100"), on=date(2026, 3, 1))), converted),
     # -- audit
     "audit.iter": Read(
         lambda w: [

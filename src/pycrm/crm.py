@@ -112,7 +112,7 @@ class CRM:
         """
         self.assessment_rules: dict[str, ConsolidationRule] = dict(assessment_rules or {})
         """Attribute → rule that consolidates several sources' ratings (default: latest)."""
-        self.currency = currency
+        self.currency: str = currency
         """Currency of amounts created without one (e.g. a deal opened on lead conversion)."""
         self.approval_policy = approval_policy or ApprovalPolicy()
         """Decides which approvals a contract needs (see :class:`ApprovalPolicy`)."""

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from pycrm.services.imports import ImporterService
     from pycrm.services.leads import LeadService
     from pycrm.services.org import OrgService
+    from pycrm.services.products import ProductService, RateService
     from pycrm.services.receivables import ReceivableService
     from pycrm.services.settings import SettingsService
     from pycrm.services.tasks import TaskService
@@ -474,6 +475,20 @@ class Session:
         from pycrm.services.tickets import TicketService
 
         return TicketService(self)
+
+    @cached_property
+    def products(self) -> ProductService:
+        """The catalogue: products and services by SKU or the ERP's id."""
+        from pycrm.services.products import ProductService
+
+        return ProductService(self)
+
+    @cached_property
+    def rates(self) -> RateService:
+        """Dated exchange rates, conversions and the reporting currency."""
+        from pycrm.services.products import RateService
+
+        return RateService(self)
 
     @cached_property
     def articles(self) -> ArticleService:

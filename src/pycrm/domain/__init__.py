@@ -23,6 +23,7 @@ from pycrm.domain.merging import Merge
 from pycrm.domain.money import Money
 from pycrm.domain.org import Actor, Department, Team, User
 from pycrm.domain.outbox import OutboxMessage
+from pycrm.domain.products import ExchangeRate, Product
 from pycrm.domain.receivables import Receivable
 from pycrm.domain.records import Record, Stored
 from pycrm.domain.settings import Setting
@@ -38,11 +39,13 @@ __all__ = [
     "BehaviourEvent",
     "Contract",
     "Deal",
+    "ExchangeRate",
     "Lead",
     "MatchModel",
     "Merge",
     "OutboxMessage",
     "Pipeline",
+    "Product",
     "Receivable",
     "Task",
     "Assessment",
@@ -95,6 +98,8 @@ RECORD_TYPES: tuple[type[Stored], ...] = (
     Category,
     Document,
     Setting,
+    Product,
+    ExchangeRate,
     AuditEntry,
 )
 

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: The record kinds that take custom fields.
-CUSTOMIZABLE = ("customer", "contact", "lead", "deal", "ticket", "contract")
+CUSTOMIZABLE = ("customer", "contact", "lead", "deal", "ticket", "contract", "product")
 
 
 class FieldType(enum.StrEnum):

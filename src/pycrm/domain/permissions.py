@@ -346,6 +346,10 @@ DEFAULT_POLICY = Policy.from_dict(
             _g("sales", "quota", "read", "own"),
             _g("*", "audit_entry", "read", "own"),
             _g("*", "behaviour_event", "create read", "all"),
+            # The catalogue: everyone reads it, sales managers keep it; finance sets rates.
+            _g("*", "product exchange_rate", "read", "all"),
+            _g("sales_manager", "product", "create update", "all"),
+            _g("finance", "exchange_rate", "create update", "all"),
         ],
         "fields": [
             {"resource": "receivable", "field": "payments", "hidden": True, "allowed": ["finance", "admin"]},
@@ -353,6 +357,8 @@ DEFAULT_POLICY = Policy.from_dict(
             {"resource": "contract", "field": "list_amount", "hidden": True,
              "allowed": ["sales", "finance", "legal", "admin"]},
             {"resource": "user", "field": "capacity", "read_only": True, "allowed": ["admin", "sales_manager"]},
+            {"resource": "product", "field": "cost", "hidden": True,
+             "allowed": ["finance", "sales_manager", "admin"]},
         ],
     }
 )  # fmt: skip

@@ -18,7 +18,13 @@ from pycrm.domain.records import Record
 __all__ = ["SETTING_NAMES", "Setting"]
 
 #: The settings a tenant may store (see :class:`~pycrm.services.settings.SettingsService`).
-SETTING_NAMES = ("routing_rules", "scoring", "sla_policy", "default_region")
+SETTING_NAMES = (
+    "routing_rules",
+    "scoring",
+    "sla_policy",
+    "default_region",
+    "reporting_currency",
+)
 
 
 @attrs.frozen(kw_only=True)

@@ -27,6 +27,7 @@ import attrs
 
 from pycrm.domain.aggregates import Sum
 from pycrm.domain.fields import check_json, check_key
+from pycrm.domain.products import check_currency
 from pycrm.domain.query import Eq
 from pycrm.domain.settings import SETTING_NAMES, Setting
 from pycrm.domain.tickets import SlaPolicy
@@ -101,6 +102,14 @@ SETTINGS: dict[str, SettingKind] = {
             lambda region: region,
             lambda crm: crm.default_region,
         ),
+        SettingKind(
+            "reporting_currency",
+            "the currency reports convert amounts to (an ISO 4217 code; default: the CRM's "
+            "currency)",
+            lambda value, field: check_currency(field, value),
+            lambda currency: currency,
+            lambda crm: crm.currency,
+        ),
     )
 }
 assert tuple(SETTINGS) == SETTING_NAMES
@@ -114,6 +123,7 @@ class SettingsService(Service):
     ``scoring``               ``{"source_points": {...}, "per_event": 10, "max_behaviour": 30}``
     ``sla_policy``            an :class:`~pycrm.domain.tickets.SlaPolicy` or its JSON form
     ``default_region``        an ISO 3166 code such as ``"DE"``, or None
+    ``reporting_currency``    an ISO 4217 code such as ``"EUR"`` (see ``s.rates``)
     ========================  =====================================================
 
     Reading and changing them needs grants on the ``setting`` resource (the
