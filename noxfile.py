@@ -167,6 +167,9 @@ MUTATION_TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_dedupe.py",
         "tests/test_dedupe_properties.py",
         "tests/test_permissions.py",
+        # fitting, linking and the models: the matching engine's tests, through dedupe
+        "tests/test_matching.py",
+        "tests/test_normalise_properties.py::test_lenient_mode_keeps_invalid_values_flagged_and_reports_them",
     ),
     "src/pycrm/adapters/memory/store.py": (
         "tests/test_repositories.py",

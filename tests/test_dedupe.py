@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import pycrm
+import support
 from pycrm import signals
 from pycrm.domain.audit import AuditEntry
 from pycrm.domain.customers import Contact, Customer, RecordStatus
@@ -28,6 +29,7 @@ from pycrm.errors import (
     DuplicateError,
     InvalidTransition,
     NotFound,
+    PermissionDenied,
     ValidationError,
 )
 from pycrm.serialization import to_dict
@@ -1003,3 +1005,60 @@ def test_a_spelling_variant_of_the_first_letter_with_the_same_email_and_phone_is
         "contact", name="Catrin Jones", emails=["katrin@jones.example"], phones=["030 1234567"]
     )
     assert ids_of(found) == [a.id]
+
+
+# -- the cleansing report ---------------------------------------------------------------
+
+
+def test_the_cleansing_report_lists_bad_points_unreachable_people_and_incomplete_addresses(
+    crm: pycrm.CRM,
+) -> None:
+    with crm.session(crm.system_actor) as s:
+        half = s.customers.create(
+            "Half Address AG", address={"line1": "Main St 1", "city": "Berlin"}
+        )
+        nowhere = s.customers.create("Nowhere AG", address={"postcode": "10115"})
+        s.customers.create(
+            "Full Address AG",
+            address={"line1": "Main St 2", "postcode": "10115", "city": "Berlin", "country": "DE"},
+        )
+        bare = s.customers.create("Bare AG")  # no address, no points: nothing to fix
+        shelved = s.customers.create("Shelved AG", phones=["++49"], lenient=True)
+        s.customers.archive(shelved.id)
+        late = s.customers.create("Late AG", phones=["12"], lenient=True)
+        mute = s.contacts.create("Mute Person", customer_id=bare.id)
+        lost = s.leads.capture("Lost Lead", source="import", email="nope", lenient=True)
+        s.leads.disqualify(lost.id, "gone")  # closed: not worth fixing
+        open_lead = s.leads.capture("Open Lead", source="import", email="nope", lenient=True)
+    with crm.session(crm.system_actor) as s:
+        issues = [
+            (i.record_type, i.record_id, i.field, i.value, i.problem)
+            for i in s.dedupe.cleansing_report()
+        ]
+    assert sorted(issues, key=repr) == sorted(
+        [
+            ("customer", half.id, "address", to_dict(half.address), "missing postcode, country"),
+            ("customer", nowhere.id, "address", to_dict(nowhere.address),
+             "missing line1, city, country"),
+            ("contact", mute.id, "contact_points", (), "no valid email or phone"),
+            ("customer", late.id, "phone", "12", "not a valid phone"),
+            ("lead", open_lead.id, "email", "nope", "not a valid email"),
+            ("lead", open_lead.id, "contact_points", (), "no valid email or phone"),
+        ],
+        key=repr,
+    )  # fmt: skip
+
+
+def test_the_cleansing_report_leaves_out_kinds_the_user_may_not_read_unless_asked_for(
+    crm: pycrm.CRM,
+) -> None:
+    people = support.staff(crm, fay="finance")
+    with crm.session(crm.system_actor) as s:
+        s.leads.capture("Open Lead", source="import", email="nope", lenient=True)
+        mute = s.contacts.create("Mute Person")
+    with crm.session(people.fay.id) as s:
+        assert [(i.record_type, i.record_id) for i in s.dedupe.cleansing_report()] == [
+            ("contact", mute.id)
+        ]
+        with pytest.raises(PermissionDenied):
+            s.dedupe.cleansing_report("lead")

@@ -8,6 +8,7 @@ matches rows against stored records.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -293,6 +294,129 @@ def test_link_matches_rows_of_a_file_against_stored_records(
     with pytest.raises(ValidationError) as info:
         system.dedupe.link([1, 2], "contact")
     assert info.value.field == "source_a[0]"
+
+
+def test_link_pairs_only_across_its_sources_best_first_and_once_each_when_asked(
+    system: Session, town: dict[str, str]
+) -> None:
+    by_label = {label: id for id, label in town.items()}
+    john = {"name": "John Miller", "emails": ["john.miller@mail.example"]}
+    rows = [john, dict(john), {"name": "Grace Lee", "emails": ["grace@acme.example"]}]
+    gc.enable()  # link and scan pause the garbage collector, and must turn it on again
+    links = system.dedupe.link(rows, "contact")
+    assert gc.isenabled()
+    assert links  # the rows are alike, yet only pairs across the sources count
+    assert all(x.left.startswith("row ") and x.right in town for x in links)
+    assert [x.score for x in links] == sorted((x.score for x in links), reverse=True)
+    assert all(x.model_version == 1 for x in links)  # the town's fitted model
+    twins = [x for x in links if x.right == by_label["john"]]
+    assert [x.left for x in twins][:2] == ["row 0", "row 1"]  # a tie: in row order
+    system.dedupe.scan()
+    assert gc.isenabled()
+    for x in links:
+        assert isinstance(x.score, float)
+        assert x.score == round(x.score, 6)
+        assert isinstance(x.match_weight, float)
+        assert x.match_weight == round(x.match_weight, 3)
+        assert x.weights
+        assert x.evidence
+    best = system.dedupe.link(rows, "contact", one_to_one=True)
+    assert len(best) < len(links)
+    used: set[str] = set()
+    greedy = []  # best pairs first, each record at most once
+    for x in links:
+        if not used & {x.left, x.right}:
+            used |= {x.left, x.right}
+            greedy.append(x)
+    assert best == greedy
+    assert len({x.left for x in best}) == len(best) == len({x.right for x in best})
+    assert best[0] == links[0]
+    # Records on both sides, and the other way round: the kind of the stored side
+    stored = system.dedupe.link("contact", [john])
+    assert {(x.left, x.right) for x in stored} == {
+        (x.right, "row 0") for x in links if x.left == "row 0"
+    }
+
+
+def test_link_parses_rows_of_the_kind_asked_for_as_create_would(system: Session) -> None:
+    system.fields.define("lead", "shoe_size", "number")
+    lead = system.leads.capture(
+        "Cara Diaz", source="webform", email="cara@zeta.example", company="Zeta"
+    )
+    row: dict[str, Any] = {"name": "Cara Diaz", "email": "cara@zeta.example", "company": "Zeta"}
+    for links in (
+        system.dedupe.link([row], "lead", record_type="lead"),
+        system.dedupe.link("lead", [row]),
+        system.dedupe.link("lead", [{**row, "custom": {"shoe_size": 42}}]),
+        # rows are lenient by default: a bad phone is kept flagged, not refused
+        system.dedupe.link("lead", [{**row, "phones": ["12"]}]),
+    ):
+        assert [(x.left, x.right) for x in links] == [(lead.id, "row 0")] or [
+            (x.left, x.right) for x in links
+        ] == [("row 0", lead.id)]
+    customer = system.customers.create(
+        "Zeta GmbH", phones=["+49 30 5550199"], emails=["info@zeta.example"]
+    )
+    firm = {"name": "Zeta GmbH", "phones": ["+49 30 5550199"], "emails": ["info@zeta.example"]}
+    links = system.dedupe.link([firm], "customer", record_type="customer")
+    assert [x.right for x in links] == [customer.id]
+
+
+@pytest.mark.parametrize(
+    ("call", "field", "value"),
+    [
+        (lambda s: s.dedupe.link([{"name": "Zeta GmbH"}], "customer"), "source_b", "customer"),
+        (lambda s: s.dedupe.link({"name": "X"}, "contact"), "source_a", {"name": "X"}),
+        (lambda s: s.dedupe.link(5, "contact"), "source_a", 5),
+        (lambda s: s.dedupe.link("contact", [1]), "source_b[0]", 1),
+        (lambda s: s.dedupe.link([{"name": "X", "phones": [123]}], "contact"),
+         "source_a[0].phones[0]", 123),
+        (lambda s: s.dedupe.link([{"emails": ["x@y.example"]}], "contact"), "source_a[0].name",
+         None),
+        (lambda s: s.dedupe.link([{"name": "X", "lenient": "yes"}], "contact"),
+         "source_a[0].lenient", "yes"),
+        (lambda s: s.dedupe.link([{"name": "X", "custom": {"nope": 1}}], "contact"),
+         "source_a[0].custom.nope", 1),
+        (lambda s: s.dedupe.link([], "contact", one_to_one="yes"), "one_to_one", "yes"),
+        (lambda s: s.dedupe.link([], "contact", record_type="deal"), "record_type", "deal"),
+    ],
+    ids=["kinds", "mapping", "number", "row", "row-field", "row-name", "row-lenient",
+         "row-custom", "one-to-one", "record-type"],
+)  # fmt: skip
+def test_link_refuses_bad_sources_naming_the_place(
+    system: Session, call: Callable[[Session], object], field: str, value: Any
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        call(system)
+    assert (info.value.field, info.value.value) == (field, value)
+    assert info.value.reason
+
+
+@pytest.mark.parametrize(
+    "threshold", [True, "0.5", 0, 1.5], ids=["bool", "text", "zero", "over-one"]
+)
+def test_link_takes_a_threshold_above_0_up_to_1(system: Session, threshold: Any) -> None:
+    assert system.dedupe.link([], "contact", threshold=1) == []
+    with pytest.raises(ValidationError) as info:
+        system.dedupe.link([], "contact", threshold=threshold)
+    assert (info.value.field, info.value.value) == ("threshold", threshold)
+    assert info.value.reason
+
+
+def test_models_lists_one_kinds_fits_newest_first_to_admins_only(crm: pycrm.CRM) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        s.dedupe.fit("contact")
+        s.dedupe.fit("customer")
+        again = s.dedupe.fit("contact")
+        seller = s.org.create_user("Sam", "sam@corp.example", "sales")
+    with crm.session(actor=crm.system_actor) as s:
+        contacts = s.dedupe.models()  # contacts by default
+        assert [m.number for m in contacts] == [again.number, again.number - 1]
+        assert contacts == s.dedupe.models("contact")
+        assert [m.record_type for m in s.dedupe.models("customer")] == ["customer"]
+    with crm.session(actor=seller.id) as s, pytest.raises(PermissionDenied) as denied:
+        s.dedupe.models()
+    assert (denied.value.action, denied.value.resource) == ("read", "match_model")
 
 
 def test_scan_clusters_are_clusters(system: Session, town: dict[str, str]) -> None:

@@ -726,6 +726,7 @@ class DedupeService(Service):
         custom = fields.pop("custom", None)
         fold_points(fields)
         lenient = check_bool("lenient", fields.pop("lenient", True))
+        fields.setdefault("name", None)  # required, as create's signature makes it
         values = service._parse(fields, creating=True, lenient=lenient)
         if record_type == "lead":
             values.setdefault("source", "check")
