@@ -1062,3 +1062,21 @@ def test_the_cleansing_report_leaves_out_kinds_the_user_may_not_read_unless_aske
         ]
         with pytest.raises(PermissionDenied):
             s.dedupe.cleansing_report("lead")
+
+
+@pytest.mark.parametrize(
+    ("call", "field", "value"),
+    [
+        (lambda s: s.dedupe.merge("a", ["b"], record_type="deal"), "record_type", "deal"),
+        (lambda s: s.customers.create("Acme", on_duplicate="sometimes"), "on_duplicate",
+         "sometimes"),
+    ],
+    ids=["merge-kind", "policy"],
+)  # fmt: skip
+def test_a_kind_that_is_not_merged_and_an_unknown_policy_are_refused_naming_them(
+    system: Session, call: Callable[[Session], object], field: str, value: Any
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        call(system)
+    assert (info.value.field, info.value.value) == (field, value)
+    assert info.value.reason
