@@ -449,6 +449,30 @@ CALLS: dict[str, dict[str, Any]] = {
         "cost": EUR, "sku": "PR-101",
     },
     "products.upsert": {"sku": "PR-100", "name": "Press", "description": "Hydraulic press"},
+    # -- price lists -------------------------------------------------------------
+    "price_lists.activate": {"id": Ref("price_list")},
+    "price_lists.as_of": {"id": Ref("price_list"), "when": NOW},
+    "price_lists.create": {
+        "name": "Wholesale", "currency": "EUR", "customer_group": "wholesale", "region": "DACH",
+        "valid_from": date(2026, 1, 1), "valid_until": date(2026, 12, 31), "active": True,
+    },
+    "price_lists.deactivate": {"id": Ref("price_list")},
+    "price_lists.get": {"id": Ref("price_list")},
+    "price_lists.history": {"id": Ref("price_list"), "field": "name"},
+    "price_lists.list": {"active": True, "limit": 5, "offset": 0},
+    "price_lists.price": {
+        "product_id": Ref("product"), "quantity": 3, "customer_id": Ref("customer"),
+        "currency": "EUR", "on": date(2026, 3, 1),
+    },
+    "price_lists.prices": {"price_list_id": Ref("price_list"), "product_id": Ref("product")},
+    "price_lists.set_price": {
+        "price_list_id": Ref("price_list"), "product_id": Ref("product"),
+        "unit_price": ("95.00", "EUR"), "min_quantity": 5,
+    },
+    "price_lists.update": {
+        "id": Ref("price_list"), "version": OMIT, "name": "Standard 2026", "region": "DACH",
+        "valid_from": date(2026, 1, 1),
+    },
     # -- rates -------------------------------------------------------------------
     "rates.as_of": {"id": Ref("rate"), "when": NOW},
     "rates.convert": {"money": Fresh(lambda: pycrm.Money.of("100", "USD")), "to": "EUR",
@@ -780,6 +804,8 @@ def build_world(crm: pycrm.CRM) -> SimpleNamespace:
         w.article = s.articles.create("How to", "Do this", tags=["x"], publish=True).id
         w.product = s.products.create("PR-100", "Press 100t", external_id="erp-1").id
         w.rate = s.rates.set("USD", "EUR", "0.92", on=date(2026, 1, 1)).id
+        w.price_list = s.price_lists.create("Standard EUR", "EUR").id
+        s.price_lists.set_price(w.price_list, w.product, money("100", "EUR"))
         w.task = s.tasks.create("Call back", assignee_id=w.rep).id
         rule = {"field": "industry", "op": "eq", "value": "machinery"}
         w.segment = s.campaigns.create_segment("Machinery", "customer", rule).id

@@ -10,11 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pycrm
+import pycrm.rules
 from conftest import ConnectFn
 from pycrm import Money
 from pycrm.domain.money import minor_units
 from pycrm.domain.permissions import DEFAULT_POLICY
-from pycrm.domain.products import ExchangeRate, convert
+from pycrm.domain.products import ExchangeRate, PriceLine, convert
 from pycrm.errors import DuplicateError, NotFound, PermissionDenied, ValidationError
 from pycrm.session import Session
 from support import refused, staff
@@ -373,3 +374,153 @@ def test_a_conversion_is_the_exact_product_rounded_half_even_to_the_targets_unit
     assert abs(got - exact) <= unit / 2
     if abs(got - exact) == unit / 2:  # a tie goes to the even neighbour
         assert int(got / unit) % 2 == 0
+
+
+# -- price lists ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def priced(system: Session) -> dict[str, str]:
+    """A press priced on a standard list (with a break at 10) and a wholesale list."""
+    press = system.products.create("PR-100", "Press")
+    standard = system.price_lists.create("Standard EUR", EUR)
+    wholesale = system.price_lists.create("Wholesale", EUR, customer_group="wholesale")
+    dach = system.price_lists.create(
+        "Wholesale DACH", EUR, customer_group="wholesale", region="DACH",
+        valid_from=date(2026, 1, 1), valid_until=date(2026, 12, 31),
+    )  # fmt: skip
+    usd = system.price_lists.create("Standard USD", "USD")
+    system.price_lists.set_price(standard.id, press.id, Money.of("100", EUR))
+    system.price_lists.set_price(standard.id, press.id, Money.of("90", EUR), min_quantity=10)
+    system.price_lists.set_price(wholesale.id, press.id, Money.of("80", EUR))
+    system.price_lists.set_price(dach.id, press.id, Money.of("75", EUR))
+    system.price_lists.set_price(usd.id, press.id, Money.of("110", "USD"))
+    shop = system.customers.create("Shop GmbH")
+    trader = system.customers.create("Trader AG", tags=["wholesale"], region="NORDICS")
+    local = system.customers.create("Local AG", tags=["wholesale"], region="DACH")
+    return {"press": press.id, "standard": standard.id, "dach": dach.id, "shop": shop.id,
+            "trader": trader.id, "local": local.id}  # fmt: skip
+
+
+def test_a_price_comes_from_the_most_specific_list_and_the_largest_break_reached(
+    system: Session, priced: dict[str, str]
+) -> None:
+    price = system.price_lists.price
+    day = date(2026, 5, 1)
+    cases = [
+        (1, "shop", EUR, "100.00", "Standard EUR"),
+        (10, "shop", EUR, "90.00", "Standard EUR, from 10"),
+        (Decimal("9.5"), "shop", EUR, "100.00", "Standard EUR"),
+        (1, "trader", EUR, "80.00", "Wholesale"),
+        (1, "local", EUR, "75.00", "Wholesale DACH"),
+        (1, "shop", "USD", "110.00", "Standard USD"),
+    ]
+    for quantity, who, currency, amount, reason in cases:
+        line = price(
+            priced["press"], quantity=quantity, customer_id=priced[who], currency=currency, on=day
+        )
+        assert (str(line.unit_price.amount), line.reason) == (amount, reason), (quantity, who)
+        assert (line.decided_by, line.quantity) == ("pycrm.pricing", Decimal(quantity))
+    # Out of the DACH list's period, the wholesale list applies; an inactive list prices nothing.
+    assert price(priced["press"], customer_id=priced["local"], currency=EUR,
+                 on=date(2027, 1, 1)).reason == "Wholesale"  # fmt: skip
+    system.price_lists.deactivate(priced["standard"])
+    with pytest.raises(NotFound):
+        price(priced["press"], customer_id=priced["shop"], currency=EUR, on=day)
+
+
+def test_setting_a_break_again_replaces_its_price_and_prices_are_listed(
+    system: Session, priced: dict[str, str]
+) -> None:
+    again = system.price_lists.set_price(priced["standard"], priced["press"], Money.of("95", EUR))
+    assert (again.unit_price, again.version) == (Money.of("95", EUR), 2)
+    listed = system.price_lists.prices(priced["standard"])
+    assert [(p.min_quantity, str(p.unit_price.amount)) for p in listed] == [
+        (1, "95.00"),
+        (10, "90.00"),
+    ]
+    assert [pl.name for pl in system.price_lists.list()] == [
+        "Standard EUR", "Standard USD", "Wholesale", "Wholesale DACH"
+    ]  # fmt: skip
+
+
+def test_bad_prices_and_lists_are_refused_by_name(crm: pycrm.CRM) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        press = s.products.create("PR-100", "Press")
+        standard = s.price_lists.create("Standard EUR", EUR)
+    errors = refused(
+        crm,
+        crm.system_actor,
+        (ValidationError, lambda s: s.price_lists.set_price(standard.id, press.id, Money.of("1", "USD"))),
+        (ValidationError, lambda s: s.price_lists.set_price(standard.id, press.id, Money.of("-1", EUR))),
+        (ValidationError, lambda s: s.price_lists.set_price(standard.id, press.id, Money.of("1", EUR), min_quantity=0)),
+        (ValidationError, lambda s: s.price_lists.create("Late", EUR, valid_from=date(2026, 2, 1), valid_until=date(2026, 1, 1))),
+        (ValidationError, lambda s: s.price_lists.update(standard.id, currency="USD")),
+        (ValidationError, lambda s: s.price_lists.price(press.id, quantity=0)),
+        (ValidationError, lambda s: s.price_lists.price(press.id, quantity=1.5)),
+        (DuplicateError, lambda s: s.price_lists.create("Standard EUR", "USD")),
+        (NotFound, lambda s: s.price_lists.set_price(standard.id, "nope", Money.of("1", EUR))),
+    )  # fmt: skip
+    fields = [getattr(e, "field", None) for e in errors]
+    assert fields[:7] == ["unit_price", "unit_price", "min_quantity", "valid_until", "currency",
+                          "quantity", "quantity"]  # fmt: skip
+
+
+def test_sales_reads_prices_and_sales_managers_set_them(crm: pycrm.CRM) -> None:
+    people = staff(crm, rep="sales", boss=("sales", ["sales_manager"]))
+    with crm.session(actor=people.boss.id) as s:
+        press = s.products.create("PR-100", "Press")
+        standard = s.price_lists.create("Standard EUR", EUR)
+        s.price_lists.set_price(standard.id, press.id, Money.of("100", EUR))
+    with crm.session(actor=people.rep.id) as s:
+        assert s.price_lists.price(press.id, currency=EUR).unit_price == Money.of("100", EUR)
+    refused(
+        crm,
+        people.rep.id,
+        (PermissionDenied, lambda s: s.price_lists.set_price(standard.id, press.id, Money.of("1", EUR))),
+        (PermissionDenied, lambda s: s.price_lists.create("Mine", EUR)),
+    )  # fmt: skip
+
+
+class ErpPrices:
+    """An ERP that prices the products it manages itself."""
+
+    def __init__(self, answer: object = None) -> None:
+        self.answer = answer
+
+    @pycrm.rules.hookimpl
+    def pycrm_price_line(self, product: object, quantity: Decimal, currency: str | None) -> object:
+        if self.answer is not None:
+            return self.answer
+        if getattr(product, "external_id", None) is None:
+            return None
+        return PriceLine(product.id, quantity, Money.of("42", EUR), reason="ERP")  # type: ignore[attr-defined]
+
+
+def test_hook_pycrm_price_line(system: Session, priced: dict[str, str]) -> None:
+    crm = system.crm
+    erp_made = system.products.create("ERP-1", "Managed", external_id="erp-1")
+    crm.plugins.register(ErpPrices(), name="erp")
+    try:
+        line = system.price_lists.price(erp_made.id)
+        assert (line.unit_price, line.reason, line.decided_by) == (
+            Money.of("42", EUR),
+            "ERP",
+            "erp",
+        )
+        # The plugin abstains for the press: the price lists decide.
+        assert system.price_lists.price(priced["press"], currency=EUR).decided_by == "pycrm.pricing"
+    finally:
+        crm.plugins.unregister(name="erp")
+    wrong = {
+        "another product": PriceLine(priced["press"], Decimal(1), Money.of("1", EUR)),
+        "another currency": PriceLine(erp_made.id, Decimal(1), Money.of("1", "USD")),
+        "no line": Money.of("1", EUR),
+    }
+    for answer in wrong.values():  # keyed by what is wrong with each
+        crm.plugins.register(ErpPrices(answer), name="erp")
+        try:
+            with pytest.raises(pycrm.errors.ConfigurationError, match="'erp'"):
+                system.price_lists.price(erp_made.id, currency=EUR)
+        finally:
+            crm.plugins.unregister(name="erp")

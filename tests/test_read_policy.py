@@ -105,6 +105,8 @@ CONDITIONS: dict[str, dict[str, tuple[Any, ...]]] = {
     "audit_entry": {"action": ("create", "update"), "record_type": ("customer", "activity")},
     "setting": {"name": ("default_region", "routing_rules")},
     "product": {"active": (True, False), "unit": ("piece", "hour")},
+    "price_list": {"active": (True, False), "customer_group": ("wholesale",)},
+    "price": {"min_quantity": (1, 10)},
     "exchange_rate": {"source": ("manual", "ecb")},
 }
 
@@ -125,6 +127,8 @@ HIDEABLE: dict[str, tuple[str, ...]] = {
     "merge": ("changes",),
     "setting": ("config",),
     "product": ("cost", "description", "sku", "external_id"),
+    "price_list": ("customer_group", "region", "valid_until"),
+    "price": ("unit_price", "min_quantity"),
     "exchange_rate": ("rate", "source"),
 }
 
@@ -469,6 +473,12 @@ def build_world(builder: pycrm.CRM, data: st.DataObject) -> World:
         s.products.create("SV-1", "Service hour", unit="hour", active=False)
         s.rates.set("USD", "EUR", "0.92", on=date(2026, 1, 1))
         s.rates.set("GBP", "EUR", "1.17", on=date(2026, 1, 1), source="ecb")
+        press = s.products.list(text="press")[0]
+        standard = s.price_lists.create("Standard EUR", "EUR")
+        wholesale = s.price_lists.create("Wholesale", "EUR", customer_group="wholesale")
+        s.price_lists.set_price(standard.id, press.id, EUR("100"))
+        s.price_lists.set_price(standard.id, press.id, EUR("90"), min_quantity=10)
+        s.price_lists.set_price(wholesale.id, press.id, EUR("80"))
         s.analytics.set_quota("2026-03", EUR("5000"), owner_id=someone("quota owner"))
         for name, rule in SEGMENTS.items():
             s.campaigns.create_segment(name, "customer", rule)
@@ -995,6 +1005,30 @@ def converted(judge: Judge, where: str, result: Any, how: Call) -> None:
     judge.fail(where, f"converted at a {base}/{quote} rate of {result.rate_date} not stored")
 
 
+def priced_line(judge: Judge, where: str, result: Any, how: Call) -> None:
+    """A price came from a list and a price the actor may read (and see the price of)."""
+    if result.price_list_id is None:
+        judge.fail(where, f"priced by {result.decided_by}, not by the price lists")
+        return
+    for kind, id in (("product", result.product_id), ("price_list", result.price_list_id)):
+        stored = judge.truth.all(kind).get(id)
+        why = None if stored is None else judge.o.why_not(kind, stored, judge.truth)
+        if why is not None:
+            judge.fail(where, f"priced from {kind} {id}, which is {why}")
+    if judge.o.is_hidden("price", "unit_price", judge.truth):
+        judge.fail(where, "gave a unit price hidden from the actor")
+    for stored in judge.truth.all("price").values():
+        if (stored.price_list_id, stored.product_id, stored.unit_price) == (  # type: ignore[attr-defined]
+            result.price_list_id,
+            result.product_id,
+            result.unit_price,
+        ):
+            why = judge.o.why_not("price", stored, judge.truth)
+            if why is None:
+                return
+    judge.fail(where, f"gave {result.unit_price}, which no price the actor may read holds")
+
+
 class FixedRates:
     """A rate source with one rate."""
 
@@ -1427,6 +1461,7 @@ RECORD_SERVICES = {
     "fields": "field_definition",
     "leads": "lead",
     "org": "user",
+    "price_lists": "price_list",
     "products": "product",
     "rates": "exchange_rate",
     "receivables": "receivable",
@@ -1579,6 +1614,29 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "products.list": Read(once(call(), call(text="press"), call(active=None))),
     "products.update": Write(pick("product", name="Renamed")),
     "products.upsert": Write(once(call("PR-100", description="Again"), call("PR-10", name="New"))),
+    # -- price lists
+    "price_lists.activate": Write(pick("price_list")),
+    "price_lists.create": Write(once(call("Probe", "EUR", customer_group="probe"))),
+    "price_lists.deactivate": Write(pick("price_list")),
+    "price_lists.list": Read(once(call(), call(active=None))),
+    "price_lists.price": Read(
+        lambda w: [
+            call(p, quantity=q, customer_id=c, currency="EUR")
+            for p in w.of("product")
+            for q in (1, 12)
+            for c in (None, *w.of("customer")[:2])
+        ],
+        priced_line,
+    ),
+    "price_lists.prices": Read(each("price_list")),
+    "price_lists.set_price": Write(
+        lambda w: [
+            call(pl, p, EUR("70"), min_quantity=5)
+            for pl in w.of("price_list")
+            for p in w.of("product")
+        ]
+    ),
+    "price_lists.update": Write(pick("price_list", name="Renamed")),
     # -- rates
     "rates.convert": Read(
         once(

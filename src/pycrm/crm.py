@@ -35,6 +35,7 @@ from pycrm.regions import region_code
 from pycrm.rules.approvals import PolicyApprovals
 from pycrm.rules.context import RuleContext
 from pycrm.rules.engine import CallableRouter, RuleEngine, make_plugin_manager
+from pycrm.rules.pricing import PriceLists
 from pycrm.rules.reminders import Reminders
 from pycrm.rules.routing import RoutingRule, RuleBook, parse_rules
 from pycrm.rules.scoring import Scorer, ScoringRules
@@ -177,7 +178,8 @@ class CRM:
 
         The built-in rules are registered as ``pycrm.routing`` (the
         ``routing_rules`` setting), ``pycrm.scoring`` (the ``scoring``
-        setting), ``pycrm.reminders`` and ``pycrm.approvals``; unregister or
+        setting), ``pycrm.reminders``, ``pycrm.approvals`` and
+        ``pycrm.pricing`` (prices from the price lists); unregister or
         outrank them to change pycrm's behaviour.
         """
         for name, plugin in (
@@ -185,6 +187,7 @@ class CRM:
             ("pycrm.scoring", Scorer(setting="scoring")),
             ("pycrm.reminders", Reminders()),
             ("pycrm.approvals", PolicyApprovals()),
+            ("pycrm.pricing", PriceLists()),
         ):
             if self.plugins.get_plugin(name) is None:
                 self.plugins.register(plugin, name=name)

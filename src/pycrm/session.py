@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from pycrm.services.imports import ImporterService
     from pycrm.services.leads import LeadService
     from pycrm.services.org import OrgService
-    from pycrm.services.products import ProductService, RateService
+    from pycrm.services.products import PriceListService, ProductService, RateService
     from pycrm.services.receivables import ReceivableService
     from pycrm.services.settings import SettingsService
     from pycrm.services.tasks import TaskService
@@ -482,6 +482,13 @@ class Session:
         from pycrm.services.products import ProductService
 
         return ProductService(self)
+
+    @cached_property
+    def price_lists(self) -> PriceListService:
+        """Price lists, their prices with quantity breaks, and a product's price."""
+        from pycrm.services.products import PriceListService
+
+        return PriceListService(self)
 
     @cached_property
     def rates(self) -> RateService:

@@ -23,7 +23,7 @@ from pycrm.domain.merging import Merge
 from pycrm.domain.money import Money
 from pycrm.domain.org import Actor, Department, Team, User
 from pycrm.domain.outbox import OutboxMessage
-from pycrm.domain.products import ExchangeRate, Product
+from pycrm.domain.products import ExchangeRate, Price, PriceList, Product
 from pycrm.domain.receivables import Receivable
 from pycrm.domain.records import Record, Stored
 from pycrm.domain.settings import Setting
@@ -45,6 +45,8 @@ __all__ = [
     "Merge",
     "OutboxMessage",
     "Pipeline",
+    "Price",
+    "PriceList",
     "Product",
     "Receivable",
     "Task",
@@ -99,6 +101,8 @@ RECORD_TYPES: tuple[type[Stored], ...] = (
     Document,
     Setting,
     Product,
+    PriceList,
+    Price,
     ExchangeRate,
     AuditEntry,
 )

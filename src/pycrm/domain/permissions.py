@@ -346,9 +346,10 @@ DEFAULT_POLICY = Policy.from_dict(
             _g("sales", "quota", "read", "own"),
             _g("*", "audit_entry", "read", "own"),
             _g("*", "behaviour_event", "create read", "all"),
-            # The catalogue: everyone reads it, sales managers keep it; finance sets rates.
-            _g("*", "product exchange_rate", "read", "all"),
-            _g("sales_manager", "product", "create update", "all"),
+            # The catalogue and its prices: everyone reads them, sales managers keep them;
+            # finance sets exchange rates.
+            _g("*", "product price_list price exchange_rate", "read", "all"),
+            _g("sales_manager", "product price_list price", "create update", "all"),
             _g("finance", "exchange_rate", "create update", "all"),
         ],
         "fields": [

@@ -1,8 +1,10 @@
-"""The catalogue and the currencies: products and services, dated exchange rates.
+"""The catalogue, its prices and the currencies: products, price lists, exchange rates.
 
 A :class:`Product` is what a company sells (goods by the piece, services by
 the hour, licences by the month), found by its SKU or by the id the ERP gave
-it (``external_id``). An :class:`ExchangeRate` says how many units of one
+it (``external_id``). A :class:`PriceList` holds :class:`Price` entries per
+product, with quantity breaks, for everyone or a customer group or region,
+for a time. An :class:`ExchangeRate` says how many units of one
 currency one unit of another was worth on a day; :func:`convert` turns Money
 with it and says which rate and day it used (:class:`Conversion`).
 
@@ -26,7 +28,17 @@ from pycrm.domain.money import Money, minor_units
 from pycrm.domain.records import Record
 from pycrm.errors import ValidationError
 
-__all__ = ["Conversion", "ExchangeRate", "Product", "check_currency", "check_rate", "convert"]
+__all__ = [
+    "Conversion",
+    "ExchangeRate",
+    "Price",
+    "PriceLine",
+    "PriceList",
+    "Product",
+    "check_currency",
+    "check_rate",
+    "convert",
+]
 
 #: Rates are kept to this many significant digits (more than any published rate has).
 RATE_DIGITS = 18
@@ -162,3 +174,83 @@ def convert(money: Money, rate: ExchangeRate, *, inverted: bool = False) -> Conv
     return Conversion(
         _rounded(money.amount * factor, target), money, factor, rate.valid_on, inverted
     )
+
+
+@attrs.frozen(kw_only=True)
+class PriceList(Record):
+    """Prices in one currency, for everyone or for a customer group or region, for a time."""
+
+    resource: ClassVar[str] = "price_list"
+    unique: ClassVar[tuple[tuple[str, ...], ...]] = (("name",),)
+
+    name: str
+    """What it is called (unique): ``Standard EUR``, ``Wholesale DACH 2026``."""
+    currency: str
+    """The currency of every price in it."""
+    customer_group: str | None = None
+    """For customers tagged with this group only (``wholesale``); None: any customer."""
+    region: str | None = None
+    """For customers in this sales region only (``DACH``); None: any region."""
+    valid_from: date | None = None
+    """The first day it applies (None: from the start)."""
+    valid_until: date | None = None
+    """The last day it applies (None: until further notice)."""
+    active: bool = True
+    """In use: an inactive list prices nothing."""
+
+    def applies(self, on: date, tags: Iterable[str], region: str | None) -> bool:
+        """Whether the list prices for a customer with these tags and region on ``on``."""
+        return (
+            self.active
+            and (self.valid_from is None or self.valid_from <= on)
+            and (self.valid_until is None or on <= self.valid_until)
+            and (self.customer_group is None or self.customer_group in set(tags))
+            and (self.region is None or self.region == region)
+        )
+
+    @property
+    def specificity(self) -> int:
+        """How narrowly it targets: a group and a region (3) before a group (2), a region (1)."""
+        return 2 * (self.customer_group is not None) + (self.region is not None)
+
+
+@attrs.frozen(kw_only=True)
+class Price(Record):
+    """One product's unit price on one price list, from a quantity on (a quantity break)."""
+
+    resource: ClassVar[str] = "price"
+    indexes: ClassVar[tuple[tuple[str, ...], ...]] = (("product_id",),)
+    unique: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("price_list_id", "product_id", "min_quantity"),
+    )
+
+    price_list_id: str
+    """The list it belongs to."""
+    product_id: str
+    """The product it prices."""
+    min_quantity: int = 1
+    """The least quantity it applies to: 1, or a break (10 and more)."""
+    unit_price: Money
+    """The price of one unit, in the list's currency."""
+
+
+@attrs.frozen
+class PriceLine:
+    """A product's unit price for a quantity, and where it came from.
+
+    What :meth:`~pycrm.services.products.PriceListService.price` returns, and
+    what a ``pycrm_price_line`` plugin returns to set a price itself.
+    """
+
+    product_id: str
+    """The product priced."""
+    quantity: Decimal
+    """The quantity it was priced for."""
+    unit_price: Money
+    """The price of one unit."""
+    price_list_id: str | None = None
+    """The price list it came from (None: a plugin's own price)."""
+    reason: str = ""
+    """Why this price, in words (``Wholesale DACH, from 10``)."""
+    decided_by: str = ""
+    """The plugin that priced it (set by pycrm: ``pycrm.pricing`` for the price lists)."""

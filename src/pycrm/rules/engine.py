@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import importlib.metadata
 from collections.abc import Callable, Sequence
+from datetime import date
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import pluggy
 
 from pycrm.domain.contracts import ApprovalStep, Contract
+from pycrm.domain.customers import Customer
 from pycrm.domain.events import Event
 from pycrm.domain.leads import Lead
+from pycrm.domain.money import Money
 from pycrm.domain.org import User
+from pycrm.domain.products import PriceLine, Product
 from pycrm.domain.tasks import BehaviourEvent
 from pycrm.errors import ConfigurationError
 from pycrm.rules import hookspecs
@@ -154,6 +160,45 @@ class RuleEngine:
             for step in items:
                 steps.setdefault(step.role, step)
         return list(steps.values())
+
+    def price(
+        self,
+        product: Product,
+        quantity: Decimal,
+        customer: Customer | None,
+        currency: str | None,
+        on: date,
+        ctx: RuleContext,
+    ) -> PriceLine | None:
+        """The first plugin's price line for the product, checked, with the plugin named."""
+        kwargs = {
+            "product": product,
+            "quantity": quantity,
+            "customer": customer,
+            "currency": currency,
+            "on": on,
+            "ctx": ctx,
+        }
+        for impl in self._impls("pycrm_price_line"):
+            line = self._call(impl, "pycrm_price_line", kwargs)
+            if line is None:
+                continue
+            wrong = None
+            if not isinstance(line, PriceLine) or not isinstance(line.unit_price, Money):
+                wrong = "expected a PriceLine or None"
+            elif line.product_id != product.id:
+                wrong = f"it prices {line.product_id!r}, not the product asked for"
+            elif currency is not None and line.unit_price.currency != currency:
+                wrong = f"it is in {line.unit_price.currency}, not the {currency} asked for"
+            elif line.unit_price.amount < 0:
+                wrong = "a unit price cannot be negative"
+            if wrong is not None:
+                raise ConfigurationError(
+                    f"plugin {impl.plugin_name!r} returned {line!r} from pycrm_price_line; {wrong}"
+                )
+            checked: PriceLine = attrs.evolve(line, quantity=quantity, decided_by=impl.plugin_name)
+            return checked
+        return None
 
 
 class CallableRouter:

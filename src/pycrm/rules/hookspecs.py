@@ -9,7 +9,7 @@ entry point in the group ``pycrm``::
     my_rules = "my_package.rules"
 
 pycrm's own rules are plugins too (named ``pycrm.routing``, ``pycrm.scoring``,
-``pycrm.reminders`` and ``pycrm.approvals``), so they can be unregistered or
+``pycrm.reminders``, ``pycrm.approvals`` and ``pycrm.pricing``), so they can be unregistered or
 outranked (``tryfirst=True``). The most recently registered plugin is asked
 first.
 
@@ -26,10 +26,15 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from datetime import date
+    from decimal import Decimal
+
     from pycrm.domain.contracts import ApprovalStep, Contract
+    from pycrm.domain.customers import Customer
     from pycrm.domain.events import Event
     from pycrm.domain.leads import Lead
     from pycrm.domain.org import User
+    from pycrm.domain.products import PriceLine, Product
     from pycrm.domain.tasks import BehaviourEvent
     from pycrm.rules.context import Assignment, RuleContext, TaskSpec
 
@@ -123,4 +128,31 @@ def pycrm_approvals(contract: Contract, ctx: RuleContext) -> Sequence[ApprovalSt
     :param contract: the contract in ``draft``.
     :param ctx: the rule context.
     :returns: approval steps, or None for none.
+    """
+
+
+@hookspec(firstresult=True)
+def pycrm_price_line(
+    product: Product,
+    quantity: Decimal,
+    customer: Customer | None,
+    currency: str | None,
+    on: date,
+    ctx: RuleContext,
+) -> PriceLine | None:
+    """Price a product: an ERP's own prices, a customer's contract price.
+
+    Called by ``s.price_lists.price`` (and everything that prices a line).
+    The built-in plugin ``pycrm.pricing`` answers from the price lists, after
+    every other plugin abstained.
+
+    :param product: the product.
+    :param quantity: how many units (a positive Decimal).
+    :param customer: who buys (None: no one in particular).
+    :param currency: the currency wanted (None: any).
+    :param on: the day the price is for.
+    :param ctx: the rule context.
+    :returns: a :class:`~pycrm.domain.products.PriceLine` for this product
+        and quantity (in ``currency`` when one is given), or None to let the
+        next plugin price it.
     """

@@ -9,12 +9,17 @@ from decimal import Decimal
 from functools import partial
 from typing import Any, Protocol
 
+import attrs
+
 from pycrm.domain.contact_points import search_key
-from pycrm.domain.fields import check_bool, check_money, check_text
+from pycrm.domain.fields import check_bool, check_id, check_int, check_money, check_text
 from pycrm.domain.money import Money
 from pycrm.domain.products import (
     Conversion,
     ExchangeRate,
+    Price,
+    PriceLine,
+    PriceList,
     Product,
     check_currency,
     check_rate,
@@ -22,10 +27,11 @@ from pycrm.domain.products import (
 )
 from pycrm.domain.query import Contains, Eq, Filter, HasKey, OrderBy, Range, all_of
 from pycrm.errors import DuplicateError, NotFound, ValidationError
+from pycrm.rules.context import RuleContext
 from pycrm.services.records import RecordService, write
 from pycrm.services.search import category_filter, check_page
 
-__all__ = ["ProductService", "RateService", "RateSource"]
+__all__ = ["PriceListService", "ProductService", "RateService", "RateSource"]
 
 
 def _text(field: str, value: Any, limit: int) -> str:
@@ -33,6 +39,23 @@ def _text(field: str, value: Any, limit: int) -> str:
     clean = check_text(field, value, required=True, limit=limit)
     assert clean is not None  # required
     return clean
+
+
+def _optional_date(field: str, value: Any) -> date | None:
+    return None if value is None else _check_date(field, value)
+
+
+def _quantity(field: str, value: Any) -> Decimal:
+    """A positive quantity (whole or not: 1.5 hours), as a Decimal; no floats."""
+    if isinstance(value, bool | float) or not isinstance(value, int | str | Decimal):
+        raise ValidationError(field, value, "must be a positive whole number, Decimal or text")
+    try:
+        amount = Decimal(value)
+    except ArithmeticError:
+        raise ValidationError(field, value, "must be a number") from None
+    if not amount.is_finite() or amount <= 0 or amount.adjusted() > 9:
+        raise ValidationError(field, value, "must be a positive number below a billion")
+    return amount
 
 
 def _check_date(field: str, value: Any) -> date:
@@ -295,3 +318,187 @@ class RateService(RecordService[ExchangeRate]):
                 raise ValidationError("source", pair, "keys must be (base, quote) pairs")
             stored.append(self.set(pair[0], pair[1], rate, on=day, source=name))
         return stored
+
+
+#: The fields of a price list that decide whether it prices a line.
+_TERMS = ("currency", "customer_group", "region", "valid_from", "valid_until", "active")
+
+
+class PriceListService(RecordService[PriceList]):
+    """Price lists and their prices, and the price of a product for a customer."""
+
+    record_type = PriceList
+
+    def _checkers(self) -> dict[str, Any]:
+        return {
+            "name": partial(check_text, required=True, limit=200),
+            "currency": check_currency,
+            "customer_group": partial(check_text, limit=80),
+            "region": partial(check_text, limit=80),
+            "valid_from": _optional_date,
+            "valid_until": _optional_date,
+            "active": check_bool,
+        }
+
+    def _free_name(self, name: Any, id: str | None = None) -> None:
+        clean = _text("name", name, 200)
+        taken = self._repo.find(Eq("name", clean), limit=1)
+        if taken and taken[0].id != id:
+            raise DuplicateError(f"price list name {clean!r} is taken", [taken[0].id])
+
+    @staticmethod
+    def _check_period(price_list: PriceList) -> None:
+        start, end = price_list.valid_from, price_list.valid_until
+        if start is not None and end is not None and end < start:
+            raise ValidationError("valid_until", end, f"is before valid_from ({start})")
+
+    @write
+    def create(self, name: str, currency: str, **fields: Any) -> PriceList:
+        """Add a price list.
+
+        :param name: unique: ``Standard EUR``, ``Wholesale DACH 2026``.
+        :param currency: the currency of all its prices.
+        :param fields: ``customer_group`` (customers tagged with it only),
+            ``region`` (customers of that sales region only), ``valid_from``
+            and ``valid_until`` (dates, both days included), ``active``.
+        """
+        self._free_name(name)
+        values = self._parse({"name": name, "currency": currency, **fields}, creating=True)
+        self._check_period(PriceList(**self._s._stamp(**values)))
+        return self._add("create", **values)
+
+    @write
+    def update(self, id: str, *, version: int | None = None, **fields: Any) -> PriceList:
+        """Change a list's name, group, region, period or state (its currency stays)."""
+        price_list = self._load(id)
+        if "currency" in fields:
+            raise ValidationError(
+                "currency", fields["currency"], "cannot change: its prices are in it"
+            )
+        if "name" in fields:
+            self._free_name(fields["name"], id)
+        changes = self._parse(fields, creating=False, current=price_list)
+        self._check_period(attrs.evolve(price_list, **changes))
+        return self._change(price_list, version, "update", **changes)
+
+    @write
+    def deactivate(self, id: str) -> PriceList:
+        """Stop using a list (it prices nothing until activated)."""
+        return self._change(self._load(id), None, "update", active=False)
+
+    @write
+    def activate(self, id: str) -> PriceList:
+        """Use a list again."""
+        return self._change(self._load(id), None, "update", active=True)
+
+    @write
+    def set_price(
+        self, price_list_id: str, product_id: str, unit_price: Any, *, min_quantity: int = 1
+    ) -> Price:
+        """Set a product's unit price on a list, from ``min_quantity`` units on.
+
+        Another ``min_quantity`` is another quantity break; the same one
+        replaces its price. The price must be in the list's currency.
+        """
+        price_list = self._load(check_id("price_list_id", price_list_id))
+        product = self._s.products._load(check_id("product_id", product_id))
+        money = check_money("unit_price", unit_price)
+        if money is None:
+            raise ValidationError("unit_price", unit_price, "is required")
+        if money.currency != price_list.currency:
+            raise ValidationError(
+                "unit_price", str(money), f"must be in the list's currency, {price_list.currency}"
+            )
+        if money.amount < 0:
+            raise ValidationError("unit_price", str(money), "cannot be negative")
+        quantity = check_int("min_quantity", min_quantity, minimum=1, maximum=10**9)
+        keys = {"price_list_id": price_list.id, "product_id": product.id, "min_quantity": quantity}
+        where = all_of([Eq(k, v) for k, v in keys.items()])
+        prices = self._s._uow.repo(Price)
+        found = prices.find(where, limit=1)
+        if found:
+            self._s._saw(found)
+            return self._change_price(found[0], money)
+        price = Price(
+            **self._s._stamp(
+                price_list_id=price_list.id,
+                product_id=product.id,
+                min_quantity=quantity,
+                unit_price=money,
+            )
+        )
+        self._s._guard.require(price, "create", ["unit_price"])
+        prices.add(price)
+        self._s._record("create", None, price)
+        return price
+
+    def _change_price(self, price: Price, money: Money) -> Price:
+        if price.unit_price == money:
+            return price
+        self._s._guard.require(price, "update", ["unit_price"])
+        self._s._check_fresh(price)
+        return self._s._revise(price, "update", unit_price=money)
+
+    def prices(self, price_list_id: str, *, product_id: str | None = None) -> builtins.list[Price]:
+        """A list's prices, by product and quantity break (of one product, or all).
+
+        Returns all of them: a list holds one price per product and break.
+        """
+        price_list = self._load(check_id("price_list_id", price_list_id))
+        parts: builtins.list[Filter | None] = [Eq("price_list_id", price_list.id)]
+        if product_id is not None:
+            product = self._s.products._load(check_id("product_id", product_id))
+            parts.append(Eq("product_id", product.id))
+        order = [OrderBy("product_id"), OrderBy("min_quantity")]
+        return self._s.read(Price).find(all_of(parts), order_by=order)
+
+    def list(
+        self, *, active: bool | None = True, limit: int = 50, offset: int = 0
+    ) -> builtins.list[PriceList]:
+        """Price lists by name: those in use by default (``active=None``: all).
+
+        Returns the first 50 by default (``limit`` up to 1,000).
+        """
+        limit, offset = check_page(limit, offset)
+        where = None if active is None else Eq("active", check_bool("active", active))
+        return self._find(where, order_by=[OrderBy("name")], limit=limit, offset=offset)
+
+    def price(
+        self,
+        product_id: str,
+        *,
+        quantity: Decimal | int | str = 1,
+        customer_id: str | None = None,
+        currency: str | None = None,
+        on: date | None = None,
+    ) -> PriceLine:
+        """A product's unit price for a quantity, a customer, a currency and a day.
+
+        The ``pycrm_price_line`` plugins decide (an ERP's own prices first);
+        the built-in ``pycrm.pricing`` answers from the price lists: the
+        most specific list for the customer's group (a tag) and region in
+        that currency, and in it the largest quantity break reached. The
+        line says which list and break, and which plugin, decided.
+        :raises NotFound: when nothing prices it.
+        :raises PermissionDenied: when a field rule hides a price's or a
+            list's terms (the quantity break, the unit price, the group,
+            region, period or currency) from the actor.
+        """
+        # Pricing reads the lists' terms and shows a unit price: refused where a
+        # field rule hides any of them (as filtering on them would be).
+        guard = self._s._guard
+        guard.check_fields(PriceList, [f.name for f in attrs.fields(PriceList) if f.name in _TERMS])
+        guard.check_fields(Price, ["min_quantity", "unit_price"])
+        product = self._s.products._load(check_id("product_id", product_id))
+        amount = _quantity("quantity", quantity)
+        customer = None
+        if customer_id is not None:
+            customer = self._s.customers._load(check_id("customer_id", customer_id))
+        wanted = None if currency is None else check_currency("currency", currency)
+        day = self._s._now().date() if on is None else _check_date("on", on)
+        line = self._s.crm.rules.price(product, amount, customer, wanted, day, RuleContext(self._s))
+        if line is None:
+            raise NotFound(
+                "price", f"{product.sku} x {amount}" + (f" in {wanted}" if wanted else "")
+            )
+        return line

@@ -1,9 +1,11 @@
-"""The catalogue and the exchange rates get tables of their own (``products``, ``exchange_rates``).
+"""The catalogue, its prices and the exchange rates get tables of their own.
 
-``s.products`` keeps products and services by SKU (unique per tenant) and
-``s.rates`` dated exchange rates (unique per currency pair and day); a
-database made before has neither table, so this revision creates them (with
-their indexes and unique constraints) from the current metadata.
+``s.products`` keeps products and services by SKU (unique per tenant),
+``s.price_lists`` price lists (unique by name) and their prices (one per
+list, product and quantity break), and ``s.rates`` dated exchange rates
+(unique per currency pair and day); a database made before has none of
+these tables, so this revision creates them (with their indexes and unique
+constraints) from the current metadata.
 
 Revision ID: 0008
 Revises: 0007
@@ -19,7 +21,7 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-TABLES = ("products", "exchange_rates")
+TABLES = ("products", "price_lists", "prices", "exchange_rates")
 
 
 def _table(name: str) -> sa.Table:
@@ -31,7 +33,7 @@ def _table(name: str) -> sa.Table:
 
 
 def upgrade() -> None:
-    """Create the catalogue's and the rates' tables unless they are there."""
+    """Create the catalogue's, prices' and rates' tables unless they are there."""
     for name in TABLES:
         _table(name).create(op.get_bind(), checkfirst=True)
 
