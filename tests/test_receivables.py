@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import pycrm
+from conftest import ConnectFn
 from pycrm.domain.receivables import Receivable, ReceivableStatus
 from pycrm.domain.tasks import TaskPriority
 from pycrm.errors import (
@@ -327,3 +328,26 @@ def test_a_receivable_first_seen_late_through_a_partial_payment_still_gets_a_fin
         tasks = s.tasks.list(department="finance", kind="receivable_overdue")
     assert [t.related_id for t in tasks] == [only.id]
     assert "receivable_overdue" in outbox_names(crm)
+
+
+def test_scan_overdue_shows_only_the_receivables_the_actor_may_read(
+    connect_crm: ConnectFn, fake_clock: FakeClock
+) -> None:
+    # A policy may let someone update every receivable but read only their own
+    # (found by the random read-policy property): the sweep marks them all and
+    # returns only what the actor may read.
+    policy = {
+        "grants": [
+            {"roles": ["*"], "resources": ["*"], "actions": ["create", "update", "approve"],
+             "scope": "all"},
+            {"roles": ["*"], "resources": ["*"], "actions": ["read"], "scope": "own"},
+        ]
+    }  # fmt: skip
+    crm = connect_crm(policy=policy)
+    p = signed(crm, "300", 3, first_due=date(2026, 1, 10))
+    fake_clock.set(datetime(2026, 3, 20, tzinfo=UTC))
+    with crm.session(actor=p.ada.id) as s:
+        assert s.receivables.scan_overdue() == []
+    with crm.session(actor=crm.system_actor) as s:
+        statuses = {r.status for r in s.receivables.list(contract_id=p.contract.id)}
+    assert statuses == {ReceivableStatus.OVERDUE}

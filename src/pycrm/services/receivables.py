@@ -126,7 +126,9 @@ class ReceivableService(RecordService[Receivable]):
         """Mark every unpaid receivable past its due date (by the CRM clock) as overdue.
 
         Each newly overdue receivable sends ``receivable_overdue`` (the
-        built-in reminders give finance a task). Returns the receivables that became overdue.
+        built-in reminders give finance a task). Returns the receivables that became
+        overdue and that the actor may read (a policy may let someone update
+        receivables they may not read: those are marked, not shown).
         """
         self._require_finance("update")
         today = self._today()
@@ -139,10 +141,11 @@ class ReceivableService(RecordService[Receivable]):
             ),
             order_by=[OrderBy("due")],
         )
-        return [
+        marked = [
             self._change(receivable, None, "overdue", status=ReceivableStatus.OVERDUE)
             for receivable in due
         ]
+        return [r for r in marked if self._s._guard.allows(r, "read")]
 
     def iter(self, *, page_size: int = 500, **filters: Any) -> Iterator[Receivable]:
         """Every receivable :meth:`list` finds with ``filters``, however many there are.
