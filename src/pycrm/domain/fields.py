@@ -11,6 +11,7 @@ import enum
 import math
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -29,6 +30,7 @@ __all__ = [
     "Checks",
     "check_bool",
     "check_choice",
+    "check_date",
     "check_id",
     "check_ids",
     "check_int",
@@ -109,6 +111,15 @@ def check_key(field: str, value: Any, *, what: str = "text", limit: int = 1000) 
         raise ValidationError(field, value, "contains control characters or unpaired surrogates")
     if len(value) > limit:
         raise ValidationError(field, value, f"is longer than {limit} characters")
+    return value
+
+
+def check_date(field: str, value: Any) -> date | None:
+    """A calendar day (``datetime.date``, not a datetime), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, date) or isinstance(value, datetime):
+        raise ValidationError(field, value, "must be a date (datetime.date)")
     return value
 
 

@@ -9,7 +9,7 @@ import attrs
 
 from pycrm.errors import ValidationError
 
-__all__ = ["MAX_AMOUNT", "Money", "minor_units"]
+__all__ = ["MAX_AMOUNT", "Money", "check_currency", "decimal_of", "minor_units"]
 
 #: Currencies whose minor unit is not 1/100 (ISO 4217). Every other
 #: three-letter code is taken to have two decimal places.
@@ -30,9 +30,10 @@ def minor_units(currency: str) -> int:
     return _EXPONENTS.get(currency, 2)
 
 
-def _to_decimal(value: Any, field: str) -> Decimal:
+def decimal_of(value: Any, field: str) -> Decimal:
+    """A finite Decimal from a Decimal, int or numeric text (never a float), naming ``field``."""
     if isinstance(value, bool | float):
-        raise ValidationError(field, value, "give money as a Decimal, int or string, never a float")
+        raise ValidationError(field, value, "give a Decimal, int or string, never a float")
     if isinstance(value, Decimal):
         amount = value
     elif isinstance(value, int | str):
@@ -47,17 +48,17 @@ def _to_decimal(value: Any, field: str) -> Decimal:
     return amount
 
 
+def check_currency(field: str, value: Any) -> str:
+    """A three-letter ISO 4217 code such as ``EUR`` (upper case), or ValidationError naming ``field``."""
+    if not (isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha()):
+        raise ValidationError(field, value, "must be a three-letter ISO 4217 code such as 'EUR'")
+    if not value.isupper():
+        raise ValidationError(field, value, f"must be upper case: {value.upper()!r}")
+    return value
+
+
 def _check_currency(_: Any, __: Any, value: Any) -> None:
-    if not (
-        isinstance(value, str)
-        and len(value) == 3
-        and value.isascii()
-        and value.isalpha()
-        and value.isupper()
-    ):
-        raise ValidationError(
-            "currency", value, "must be a three-letter ISO 4217 code such as 'EUR'"
-        )
+    check_currency("currency", value)
 
 
 @attrs.frozen(order=False)
@@ -97,7 +98,7 @@ class Money:
         Refuses floats, NaN and infinities with a ValidationError naming ``field``.
         """
         _check_currency(None, None, currency)
-        value = _to_decimal(amount, field)
+        value = decimal_of(amount, field)
         quantum = Decimal(1).scaleb(-minor_units(currency))
         try:
             value = value.quantize(quantum, rounding=ROUND_HALF_EVEN)

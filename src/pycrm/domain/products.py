@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any, ClassVar
 
 import attrs
 
 from pycrm.domain.contact_points import search_key
 from pycrm.domain.customers import category_keys
-from pycrm.domain.money import Money, minor_units
+from pycrm.domain.money import Money, decimal_of, minor_units
 from pycrm.domain.records import Record
 from pycrm.errors import ValidationError
 
@@ -35,7 +35,6 @@ __all__ = [
     "PriceLine",
     "PriceList",
     "Product",
-    "check_currency",
     "check_rate",
     "convert",
 ]
@@ -126,24 +125,10 @@ class Conversion:
     """True when only the opposite rate was stored and its inverse was used."""
 
 
-def check_currency(field: str, value: Any) -> str:
-    """A three-letter ISO 4217 code such as ``EUR`` (upper case)."""
-    if not (isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha()):
-        raise ValidationError(field, value, "must be a three-letter ISO 4217 code such as 'EUR'")
-    if not value.isupper():
-        raise ValidationError(field, value, f"must be upper case: {value.upper()!r}")
-    return value
-
-
 def check_rate(field: str, value: Any) -> Decimal:
-    """A positive, finite rate as a Decimal (given as a Decimal, int or text; no floats)."""
-    if isinstance(value, bool | float):
-        raise ValidationError(field, value, "must be a Decimal, a whole number or text (no float)")
-    try:
-        rate = Decimal(value) if isinstance(value, int | str | Decimal) else None
-    except (InvalidOperation, ValueError):
-        rate = None
-    if rate is None or not rate.is_finite() or rate <= 0:
+    """A positive rate as a Decimal (given as a Decimal, int or text; no floats)."""
+    rate = decimal_of(value, field)
+    if rate <= 0:
         raise ValidationError(field, value, "must be a positive number")
     if rate.adjusted() > 12 or rate.adjusted() < -12:
         raise ValidationError(field, value, "is out of range for an exchange rate (1e-12 to 1e12)")

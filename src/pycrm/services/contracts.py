@@ -23,12 +23,19 @@ from pycrm.domain.contracts import (
     rescale_schedule,
 )
 from pycrm.domain.deals import Deal, DealStatus
-from pycrm.domain.fields import Checks, check_bool, check_choice, check_id, check_money, check_text
+from pycrm.domain.fields import (
+    Checks,
+    check_bool,
+    check_choice,
+    check_date,
+    check_id,
+    check_money,
+    check_text,
+)
 from pycrm.domain.money import Money
 from pycrm.domain.org import User
 from pycrm.domain.query import Eq, Filter, OrderBy, all_of
 from pycrm.errors import InvalidTransition, ValidationError
-from pycrm.services.deals import _date
 from pycrm.services.records import RecordService, check_when, write
 from pycrm.services.search import check_page
 
@@ -112,9 +119,9 @@ class ContractService(RecordService[Contract]):
                 "discount_percent": checks(_percent, "discount_percent", discount_percent),
                 "standard_terms": checks(check_bool, "standard_terms", standard_terms),
                 "terms": checks(check_text, "terms", terms, limit=20_000, multiline=True),
-                "start": checks(_date, "start", start),
-                "end": checks(_date, "end", end),
-                "first_due": checks(_date, "first_due", first_due),
+                "start": checks(check_date, "start", start),
+                "end": checks(check_date, "end", end),
+                "first_due": checks(check_date, "first_due", first_due),
             }
         total = self._net(deal.amount, fields, fields.pop("amount"))
         if total.amount <= 0:
@@ -475,7 +482,7 @@ class ContractService(RecordService[Contract]):
 def _instalment(i: int, item: Any) -> tuple[date, Money]:
     if not (isinstance(item, tuple | list) and len(item) == 2):
         raise ValidationError(f"schedule[{i}]", item, "must be a (due date, Money) pair")
-    due = _date(f"schedule[{i}].due", item[0])
+    due = check_date(f"schedule[{i}].due", item[0])
     amount = check_money(f"schedule[{i}].amount", item[1])
     if due is None or amount is None:
         raise ValidationError(f"schedule[{i}]", item, "needs a due date and an amount")

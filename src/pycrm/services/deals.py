@@ -21,6 +21,7 @@ from pycrm.domain.deals import (
 from pycrm.domain.fields import (
     Checks,
     check_choice,
+    check_date,
     check_int,
     check_key,
     check_money,
@@ -33,14 +34,6 @@ from pycrm.services.records import RecordService, checked_changes, write
 from pycrm.services.search import check_page, referenced
 
 __all__ = ["DealService"]
-
-
-def _date(field: str, value: Any) -> date | None:
-    if value is None:
-        return None
-    if not isinstance(value, date) or hasattr(value, "hour"):
-        raise ValidationError(field, value, "must be a date (datetime.date)")
-    return value
 
 
 def _probability(field: str, value: Any) -> int | None:
@@ -155,7 +148,7 @@ class DealService(RecordService[Deal]):
             fields: dict[str, Any] = {
                 "name": checks(check_text, "name", name, required=True),
                 "amount": checks(check_money, "amount", amount),
-                "expected_close": checks(_date, "expected_close", expected_close),
+                "expected_close": checks(check_date, "expected_close", expected_close),
                 "owner_id": checks(
                     self._check_user,
                     "owner_id",
@@ -276,7 +269,7 @@ class DealService(RecordService[Deal]):
         checkers = {
             "name": lambda f, v: check_text(f, v, required=True),
             "amount": check_money,
-            "expected_close": _date,
+            "expected_close": check_date,
             "owner_id": self._check_user,
             "probability": _probability,
             "custom": lambda f, v: self._custom(deal.custom, v, creating=False),

@@ -12,8 +12,15 @@ from typing import Any, Protocol
 import attrs
 
 from pycrm.domain.contact_points import search_key
-from pycrm.domain.fields import check_bool, check_id, check_int, check_money, check_text
-from pycrm.domain.money import Money
+from pycrm.domain.fields import (
+    check_bool,
+    check_date,
+    check_id,
+    check_int,
+    check_money,
+    check_text,
+)
+from pycrm.domain.money import Money, check_currency, decimal_of
 from pycrm.domain.products import (
     Conversion,
     ExchangeRate,
@@ -21,7 +28,6 @@ from pycrm.domain.products import (
     PriceLine,
     PriceList,
     Product,
-    check_currency,
     check_rate,
     convert,
 )
@@ -41,27 +47,20 @@ def _text(field: str, value: Any, limit: int) -> str:
     return clean
 
 
-def _optional_date(field: str, value: Any) -> date | None:
-    return None if value is None else _check_date(field, value)
-
-
 def _quantity(field: str, value: Any) -> Decimal:
     """A positive quantity (whole or not: 1.5 hours), as a Decimal; no floats."""
-    if isinstance(value, bool | float) or not isinstance(value, int | str | Decimal):
-        raise ValidationError(field, value, "must be a positive whole number, Decimal or text")
-    try:
-        amount = Decimal(value)
-    except ArithmeticError:
-        raise ValidationError(field, value, "must be a number") from None
-    if not amount.is_finite() or amount <= 0 or amount.adjusted() > 9:
+    amount = decimal_of(value, field)
+    if amount <= 0 or amount.adjusted() > 9:
         raise ValidationError(field, value, "must be a positive number below a billion")
     return amount
 
 
-def _check_date(field: str, value: Any) -> date:
-    if not isinstance(value, date) or hasattr(value, "hour"):
-        raise ValidationError(field, value, "must be a date (not a datetime)")
-    return value
+def _day(field: str, value: Any) -> date:
+    """A day that must be given (see :func:`~pycrm.domain.fields.check_date`)."""
+    day = check_date(field, value)
+    if day is None:
+        raise ValidationError(field, value, "must be a date (datetime.date)")
+    return day
 
 
 class ProductService(RecordService[Product]):
@@ -228,7 +227,7 @@ class RateService(RecordService[ExchangeRate]):
         """
         fields = self._pair(base, quote)
         fields["rate"] = check_rate("rate", rate)
-        fields["valid_on"] = self._today() if on is None else _check_date("on", on)
+        fields["valid_on"] = self._today() if on is None else _day("on", on)
         fields["source"] = _text("source", source, 40)
         same_day = all_of([Eq(k, fields[k]) for k in ("base", "quote", "valid_on")])
         found = self._repo.find(same_day, limit=1)
@@ -265,7 +264,7 @@ class RateService(RecordService[ExchangeRate]):
         # A conversion shows the rate: refused where a field rule hides it.
         self._s._guard.check_fields(ExchangeRate, ["rate", "valid_on"])
         target = check_currency("to", to)
-        day = self._today() if on is None else _check_date("on", on)
+        day = self._today() if on is None else _day("on", on)
         if money.currency == target:
             return Conversion(money, money, Decimal(1), None)
         direct = self._latest(money.currency, target, day)
@@ -304,7 +303,7 @@ class RateService(RecordService[ExchangeRate]):
     @write
     def fetch(self, source: RateSource, *, on: date | None = None) -> builtins.list[ExchangeRate]:
         """Store the rates ``source`` gives for ``on`` (default: today), all or none."""
-        day = self._today() if on is None else _check_date("on", on)
+        day = self._today() if on is None else _day("on", on)
         name = _text("source.name", getattr(source, "name", None), 40)
         try:
             given = source.rates(day)
@@ -335,8 +334,8 @@ class PriceListService(RecordService[PriceList]):
             "currency": check_currency,
             "customer_group": partial(check_text, limit=80),
             "region": partial(check_text, limit=80),
-            "valid_from": _optional_date,
-            "valid_until": _optional_date,
+            "valid_from": check_date,
+            "valid_until": check_date,
             "active": check_bool,
         }
 
@@ -495,7 +494,7 @@ class PriceListService(RecordService[PriceList]):
         if customer_id is not None:
             customer = self._s.customers._load(check_id("customer_id", customer_id))
         wanted = None if currency is None else check_currency("currency", currency)
-        day = self._s._now().date() if on is None else _check_date("on", on)
+        day = self._s._now().date() if on is None else _day("on", on)
         line = self._s.crm.rules.price(product, amount, customer, wanted, day, RuleContext(self._s))
         if line is None:
             raise NotFound(

@@ -27,7 +27,7 @@ import attrs
 
 from pycrm.domain.aggregates import Sum
 from pycrm.domain.fields import check_json, check_key
-from pycrm.domain.products import check_currency
+from pycrm.domain.money import check_currency
 from pycrm.domain.query import Eq
 from pycrm.domain.settings import SETTING_NAMES, Setting
 from pycrm.domain.tickets import SlaPolicy
