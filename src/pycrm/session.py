@@ -622,8 +622,8 @@ class Reader(Generic[S]):
         """
         self._s._guard.check_fields(self._cls, [self._cls.key_fields.get(kind, kind)])
         found = self._repo.find_holders(kind, keys, self._where(where), per_key=per_key)
-        for records in found.values():
-            if self._remember:
+        if self._remember:
+            for records in found.values():
                 self._s._saw(records)
         return {k: self._s._guard.redact_page(self._cls, v) for k, v in found.items()}
 
