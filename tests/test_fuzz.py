@@ -348,6 +348,7 @@ CALLS: dict[str, dict[str, Any]] = {
         "discount_percent": 5, "standard_terms": False, "terms": "Net 60",
         "start": date(2026, 2, 1), "end": date(2027, 1, 31), "instalments": 2,
         "first_due": date(2026, 3, 1), "every_months": 1, "schedule": OMIT, "custom": OMIT,
+        "billing_period": OMIT, "recurring": OMIT, "auto_renew": False, "notice_days": 30,
     },
     "contracts.get": {"id": Ref("contract")},
     "contracts.history": {"id": Ref("contract"), "field": "status"},
@@ -357,6 +358,8 @@ CALLS: dict[str, dict[str, Any]] = {
     },
     "contracts.recall": {"id": Ref("pending"), "version": OMIT},
     "contracts.reject": {"id": Ref("pending"), "comment": "no"},
+    "contracts.renew": {"id": Ref("subscription"), "recurring": EUR, "end": OMIT},
+    "contracts.scan_renewals": {},
     "contracts.revise": {
         "id": Ref("rejected"), "discount_percent": 3, "standard_terms": True, "terms": "Net 30",
     },
@@ -473,6 +476,48 @@ CALLS: dict[str, dict[str, Any]] = {
         "id": Ref("price_list"), "version": OMIT, "name": "Standard 2026", "region": "DACH",
         "valid_from": date(2026, 1, 1),
     },
+    # -- quotes ------------------------------------------------------------------
+    "quotes.accept": {
+        "id": Ref("quote_sent"), "bill_in": "USD", "instalments": 2, "first_due": date(2026, 7, 1),
+        "every_months": 1, "start": date(2026, 2, 1), "end": date(2026, 12, 31),
+        "auto_renew": False, "notice_days": 30,
+    },
+    "quotes.add_line": {
+        "id": Ref("quote"), "product_id": Ref("product"), "quantity": 3, "unit_price": EUR,
+        "description": "Press, installed", "discount_percent": 5, "tax_rate": 19, "version": OMIT,
+    },
+    "quotes.approve": {"id": Ref("quote_pending"), "comment": "fine"},
+    "quotes.as_of": {"id": Ref("quote"), "when": NOW},
+    "quotes.deny": {"id": Ref("quote_pending"), "comment": "too much"},
+    "quotes.draft": {
+        "deal_id": Ref("deal"), "title": "Offer", "currency": "EUR",
+        "valid_until": date(2026, 3, 1), "notes": "Net 30",
+        "lines": [{"product_id": Ref("product"), "quantity": 2, "discount_percent": 5},
+                  {"description": "Setup", "unit_price": EUR, "tax_rate": 7}],
+        "custom": OMIT, "billing_period": "monthly",
+    },
+    "quotes.get": {"id": Ref("quote")},
+    "quotes.history": {"id": Ref("quote"), "field": "lines"},
+    "quotes.iter": {"page_size": 10, "deal_id": Ref("deal"), "status": "draft"},
+    "quotes.list": {
+        "deal_id": Ref("deal"), "customer_id": Ref("customer"), "status": "draft", "limit": 5,
+        "offset": 0,
+    },
+    "quotes.reject": {"id": Ref("quote_sent"), "reason": "Too dear"},
+    "quotes.remove_line": {"id": Ref("quote"), "line": 1, "version": OMIT},
+    "quotes.revise": {"id": Ref("quote_sent"), "valid_until": date(2026, 3, 1)},
+    "quotes.scan_expired": {},
+    "quotes.send": {"id": Ref("quote")},
+    "quotes.submit": {"id": Ref("quote")},
+    "quotes.update": {
+        "id": Ref("quote"), "version": OMIT, "title": "Offer 2", "valid_until": date(2026, 3, 1),
+        "notes": "Net 60", "billing_period": "yearly",
+    },
+    "quotes.update_line": {
+        "id": Ref("quote"), "line": 1, "version": OMIT, "quantity": 5, "unit_price": EUR,
+        "description": "Two presses", "discount_percent": 5, "tax_rate": 7,
+    },
+    "quotes.versions": {"id": Ref("quote")},
     # -- rates -------------------------------------------------------------------
     "rates.as_of": {"id": Ref("rate"), "when": NOW},
     "rates.convert": {"money": Fresh(lambda: pycrm.Money.of("100", "USD")), "to": "EUR",
@@ -789,6 +834,10 @@ def build_world(crm: pycrm.CRM) -> SimpleNamespace:
         w.active = s.contracts.submit(s.contracts.draft(won2).id).id
         s.contracts.sign(w.active)
         s.contracts.activate(w.active)
+        monthly = money("100", "EUR")
+        sub = s.contracts.draft(won2, billing_period="monthly", recurring=monthly)
+        w.subscription = s.contracts.submit(sub.id).id
+        s.contracts.sign(w.subscription)
         w.receivable = s.receivables.list(contract_id=w.contract)[0].id
         w.ticket = s.tickets.open("Broken", channel="email", customer_id=w.customer).id
         ticket = functools.partial(s.tickets.open, channel="email", customer_id=w.customer)
@@ -806,6 +855,12 @@ def build_world(crm: pycrm.CRM) -> SimpleNamespace:
         w.rate = s.rates.set("USD", "EUR", "0.92", on=date(2026, 1, 1)).id
         w.price_list = s.price_lists.create("Standard EUR", "EUR").id
         s.price_lists.set_price(w.price_list, w.product, money("100", "EUR"))
+        s.rates.set("EUR", "USD", "1.08", on=date(2026, 1, 1))
+        line = {"product_id": w.product, "quantity": 2}
+        w.quote = s.quotes.draft(w.deal, lines=[line]).id
+        w.quote_sent = s.quotes.send(s.quotes.draft(w.deal, lines=[line]).id).id
+        cheap = {**line, "discount_percent": 25}
+        w.quote_pending = s.quotes.submit(s.quotes.draft(w.deal, lines=[cheap]).id).id
         w.task = s.tasks.create("Call back", assignee_id=w.rep).id
         rule = {"field": "industry", "op": "eq", "value": "machinery"}
         w.segment = s.campaigns.create_segment("Machinery", "customer", rule).id

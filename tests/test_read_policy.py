@@ -108,6 +108,7 @@ CONDITIONS: dict[str, dict[str, tuple[Any, ...]]] = {
     "price_list": {"active": (True, False), "customer_group": ("wholesale",)},
     "price": {"min_quantity": (1, 10)},
     "exchange_rate": {"source": ("manual", "ecb")},
+    "quote": {"status": ("draft", "sent", "pending_approval")},
 }
 
 #: Fields a generated field rule may hide, by kind.
@@ -130,6 +131,7 @@ HIDEABLE: dict[str, tuple[str, ...]] = {
     "price_list": ("customer_group", "region", "valid_until"),
     "price": ("unit_price", "min_quantity"),
     "exchange_rate": ("rate", "source"),
+    "quote": ("lines", "total", "cost", "margin", "notes", "valid_until"),
 }
 
 #: A policy that lets everyone do everything: the world is built with it.
@@ -217,6 +219,8 @@ class World:
     """Two live customers that look alike (for merges)."""
     dup_contacts: tuple[str, str] | None = None
     default_pipeline: str = ""
+    subscriptions: list[str] = field(default_factory=list)
+    """Signed subscriptions (contracts with a billing period)."""
 
     def of(self, kind: str, status: str | None = None) -> list[str]:
         return self.ids.get(kind, []) if status is None else self.state.get(f"{kind}:{status}", [])
@@ -407,6 +411,7 @@ def build_world(builder: pycrm.CRM, data: st.DataObject) -> World:
             "Acme: lost", customer_id=acme.id, amount=EUR("50"), owner_id=owner("lost owner")
         )
         s.deals.lose(lost.id, "price")
+        subscriptions: list[str] = []
         states = ("active", "pending", "draft", "rejected", "approved", "signed")
         for c, terms in zip(itertools.cycle((acme, bolt)), states, strict=False):
             deal = s.deals.create(
@@ -438,6 +443,11 @@ def build_world(builder: pycrm.CRM, data: st.DataObject) -> World:
                 s.receivables.record_payment(first.id, EUR("1000"), reference=f"REF-{tenant}")
             if terms == "rejected":
                 s.contracts.reject(contract.id, comment="too cheap")
+            if terms == "signed":  # and a subscription beside it, to renew
+                monthly = {"billing_period": "monthly", "recurring": EUR("250")}
+                sub = s.contracts.draft(deal.id, start=date(2025, 3, 1), **monthly)
+                subscriptions.append(s.contracts.submit(sub.id).id)
+                s.contracts.sign(sub.id)
         agent = owner("ticket agent")
         open_ticket = s.tickets.open(
             "Machine stuck",
@@ -479,6 +489,15 @@ def build_world(builder: pycrm.CRM, data: st.DataObject) -> World:
         s.price_lists.set_price(standard.id, press.id, EUR("100"))
         s.price_lists.set_price(standard.id, press.id, EUR("90"), min_quantity=10)
         s.price_lists.set_price(wholesale.id, press.id, EUR("80"))
+        for k, deal in enumerate(deals):
+            setup = {"description": "Setup", "unit_price": EUR("250"), "tax_rate": 19}
+            product = {"product_id": press.id, "quantity": 2 + 10 * k, "discount_percent": 5}
+            quote = s.quotes.draft(deal.id, lines=[product, setup], notes="net 30")
+            if k == 0:  # the press sells below its cost: a manager approves the margin
+                s.quotes.approve(s.quotes.submit(quote.id).id)
+                s.quotes.send(quote.id)
+        thin = {"product_id": press.id, "quantity": 1, "discount_percent": 20}
+        s.quotes.submit(s.quotes.draft(deals[0].id, lines=[thin]).id)
         s.analytics.set_quota("2026-03", EUR("5000"), owner_id=someone("quota owner"))
         for name, rule in SEGMENTS.items():
             s.campaigns.create_segment(name, "customer", rule)
@@ -546,6 +565,7 @@ def build_world(builder: pycrm.CRM, data: st.DataObject) -> World:
         world.campaigns = {"Spring": spring.id, "Autumn": autumn.id}
         world.document_keys = [d.document_key for d in s.documents.list("customer", acme.id)]
         world.default_pipeline = s.deals.pipeline().id
+        world.subscriptions = subscriptions
         world.payment_refs = [f"REF-{tenant}", "REF-unknown"]
         world.dup_customers = (acme.id, twin.id)
         world.dup_contacts = (bob.id, bob2.id)
@@ -1462,6 +1482,7 @@ RECORD_SERVICES = {
     "leads": "lead",
     "org": "user",
     "price_lists": "price_list",
+    "quotes": "quote",
     "products": "product",
     "rates": "exchange_rate",
     "receivables": "receivable",
@@ -1637,6 +1658,28 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
         ]
     ),
     "price_lists.update": Write(pick("price_list", name="Renamed")),
+    # -- quotes
+    "quotes.accept": Write(pick("quote", "sent")),
+    "quotes.add_line": Write(pick("quote", "draft", description="Extra", unit_price=EUR("10"))),
+    "quotes.approve": Write(pick("quote", "pending_approval")),
+    "quotes.deny": Write(pick("quote", "pending_approval", comment="no")),
+    "quotes.draft": Write(
+        lambda w: [
+            call(d, lines=[{"description": "Probe", "unit_price": EUR("10")}])
+            for d in w.of("deal", "open")
+        ]
+    ),
+    "quotes.iter": Read(lambda w: [call(page_size=2), *_per_customer(w)], iterated),
+    "quotes.list": Read(lambda w: [call(), call(status="sent"), *_per_customer(w)]),
+    "quotes.reject": Write(pick("quote", "sent", reason="too dear")),
+    "quotes.remove_line": Write(pick("quote", "draft", line=1)),
+    "quotes.revise": Write(pick("quote", "sent")),
+    "quotes.scan_expired": Write(once(call())),
+    "quotes.send": Write(pick("quote", "draft")),
+    "quotes.submit": Write(pick("quote", "draft")),
+    "quotes.update": Write(pick("quote", "draft", title="Renamed")),
+    "quotes.update_line": Write(pick("quote", "draft", line=1, quantity=12)),
+    "quotes.versions": Read(each("quote")),
     # -- rates
     "rates.convert": Read(
         once(
@@ -1758,6 +1801,8 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "contracts.delegate": Write(
         lambda w: [call(c, u) for c in w.of("contract", "pending_approval") for u in w.users]
     ),
+    "contracts.renew": Write(lambda w: [call(id) for id in w.subscriptions]),
+    "contracts.scan_renewals": Write(once(call())),
     "contracts.revise": Write(pick("contract", "rejected", discount_percent=5)),
     "contracts.sign": Write(pick("contract", "approved")),
     "contracts.submit": Write(pick("contract", "draft")),

@@ -21,6 +21,7 @@ from pycrm.domain.money import Money
 from pycrm.domain.org import SYSTEM_ACTOR_ID, Actor, User
 from pycrm.domain.permissions import DEFAULT_POLICY, Policy
 from pycrm.domain.query import In, all_of
+from pycrm.domain.quotes import Quote
 from pycrm.domain.tasks import DEFAULT_FOLLOWUPS, Followup
 from pycrm.domain.tickets import OPEN_TICKET_STATUSES, SlaPolicy, Ticket
 from pycrm.errors import (
@@ -196,8 +197,8 @@ class CRM:
         self.rules = RuleEngine(self.plugins)
         """Runs the plugins' hooks and checks what they return."""
 
-    def approval_steps(self, session: Session, contract: Contract) -> list[ApprovalStep]:
-        """The approval steps ``contract`` needs: what the ``pycrm_approvals`` hooks ask for."""
+    def approval_steps(self, session: Session, contract: Contract | Quote) -> list[ApprovalStep]:
+        """The approval steps a contract or quote needs: what the ``pycrm_approvals`` hooks ask."""
         return self.rules.approvals(contract, RuleContext(session))
 
     def _open_items(self, session: Session, kind: str, user_ids: list[str]) -> dict[str, int]:

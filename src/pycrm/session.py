@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from pycrm.services.leads import LeadService
     from pycrm.services.org import OrgService
     from pycrm.services.products import PriceListService, ProductService, RateService
+    from pycrm.services.quotes import QuoteService
     from pycrm.services.receivables import ReceivableService
     from pycrm.services.settings import SettingsService
     from pycrm.services.tasks import TaskService
@@ -489,6 +490,13 @@ class Session:
         from pycrm.services.products import PriceListService
 
         return PriceListService(self)
+
+    @cached_property
+    def quotes(self) -> QuoteService:
+        """Quotes drafted from deals: priced lines, approval, sending, acceptance, versions."""
+        from pycrm.services.quotes import QuoteService
+
+        return QuoteService(self)
 
     @cached_property
     def rates(self) -> RateService:

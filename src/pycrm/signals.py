@@ -33,6 +33,8 @@ __all__ = [
     "contacts_merged",
     "contract_approved",
     "contract_recalled",
+    "contract_renewal_due",
+    "contract_renewed",
     "contract_rejected",
     "contract_signed",
     "contract_submitted",
@@ -53,6 +55,13 @@ __all__ = [
     "leads_merged",
     "merge_undone",
     "payment_received",
+    "quote_accepted",
+    "quote_approved",
+    "quote_denied",
+    "quote_expired",
+    "quote_rejected",
+    "quote_sent",
+    "quote_submitted",
     "receivable_created",
     "receivable_overdue",
     "satisfaction_recorded",
@@ -150,6 +159,44 @@ approval_delegated = _signal(
 )
 contract_signed = _signal(
     "contract_signed", "The customer signed: finance now holds one receivable per instalment."
+)
+contract_renewal_due = _signal(
+    "contract_renewal_due",
+    "A subscription ends within its notice and does not renew itself: its owner is given a "
+    "task to renew it. ``after``: the contract (``end``, ``notice_days``).",
+)
+contract_renewed = _signal(
+    "contract_renewed",
+    "A subscription was renewed: ``after`` is the next term's contract, signed, with its "
+    "receivables; ``after.renewal_of`` names the term before.",
+)
+
+# Sales → the customer: quotes.
+quote_submitted = _signal(
+    "quote_submitted",
+    "A quote needs approval before it is sent. ``after.approvals``: the steps and their roles.",
+)
+quote_approved = _signal(
+    "quote_approved",
+    "A quote's last approval step was approved, or it needed none: it can be sent.",
+)
+quote_denied = _signal(
+    "quote_denied",
+    "An approver refused a quote's step; it is a draft again. ``after.approvals`` says why.",
+)
+quote_sent = _signal(
+    "quote_sent", "A quote went to the customer. ``after``: the quote and its lines."
+)
+quote_accepted = _signal(
+    "quote_accepted",
+    "The customer accepted a quote: its deal is won and ``after.contract_id`` names the contract.",
+)
+quote_rejected = _signal(
+    "quote_rejected", "The customer turned a quote down. ``after.reject_reason`` says why."
+)
+quote_expired = _signal(
+    "quote_expired",
+    "A sent quote passed its ``valid_until`` day unanswered (``s.quotes.scan_expired``).",
 )
 
 # Finance → sales.

@@ -24,6 +24,7 @@ from pycrm.domain.money import Money
 from pycrm.domain.org import Actor, Department, Team, User
 from pycrm.domain.outbox import OutboxMessage
 from pycrm.domain.products import ExchangeRate, Price, PriceList, Product
+from pycrm.domain.quotes import Quote
 from pycrm.domain.receivables import Receivable
 from pycrm.domain.records import Record, Stored
 from pycrm.domain.settings import Setting
@@ -48,6 +49,7 @@ __all__ = [
     "Price",
     "PriceList",
     "Product",
+    "Quote",
     "Receivable",
     "Task",
     "Assessment",
@@ -104,6 +106,7 @@ RECORD_TYPES: tuple[type[Stored], ...] = (
     PriceList,
     Price,
     ExchangeRate,
+    Quote,
     AuditEntry,
 )
 

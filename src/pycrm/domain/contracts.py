@@ -5,12 +5,13 @@ from __future__ import annotations
 import calendar
 import enum
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
 import attrs
 
+from pycrm.domain.lines import QuoteLine
 from pycrm.domain.money import Money
 from pycrm.domain.records import Record
 from pycrm.domain.states import StateMachine
@@ -20,6 +21,7 @@ __all__ = [
     "CONTRACT_MOVES",
     "ApprovalPolicy",
     "ApprovalStep",
+    "BillingPeriod",
     "Contract",
     "ContractStatus",
     "Decision",
@@ -28,6 +30,9 @@ __all__ = [
     "build_schedule",
     "check_schedule",
     "rescale_schedule",
+    "subscription_schedule",
+    "term_end",
+    "term_periods",
 ]
 
 
@@ -94,6 +99,19 @@ class ApprovalStep:
     """When."""
 
 
+class BillingPeriod(enum.StrEnum):
+    """How often a subscription bills its recurring amount."""
+
+    MONTHLY = "monthly"
+    QUARTERLY = "quarterly"
+    YEARLY = "yearly"
+
+    @property
+    def months(self) -> int:
+        """The period's length in months (1, 3, 12)."""
+        return {"monthly": 1, "quarterly": 3, "yearly": 12}[self.value]
+
+
 @attrs.frozen
 class Instalment:
     """One payment the customer owes under a contract."""
@@ -155,6 +173,38 @@ class Contract(Record):
     """Why it was terminated."""
     custom: dict[str, Any] = attrs.field(factory=dict)
     """Custom field values by key, in their JSON form (see :mod:`pycrm.domain.custom_fields`)."""
+    quote_id: str | None = None
+    """The accepted quote it was drafted from."""
+    lines: tuple[QuoteLine, ...] = ()
+    """The accepted quote's lines, discounts applied, in the quote's currency."""
+    exchange_rate: Decimal | None = None
+    """Where the quote was in another currency: the rate its total was converted at
+    (units of the contract's currency per unit of the quote's)."""
+    rate_date: date | None = None
+    """The day that rate was valid from."""
+    billing_period: BillingPeriod | None = None
+    """Set on a subscription: it bills :attr:`recurring` every period from :attr:`start`
+    to :attr:`end`, a whole number of periods (None: a one-off contract)."""
+    recurring: Money | None = None
+    """A subscription's amount per billing period; :attr:`amount` is this × the periods."""
+    auto_renew: bool = False
+    """Renew a subscription for another term of the same length when the reminder is due."""
+    notice_days: int = 30
+    """Remind (or auto-renew) this many days before a subscription's end."""
+    renewal_of: str | None = None
+    """The previous term's contract, on a renewal."""
+    renewed_by: str | None = None
+    """The next term's contract, once renewed."""
+    reminded_at: datetime | None = None
+    """When the renewal reminder went out (see ``s.contracts.scan_renewals``)."""
+
+    @property
+    def mrr(self) -> Money | None:
+        """A subscription's monthly recurring revenue (:attr:`recurring` per month, rounded)."""
+        if self.billing_period is None or self.recurring is None:
+            return None
+        months = self.billing_period.months
+        return Money.of(self.recurring.amount / months, self.recurring.currency)
 
 
 @attrs.frozen
@@ -164,6 +214,10 @@ class ApprovalPolicy:
     * a discount above ``discount_threshold`` percent needs ``discount_role``;
     * non-standard terms need ``terms_role``;
     * an amount at or above ``amount_threshold`` (if set, same currency) needs ``amount_role``.
+
+    Quotes are approved by the same policy before they are sent (see
+    :func:`pycrm.domain.quotes.quote_steps`): a line's discount, a margin
+    below ``margin_floor``, a total at or above ``amount_threshold``.
     """
 
     discount_threshold: Decimal = Decimal(10)
@@ -176,6 +230,11 @@ class ApprovalPolicy:
     """Contracts at or above this value need ``amount_role``."""
     amount_role: str = "finance_manager"
     """Who approves large contracts."""
+    margin_floor: Decimal | None = Decimal(15)
+    """Quotes whose margin (where costs are known) is below this many percent need
+    ``margin_role`` (None: margins need no approval)."""
+    margin_role: str = "sales_manager"
+    """Who approves a thin margin."""
 
     def steps(self, contract: Contract) -> list[ApprovalStep]:
         """The approval steps ``contract`` needs, in the order they should be decided."""
@@ -295,3 +354,42 @@ def check_schedule(amount: Money, instalments: Sequence[Instalment]) -> tuple[In
             "schedule", str(total), f"sums to {total}, not the contract amount {amount}"
         )
     return tuple(Instalment(i + 1, p.due, p.amount) for i, p in enumerate(instalments))
+
+
+def term_end(start: date, period: BillingPeriod, periods: int) -> date:
+    """The last day of ``periods`` billing periods from ``start`` (the day before the next)."""
+    try:
+        return _add_months(start, period.months * periods) - timedelta(days=1)
+    except (OverflowError, ValueError):
+        raise ValidationError("end", start, "the term runs past the year 9999") from None
+
+
+def term_periods(start: date, end: date, period: BillingPeriod) -> int:
+    """How many whole billing periods run from ``start`` to ``end`` (both days included).
+
+    :raises ValidationError: (``end``) unless the term is at least one and a whole
+        number of periods: a monthly term from 15 January ends on the 14th of a month.
+    """
+    months = (end.year - start.year) * 12 + end.month - start.month + 1
+    count = months // period.months
+    near = 1
+    for n in (count - 1, count, count + 1):
+        if n >= 1 and term_end(start, period, n) == end:
+            return n
+        if n > near and term_end(start, period, n) < end:
+            near = n
+    raise ValidationError(
+        "end",
+        end,
+        f"must end a whole number of {period.value} periods from {start}"
+        f" (e.g. {term_end(start, period, near)})",
+    )
+
+
+def subscription_schedule(
+    recurring: Money, start: date, period: BillingPeriod, periods: int
+) -> tuple[Instalment, ...]:
+    """One instalment of ``recurring`` at the start of each billing period."""
+    return tuple(
+        Instalment(i + 1, _add_months(start, i * period.months), recurring) for i in range(periods)
+    )

@@ -351,6 +351,11 @@ DEFAULT_POLICY = Policy.from_dict(
             _g("*", "product price_list price exchange_rate", "read", "all"),
             _g("sales_manager", "product price_list price", "create update", "all"),
             _g("finance", "exchange_rate", "create update", "all"),
+            # Quotes: sales drafts and sends its own; sales managers approve; legal and
+            # finance read them.
+            _g("sales legal finance", "quote", "read", "all"),
+            _g("sales", "quote", "create update", "own"),
+            _g("sales_manager", "quote", "approve update", "all"),
         ],
         "fields": [
             {"resource": "receivable", "field": "payments", "hidden": True, "allowed": ["finance", "admin"]},
@@ -359,6 +364,12 @@ DEFAULT_POLICY = Policy.from_dict(
              "allowed": ["sales", "finance", "legal", "admin"]},
             {"resource": "user", "field": "capacity", "read_only": True, "allowed": ["admin", "sales_manager"]},
             {"resource": "product", "field": "cost", "hidden": True,
+             "allowed": ["finance", "sales_manager", "admin"]},
+            {"resource": "quote", "field": "costs", "hidden": True,
+             "allowed": ["finance", "sales_manager", "admin"]},
+            {"resource": "quote", "field": "cost", "hidden": True,
+             "allowed": ["finance", "sales_manager", "admin"]},
+            {"resource": "quote", "field": "margin", "hidden": True,
              "allowed": ["finance", "sales_manager", "admin"]},
         ],
     }

@@ -24,6 +24,7 @@ SETTING_NAMES = (
     "sla_policy",
     "default_region",
     "reporting_currency",
+    "tax_rates",
 )
 
 

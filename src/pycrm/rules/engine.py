@@ -18,6 +18,7 @@ from pycrm.domain.leads import Lead
 from pycrm.domain.money import Money
 from pycrm.domain.org import User
 from pycrm.domain.products import PriceLine, Product
+from pycrm.domain.quotes import Quote
 from pycrm.domain.tasks import BehaviourEvent
 from pycrm.errors import ConfigurationError
 from pycrm.rules import hookspecs
@@ -148,7 +149,7 @@ class RuleEngine:
             specs.extend(items)
         return specs
 
-    def approvals(self, contract: Contract, ctx: RuleContext) -> list[ApprovalStep]:
+    def approvals(self, contract: Contract | Quote, ctx: RuleContext) -> list[ApprovalStep]:
         """The approval steps every plugin asks for, each role once, in plugin order."""
         steps: dict[str, ApprovalStep] = {}
         for plugin, result in self._each("pycrm_approvals", contract=contract, ctx=ctx):

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from pycrm.domain.leads import Lead
     from pycrm.domain.org import User
     from pycrm.domain.products import PriceLine, Product
+    from pycrm.domain.quotes import Quote
     from pycrm.domain.tasks import BehaviourEvent
     from pycrm.rules.context import Assignment, RuleContext, TaskSpec
 
@@ -118,14 +119,17 @@ def pycrm_followups(event: Event | BehaviourEvent, ctx: RuleContext) -> Sequence
 
 
 @hookspec
-def pycrm_approvals(contract: Contract, ctx: RuleContext) -> Sequence[ApprovalStep] | None:
-    """Say which approvals a contract needs before it can be signed.
+def pycrm_approvals(contract: Contract | Quote, ctx: RuleContext) -> Sequence[ApprovalStep] | None:
+    """Say which approvals a contract needs before it can be signed, or a quote before it is sent.
 
-    Called when a contract is submitted. The steps of every plugin are
-    concatenated (a role asked twice is asked once); no steps at all means the
-    contract is approved on submission.
+    Called when a contract or a quote is submitted (``contract.resource`` is
+    ``"contract"`` or ``"quote"``; a quote also answers ``amount``,
+    ``discount_percent``, its largest line discount, and ``standard_terms``,
+    so a rule written for contracts reads it too). The steps of every plugin
+    are concatenated (a role asked twice is asked once); no steps at all
+    means the contract or quote is approved on submission.
 
-    :param contract: the contract in ``draft``.
+    :param contract: the contract or quote in ``draft``.
     :param ctx: the rule context.
     :returns: approval steps, or None for none.
     """

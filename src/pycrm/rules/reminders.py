@@ -8,12 +8,15 @@
   task: about an open lead, for the lead's owner; otherwise about the contact
   (given, or the one a converted lead became), for its (or its customer's)
   owner; for sales when nobody owns it;
-* ``approval_delegated`` → a task for the delegate to decide the step.
+* ``approval_delegated`` → a task for the delegate to decide the step;
+* ``contract_renewal_due`` → a task for the subscription's owner (for sales
+  when nobody owns it) to renew it, due on its last day.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from pycrm.domain.customers import Contact, Customer
@@ -84,6 +87,20 @@ class Reminders:
             ]
         if event.name == "approval_delegated":
             return _delegated(event, event.before or {}, after)
+        if event.name == "contract_renewal_due":
+            owner = after.get("owner_id")
+            return [
+                TaskSpec(
+                    f"Renew: {after['title']} (ends {after['end']})",
+                    assignee_id=owner,
+                    department=None if owner else "sales",
+                    due_at=datetime.combine(date.fromisoformat(after["end"]), time(), UTC),
+                    priority=TaskPriority.HIGH,
+                    kind="renewal",
+                    related_type="contract",
+                    related_id=event.record_id,
+                )
+            ]
         return None
 
     def _behaviour(self, event: BehaviourEvent, ctx: RuleContext) -> list[TaskSpec] | None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import nullcontext
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import attrs
 
 from pycrm.domain.contracts import (
     CONTRACT_MOVES,
-    ApprovalStep,
+    BillingPeriod,
     Contract,
     ContractStatus,
     Decision,
@@ -21,6 +21,9 @@ from pycrm.domain.contracts import (
     build_schedule,
     check_schedule,
     rescale_schedule,
+    subscription_schedule,
+    term_end,
+    term_periods,
 )
 from pycrm.domain.deals import Deal, DealStatus
 from pycrm.domain.fields import (
@@ -29,34 +32,37 @@ from pycrm.domain.fields import (
     check_choice,
     check_date,
     check_id,
+    check_int,
     check_money,
     check_text,
 )
-from pycrm.domain.money import Money
+from pycrm.domain.lines import check_percent
+from pycrm.domain.money import MAX_AMOUNT, Money, check_currency
 from pycrm.domain.org import User
-from pycrm.domain.query import Eq, Filter, OrderBy, all_of
+from pycrm.domain.query import Eq, Filter, In, IsNull, Not, OrderBy, Range, all_of
+from pycrm.domain.quotes import Quote
 from pycrm.errors import InvalidTransition, ValidationError
-from pycrm.services.records import RecordService, check_when, write
+from pycrm.services.approvals import Approvals
+from pycrm.services.records import check_when, write
 from pycrm.services.search import check_page
 
 __all__ = ["ContractService"]
 
+#: The longest notice a subscription may give before its end (``notice_days``).
+MAX_NOTICE_DAYS = 365
+#: What a subscription's price is, instead of the one-off contract's parameters.
+_ONE_OFF = {
+    "amount": None,
+    "list_amount": None,
+    "discount_percent": 0,
+    "schedule": None,
+    "instalments": 1,
+    "first_due": None,
+    "every_months": 1,
+}
 
-def _percent(field: str, value: Any) -> Decimal:
-    if isinstance(value, bool | float):
-        raise ValidationError(field, value, "give percentages as Decimal, int or string")
-    try:
-        number = Decimal(value) if isinstance(value, int | str | Decimal) else None
-    except InvalidOperation:
-        number = None
-    if number is None or not number.is_finite() or not 0 <= number <= 100:
-        raise ValidationError(field, value, "must be a percentage from 0 to 100")
-    if -number.as_tuple().exponent > 2:  # type: ignore[operator]
-        raise ValidationError(field, value, "at most two decimal places")
-    return number
 
-
-class ContractService(RecordService[Contract]):
+class ContractService(Approvals[Contract]):
     """Contracts from draft to completion, with the approval chain in between."""
 
     record_type = Contract
@@ -67,6 +73,8 @@ class ContractService(RecordService[Contract]):
         "sign": "contract_signed",
         "recall": "contract_recalled",
         "delegate": "approval_delegated",
+        "renew": "contract_renewed",
+        "remind": "contract_renewal_due",
     }
 
     @write
@@ -87,8 +95,12 @@ class ContractService(RecordService[Contract]):
         every_months: int = 1,
         schedule: Sequence[tuple[date, Money]] | None = None,
         custom: dict[str, Any] | None = None,
+        billing_period: BillingPeriod | str | None = None,
+        recurring: Money | None = None,
+        auto_renew: bool = False,
+        notice_days: int = 30,
     ) -> Contract:
-        """Draft a contract from a won deal.
+        """Draft a contract from a won deal: a one-off sale, or a subscription.
 
         The amount is what the customer pays. Without ``amount`` it is the
         deal's amount, or, with a ``discount_percent``, the list price less
@@ -105,18 +117,58 @@ class ContractService(RecordService[Contract]):
         minor unit) ``every_months`` apart from ``first_due`` (default:
         ``start`` or today), or an explicit ``schedule`` of
         ``(due date, Money)`` that must sum exactly to the amount.
+
+        A **subscription** has a ``billing_period`` (``monthly``, ``quarterly``,
+        ``yearly``) and a ``recurring`` amount per period instead of an amount,
+        discount or schedule: its term runs from ``start`` (default today) to
+        ``end`` (default a year on), a whole number of periods; its amount is
+        ``recurring`` × the periods, due at the start of each. ``notice_days``
+        (0–365) before the end, :meth:`scan_renewals` reminds the owner, or
+        renews it when ``auto_renew``.
         """
         deal = self._s._uow.repo(Deal).get(check_id("deal_id", deal_id))
         if deal is None:
             raise ValidationError("deal_id", deal_id, "is not the id of a deal")
         if deal.status is not DealStatus.WON:
             raise ValidationError("deal_id", deal_id, f"the deal is {deal.status.value}, not won")
+        renewal = self._renewal_terms(billing_period, recurring, auto_renew, notice_days)
+        if renewal["billing_period"] is not None:
+            given = {
+                "amount": amount,
+                "list_amount": list_amount,
+                "discount_percent": discount_percent,
+                "schedule": schedule,
+                "instalments": instalments,
+                "first_due": first_due,
+                "every_months": every_months,
+            }
+            self._no_one_off(given)
+            with Checks() as checks:
+                sub: dict[str, Any] = {
+                    "title": checks(check_text, "title", title or deal.name, required=True),
+                    "standard_terms": checks(check_bool, "standard_terms", standard_terms),
+                    "terms": checks(check_text, "terms", terms, limit=20_000, multiline=True),
+                    "start": checks(check_date, "start", start),
+                    "end": checks(check_date, "end", end),
+                }
+            days = sub.pop("start"), sub.pop("end")
+            term = self._term(renewal["billing_period"], renewal["recurring"], *days)
+            return self._add(
+                "draft",
+                customer_id=deal.customer_id,
+                deal_id=deal.id,
+                owner_id=deal.owner_id,
+                custom=self._custom({}, custom, creating=True),
+                **sub,
+                **renewal,
+                **term,
+            )
         with Checks() as checks:
             fields: dict[str, Any] = {
                 "title": checks(check_text, "title", title or deal.name, required=True),
                 "amount": checks(check_money, "amount", amount),
                 "list_amount": checks(check_money, "list_amount", list_amount),
-                "discount_percent": checks(_percent, "discount_percent", discount_percent),
+                "discount_percent": checks(check_percent, "discount_percent", discount_percent),
                 "standard_terms": checks(check_bool, "standard_terms", standard_terms),
                 "terms": checks(check_text, "terms", terms, limit=20_000, multiline=True),
                 "start": checks(check_date, "start", start),
@@ -146,6 +198,132 @@ class ContractService(RecordService[Contract]):
             custom=self._custom({}, custom, creating=True),
             **fields,
         )
+
+    def _from_quote(
+        self,
+        quote: Quote,
+        *,
+        bill_in: str | None,
+        instalments: int,
+        first_due: date | None,
+        every_months: int,
+        start: date | None,
+        end: date | None,
+        auto_renew: bool = False,
+        notice_days: int = 30,
+    ) -> Contract:
+        """The contract of an accepted quote: its lines, its total (converted to ``bill_in``).
+
+        A subscription's quote (with a ``billing_period``) makes a subscription
+        whose ``recurring`` amount is the quote's total (see :meth:`draft`).
+        """
+        with Checks() as checks:
+            target = checks(check_currency, "bill_in", bill_in or quote.currency)
+            days: dict[str, Any] = {
+                "start": checks(check_date, "start", start),
+                "end": checks(check_date, "end", end),
+                "first_due": checks(check_date, "first_due", first_due),
+            }
+        if days["start"] and days["end"] and days["end"] < days["start"]:
+            raise ValidationError("end", days["end"], "is before the start")
+        amount, rate, rate_date = quote.total, None, None
+        if target != quote.currency:
+            conversion = self._s.rates.convert(quote.total, target)
+            amount, rate, rate_date = conversion.amount, conversion.rate, conversion.rate_date
+        if amount.amount <= 0:
+            raise ValidationError("total", str(amount), "must be positive for a contract")
+        period = quote.billing_period
+        renewal = self._renewal_terms(period, amount if period else None, auto_renew, notice_days)
+        first = days.pop("first_due")
+        if period is not None:
+            self._no_one_off(
+                {"instalments": instalments, "first_due": first, "every_months": every_months}
+            )
+            priced = self._term(period, amount, days["start"], days["end"])
+        else:
+            first = first or days["start"] or self._s._now().date()
+            plan = build_schedule(amount, instalments, first, every_months=every_months)
+            priced = {"amount": amount, "schedule": plan, **days}
+        return self._add(
+            "draft",
+            title=quote.title,
+            customer_id=quote.customer_id,
+            deal_id=quote.deal_id,
+            owner_id=quote.owner_id,
+            quote_id=quote.id,
+            lines=quote.lines,
+            exchange_rate=rate,
+            rate_date=rate_date,
+            **renewal,
+            **priced,
+        )
+
+    @staticmethod
+    def _renewal_terms(
+        billing_period: Any, recurring: Any, auto_renew: Any, notice_days: Any
+    ) -> dict[str, Any]:
+        """The checked subscription fields: all None (but the defaults) for a one-off contract."""
+        with Checks() as checks:
+            period = (
+                None
+                if billing_period is None
+                else checks(check_choice, "billing_period", billing_period, BillingPeriod)
+            )
+            price = checks(check_money, "recurring", recurring)
+            renew = checks(check_bool, "auto_renew", auto_renew)
+            notice = checks(
+                check_int, "notice_days", notice_days, minimum=0, maximum=MAX_NOTICE_DAYS
+            )
+        if notice is None:
+            raise ValidationError("notice_days", None, "is required (0 to 365)")
+        if period is None:
+            if price is not None:
+                raise ValidationError("recurring", str(price), "needs a billing_period")
+            if renew:
+                raise ValidationError("auto_renew", renew, "needs a billing_period")
+        elif price is None:
+            raise ValidationError("recurring", None, "is required for a subscription")
+        elif price.amount <= 0:
+            raise ValidationError("recurring", str(price), "must be positive")
+        return {
+            "billing_period": period,
+            "recurring": price,
+            "auto_renew": renew,
+            "notice_days": notice,
+        }
+
+    @staticmethod
+    def _no_one_off(given: Mapping[str, Any]) -> None:
+        """Refuse a one-off contract's price parameters on a subscription, naming the first."""
+        for name, default in _ONE_OFF.items():
+            value = given.get(name, default)
+            if value is not default and value != default:
+                raise ValidationError(
+                    name, value, "a subscription is priced by recurring per billing_period"
+                )
+
+    def _term(
+        self, period: BillingPeriod, recurring: Money, start: date | None, end: date | None
+    ) -> dict[str, Any]:
+        """A subscription's term (default a year from today), amount and schedule."""
+        first = start or self._s._now().date()
+        last = end or term_end(first, period, 12 // period.months)
+        if last < first:
+            raise ValidationError("end", last, "is before the start")
+        periods = term_periods(first, last, period)
+        if periods > 600:
+            raise ValidationError("end", last, "a term has at most 600 billing periods")
+        total = recurring.amount * periods
+        if total >= MAX_AMOUNT:
+            raise ValidationError(
+                "recurring", str(recurring), f"makes a term of {MAX_AMOUNT:,} or more"
+            )
+        return {
+            "start": first,
+            "end": last,
+            "amount": Money.of(total, recurring.currency),
+            "schedule": subscription_schedule(recurring, first, period, periods),
+        }
 
     @staticmethod
     def _net(deal_amount: Money, fields: dict[str, Any], amount: Money | None) -> Money:
@@ -189,62 +367,6 @@ class ContractService(RecordService[Contract]):
             with self._s._guard.bypass():  # no approver needed: the policy approves it
                 return self._move(contract, ContractStatus.APPROVED, "approve", approvals=())
         return self._move(contract, ContractStatus.PENDING_APPROVAL, "submit", approvals=steps)
-
-    @staticmethod
-    def _pending(contract: Contract, target: str) -> Contract:
-        if contract.status is not ContractStatus.PENDING_APPROVAL:
-            raise InvalidTransition(
-                "contract", contract.status.value, target, "it is not pending approval"
-            )
-        return contract
-
-    def _step_for(self, contract: Contract, action: str, role: str | None = None) -> int:
-        """The pending step the actor may decide (or hand on): by role, by delegation, as admin.
-
-        With ``role``, that role's pending step. Raises PermissionDenied when there is none.
-        """
-        actor = self._s.actor
-        roles = set(self._s._guard.roles)  # roles and department, as the policy sees them
-        pending = [
-            i
-            for i, s in enumerate(contract.approvals)
-            if s.decision is Decision.PENDING and (role is None or s.role == role)
-        ]
-        mine = [
-            i
-            for i in pending
-            if contract.approvals[i].role in roles or contract.approvals[i].delegated_to == actor.id
-        ]
-        if not mine and (actor.is_system or "admin" in roles) and pending:
-            mine = pending[:1]
-        if not mine:
-            if role is not None and not pending:
-                raise ValidationError("role", role, "names no pending approval step")
-            needed = ", ".join(sorted({contract.approvals[i].role for i in pending}))
-            self._s._guard.deny(action, "contract", contract.id, f"needs the role {needed}")
-        return mine[0]
-
-    def _by_delegation(self, step: ApprovalStep) -> bool:
-        """Whether the actor decides ``step`` only because it was handed to them."""
-        return step.delegated_to == self._s.actor.id and step.role not in self._s._guard.roles
-
-    def _decide(
-        self, id: str, decision: Decision, comment: str | None
-    ) -> tuple[Contract, tuple[Any, ...], bool]:
-        target = "approved" if decision is Decision.APPROVED else "rejected"
-        contract = self._pending(self._load(id), target)
-        index = self._step_for(contract, "approve")
-        note = check_text("comment", comment, limit=2000)
-        steps = list(contract.approvals)
-        delegated = self._by_delegation(steps[index])
-        steps[index] = attrs.evolve(
-            steps[index],
-            decision=decision,
-            decided_by=self._s.actor.id,
-            decided_at=self._s._now(),
-            comment=note,
-        )
-        return contract, tuple(steps), delegated
 
     @write
     def approve(self, id: str, *, comment: str | None = None) -> Contract:
@@ -356,7 +478,7 @@ class ContractService(RecordService[Contract]):
             fields: dict[str, Any] = {}
             if "discount_percent" in changes:
                 fields["discount_percent"] = checks(
-                    _percent, "discount_percent", changes["discount_percent"]
+                    check_percent, "discount_percent", changes["discount_percent"]
                 )
             if "standard_terms" in changes:
                 fields["standard_terms"] = checks(
@@ -425,6 +547,123 @@ class ContractService(RecordService[Contract]):
             ended_at=self._s._now(),
             end_reason=text,
         )
+
+    # -- subscriptions --------------------------------------------------------------
+
+    @write
+    def renew(
+        self,
+        id: str,
+        *,
+        recurring: Money | None = None,
+        end: date | None = None,
+    ) -> Contract:
+        """The subscription's next term: a signed contract from the day after its end.
+
+        The next term has the same length (unless ``end``), billing period,
+        terms and ``recurring`` amount (unless a new one in the same currency
+        is given, e.g. a price rise: then it keeps no quote lines, which no
+        longer add up to it). It is signed at once, so finance holds its
+        receivables, and names the term before in ``renewal_of``; the term
+        before names it in ``renewed_by``. Sends ``contract_renewed``.
+
+        :raises ValidationError: (``id``) for a contract that is not a subscription.
+        :raises InvalidTransition: unless it is signed, active or completed and not renewed yet.
+        """
+        old = self._load(id)
+        period, price = old.billing_period, old.recurring
+        if period is None or price is None or old.start is None or old.end is None:
+            raise ValidationError("id", id, "is not a subscription: it has no billing_period")
+        if old.renewed_by is not None:
+            raise InvalidTransition(
+                "contract", old.status.value, "renewed", f"it was renewed by {old.renewed_by}"
+            )
+        if old.status not in (
+            ContractStatus.SIGNED,
+            ContractStatus.ACTIVE,
+            ContractStatus.COMPLETED,
+        ):
+            raise InvalidTransition(
+                "contract", old.status.value, "renewed", "only a signed subscription renews"
+            )
+        new_price = check_money("recurring", recurring) or price
+        if new_price.currency != price.currency:
+            raise ValidationError("recurring", str(new_price), f"must be in {price.currency}")
+        if new_price.amount <= 0:
+            raise ValidationError("recurring", str(new_price), "must be positive")
+        start = old.end + timedelta(days=1)
+        last = check_date("end", end) or term_end(
+            start, period, term_periods(old.start, old.end, period)
+        )
+        term = self._term(period, new_price, start, last)
+        self._s._guard.require(old, "update")
+        same = new_price == price
+        with self._s._guard.bypass():  # the next term follows from this one's grant
+            renewed = self._add(
+                "renew",
+                title=old.title,
+                customer_id=old.customer_id,
+                deal_id=old.deal_id,
+                owner_id=old.owner_id,
+                standard_terms=old.standard_terms,
+                terms=old.terms,
+                status=ContractStatus.SIGNED,
+                signed_at=self._s._now(),
+                quote_id=old.quote_id if same else None,
+                lines=old.lines if same else (),
+                exchange_rate=old.exchange_rate if same else None,
+                rate_date=old.rate_date if same else None,
+                billing_period=period,
+                recurring=new_price,
+                auto_renew=old.auto_renew,
+                notice_days=old.notice_days,
+                renewal_of=old.id,
+                custom=dict(old.custom),
+                **term,
+            )
+            for instalment in renewed.schedule:
+                self._s.receivables._open_for(renewed, instalment)
+            self._change(old, None, "update", renewed_by=renewed.id)
+        return renewed
+
+    @write
+    def scan_renewals(self) -> list[Contract]:
+        """Remind the owners of subscriptions ending within their notice, or renew them.
+
+        A signed or active subscription not renewed yet whose ``end`` is at
+        most ``notice_days`` away (by the CRM clock) is, with ``auto_renew``,
+        renewed (see :meth:`renew`: ``contract_renewed``); without, its owner
+        gets a task to renew it and ``contract_renewal_due`` is sent. Either
+        way ``reminded_at`` is set, so each term is handled once. Needs an
+        update grant on contracts; every due subscription is handled (time
+        passing is no one's decision) and the ones the actor may read are
+        returned, as they are now (``renewed_by`` names a new term).
+        """
+        self._s._guard.require_any("contract", "update")
+        today = self._s._now().date()
+        horizon = today + timedelta(days=MAX_NOTICE_DAYS + 1)
+        where = all_of(
+            [
+                In("status", [ContractStatus.SIGNED, ContractStatus.ACTIVE]),
+                Not(IsNull("billing_period")),
+                IsNull("renewed_by"),
+                IsNull("reminded_at"),
+                Range("end", None, horizon),
+            ]
+        )
+        found = self._repo.find(where, order_by=[OrderBy("end"), OrderBy("id")])
+        due = [c for c in found if c.end and c.end - timedelta(days=c.notice_days) <= today]
+        handled = []
+        with self._s._guard.bypass():
+            for contract in due:
+                if contract.auto_renew:
+                    self.renew(contract.id)
+                    contract = self._load(contract.id)
+                    action = "update"
+                else:
+                    action = "remind"
+                handled.append(self._change(contract, None, action, reminded_at=self._s._now()))
+        return [c for c in handled if self._s._guard.allows(c, "read")]
 
     def awaiting(self, role: str | None = None) -> list[Contract]:
         """Contracts pending approval, oldest first; with ``role``, those with a pending step for it.

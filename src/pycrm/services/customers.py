@@ -20,6 +20,7 @@ from pycrm.domain.fields import Checks, check_int, check_key, check_money, check
 from pycrm.domain.leads import Lead
 from pycrm.domain.money import Money
 from pycrm.domain.query import Eq, Filter, HasKey, Not, OrderBy, all_of
+from pycrm.domain.quotes import Quote, QuoteStatus
 from pycrm.domain.receivables import Receivable
 from pycrm.domain.tickets import Ticket
 from pycrm.services.records import RecordService, check_address, write
@@ -33,6 +34,10 @@ from pycrm.services.search import (
 )
 
 __all__ = ["Customer360", "CustomerService"]
+
+
+#: Quote states still waiting for a decision (the company's or the customer's).
+_OPEN_QUOTES = ("draft", "pending_approval", "approved", "sent")
 
 
 @attrs.frozen
@@ -58,6 +63,8 @@ class Customer360:
     """Its deals, newest first."""
     contracts: tuple[Contract, ...] = ()
     """Its contracts (the purchase history), newest first."""
+    quotes: tuple[Quote, ...] = ()
+    """Its quotes, newest first: each quote's latest version (superseded ones left out)."""
     receivables: tuple[Receivable, ...] = ()
     """What it owes or has paid, by due date."""
     tickets: tuple[Ticket, ...] = ()
@@ -70,6 +77,31 @@ class Customer360:
         """Mean CSAT (1-5) over its rated tickets, or None."""
         scores = [t.csat_score for t in self.tickets if t.csat_score is not None]
         return round(sum(scores) / len(scores), 2) if scores else None
+
+    @property
+    def subscriptions(self) -> tuple[Contract, ...]:
+        """Its subscriptions: the latest signed or active term of each.
+
+        A renewed term gives way to its renewal.
+        """
+        return tuple(
+            c
+            for c in self.contracts
+            if c.billing_period is not None
+            and c.status in ("signed", "active")
+            and c.renewed_by is None
+        )
+
+    @property
+    def mrr(self) -> dict[str, Money]:
+        """Monthly recurring revenue of its running subscriptions, per currency."""
+        totals: dict[str, Money] = {}
+        for c in self.subscriptions:
+            monthly = c.mrr  # None where a field rule hides the recurring amount
+            if monthly is not None:
+                zero = Money.zero(monthly.currency)
+                totals[monthly.currency] = totals.get(monthly.currency, zero) + monthly
+        return totals
 
     @property
     def outstanding(self) -> dict[str, Money]:
@@ -85,12 +117,20 @@ class Customer360:
     def _figures(self) -> dict[str, str]:
         """What the view holds, in words: one entry per kind of related record it has."""
         open_deals = sum(d.status == "open" for d in self.deals)
+        open_quotes = sum(q.status in _OPEN_QUOTES for q in self.quotes)
         open_tickets = sum(t.status not in ("resolved", "closed", None) for t in self.tickets)
         figures = {
             "contacts": ", ".join(c.name for c in self.contacts[:5])
             + (f" and {len(self.contacts) - 5} more" if len(self.contacts) > 5 else ""),
             "deals": f"{len(self.deals)} ({open_deals} open)" if self.deals else "",
+            "quotes": f"{len(self.quotes)} ({open_quotes} open)" if self.quotes else "",
             "contracts": str(len(self.contracts)) if self.contracts else "",
+            "subscriptions": (
+                str(len(self.subscriptions))
+                + (f" (MRR {', '.join(map(str, self.mrr.values()))})" if self.mrr else "")
+                if self.subscriptions
+                else ""
+            ),
             "outstanding": ", ".join(str(m) for m in self.outstanding.values()),
             "tickets": f"{len(self.tickets)} ({open_tickets} open)" if self.tickets else "",
             "satisfaction": "" if self.satisfaction is None else f"{self.satisfaction} / 5",
@@ -289,6 +329,12 @@ class CustomerService(RecordService[Customer]):
             ),
             deals=tuple(read(Deal).find(by_customer, order_by=newest)),
             contracts=tuple(read(Contract).find(by_customer, order_by=newest)),
+            quotes=tuple(
+                read(Quote).find(
+                    all_of([by_customer, Not(Eq("status", QuoteStatus.SUPERSEDED))]),
+                    order_by=newest,
+                )
+            ),
             receivables=tuple(
                 read(Receivable).find(by_customer, order_by=[OrderBy("due"), OrderBy("instalment")])
             ),

@@ -20,7 +20,8 @@ from pycrm.domain.fields import (
     check_money,
     check_text,
 )
-from pycrm.domain.money import Money, check_currency, decimal_of
+from pycrm.domain.lines import check_quantity
+from pycrm.domain.money import Money, check_currency
 from pycrm.domain.products import (
     Conversion,
     ExchangeRate,
@@ -45,14 +46,6 @@ def _text(field: str, value: Any, limit: int) -> str:
     clean = check_text(field, value, required=True, limit=limit)
     assert clean is not None  # required
     return clean
-
-
-def _quantity(field: str, value: Any) -> Decimal:
-    """A positive quantity (whole or not: 1.5 hours), as a Decimal; no floats."""
-    amount = decimal_of(value, field)
-    if amount <= 0 or amount.adjusted() > 9:
-        raise ValidationError(field, value, "must be a positive number below a billion")
-    return amount
 
 
 def _day(field: str, value: Any) -> date:
@@ -489,7 +482,7 @@ class PriceListService(RecordService[PriceList]):
         guard.check_fields(PriceList, [f.name for f in attrs.fields(PriceList) if f.name in _TERMS])
         guard.check_fields(Price, ["min_quantity", "unit_price"])
         product = self._s.products._load(check_id("product_id", product_id))
-        amount = _quantity("quantity", quantity)
+        amount = check_quantity("quantity", quantity)
         customer = None
         if customer_id is not None:
             customer = self._s.customers._load(check_id("customer_id", customer_id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, ParamSpec, TypeVar
 
@@ -390,11 +390,18 @@ class RecordService(Service, Generic[R]):
 
     screened: ClassVar[bool] = False
     """Whether creates and updates of this kind are checked for duplicates."""
+    derived: ClassVar[frozenset[str]] = frozenset()
+    """Fields pycrm sets as a consequence of others (a quote's costs follow its lines): a
+    write that moves them needs the grant to write the others, not these."""
+
+    def _chosen(self, names: Iterable[str]) -> list[str]:
+        """The fields of ``names`` the actor chose to write (not :attr:`derived` ones)."""
+        return [name for name in names if name not in self.derived]
 
     def _add(self, action: str, *, on_duplicate: str | None = None, **fields: Any) -> R:
         record = self.record_type(**self._s._stamp(**fields))
         self._s._guard.require(
-            record, "create", [k for k, v in fields.items() if v not in (None, (), "")]
+            record, "create", self._chosen(k for k, v in fields.items() if v not in (None, (), ""))
         )
         if self.screened:
             absorbed = self._s.dedupe._screen(record, self._s.dedupe._policy(on_duplicate))
@@ -467,7 +474,7 @@ class RecordService(Service, Generic[R]):
         if all(getattr(current, k) == v for k, v in changes.items()):
             return current
         changed = [k for k, v in changes.items() if getattr(current, k) != v]
-        self._s._guard.require(current, PERMISSION_FOR.get(action, "update"), changed)
+        self._s._guard.require(current, PERMISSION_FOR.get(action, "update"), self._chosen(changed))
         return self._s._revise(current, action, event=self.events.get(action), **changes)
 
     def history(self, id: str, field: str | None = None) -> list[FieldChange]:

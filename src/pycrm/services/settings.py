@@ -20,13 +20,15 @@ setting pay nothing.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from pycrm.domain.aggregates import Sum
 from pycrm.domain.fields import check_json, check_key
+from pycrm.domain.lines import check_percent
 from pycrm.domain.money import check_currency
 from pycrm.domain.query import Eq
 from pycrm.domain.settings import SETTING_NAMES, Setting
@@ -64,6 +66,19 @@ def _rules(value: Any, field: str) -> tuple[RoutingRule, ...]:
         return parse_rules(value)
     except ConfigurationError as exc:
         raise ValidationError(field, value, str(exc)) from None
+
+
+def _tax_rates(value: Any, field: str) -> dict[str, Decimal]:
+    """Tax category → rate in percent (``{"standard": "19", "reduced": "7"}``)."""
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, value, 'must map tax categories to rates: {"standard": "19"}')
+    if len(value) > 100:
+        raise ValidationError(field, len(value), "at most 100 tax categories")
+    rates = {}
+    for category, rate in value.items():
+        name = check_key(f"{field}.key", category, what="a tax category", limit=40)
+        rates[name] = check_percent(f"{field}.{name}", rate)
+    return rates
 
 
 def _region(value: Any, field: str) -> str | None:
@@ -110,6 +125,13 @@ SETTINGS: dict[str, SettingKind] = {
             lambda currency: currency,
             lambda crm: crm.currency,
         ),
+        SettingKind(
+            "tax_rates",
+            "the tax rate of each tax category, in percent, for quote lines",
+            _tax_rates,
+            lambda rates: {name: str(rate) for name, rate in rates.items()},
+            lambda crm: {},
+        ),
     )
 }
 assert tuple(SETTINGS) == SETTING_NAMES
@@ -124,6 +146,7 @@ class SettingsService(Service):
     ``sla_policy``            an :class:`~pycrm.domain.tickets.SlaPolicy` or its JSON form
     ``default_region``        an ISO 3166 code such as ``"DE"``, or None
     ``reporting_currency``    an ISO 4217 code such as ``"EUR"`` (see ``s.rates``)
+    ``tax_rates``             ``{"standard": "19", "reduced": "7"}`` (see ``s.quotes``)
     ========================  =====================================================
 
     Reading and changing them needs grants on the ``setting`` resource (the
