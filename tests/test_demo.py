@@ -35,7 +35,18 @@ def test_the_demo_walks_a_customer_from_lead_to_cash_on_every_backend(crm: pycrm
         < handoffs.index("contract_signed")
         < handoffs.index("payment_received")
     )
-    assert handoffs.count("receivable_created") == 3
+    assert (
+        handoffs.index("quote_sent")
+        < handoffs.index("quote_accepted")
+        < handoffs.index("contract_signed", handoffs.index("quote_accepted"))
+    )
+    assert handoffs.count("receivable_created") == 3 + 12  # the machines, then 12 months
+    # The plan: 3 × 450 less 5 % and 90 = 1,372.50 net; 19 % tax per line
+    # (243.675 → 243.68 half-even, and 17.10) makes 1,633.28 a month.
+    assert figures["quote_total"] == pycrm.Money.of("1633.28", "EUR")
+    start, end, months = figures["subscription"]
+    assert (start.day, months, (end - start).days in (364, 365)) == (1, 12, True)
+    assert figures["mrr"] == {"EUR": pycrm.Money.of("1633.28", "EUR")}
     assert figures["pending_outbox"] == len(figures["signals"])
     # The trade-show list: Jonas is new, Anna is already a lead, Jonas again is a
     # duplicate of an earlier row, and Petra's phone cannot exist.

@@ -18,7 +18,7 @@ import csv
 import io
 import shlex
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +258,45 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
             ["task", "kind"],
             [(t.title, t.kind) for t in s.tasks.list(assignee_id=rep.id)],
         )
+    # -- Sales quotes a service subscription from the catalogue ---------------
+    with session(hr.id) as s:
+        s.settings.set("tax_rates", {"standard": "19"})
+        maint = s.products.create("SVC-MAINT", "Maintenance, per machine", unit="machine",
+                                  cost=Money.of("220", "EUR"))  # fmt: skip
+        remote = s.products.create(
+            "SVC-REMOTE", "Remote monitoring", unit="month", cost=Money.of("40", "EUR")
+        )
+        plans = s.price_lists.create("Service plans EUR", "EUR")
+        s.price_lists.set_price(plans.id, maint.id, Money.of("450", "EUR"))
+        s.price_lists.set_price(plans.id, remote.id, Money.of("90", "EUR"))
+    with session(rep.id) as s:
+        upkeep = s.deals.create(
+            "Maintenance for 3 machines", customer_id=customer.id, amount=Money.of("1", "EUR")
+        )
+        quote = s.quotes.draft(upkeep.id, billing_period="monthly", lines=[
+            {"product_id": maint.id, "quantity": 3, "discount_percent": 5},
+            {"product_id": remote.id},
+        ])  # fmt: skip
+        quote = s.quotes.send(quote.id)  # 5 % is within the policy: no approval
+        next_month = date(today.year + today.month // 12, today.month % 12 + 1, 1)
+        quote = s.quotes.accept(quote.id, start=next_month)
+        assert quote.contract_id is not None
+        s.contracts.submit(quote.contract_id)
+        subscription = s.contracts.sign(quote.contract_id)
+        console.rule("[bold]Sales: a monthly service plan, quoted from the catalogue")
+        _table(console, f"Quote: {quote.title} (per month)",
+               ["line", "qty", "unit price", "discount", "net", "tax"],
+               [(ln.description, ln.quantity, ln.unit_price, f"{ln.discount_percent}%", ln.net,
+                 ln.tax) for ln in quote.lines])  # fmt: skip
+        console.print(
+            f"Total {quote.total} a month ({quote.subtotal} net); accepted: "
+            f"{subscription.recurring} a month, {subscription.start} to {subscription.end}, "
+            f"{len(subscription.schedule)} monthly receivables, renewal reminder "
+            f"{subscription.notice_days} days before the end"
+        )
+        figures["quote_total"] = quote.total
+        figures["subscription"] = (subscription.start, subscription.end, len(subscription.schedule))
+        figures["mrr"] = s.customers.view(customer.id).mrr
     # -- Service -----------------------------------------------------------
     with session(agent.id) as s:
         article = s.articles.create(
