@@ -358,10 +358,20 @@ def check_schedule(amount: Money, instalments: Sequence[Instalment]) -> tuple[In
 
 def term_end(start: date, period: BillingPeriod, periods: int) -> date:
     """The last day of ``periods`` billing periods from ``start`` (the day before the next)."""
+    months = period.months * periods
     try:
-        return _add_months(start, period.months * periods) - timedelta(days=1)
+        return _add_months(start, months) - timedelta(days=1)
     except (OverflowError, ValueError):
+        if _months_to_end(start) == months:  # the term ends on the last day there is
+            return date.max
         raise ValidationError("end", start, "the term runs past the year 9999") from None
+
+
+def _months_to_end(start: date) -> int | None:
+    """The months from ``start`` to 10000-01-01, if ``start`` is the first of a month."""
+    if start.day != 1:
+        return None
+    return (9999 - start.year) * 12 + 13 - start.month
 
 
 def term_periods(start: date, end: date, period: BillingPeriod) -> int:
@@ -374,9 +384,15 @@ def term_periods(start: date, end: date, period: BillingPeriod) -> int:
     count = months // period.months
     near = 1
     for n in (count - 1, count, count + 1):
-        if n >= 1 and term_end(start, period, n) == end:
+        if n < 1:
+            continue
+        try:
+            last = term_end(start, period, n)
+        except ValidationError:  # ends after 9999-12-31
+            break
+        if last == end:
             return n
-        if n > near and term_end(start, period, n) < end:
+        if n > near and last < end:
             near = n
     raise ValidationError(
         "end",

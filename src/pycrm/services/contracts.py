@@ -12,6 +12,7 @@ import attrs
 
 from pycrm.domain.contracts import (
     CONTRACT_MOVES,
+    ApprovalStep,
     BillingPeriod,
     Contract,
     ContractStatus,
@@ -474,6 +475,12 @@ class ContractService(Approvals[Contract]):
         unknown = sorted(set(changes) - allowed)
         if unknown:
             raise ValidationError(unknown[0], changes[unknown[0]], "cannot be revised here")
+        if contract.billing_period is not None and "discount_percent" in changes:
+            raise ValidationError(
+                "discount_percent",
+                changes["discount_percent"],
+                "a subscription is priced by recurring per billing_period",
+            )
         with Checks() as checks:
             fields: dict[str, Any] = {}
             if "discount_percent" in changes:
@@ -563,14 +570,18 @@ class ContractService(Approvals[Contract]):
         The next term has the same length (unless ``end``), billing period,
         terms and ``recurring`` amount (unless a new one in the same currency
         is given, e.g. a price rise: then it keeps no quote lines, which no
-        longer add up to it). It is signed at once, so finance holds its
-        receivables, and names the term before in ``renewal_of``; the term
+        longer add up to it). The next term is signed at once, so finance
+        holds its receivables; at a lower amount (a discount) it waits instead
+        for the approval policy's ``discount_role`` (sales managers by
+        default) to approve it (``awaiting``, ``approve``), and is then signed
+        as any contract. It names the term before in ``renewal_of``; the term
         before names it in ``renewed_by``. Sends ``contract_renewed``.
 
         :raises ValidationError: (``id``) for a contract that is not a subscription.
         :raises InvalidTransition: unless it is signed, active or completed and not renewed yet.
         """
         old = self._load(id)
+        self._s._guard.require(old, "update")
         period, price = old.billing_period, old.recurring
         if period is None or price is None or old.start is None or old.end is None:
             raise ValidationError("id", id, "is not a subscription: it has no billing_period")
@@ -591,13 +602,23 @@ class ContractService(Approvals[Contract]):
             raise ValidationError("recurring", str(new_price), f"must be in {price.currency}")
         if new_price.amount <= 0:
             raise ValidationError("recurring", str(new_price), "must be positive")
+        if old.end == date.max:
+            raise ValidationError("id", id, "its term ends on 9999-12-31: there is no next term")
         start = old.end + timedelta(days=1)
         last = check_date("end", end) or term_end(
             start, period, term_periods(old.start, old.end, period)
         )
         term = self._term(period, new_price, start, last)
-        self._s._guard.require(old, "update")
         same = new_price == price
+        if new_price < price:  # a price cut is a discount: the discount approver decides it
+            role = self._s.crm.approval_policy.discount_role
+            why = f"renewal at {new_price} a period, below {price}"
+            state: dict[str, Any] = {
+                "status": ContractStatus.PENDING_APPROVAL,
+                "approvals": (ApprovalStep(role, why),),
+            }
+        else:
+            state = {"status": ContractStatus.SIGNED, "signed_at": self._s._now()}
         with self._s._guard.bypass():  # the next term follows from this one's grant
             renewed = self._add(
                 "renew",
@@ -607,8 +628,7 @@ class ContractService(Approvals[Contract]):
                 owner_id=old.owner_id,
                 standard_terms=old.standard_terms,
                 terms=old.terms,
-                status=ContractStatus.SIGNED,
-                signed_at=self._s._now(),
+                **state,
                 quote_id=old.quote_id if same else None,
                 lines=old.lines if same else (),
                 exchange_rate=old.exchange_rate if same else None,
@@ -621,7 +641,7 @@ class ContractService(Approvals[Contract]):
                 custom=dict(old.custom),
                 **term,
             )
-            for instalment in renewed.schedule:
+            for instalment in renewed.schedule if renewed.signed_at else ():
                 self._s.receivables._open_for(renewed, instalment)
             self._change(old, None, "update", renewed_by=renewed.id)
         return renewed
@@ -634,14 +654,16 @@ class ContractService(Approvals[Contract]):
         most ``notice_days`` away (by the CRM clock) is, with ``auto_renew``,
         renewed (see :meth:`renew`: ``contract_renewed``); without, its owner
         gets a task to renew it and ``contract_renewal_due`` is sent. Either
-        way ``reminded_at`` is set, so each term is handled once. Needs an
+        way ``reminded_at`` is set, so each term is handled once (one that
+        cannot renew itself, e.g. past the year 9999, is reminded). Needs an
         update grant on contracts; every due subscription is handled (time
         passing is no one's decision) and the ones the actor may read are
         returned, as they are now (``renewed_by`` names a new term).
         """
         self._s._guard.require_any("contract", "update")
         today = self._s._now().date()
-        horizon = today + timedelta(days=MAX_NOTICE_DAYS + 1)
+        notice = timedelta(days=MAX_NOTICE_DAYS + 1)
+        horizon = today + notice if today < date.max - notice else None  # None: no bound
         where = all_of(
             [
                 In("status", [ContractStatus.SIGNED, ContractStatus.ACTIVE]),
@@ -656,12 +678,15 @@ class ContractService(Approvals[Contract]):
         handled = []
         with self._s._guard.bypass():
             for contract in due:
+                action = "remind"
                 if contract.auto_renew:
-                    self.renew(contract.id)
-                    contract = self._load(contract.id)
-                    action = "update"
-                else:
-                    action = "remind"
+                    try:
+                        self.renew(contract.id)
+                    except ValidationError:
+                        pass  # it cannot renew itself (the term would pass 9999): remind
+                    else:
+                        contract = self._load(contract.id)
+                        action = "update"
                 handled.append(self._change(contract, None, action, reminded_at=self._s._now()))
         return [c for c in handled if self._s._guard.allows(c, "read")]
 
