@@ -3,7 +3,9 @@
 Both read the same data from the same tables on the same engine: the customer,
 its active contacts by name, its 20 most recent activities (without other
 users' private ones), the current assessment per (attribute, source), and its
-leads, deals, contracts, receivables and tickets, as the view does. The
+leads, deals, contracts, quotes (the latest version of each, without the
+costs and margins sales may not see), receivables and tickets, as the view
+does. The
 baseline is what an application would write by hand: a few Core selects and
 plain dicts, with the viewer's permissions written in as WHERE clauses.
 
@@ -37,6 +39,7 @@ from pycrm.domain.contracts import Contract
 from pycrm.domain.deals import Deal
 from pycrm.domain.documents import Document
 from pycrm.domain.leads import Lead
+from pycrm.domain.quotes import Quote
 from pycrm.domain.receivables import Receivable
 from pycrm.domain.tickets import Ticket
 
@@ -83,6 +86,13 @@ def populate(
                 s.customers.assess(c.id, "grade", rng.choice("ABC"), source="service")
                 if i % 3 == 0:  # a newer rating supersedes the older one of its source
                     s.customers.assess(c.id, "grade", rng.choice("ABC"), source="sales")
+                if i % 2 == 0:  # a deal and its quote; now and then a revised quote
+                    amount = pycrm.Money.of(rng.randrange(1_000, 90_000), "EUR")
+                    deal = s.deals.create("Order", customer_id=c.id, amount=amount, owner_id=owner)
+                    line = {"description": "Machine", "unit_price": amount, "quantity": 1}
+                    quote = s.quotes.draft(deal.id, lines=[line])
+                    if i % 4 == 0:
+                        s.quotes.revise(quote.id)
                 batch.append((c.id, people))
         # Activities are authored by several users, some private, so the
         # visibility filter has rows to leave out.
@@ -145,6 +155,7 @@ class Baseline:
 
         cu, co = schema.codec(pycrm.Customer).table, schema.codec(pycrm.Contact).table
         ac, rc = schema.codec(pycrm.Activity).table, schema.codec(Receivable).table
+        qu = schema.codec(Quote).table
         asm = schema.codec(pycrm.Assessment).table
         do, keys = schema.codec(Document).table, schema.match_keys
         self.customer = select(pycrm.Customer, cu.c.id == id)
@@ -165,6 +176,16 @@ class Baseline:
             "leads": by_customer(Lead),
             "deals": by_customer(Deal),
             "contracts": by_customer(Contract),
+            # The latest version of each quote; sales may not see costs and margins.
+            "quotes": select(
+                Quote,
+                qu.c.customer_id == id,
+                qu.c.status != "superseded",
+                order=[qu.c.created_at.desc()],
+                columns=[
+                    c for c in qu.c if c.name.split("_")[0] not in ("costs", "cost", "margin")
+                ],
+            ),
             # Sales sees only its own receivables, and not their payments.
             "receivables": select(
                 Receivable,
