@@ -532,7 +532,10 @@ CALLS: dict[str, dict[str, Any]] = {
                            "on": date(2026, 3, 1)},
     # -- analytics -------------------------------------------------------------
     "analytics.aging": {"as_of": date(2026, 8, 1)},
-    "analytics.forecast": {"period": "month", "owner_id": Ref("rep"), "custom": OMIT},
+    "analytics.forecast": {
+        "period": "month", "owner_id": Ref("rep"), "custom": OMIT,
+        "in_reporting_currency": True, "rates_on": date(2026, 3, 1),
+    },
     "analytics.funnel": {
         "by": "source", "since": NOW, "until": NOW, "period": "month", "custom": OMIT,
     },
@@ -544,8 +547,13 @@ CALLS: dict[str, dict[str, Any]] = {
     "analytics.set_quota": {
         "period": "2026-04", "amount": EUR, "owner_id": Ref("rep"), "team_id": OMIT,
     },
-    "analytics.sources": {"by": "source"},
-    "analytics.win_rate": {"by": "owner", "since": NOW, "until": NOW, "custom": OMIT},
+    "analytics.sources": {
+        "by": "source", "in_reporting_currency": True, "rates_on": date(2026, 3, 1),
+    },
+    "analytics.win_rate": {
+        "by": "owner", "since": NOW, "until": NOW, "custom": OMIT,
+        "in_reporting_currency": True, "rates_on": date(2026, 3, 1),
+    },
     # -- campaigns -------------------------------------------------------------
     "campaigns.as_of": {"id": Ref("campaign"), "when": NOW},
     "campaigns.by_name": {"name": "Spring"},

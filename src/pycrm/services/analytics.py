@@ -3,16 +3,24 @@
 Every figure is computed by the adapter's ``aggregate`` (one GROUP BY query
 on SQL; the same arithmetic in Python on the memory adapter) over the rows
 the actor may read, so a salesperson's funnel counts only what they may see.
+
+Money figures come per currency. ``forecast``, ``win_rate`` and ``sources``
+also report in the tenant's reporting currency on request
+(``in_reporting_currency=True``): the aggregate still sums per currency, and
+each currency's sum is then converted once, at the rate valid on one day
+(``rates_on``, default today), rounded half to even to the reporting
+currency's minor units, and the converted sums are added. The rows say which
+rates they used (:class:`RateUsed`).
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -31,9 +39,9 @@ from pycrm.domain.aggregates import (
 from pycrm.domain.campaigns import Campaign, Quota
 from pycrm.domain.contracts import Contract
 from pycrm.domain.deals import Deal, DealStatus, StageVisit
-from pycrm.domain.fields import check_key, check_money
+from pycrm.domain.fields import check_bool, check_date, check_key, check_money
 from pycrm.domain.leads import Lead, LeadStatus
-from pycrm.domain.money import Money
+from pycrm.domain.money import Money, minor_units
 from pycrm.domain.org import Team, User
 from pycrm.domain.query import (
     AnyKey,
@@ -56,12 +64,16 @@ from pycrm.services.campaigns import PURCHASES
 from pycrm.services.records import Service, check_when
 from pycrm.services.search import custom_filter, referenced
 
+if TYPE_CHECKING:
+    from pycrm.services.products import RateService
+
 __all__ = [
     "AgingRow",
     "AnalyticsService",
     "ForecastRow",
     "FunnelRow",
     "RFMRow",
+    "RateUsed",
     "ServiceRow",
     "SourceRow",
     "StageFunnelRow",
@@ -78,6 +90,25 @@ _REACHED = {
 }
 _PERIOD = re.compile(r"\d{4}-(0[1-9]|1[0-2]|Q[1-4])")
 _UNPAID = [ReceivableStatus.OPEN, ReceivableStatus.PARTIALLY_PAID, ReceivableStatus.OVERDUE]
+
+
+@attrs.frozen
+class RateUsed:
+    """The exchange rate a report in the reporting currency converted one currency's sums by.
+
+    Each currency is converted at one rate for the whole report: the rate
+    :meth:`~pycrm.services.products.RateService.convert` picks for the
+    report's rate day.
+    """
+
+    currency: str
+    """The original currency of the records (``USD``)."""
+    rate: Decimal
+    """Reporting-currency units per unit of ``currency`` (1 for the reporting currency itself)."""
+    rate_date: date | None
+    """The day the rate was valid from (None for the reporting currency itself)."""
+    inverted: bool = False
+    """True when only the opposite pair's rate was stored and its inverse was used."""
 
 
 @attrs.frozen
@@ -137,6 +168,7 @@ class ForecastRow:
     period: str
     owner_id: str | None
     currency: str
+    """The deals' currency; the reporting currency with ``in_reporting_currency``."""
     pipeline: Money
     """Open deals' amounts expected to close in the period."""
     weighted: Money
@@ -144,7 +176,11 @@ class ForecastRow:
     won: Money
     """Deals won in the period (by expected close)."""
     quota: Money | None
-    """The owner's quota for the period, if set."""
+    """The owner's quota for the period, if set (converted with ``in_reporting_currency``;
+    else only on the row of its own currency)."""
+    rates: tuple[RateUsed, ...] = ()
+    """With ``in_reporting_currency``: the rate each original currency (the deals' and the
+    quota's) was converted by, by currency; empty otherwise."""
 
     @property
     def attainment(self) -> float | None:
@@ -163,6 +199,12 @@ class WinRateRow:
     lost: int
     avg_cycle_days: float | None
     """Mean days from opening to winning."""
+    won_amount: Money | None = None
+    """With ``in_reporting_currency``: the won deals' amounts, converted; else None."""
+    lost_amount: Money | None = None
+    """With ``in_reporting_currency``: the lost deals' amounts, converted; else None."""
+    rates: tuple[RateUsed, ...] = ()
+    """With ``in_reporting_currency``: the rate each original currency was converted by."""
 
     @property
     def win_rate(self) -> float:
@@ -180,10 +222,18 @@ class SourceRow:
     converted: int
     won_deals: int
     currency: str | None
+    """The currency of ``revenue`` (None without won deals)."""
     revenue: Money | None
-    """Won deals' amounts attributed to it."""
+    """Won deals' amounts attributed to it: in the reporting currency with
+    ``in_reporting_currency`` (every currency converted and added); else in one
+    currency, the first by code, the others being in ``revenues``."""
     cost: Money | None
-    """Campaign budget (campaigns only)."""
+    """Campaign budget (campaigns only; converted with ``in_reporting_currency``)."""
+    revenues: tuple[Money, ...] = ()
+    """Won deals' amounts per original currency, by currency (before any conversion)."""
+    rates: tuple[RateUsed, ...] = ()
+    """With ``in_reporting_currency``: the rate each original currency (the deals' and the
+    budget's) was converted by."""
 
     @property
     def conversion_rate(self) -> float:
@@ -248,6 +298,54 @@ def _label(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+class _Converter:
+    """Turns one report's per-currency sums into the reporting currency.
+
+    Each currency gets one rate for the whole report, looked up (and the
+    actor's right to see it checked) by ``s.rates.convert`` the first time
+    the currency comes up: a missing rate is its ``NotFound``, a hidden one
+    its ``PermissionDenied``. A sum is then multiplied by the rate and rounded
+    half to even to the reporting currency's minor units, as
+    :func:`pycrm.domain.products.convert` rounds.
+    """
+
+    def __init__(self, rates: RateService, day: date) -> None:
+        self.target = rates.reporting_currency
+        self.zero = Money.zero(self.target)
+        self._rates = rates
+        self._day = day
+        self._quantum = Decimal(1).scaleb(-minor_units(self.target))
+        self._used: dict[str, RateUsed] = {}
+
+    def used(self, currency: str) -> RateUsed:
+        """The rate ``currency`` converts by in this report."""
+        found = self._used.get(currency)
+        if found is None:
+            unit = self._rates.convert(Money.zero(currency), self.target, on=self._day)
+            found = RateUsed(currency, unit.rate, unit.rate_date, unit.inverted)
+            self._used[currency] = found
+        return found
+
+    def minor(self, minor: Any, currency: str) -> Decimal:
+        """``minor`` units of ``currency`` (an aggregate's sum) converted: a rounded Decimal."""
+        exact = Decimal(minor).scaleb(-minor_units(currency)) * self.used(currency).rate
+        return exact.quantize(self._quantum, rounding=ROUND_HALF_EVEN)
+
+    def __call__(self, money: Money) -> Money:
+        amount = money.amount * self.used(money.currency).rate
+        return Money(amount.quantize(self._quantum, rounding=ROUND_HALF_EVEN), self.target)
+
+    def rates(self, currencies: Iterable[str]) -> tuple[RateUsed, ...]:
+        """The rates of ``currencies``, by currency code."""
+        return tuple(self.used(currency) for currency in sorted(set(currencies)))
+
+
+def _forecast_minor(row: Mapping[str, Any]) -> tuple[Any, int, Any]:
+    """An aggregate row's pipeline, weighted forecast (rounded half to even) and won: minor units."""
+    weighted = int((Decimal(row["weighted"]) / 100).to_integral_value(ROUND_HALF_EVEN))
+    return row["pipeline"], weighted, row["won"]
+
+
 class AnalyticsService(Service):
     """``s.analytics``: funnel, forecast, win rate, sources, RFM, aging, service metrics."""
 
@@ -274,6 +372,17 @@ class AnalyticsService(Service):
         if not isinstance(as_of, date) or isinstance(as_of, datetime):
             raise ValidationError("as_of", as_of, "must be a date")
         return as_of
+
+    def _converter(self, in_reporting_currency: Any, rates_on: Any) -> _Converter | None:
+        """The converter a report in the reporting currency uses; None for one per currency."""
+        if not check_bool("in_reporting_currency", in_reporting_currency):
+            if rates_on is not None:
+                raise ValidationError(
+                    "rates_on", rates_on, "applies only with in_reporting_currency=True"
+                )
+            return None
+        day = check_date("rates_on", rates_on)
+        return _Converter(self._s.rates, self._s._now().date() if day is None else day)
 
     @staticmethod
     def _grouping(by: str | None, choices: dict[str, GroupKey]) -> list[GroupKey]:
@@ -441,13 +550,30 @@ class AnalyticsService(Service):
         period: str = "month",
         owner_id: str | None = None,
         custom: Mapping[str, Any] | None = None,
+        in_reporting_currency: bool = False,
+        rates_on: date | None = None,
     ) -> list[ForecastRow]:
         """Per period (of expected close) and owner: open pipeline, weighted forecast, won, quota.
 
+        One row per period, owner and currency of the deals, the quota on the
+        row of its own currency. With ``in_reporting_currency``, one row per
+        period and owner in the reporting currency
+        (:attr:`~pycrm.services.products.RateService.reporting_currency`):
+        each currency's sums (the weighted one first rounded to that
+        currency's minor units) are converted at the rate valid on
+        ``rates_on`` (default: today by the CRM's clock), each rounded half
+        to even to the reporting currency's minor units, then added; the
+        quota is converted too, and ``rates`` says which rates were used.
+
         ``custom``: only deals with these custom field values.
+        :raises NotFound: with ``in_reporting_currency``, when a currency of the
+            deals or quotas has no rate on or before ``rates_on`` (naming it).
+        :raises PermissionDenied: with ``in_reporting_currency``, where a field
+            rule hides exchange rates from the actor.
         """
         if period not in ("month", "quarter"):
             raise ValidationError("period", period, "must be month or quarter")
+        convert = self._converter(in_reporting_currency, rates_on)
         where = all_of(
             [
                 Not(IsNull("expected_close")),
@@ -475,22 +601,25 @@ class AnalyticsService(Service):
             (q.period, q.owner_id): q.amount
             for q in self._s.read(Quota, quiet=True).find(Not(IsNull("owner_id")))
         }
-        out = []
-        for r in rows:
-            currency = r["amount.currency"]
-            weighted = int((Decimal(r["weighted"]) / 100).to_integral_value(ROUND_HALF_EVEN))
-            quota = quotas.get((r["expected_close"], r["owner_id"]))
-            out.append(
-                ForecastRow(
-                    period=r["expected_close"],
-                    owner_id=r["owner_id"],
-                    currency=currency,
-                    pipeline=Money.from_minor(r["pipeline"], currency),
-                    weighted=Money.from_minor(weighted, currency),
-                    won=Money.from_minor(r["won"], currency),
-                    quota=quota if quota is not None and quota.currency == currency else None,
+        if convert is not None:
+            out = _merged_forecast(rows, quotas, convert)
+        else:
+            out = []
+            for r in rows:
+                currency = r["amount.currency"]
+                pipeline, weighted, won = _forecast_minor(r)
+                quota = quotas.get((r["expected_close"], r["owner_id"]))
+                out.append(
+                    ForecastRow(
+                        period=r["expected_close"],
+                        owner_id=r["owner_id"],
+                        currency=currency,
+                        pipeline=Money.from_minor(pipeline, currency),
+                        weighted=Money.from_minor(weighted, currency),
+                        won=Money.from_minor(won, currency),
+                        quota=quota if quota is not None and quota.currency == currency else None,
+                    )
                 )
-            )
         return sorted(out, key=lambda row: (row.period, row.owner_id or "", row.currency))
 
     def win_rate(
@@ -500,12 +629,18 @@ class AnalyticsService(Service):
         since: datetime | None = None,
         until: datetime | None = None,
         custom: Mapping[str, Any] | None = None,
+        in_reporting_currency: bool = False,
+        rates_on: date | None = None,
     ) -> list[WinRateRow]:
         """Won vs lost deals closed in the period, and the mean sales cycle of the won ones.
 
         ``by``: ``owner``, ``source`` or ``period`` (month of closing).
         ``custom``: only deals with these custom field values.
+        With ``in_reporting_currency``, each row also has the won and lost
+        deals' amounts in the reporting currency, converted as
+        :meth:`forecast` converts (one more aggregate, by currency).
         """
+        convert = self._converter(in_reporting_currency, rates_on)
         keys = self._grouping(
             by,
             {
@@ -533,23 +668,58 @@ class AnalyticsService(Service):
             },
         )
         group = keys[0].name if keys and isinstance(keys[0], Field) else "closed_at"
-        return sorted(
-            (
-                WinRateRow(
-                    _label(r.get(group)) if keys else None,
-                    r["won"],
-                    r["lost"],
-                    None if r["cycle"] is None else round(r["cycle"] / 86400, 2),
+        amounts: dict[Any, list[Any]] = {}
+        if convert is not None:
+            for r in self._query(
+                Deal,
+                where,
+                [*keys, Field("amount.currency")],
+                {"won": Sum("amount", won), "lost": Sum("amount", Eq("status", DealStatus.LOST))},
+            ):
+                currency = r["amount.currency"]
+                sums = amounts.setdefault(r.get(group), [convert.zero, convert.zero, set()])
+                sums[0] += Money(convert.minor(r["won"], currency), convert.target)
+                sums[1] += Money(convert.minor(r["lost"], currency), convert.target)
+                sums[2].add(currency)
+        out = []
+        for r in rows:
+            row = WinRateRow(
+                _label(r.get(group)) if keys else None,
+                r["won"],
+                r["lost"],
+                None if r["cycle"] is None else round(r["cycle"] / 86400, 2),
+            )
+            if convert is not None:
+                won_amount, lost_amount, currencies = amounts.get(
+                    r.get(group), [convert.zero, convert.zero, set()]
                 )
-                for r in rows
-            ),
-            key=lambda row: (row.group is None, row.group or ""),
-        )
+                row = attrs.evolve(
+                    row,
+                    won_amount=won_amount,
+                    lost_amount=lost_amount,
+                    rates=convert.rates(currencies),
+                )
+            out.append(row)
+        return sorted(out, key=lambda row: (row.group is None, row.group or ""))
 
-    def sources(self, *, by: str = "source") -> list[SourceRow]:
-        """Lead-source (or campaign) effectiveness: leads, conversions, won deals, revenue, cost."""
+    def sources(
+        self,
+        *,
+        by: str = "source",
+        in_reporting_currency: bool = False,
+        rates_on: date | None = None,
+    ) -> list[SourceRow]:
+        """Lead-source (or campaign) effectiveness: leads, conversions, won deals, revenue, cost.
+
+        Revenue is the won deals' amounts; ``revenues`` holds them per
+        currency and ``revenue`` one of them (the first currency by code).
+        With ``in_reporting_currency``, ``revenue`` is every currency's
+        converted and added, and the campaign's budget is converted too, as
+        :meth:`forecast` converts.
+        """
         if by not in ("source", "campaign"):
             raise ValidationError("by", by, "must be source or campaign")
+        convert = self._converter(in_reporting_currency, rates_on)
         leads = self._query(
             Lead,
             None,
@@ -573,25 +743,30 @@ class AnalyticsService(Service):
         out = []
         for row in leads:
             key = row[by]
-            won_rows = won.get(key, [])
-            currency = won_rows[0]["amount.currency"] if won_rows else None
-            revenue = (
-                Money.from_minor(
-                    sum(d["revenue"] for d in won_rows if d["amount.currency"] == currency),
-                    currency,
-                )
-                if currency
-                else None
-            )
+            won_rows = sorted(won.get(key, []), key=lambda d: str(d["amount.currency"]))
+            revenues = tuple(Money.from_minor(d["revenue"], d["amount.currency"]) for d in won_rows)
+            revenue = revenues[0] if revenues else None
+            cost = costs.get(key) if key else None
+            rates: tuple[RateUsed, ...] = ()
+            if convert is not None:
+                if revenues:
+                    revenue = convert.zero
+                    for money in revenues:
+                        revenue += convert(money)
+                originals = [m.currency for m in revenues] + ([cost.currency] if cost else [])
+                rates = convert.rates(originals)
+                cost = None if cost is None else convert(cost)
             out.append(
                 SourceRow(
                     source=key,
                     leads=row["leads"],
                     converted=row["converted"],
                     won_deals=sum(d["won"] for d in won_rows),
-                    currency=currency,
+                    currency=None if revenue is None else revenue.currency,
                     revenue=revenue,
-                    cost=costs.get(key) if key else None,
+                    cost=cost,
+                    revenues=revenues,
+                    rates=rates,
                 )
             )
         return sorted(out, key=lambda r: (r.source is None, r.source or ""))
@@ -723,6 +898,42 @@ class AnalyticsService(Service):
                 )
             )
         return sorted(out, key=lambda row: (row.group is None, row.group or ""))
+
+
+def _merged_forecast(
+    rows: Iterable[Mapping[str, Any]],
+    quotas: Mapping[tuple[str, str | None], Money],
+    convert: _Converter,
+) -> list[ForecastRow]:
+    """The forecast's per-currency rows as one row per period and owner, converted."""
+    # Decimals until the end: a Money per group and figure would cost more than the query.
+    sums: dict[tuple[str, str | None], list[Decimal]] = {}
+    currencies: dict[tuple[str, str | None], set[str]] = defaultdict(set)
+    for r in rows:
+        key = (r["expected_close"], r["owner_id"])
+        currency = r["amount.currency"]
+        total = sums.setdefault(key, [Decimal(0)] * 3)
+        for i, minor in enumerate(_forecast_minor(r)):
+            total[i] += convert.minor(minor, currency)
+        currencies[key].add(currency)
+    out = []
+    target = convert.target
+    for (period, owner), (pipeline, weighted, won) in sums.items():
+        quota = quotas.get((period, owner))
+        used = currencies[(period, owner)] | ({quota.currency} if quota is not None else set())
+        out.append(
+            ForecastRow(
+                period=period,
+                owner_id=owner,
+                currency=target,
+                pipeline=Money(pipeline, target),
+                weighted=Money(weighted, target),
+                won=Money(won, target),
+                quota=None if quota is None else convert(quota),
+                rates=convert.rates(used),
+            )
+        )
+    return out
 
 
 def _name(key: GroupKey) -> str:
