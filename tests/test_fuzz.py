@@ -540,6 +540,9 @@ CALLS: dict[str, dict[str, Any]] = {
         "by": "source", "since": NOW, "until": NOW, "period": "month", "custom": OMIT,
     },
     "analytics.rfm": {"as_of": date(2026, 8, 1)},
+    "analytics.subscriptions": {
+        "as_of": date(2026, 8, 1), "in_reporting_currency": True, "rates_on": date(2026, 3, 1),
+    },
     "analytics.service": {"by": "priority", "since": NOW, "until": NOW, "custom": OMIT},
     "analytics.stage_funnel": {
         "pipeline": "default", "by": "owner", "since": NOW, "until": LATER, "period": "month",

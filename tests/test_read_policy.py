@@ -54,6 +54,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import attrs
@@ -1292,6 +1293,27 @@ def got_aging(rows: Any) -> dict[Any, tuple[int, ...]]:
     return {None: (sum(r.count for r in rows), sum(r.outstanding.minor for r in rows))}
 
 
+_RUNS_ON = date(2026, 1, 5)  # the world's subscriptions run from March 2025 to February 2026
+
+
+def expect_subscriptions(o: Oracle, t: Truth) -> dict[Any, tuple[int, ...]]:
+    """Running subscriptions and their MRR in minor units, per currency, on ``_RUNS_ON``."""
+    rows: dict[Any, list[Any]] = defaultdict(lambda: [0, Decimal(0)])
+    for c in o.readable("contract", t):
+        if c.billing_period is None or _status(c) not in ("signed", "active", "completed"):
+            continue
+        if c.start <= _RUNS_ON <= c.end:
+            row = rows[c.recurring.currency]
+            row[0] += 1
+            months = {"monthly": 1, "quarterly": 3, "yearly": 12}[str(_plain(c.billing_period))]
+            row[1] += Decimal(c.recurring.minor) / months
+    return {k: (n, int(mrr.to_integral_value(ROUND_HALF_EVEN))) for k, (n, mrr) in rows.items()}
+
+
+def got_subscriptions(rows: Any) -> dict[Any, tuple[int, ...]]:
+    return {r.currency: (r.subscriptions, r.mrr.minor) for r in rows}
+
+
 def expect_service(o: Oracle, t: Truth, by_agent: bool) -> dict[Any, tuple[int, ...]]:
     rows: dict[Any, list[int]] = defaultdict(lambda: [0, 0, 0])
     for ticket in o.readable("ticket", t):
@@ -1611,6 +1633,24 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
             )
         ),
         figure(lambda o, t: expect_service(o, t, True), got_service),
+    ),
+    "analytics.subscriptions": Read(
+        once(
+            call(
+                as_of=_RUNS_ON,
+                reads=(
+                    "contract.billing_period",
+                    "contract.status",
+                    "contract.start",
+                    "contract.end",
+                    "contract.recurring",
+                    "contract.ended_at",
+                    "contract.renewed_by",
+                    "contract.renewal_of",
+                ),
+            )
+        ),
+        figure(expect_subscriptions, got_subscriptions),
     ),
     "analytics.stage_funnel": Read(
         once(call(reads=("deal.stage", "deal.stage_history"))),

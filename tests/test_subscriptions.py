@@ -23,7 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pycrm
@@ -888,6 +888,121 @@ def test_a_renewal_is_audited_and_the_old_term_records_who_renewed_and_reminded(
     assert [(e.action, e.actor_id, e.at) for e in entries] == [
         ("renew", p.sam.id, at(2026, 12, 11))
     ]
+
+
+# -- MRR, ARR and churn ------------------------------------------------------------------
+
+
+def test_mrr_arr_and_churn_per_currency_and_in_the_reporting_currency(
+    crm: pycrm.CRM, fake_clock: FakeClock
+) -> None:
+    """On 10 January 2026, the month back to 10 December 2025:
+
+    * monthly 100 EUR from 1 January: running, new;
+    * quarterly 300 EUR from 20 December: running (100 EUR a month), new;
+    * yearly 1,200 USD through 31 December 2025, not renewed: running on
+      10 December (100 USD a month), churned;
+    * monthly 50 EUR since June 2025, terminated on 10 January: running on
+      10 December, churned, not running any more;
+    * monthly 70 EUR through 30 November: over before the month, not counted;
+    * a one-off contract: not a subscription.
+    """
+    p = setup(crm)
+    fake_clock.set(at(2025, 12, 1))
+    with crm.session(actor=p.sam.id) as s:
+        subscribe(s, p, recurring=eur("100"), start=date(2026, 1, 1))
+        subscribe(s, p, recurring=eur("300"), period="quarterly", start=date(2025, 12, 20))
+        subscribe(s, p, recurring=money("1200", "USD"), period="yearly", start=date(2025, 1, 1))
+        gone = subscribe(s, p, recurring=eur("50"), start=date(2025, 6, 1))
+        subscribe(s, p, recurring=eur("70"), start=date(2025, 10, 1), end=date(2025, 11, 30))
+        one_off = won_deal(s, p, eur("999"))
+        s.contracts.sign(s.contracts.submit(s.contracts.draft(one_off.id).id).id)
+    fake_clock.set(at(2026, 1, 10))
+    with crm.session(actor=p.sam.id) as s:
+        s.contracts.terminate(gone.id, "moved to a competitor")
+    with crm.session(actor=p.fin.id) as s:
+        s.rates.set("USD", "EUR", "0.9", on=date(2026, 1, 2))
+        rows = s.analytics.subscriptions()
+        [converted] = s.analytics.subscriptions(in_reporting_currency=True)
+        before = s.analytics.subscriptions(as_of=date(2025, 12, 10))
+    got = {
+        r.currency: (r.subscriptions, r.mrr, r.start_mrr, r.new_mrr, r.churned_mrr) for r in rows
+    }
+    assert got == {
+        "EUR": (2, eur("200"), eur("50"), eur("200"), eur("50")),
+        "USD": (0, money("0", "USD"), money("100", "USD"), money("0", "USD"), money("100", "USD")),
+    }
+    eur_row = next(r for r in rows if r.currency == "EUR")
+    assert (eur_row.arr, eur_row.churn_rate) == (eur("2400"), 1.0)
+    # USD 100 at 0.9 is 90 EUR: 140 EUR a month before, 140 churned
+    assert (converted.currency, converted.subscriptions, converted.mrr) == ("EUR", 2, eur("200"))
+    assert (converted.start_mrr, converted.churned_mrr) == (eur("140"), eur("140"))
+    assert [(r.currency, r.rate) for r in converted.rates] == [
+        ("EUR", Decimal(1)),
+        ("USD", Decimal("0.9")),
+    ]
+    # on 10 December: the yearly, the terminated (not yet) and the November one's churn
+    got = {r.currency: (r.subscriptions, r.mrr, r.churned_mrr) for r in before}
+    assert got == {
+        "EUR": (1, eur("50"), eur("70")),
+        "USD": (1, money("100", "USD"), money("0", "USD")),
+    }
+
+
+_examples = itertools.count()
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    plans=st.lists(
+        st.tuples(
+            st.sampled_from(list(BillingPeriod)),
+            st.integers(1, 10**7),
+            st.sampled_from(["EUR", "JPY", "KWD"]),
+            st.dates(min_value=date(2024, 1, 1), max_value=date(2026, 6, 1)),
+            st.booleans(),
+        ),
+        max_size=8,
+    ),
+    as_of=st.dates(min_value=date(2024, 6, 1), max_value=date(2027, 6, 1)),
+)
+def test_mrr_is_the_recurring_amounts_per_month_of_the_terms_running_on_the_day(
+    crm: pycrm.CRM, plans: list[tuple[BillingPeriod, int, str, date, bool]], as_of: date
+) -> None:
+    made = []
+    with crm.session(actor=crm.system_actor, tenant=f"mrr-{next(_examples)}") as s:
+        customer = s.customers.create("Acme GmbH")
+        for period, minor, currency, start, stop in plans:
+            price = Money.from_minor(minor, currency)
+            deal = s.deals.create("Plan", customer_id=customer.id, amount=price)
+            s.deals.win(deal.id)
+            contract = s.contracts.draft(
+                deal.id, billing_period=period, recurring=price, start=start
+            )
+            contract = s.contracts.sign(s.contracts.submit(contract.id).id)
+            if stop:
+                contract = s.contracts.terminate(contract.id, "ended early")
+            made.append(contract)
+        rows = s.analytics.subscriptions(as_of=as_of)
+    stopped_on = crm.clock.now().date()  # terminated on the day the test runs (by the clock)
+    want: dict[str, list[Any]] = {}
+    for c in made:
+        assert c.recurring is not None
+        assert c.start is not None
+        assert c.end is not None
+        if not c.start <= as_of <= c.end:
+            continue
+        if c.status is _C.TERMINATED and stopped_on <= as_of:
+            continue
+        row = want.setdefault(c.recurring.currency, [0, Decimal(0)])
+        row[0] += 1
+        row[1] += c.recurring.amount / MONTHS[_P(c.billing_period)]
+    have = {r.currency: (r.subscriptions, r.mrr) for r in rows if r.subscriptions}
+    assert have == {k: (n, Money.of(v, k)) for k, (n, v) in want.items()}
 
 
 # -- edges -----------------------------------------------------------------------------------

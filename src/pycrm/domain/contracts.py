@@ -26,6 +26,7 @@ __all__ = [
     "ContractStatus",
     "Decision",
     "Instalment",
+    "add_months",
     "apply_discount",
     "build_schedule",
     "check_schedule",
@@ -296,7 +297,8 @@ def rescale_schedule(schedule: Sequence[Instalment], amount: Money) -> tuple[Ins
     )
 
 
-def _add_months(day: date, months: int) -> date:
+def add_months(day: date, months: int) -> date:
+    """``day`` moved ``months`` on (or back), on the month's last day where it is shorter."""
     month = day.month - 1 + months
     year = day.year + month // 12
     month = month % 12 + 1
@@ -323,7 +325,7 @@ def build_schedule(
     parts = amount.allocate(count)
     try:
         return tuple(
-            Instalment(i + 1, _add_months(first_due, i * every_months), part)
+            Instalment(i + 1, add_months(first_due, i * every_months), part)
             for i, part in enumerate(parts)
         )
     except (OverflowError, ValueError):
@@ -360,7 +362,7 @@ def term_end(start: date, period: BillingPeriod, periods: int) -> date:
     """The last day of ``periods`` billing periods from ``start`` (the day before the next)."""
     months = period.months * periods
     try:
-        return _add_months(start, months) - timedelta(days=1)
+        return add_months(start, months) - timedelta(days=1)
     except (OverflowError, ValueError):
         if _months_to_end(start) == months:  # the term ends on the last day there is
             return date.max
@@ -407,5 +409,5 @@ def subscription_schedule(
 ) -> tuple[Instalment, ...]:
     """One instalment of ``recurring`` at the start of each billing period."""
     return tuple(
-        Instalment(i + 1, _add_months(start, i * period.months), recurring) for i in range(periods)
+        Instalment(i + 1, add_months(start, i * period.months), recurring) for i in range(periods)
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -37,13 +37,14 @@ from pycrm.domain.aggregates import (
     SumProduct,
 )
 from pycrm.domain.campaigns import Campaign, Quota
-from pycrm.domain.contracts import Contract
+from pycrm.domain.contracts import BillingPeriod, Contract, ContractStatus, add_months
 from pycrm.domain.deals import Deal, DealStatus, StageVisit
 from pycrm.domain.fields import check_bool, check_date, check_key, check_money
 from pycrm.domain.leads import Lead, LeadStatus
 from pycrm.domain.money import Money, minor_units
 from pycrm.domain.org import Team, User
 from pycrm.domain.query import (
+    And,
     AnyKey,
     Eq,
     Filter,
@@ -77,6 +78,7 @@ __all__ = [
     "ServiceRow",
     "SourceRow",
     "StageFunnelRow",
+    "SubscriptionRow",
     "WinRateRow",
 ]
 
@@ -261,6 +263,43 @@ class RFMRow:
     m: int
     segment: str
     """``champions``, ``loyal``, ``new``, ``at_risk``, ``hibernating`` or ``potential``."""
+
+
+@attrs.frozen
+class SubscriptionRow:
+    """Recurring revenue on a day, and how it moved over the month up to it.
+
+    MRR is each running subscription's ``recurring`` amount per month (a
+    quarterly one's a third, a yearly one's a twelfth), summed exactly and
+    rounded half to even to the currency's minor units.
+    """
+
+    currency: str
+    """The subscriptions' currency; the reporting currency with ``in_reporting_currency``."""
+    subscriptions: int
+    """How many run on the day (signed, active, or completed or terminated after it)."""
+    mrr: Money
+    """Their monthly recurring revenue."""
+    start_mrr: Money
+    """The MRR of those running on the day a month before."""
+    new_mrr: Money
+    """The MRR of those that started in the month (a renewal is not new)."""
+    churned_mrr: Money
+    """The MRR lost in the month: terms that ended without a renewal, or were terminated."""
+    rates: tuple[RateUsed, ...] = ()
+    """With ``in_reporting_currency``: the rate each original currency was converted by."""
+
+    @property
+    def arr(self) -> Money:
+        """Annual recurring revenue: twelve times the MRR."""
+        return Money.of(self.mrr.amount * 12, self.mrr.currency)
+
+    @property
+    def churn_rate(self) -> float | None:
+        """Churned MRR / the MRR a month before (None when there was none)."""
+        if not self.start_mrr.amount:
+            return None
+        return float(self.churned_mrr.amount / self.start_mrr.amount)
 
 
 @attrs.frozen
@@ -820,6 +859,127 @@ class AnalyticsService(Service):
                 )
             )
         return sorted(out, key=lambda row: (-(row.r + row.f + row.m), row.customer_id))
+
+    def subscriptions(
+        self,
+        *,
+        as_of: date | None = None,
+        in_reporting_currency: bool = False,
+        rates_on: date | None = None,
+    ) -> list[SubscriptionRow]:
+        """MRR, ARR and churn of the subscriptions (contracts with a billing period).
+
+        On ``as_of`` (default today by the CRM clock), per currency: how many
+        subscriptions run, their MRR (and ARR), the MRR a month before, the
+        MRR started in the month up to ``as_of`` and the MRR churned in it
+        (terms that ended without a renewal, or were terminated). One
+        aggregate query; with ``in_reporting_currency`` one row, each
+        currency's figures converted as :meth:`forecast` converts them.
+        """
+        day = self._day(as_of)
+        if day >= date.max - timedelta(days=1):
+            raise ValidationError("as_of", as_of, "must be before 9999-12-30")
+        convert = self._converter(in_reporting_currency, rates_on)
+        since = add_months(day, -1)
+        lasting = [ContractStatus.SIGNED, ContractStatus.ACTIVE, ContractStatus.COMPLETED]
+        terminated = Eq("status", ContractStatus.TERMINATED)
+
+        def midnight(on: date) -> datetime:
+            return datetime.combine(on, time(), UTC)
+
+        def running(on: date) -> Filter:
+            after = on + timedelta(days=1)
+            return And(
+                (
+                    Range("start", None, after),
+                    Range("end", on, None),
+                    Or(
+                        (
+                            In("status", lasting),
+                            And(
+                                (
+                                    terminated,
+                                    Range("ended_at", midnight(after), None),
+                                )
+                            ),
+                        )
+                    ),
+                )
+            )
+
+        lapsed = And((In("status", lasting), IsNull("renewed_by"), Range("end", since, day)))
+        ended = And(
+            (
+                terminated,
+                Range(
+                    "ended_at",
+                    midnight(since + timedelta(days=1)),
+                    midnight(day + timedelta(days=1)),
+                ),
+            )
+        )
+        new = And(
+            (
+                running(day),
+                IsNull("renewal_of"),
+                Range("start", since + timedelta(days=1), day + timedelta(days=1)),
+            )
+        )
+        rows = self._query(
+            Contract,
+            Not(IsNull("billing_period")),
+            [Field("recurring.currency"), Field("billing_period")],
+            {
+                "count": Count(running(day)),
+                "mrr": Sum("recurring", running(day)),
+                "start": Sum("recurring", running(since)),
+                "new": Sum("recurring", new),
+                "churned": Sum("recurring", Or((lapsed, ended))),
+            },
+        )
+        figures = ("mrr", "start", "new", "churned")
+        exact: dict[str, dict[str, Decimal]] = {}
+        counts: dict[str, int] = defaultdict(int)
+        for r in rows:
+            currency = r["recurring.currency"]
+            months = BillingPeriod(r["billing_period"]).months
+            sums = exact.setdefault(currency, dict.fromkeys(figures, Decimal(0)))
+            for name in figures:
+                sums[name] += Decimal(r[name]).scaleb(-minor_units(currency)) / months
+            counts[currency] += r["count"]
+        per_currency = {
+            currency: {name: Money.of(value, currency) for name, value in sums.items()}
+            for currency, sums in exact.items()
+        }
+        if convert is None:
+            return [
+                SubscriptionRow(
+                    currency,
+                    counts[currency],
+                    m["mrr"],
+                    m["start"],
+                    m["new"],
+                    m["churned"],
+                )
+                for currency, m in sorted(per_currency.items())
+            ]
+        if not per_currency:
+            return []
+        total = dict.fromkeys(figures, convert.zero)
+        for m in per_currency.values():
+            for name in figures:
+                total[name] += convert(m[name])
+        return [
+            SubscriptionRow(
+                convert.target,
+                sum(counts.values()),
+                total["mrr"],
+                total["start"],
+                total["new"],
+                total["churned"],
+                rates=convert.rates(per_currency),
+            )
+        ]
 
     def aging(self, *, as_of: date | None = None) -> list[AgingRow]:
         """Unpaid receivables by days past due: current, 0-30, 31-60, 61-90, 90+."""
