@@ -119,6 +119,8 @@ MUTATION_TARGETS: dict[str, tuple[str, ...]] = {
         "tests/test_leads.py",
         "tests/test_tasks.py",
         "tests/test_contracts.py",
+        "tests/test_quotes.py",
+        "tests/test_subscriptions.py",
     ),
     "src/pycrm/services/imports.py": (
         "tests/test_import.py",

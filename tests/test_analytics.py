@@ -221,6 +221,39 @@ def test_rfm(crm: pycrm.CRM, company: SimpleNamespace) -> None:
     assert (row.r, row.f, row.m, row.segment) == (1, 1, 1, "hibernating")
 
 
+def test_rfm_counts_each_currency_as_money_not_as_minor_units(crm: pycrm.CRM) -> None:
+    """Acme bought for 1,000 EUR and 150,000 JPY, Bolt for 1,200 EUR (signed at t0).
+
+    Their frequency counts both purchases; the monetary value counts the
+    reporting currency (EUR) only, or, converted at 0.0062 EUR per yen, 1,930 EUR.
+    (Summed as minor units, Acme's purchases made 1,600.00 "EUR".)
+    """
+    with crm.session(actor=crm.system_actor) as s:
+        s.rates.set("JPY", "EUR", "0.0062", on=date(2026, 1, 1))
+        buyers = {name: s.customers.create(name).id for name in ("Acme", "Bolt")}
+        for name, amount, currency in (
+            ("Acme", "1000", "EUR"),
+            ("Acme", "150000", "JPY"),
+            ("Bolt", "1200", "EUR"),
+        ):
+            deal = s.deals.create(
+                name, customer_id=buyers[name], amount=pycrm.Money.of(amount, currency)
+            )
+            s.deals.win(deal.id)
+            s.contracts.sign(s.contracts.submit(s.contracts.draft(deal.id).id).id)
+        plain = {r.customer_id: r for r in s.analytics.rfm(as_of=date(2026, 3, 1))}
+        converted = {
+            r.customer_id: r
+            for r in s.analytics.rfm(as_of=date(2026, 3, 1), in_reporting_currency=True)
+        }
+    acme, bolt = buyers["Acme"], buyers["Bolt"]
+    assert (plain[acme].frequency, plain[acme].monetary) == (2, eur("1000"))
+    assert (plain[bolt].frequency, plain[bolt].monetary) == (1, eur("1200"))
+    assert (plain[acme].m, plain[bolt].m) == (1, 3)  # two buyers: quintile ranks 1 and 3
+    assert (converted[acme].monetary, converted[bolt].monetary) == (eur("1930"), eur("1200"))
+    assert (converted[acme].m, converted[bolt].m) == (3, 1)
+
+
 def test_service_metrics(crm: pycrm.CRM, company: SimpleNamespace) -> None:
     with crm.session(actor=crm.system_actor) as s:
         rows = {r.group: r for r in s.analytics.service(by="priority")}

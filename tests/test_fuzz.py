@@ -539,7 +539,9 @@ CALLS: dict[str, dict[str, Any]] = {
     "analytics.funnel": {
         "by": "source", "since": NOW, "until": NOW, "period": "month", "custom": OMIT,
     },
-    "analytics.rfm": {"as_of": date(2026, 8, 1)},
+    "analytics.rfm": {
+        "as_of": date(2026, 8, 1), "in_reporting_currency": True, "rates_on": date(2026, 3, 1),
+    },
     "analytics.subscriptions": {
         "as_of": date(2026, 8, 1), "in_reporting_currency": True, "rates_on": date(2026, 3, 1),
     },

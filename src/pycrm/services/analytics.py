@@ -810,38 +810,60 @@ class AnalyticsService(Service):
             )
         return sorted(out, key=lambda r: (r.source is None, r.source or ""))
 
-    def rfm(self, *, as_of: date | None = None) -> list[RFMRow]:
+    def rfm(
+        self,
+        *,
+        as_of: date | None = None,
+        in_reporting_currency: bool = False,
+        rates_on: date | None = None,
+    ) -> list[RFMRow]:
         """Recency, frequency and monetary value of each customer's purchases (signed contracts).
 
-        Scores are quintiles (5 best) over the customers with purchases;
-        monetary value counts the CRM's currency.
+        Scores are quintiles (5 best) over the customers with purchases.
+        Recency and frequency count every purchase; the monetary value counts
+        those in the reporting currency
+        (:attr:`~pycrm.services.products.RateService.reporting_currency`), or,
+        with ``in_reporting_currency``, every purchase, each currency's sum
+        converted as :meth:`forecast` converts it.
         """
         today = self._day(as_of)
-        currency = self._s.crm.currency
+        convert = self._converter(in_reporting_currency, rates_on)
+        currency = self._s.rates.reporting_currency if convert is None else convert.target
         rows = self._query(
             Contract,
             PURCHASES,
-            [Field("customer_id")],
+            [Field("customer_id"), Field("amount.currency")],
             {
                 "last": Max("signed_at"),
                 "orders": Count(),
                 "value": Sum("amount"),
             },
         )
+        buyers: dict[str, list[Any]] = {}  # customer → [last purchase, orders, value]
+        for group in rows:
+            buyer = buyers.setdefault(group["customer_id"], [None, 0, Decimal(0)])
+            last, spent = group["last"], group["value"]
+            if last is not None and (buyer[0] is None or last > buyer[0]):
+                buyer[0] = last
+            buyer[1] += group["orders"]
+            if convert is not None:
+                buyer[2] += convert.minor(spent, group["amount.currency"])
+            elif group["amount.currency"] == currency:
+                buyer[2] += Money.from_minor(spent, currency).amount
         data = [
             (
-                r["customer_id"],
-                (today - r["last"].date()).days if r["last"] else 10**6,
-                r["orders"],
-                r["value"],
+                customer,
+                (today - last.date()).days if last else 10**6,
+                orders,
+                Money.of(value, currency),
             )
-            for r in rows
+            for customer, (last, orders, value) in buyers.items()
         ]
         if not data:
             return []
         r_scores = _quintiles([d[1] for d in data], reverse=True)
         f_scores = _quintiles([d[2] for d in data])
-        m_scores = _quintiles([d[3] for d in data])
+        m_scores = _quintiles([float(d[3].amount) for d in data])
         out = []
         for (customer, recency, orders, value), r, f, m in zip(
             data, r_scores, f_scores, m_scores, strict=True
@@ -851,7 +873,7 @@ class AnalyticsService(Service):
                     customer,
                     recency,
                     orders,
-                    Money.from_minor(value, currency),
+                    value,
                     r,
                     f,
                     m,
