@@ -23,7 +23,14 @@ from pycrm.charts import check_target, figure, save
 from pycrm.domain.money import Money
 from pycrm.errors import ConfigurationError
 from pycrm.reports import Report
-from pycrm.services.analytics import AgingRow, ForecastRow, FunnelRow, ServiceRow, StageFunnelRow
+from pycrm.services.analytics import (
+    AgingRow,
+    ForecastRow,
+    FunnelRow,
+    ServiceRow,
+    StageFunnelRow,
+    SubscriptionRow,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -166,6 +173,33 @@ def test_one_currency_is_named_on_the_axis() -> None:
     assert texts(drawn).count("none") == 4  # the four empty buckets say so
 
 
+# -- subscriptions ---------------------------------------------------------------------------
+
+
+def test_the_mrr_bridge_shows_each_step_per_currency_with_its_figure() -> None:
+    usd = Money.of
+    rows = [
+        SubscriptionRow("EUR", 3, eur("1500"), eur("1200"), eur("400"), eur("100")),
+        SubscriptionRow("USD", 1, usd("90", "USD"), usd("0", "USD"), usd("90", "USD"),
+                        usd("0", "USD")),
+    ]  # fmt: skip
+    drawn = figure(report("subscriptions", rows))
+    (axes,) = drawn.axes
+    assert ticks(axes) == ["a month ago", "new", "churned", "now"]
+    assert axes.get_ylabel() == "Monthly recurring revenue"
+    assert legend(drawn) == ["EUR", "USD"]
+    heights = [round(b.get_height()) for b in bars(axes)]
+    assert heights == [1200, 400, 100, 1500, 0, 90, 0, 90]
+    assert texts(drawn).count("none") == 2  # USD: nothing a month ago, nothing churned
+    assert axes.get_title(loc="left") == "Tenant acme: 4 running subscriptions"
+
+
+def test_one_currencys_mrr_is_named_on_the_axis() -> None:
+    row = SubscriptionRow("EUR", 1, eur("10"), eur("10"), eur("0"), eur("0"))
+    (axes,) = figure(report("subscriptions", [row])).axes
+    assert axes.get_ylabel() == "MRR (EUR)"
+
+
 # -- service ---------------------------------------------------------------------------------
 
 
@@ -264,6 +298,7 @@ def test_the_analytics_guide_shows_each_chart_built_by_the_script_in_the_reposit
         "forecast.png",
         "aging.png",
         "service.png",
+        "subscriptions.png",
     ]
     guide = (DOCS / "analytics.md").read_text(encoding="utf-8")
     for path in written:

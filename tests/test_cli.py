@@ -559,7 +559,7 @@ def test_report_json_parses_back_with_owners_by_name(
 ) -> None:
     db = f"sqlite:///{tmp_path / 'crm.db'}"
     assert run(capsys, "demo", "--db", db, "--tenant", "t1")[0] == 0
-    for name in ("funnel", "stages", "forecast", "aging", "service"):
+    for name in ("funnel", "stages", "forecast", "aging", "service", "subscriptions"):
         status, out, err = run(capsys, "report", name, "--db", db, "--tenant", "t1", "--json")
         assert (status, err) == (0, "")
         report = json.loads(out)
@@ -573,6 +573,14 @@ def test_report_json_parses_back_with_owners_by_name(
     status, out, _ = run(capsys, "report", "forecast", "--db", db, "--tenant", "t1")
     assert "Sam Weber" in out
     assert row["owner_id"] not in out
+    status, out, _ = run(capsys, "report", "subscriptions", "--db", db, "--tenant", "t1", "--json")
+    (plan,) = json.loads(out)["rows"]  # the demo's service plan, started today
+    assert (plan["subscriptions"], plan["mrr"], plan["arr"]) == (
+        1,
+        {"amount": "1633.28", "currency": "EUR"},
+        {"amount": "19599.36", "currency": "EUR"},
+    )
+    assert (plan["new_mrr"], plan["churn_rate"]) == (plan["mrr"], None)
 
 
 # -- charts from the command line -----------------------------------------------------------

@@ -45,7 +45,7 @@ def test_the_demo_walks_a_customer_from_lead_to_cash_on_every_backend(crm: pycrm
     # (243.675 → 243.68 half-even, and 17.10) makes 1,633.28 a month.
     assert figures["quote_total"] == pycrm.Money.of("1633.28", "EUR")
     start, end, months = figures["subscription"]
-    assert (start.day, months, (end - start).days in (364, 365)) == (1, 12, True)
+    assert (months, (end - start).days in (364, 365)) == (12, True)
     assert figures["mrr"] == {"EUR": pycrm.Money.of("1633.28", "EUR")}
     assert figures["pending_outbox"] == len(figures["signals"])
     # The trade-show list: Jonas is new, Anna is already a lead, Jonas again is a

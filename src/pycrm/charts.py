@@ -1,8 +1,9 @@
 """Charts of the analytics reports, fit for a slide (matplotlib: ``pip install 'pycrm[charts]'``).
 
 Each chart has a title that says what it shows, labelled axes with units and
-currency, people by name, every funnel stage, aging bucket and ticket
-priority (empty ones too, shown as 0), and the figure on every bar. Counts
+currency, people by name, every funnel stage, aging bucket, ticket
+priority and step of the MRR bridge (empty ones too, shown as 0), and the
+figure on every bar. Counts
 that span more than :data:`LOG_RANGE` times use a log scale, so one won deal
 stays visible beside a thousand captured leads. A report without data gets
 a figure that says so instead of an empty axis.
@@ -109,6 +110,7 @@ def figure(report: Report) -> Figure:
         "forecast": _forecast,
         "aging": _aging,
         "service": _service,
+        "subscriptions": _subscriptions,
     }
     draw[report.name](drawn, report)
     return drawn
@@ -467,3 +469,51 @@ def _service(drawn: Figure, report: Report) -> None:
     for axes in (counts, hours):
         axes.tick_params(labelbottom=True)
         axes.set_xticks(x, [g.capitalize() for g in groups])
+
+
+#: The MRR bridge's steps, as they read on the axis.
+_BRIDGE = (
+    ("start_mrr", "a month ago"),
+    ("new_mrr", "new"),
+    ("churned_mrr", "churned"),
+    ("mrr", "now"),
+)
+
+
+def _subscriptions(drawn: Figure, report: Report) -> None:
+    if not report.data:
+        _no_data(drawn, f"no subscriptions in tenant {report.tenant}")
+        return
+    currencies = [r.currency for r in report.data]
+    axes = drawn.add_subplot()
+    _style(axes)
+    values = [float(getattr(r, field).amount) for r in report.data for field, _ in _BRIDGE]
+    _scale(
+        axes,
+        values,
+        f"MRR ({currencies[0]})" if len(currencies) == 1 else "Monthly recurring revenue",
+        log=False,
+    )
+    _thousands(axes)
+    width = 0.8 / len(currencies)
+    for n, (row, offset) in enumerate(
+        zip(report.data, _offsets(len(currencies), width), strict=True)
+    ):
+        amounts = [float(getattr(row, field).amount) for field, _ in _BRIDGE]
+        positions = [i + offset for i in range(len(_BRIDGE))]
+        axes.bar(positions, amounts, width, color=_COLOURS[n], label=row.currency)
+        for x, value in zip(positions, amounts, strict=True):
+            axes.annotate(
+                _short(value) if value else "none", (x, value),
+                xytext=(0, 3), textcoords="offset points", ha="center", va="bottom", fontsize=8,
+            )  # fmt: skip
+    axes.set_xticks(range(len(_BRIDGE)), [label for _, label in _BRIDGE])
+    axes.set_xlabel("Monthly recurring revenue over the last month")
+    total = sum(r.subscriptions for r in report.data)
+    axes.set_title(
+        f"Tenant {report.tenant}: {total:,} running subscription{'s' if total != 1 else ''}",
+        fontsize=10,
+        loc="left",
+    )
+    if len(currencies) > 1:
+        drawn.legend(loc="outside right upper", frameon=False, title="Currency")

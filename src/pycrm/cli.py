@@ -38,6 +38,9 @@ reports:
             61-90, 90+ (count and outstanding amount, per currency)
   service   tickets per priority: opened, resolved, mean first-response and
             resolution hours, SLA breach rate, mean CSAT (1-5)
+  subscriptions
+            per currency: running subscriptions, MRR and ARR, the MRR a month ago,
+            new and churned MRR over the month, churn rate
 
 Figures cover what the --as user may read (default: system, everything).
 A chart file's extension picks its format: .png, .svg or .pdf (needs
@@ -210,7 +213,9 @@ def parser() -> argparse.ArgumentParser:
         epilog=_REPORTS,
     )
     report.add_argument(
-        "report", choices=["funnel", "stages", "forecast", "aging", "service"], help="which report"
+        "report",
+        choices=["funnel", "stages", "forecast", "aging", "service", "subscriptions"],
+        help="which report",
     )
     _db(report)
     _as(report, what="reporting")

@@ -18,7 +18,7 @@ import csv
 import io
 import shlex
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -278,8 +278,7 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
             {"product_id": remote.id},
         ])  # fmt: skip
         quote = s.quotes.send(quote.id)  # 5 % is within the policy: no approval
-        next_month = date(today.year + today.month // 12, today.month % 12 + 1, 1)
-        quote = s.quotes.accept(quote.id, start=next_month)
+        quote = s.quotes.accept(quote.id, start=today)  # a year, billed monthly from today
         assert quote.contract_id is not None
         s.contracts.submit(quote.contract_id)
         subscription = s.contracts.sign(quote.contract_id)

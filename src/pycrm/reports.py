@@ -19,7 +19,7 @@ from rich.markup import escape
 from pycrm.crm import connect
 from pycrm.domain.tickets import Priority
 from pycrm.errors import ConfigurationError, CRMError
-from pycrm.serialization import to_dict
+from pycrm.serialization import converter, to_dict
 from pycrm.services.analytics import ForecastRow
 from pycrm.session import Session
 from pycrm.terminal import actor_for, explained, print_json, table, warn_if_empty
@@ -50,7 +50,7 @@ class Report:
     """One report's figures: typed rows for JSON and charts, and the table a person reads."""
 
     name: str
-    """``funnel``, ``stages``, ``forecast``, ``aging`` or ``service``."""
+    """``funnel``, ``stages``, ``forecast``, ``aging``, ``service`` or ``subscriptions``."""
     title: str
     """What it shows, e.g. ``Lead funnel by source``."""
     tenant: str
@@ -75,9 +75,12 @@ class Report:
         rows = []
         for row in self.data:
             item = to_dict(row)
-            for derived in ("conversion_rate", "conversion", "attainment", "breach_rate"):
+            derived_figures = (
+                "conversion_rate", "conversion", "attainment", "breach_rate", "arr", "churn_rate",
+            )  # fmt: skip
+            for derived in derived_figures:
                 if hasattr(row, derived):
-                    item[derived] = getattr(row, derived)
+                    item[derived] = converter.unstructure(getattr(row, derived))
             if isinstance(row, ForecastRow):
                 item["owner_name"] = None if row.owner_id is None else self.owner(row.owner_id)
             rows.append(item)
@@ -156,6 +159,18 @@ def _service(s: Session) -> tuple[str, list[str], list[list[Any]], list[Any]]:
     return "Service desk by priority", head, rows, data
 
 
+def _subscriptions(s: Session) -> tuple[str, list[str], list[list[Any]], list[Any]]:
+    # ARR (12 × MRR) is in the JSON: eight columns would not fit 80 characters
+    data = s.analytics.subscriptions()
+    head = ["currency", "running", "MRR", "a month ago", "new", "churned", "churn"]
+    rows = [
+        [r.currency, r.subscriptions, *(f"{m.amount:,}" for m in
+         (r.mrr, r.start_mrr, r.new_mrr, r.churned_mrr)), _percent(r.churn_rate)]
+        for r in data
+    ]  # fmt: skip
+    return "Recurring revenue (MRR) and churn over the last month", head, rows, data
+
+
 #: Report name → the function that runs it in a session.
 REPORTS: dict[str, Callable[[Session], tuple[str, list[str], list[list[Any]], list[Any]]]] = {
     "funnel": _funnel,
@@ -163,6 +178,7 @@ REPORTS: dict[str, Callable[[Session], tuple[str, list[str], list[list[Any]], li
     "forecast": _forecast,
     "aging": _aging,
     "service": _service,
+    "subscriptions": _subscriptions,
 }
 
 
