@@ -195,6 +195,21 @@ def _bars(
             )  # fmt: skip
 
 
+def _money_axes(
+    drawn: Figure, currencies: Sequence[str], amounts: Sequence[float], label: str, many: str
+) -> tuple[Axes, float]:
+    """An axes for ``amounts`` of money (linear, in thousands) and each currency's bar width.
+
+    The y label names the currency when there is one (``label (EUR)``), else reads ``many``.
+    """
+    axes = drawn.add_subplot()
+    _style(axes)
+    name = f"{label} ({currencies[0]})" if len(currencies) == 1 else many
+    _scale(axes, amounts, name, log=False)
+    _thousands(axes)
+    return axes, 0.8 / len(currencies)
+
+
 def _label(value: str | None, missing: str) -> str:
     """A stored key as words: ``trade_show`` → ``trade show``."""
     return missing if not value else value.replace("_", " ")
@@ -369,17 +384,8 @@ def _aging(drawn: Figure, report: Report) -> None:
         return
     currencies = sorted({r.currency for r in report.data})
     found = {(r.bucket, r.currency): r for r in report.data}
-    axes = drawn.add_subplot()
-    _style(axes)
     amounts = [float(r.outstanding.amount) for r in report.data]
-    _scale(
-        axes,
-        amounts,
-        f"Outstanding ({currencies[0]})" if len(currencies) == 1 else "Outstanding amount",
-        log=False,
-    )
-    _thousands(axes)
-    width = 0.8 / len(currencies)
+    axes, width = _money_axes(drawn, currencies, amounts, "Outstanding", "Outstanding amount")
     for n, (currency, offset) in enumerate(
         zip(currencies, _offsets(len(currencies), width), strict=True)
     ):
@@ -485,17 +491,8 @@ def _subscriptions(drawn: Figure, report: Report) -> None:
         _no_data(drawn, f"no subscriptions in tenant {report.tenant}")
         return
     currencies = [r.currency for r in report.data]
-    axes = drawn.add_subplot()
-    _style(axes)
     values = [float(getattr(r, field).amount) for r in report.data for field, _ in _BRIDGE]
-    _scale(
-        axes,
-        values,
-        f"MRR ({currencies[0]})" if len(currencies) == 1 else "Monthly recurring revenue",
-        log=False,
-    )
-    _thousands(axes)
-    width = 0.8 / len(currencies)
+    axes, width = _money_axes(drawn, currencies, values, "MRR", "Monthly recurring revenue")
     for n, (row, offset) in enumerate(
         zip(report.data, _offsets(len(currencies), width), strict=True)
     ):
