@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -581,6 +582,37 @@ def test_report_json_parses_back_with_owners_by_name(
         {"amount": "19599.36", "currency": "EUR"},
     )
     assert (plan["new_mrr"], plan["churn_rate"]) == (plan["mrr"], None)
+
+
+def test_a_report_in_the_reporting_currency_names_its_rates_and_others_refuse_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite:///{tmp_path / 'crm.db'}"
+    assert run(capsys, "demo", "--db", db, "--tenant", "t1")[0] == 0
+    with pycrm.connect(db) as crm, crm.session(actor=crm.system_actor, tenant="t1") as s:
+        # a deal of Sam's in dollars, closing in the same month as his won one
+        deal = s.deals.list()[0]
+        s.rates.set("USD", "EUR", "0.9", on=date(2020, 1, 1))
+        s.deals.create("US order", customer_id=deal.customer_id, amount=pycrm.Money.of("1000", "USD"),
+                       expected_close=deal.expected_close, owner_id=deal.owner_id)  # fmt: skip
+    args = ("report", "forecast", "--db", db, "--tenant", "t1", "--json")
+    status, out, err = run(capsys, *args, "--in-reporting-currency")
+    assert (status, err) == (0, "")
+    report = json.loads(out)
+    assert report["title"].endswith(", in EUR")
+    (row,) = report["rows"]  # one row for Sam: EUR and USD together
+    assert (row["currency"], row["won"], row["pipeline"]) == (
+        "EUR",
+        {"amount": "180000.00", "currency": "EUR"},
+        {"amount": "900.00", "currency": "EUR"},  # 1,000 USD at 0.9
+    )
+    assert [(r["currency"], r["rate"]) for r in row["rates"]] == [("EUR", "1"), ("USD", "0.9")]
+    status, out, _ = run(capsys, *args)
+    assert sorted(r["currency"] for r in json.loads(out)["rows"]) == ["EUR", "USD"]
+    status, out, err = run(capsys, "report", "funnel", "--db", db, "--tenant", "t1",
+                           "--in-reporting-currency")  # fmt: skip
+    assert status != 0
+    assert "forecast and subscriptions" in err
 
 
 # -- charts from the command line -----------------------------------------------------------

@@ -224,6 +224,12 @@ def parser() -> argparse.ArgumentParser:
         "--chart", metavar="FILE", help="also draw the report in FILE: .png, .svg or .pdf"
     )
     report.add_argument("--png", metavar="FILE", help="the same as --chart (kept for scripts)")
+    report.add_argument(
+        "--in-reporting-currency",
+        action="store_true",
+        help="forecast and subscriptions: every currency converted into the tenant's reporting "
+        "currency at today's rates (the rows name the rates used)",
+    )
     _json(report, "the report")
 
     export = _command(

@@ -26,6 +26,7 @@ from pycrm.terminal import actor_for, explained, print_json, table, warn_if_empt
 
 __all__ = [
     "AGING_BUCKETS",
+    "CONVERTIBLE",
     "FUNNEL_STAGES",
     "PRIORITIES",
     "REPORTS",
@@ -120,8 +121,10 @@ def _stages(s: Session) -> tuple[str, list[str], list[list[Any]], list[Any]]:
     return "Deal-stage funnel of the default pipeline", head, rows, data
 
 
-def _forecast(s: Session) -> tuple[str, list[str], list[list[Any]], list[Any]]:
-    data = s.analytics.forecast()
+def _forecast(
+    s: Session, *, converted: bool = False
+) -> tuple[str, list[str], list[list[Any]], list[Any]]:
+    data = s.analytics.forecast(in_reporting_currency=converted)
     head = ["month", "owner", "pipeline", "weighted", "won", "quota", "attainment"]
     rows = [
         [r.period, r.owner_id, r.pipeline, r.weighted, r.won, r.quota or "-",
@@ -159,9 +162,11 @@ def _service(s: Session) -> tuple[str, list[str], list[list[Any]], list[Any]]:
     return "Service desk by priority", head, rows, data
 
 
-def _subscriptions(s: Session) -> tuple[str, list[str], list[list[Any]], list[Any]]:
+def _subscriptions(
+    s: Session, *, converted: bool = False
+) -> tuple[str, list[str], list[list[Any]], list[Any]]:
     # ARR (12 × MRR) is in the JSON: eight columns would not fit 80 characters
-    data = s.analytics.subscriptions()
+    data = s.analytics.subscriptions(in_reporting_currency=converted)
     head = ["currency", "running", "MRR", "a month ago", "new", "churned", "churn"]
     rows = [
         [r.currency, r.subscriptions, *(f"{m.amount:,}" for m in
@@ -172,7 +177,7 @@ def _subscriptions(s: Session) -> tuple[str, list[str], list[list[Any]], list[An
 
 
 #: Report name → the function that runs it in a session.
-REPORTS: dict[str, Callable[[Session], tuple[str, list[str], list[list[Any]], list[Any]]]] = {
+REPORTS: dict[str, Callable[..., tuple[str, list[str], list[list[Any]], list[Any]]]] = {
     "funnel": _funnel,
     "stages": _stages,
     "forecast": _forecast,
@@ -192,14 +197,31 @@ def _names(session: Session, data: list[Any]) -> dict[str, str]:
         return {}
 
 
-def build_report(session: Session, name: str) -> Report:
+#: The reports that can convert every currency into the reporting currency.
+CONVERTIBLE = ("forecast", "subscriptions")
+
+
+def build_report(session: Session, name: str, *, in_reporting_currency: bool = False) -> Report:
     """Run report ``name`` in ``session`` (over what its actor may read).
 
-    :raises ConfigurationError: for an unknown report name.
+    With ``in_reporting_currency``, a report of :data:`CONVERTIBLE` converts
+    every currency into the tenant's reporting currency at today's rates.
+
+    :raises ConfigurationError: for an unknown report name, or
+        ``in_reporting_currency`` for a report that cannot convert.
+    :raises NotFound: when a currency has no rate to the reporting currency.
     """
     if name not in REPORTS:
         raise ConfigurationError(f"unknown report {name!r}; choose from {', '.join(REPORTS)}")
-    title, head, rows, data = REPORTS[name](session)
+    if in_reporting_currency:
+        if name not in CONVERTIBLE:
+            raise ConfigurationError(
+                f"the {name} report has no reporting currency; {' and '.join(CONVERTIBLE)} have"
+            )
+        title, head, rows, data = REPORTS[name](session, converted=True)
+        title = f"{title}, in {session.rates.reporting_currency}"
+    else:
+        title, head, rows, data = REPORTS[name](session)
     names = _names(session, data)
     if name == "forecast":
         for row in rows:
@@ -224,7 +246,7 @@ def run_report(args: argparse.Namespace, out: Console, err: Console) -> int:
         warn_if_empty(crm, args.tenant, err)
         actor = actor_for(crm, args.actor, args.tenant)
         with crm.session(actor=actor, tenant=args.tenant) as s:
-            report = build_report(s, args.report)
+            report = build_report(s, args.report, in_reporting_currency=args.in_reporting_currency)
     if args.json:
         print_json(report.to_json())
     else:
