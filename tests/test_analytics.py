@@ -254,6 +254,36 @@ def test_rfm_counts_each_currency_as_money_not_as_minor_units(crm: pycrm.CRM) ->
     assert (converted[acme].m, converted[bolt].m) == (3, 1)
 
 
+def test_aging_in_the_reporting_currency_adds_each_buckets_currencies_converted(
+    crm: pycrm.CRM, company: SimpleNamespace
+) -> None:
+    """The fixture's two unpaid EUR receivables, and a 3,000 USD contract in two
+    instalments due 10 January and 10 April: on 1 March the first is 50 days
+    late (0-30 holds the fixture's 500 EUR), the second not yet due."""
+    with crm.session(actor=crm.system_actor) as s:
+        s.rates.set("EUR", "USD", "1.25", on=date(2026, 1, 1))  # used inverted: 0.8
+        deal = s.deals.create(
+            "US order", customer_id=company.customer.id, amount=pycrm.Money.of("3000", "USD")
+        )
+        s.deals.win(deal.id)
+        contract = s.contracts.draft(
+            deal.id, instalments=2, first_due=date(2026, 1, 10), every_months=3
+        )
+        s.contracts.sign(s.contracts.submit(contract.id).id)
+        rows = s.analytics.aging(as_of=date(2026, 3, 1), in_reporting_currency=True)
+        plain = s.analytics.aging(as_of=date(2026, 3, 1))
+    assert [(r.bucket, r.currency, r.count, r.outstanding) for r in rows] == [
+        ("current", "EUR", 1, eur("1200")),  # 1,500 USD × 0.8
+        ("0-30", "EUR", 1, eur("500")),
+        ("31-60", "EUR", 2, eur("1600")),  # 400 EUR and 1,500 USD × 0.8
+    ]
+    assert [(r.currency, str(r.rate), r.inverted) for r in rows[-1].rates] == [
+        ("EUR", "1", False),
+        ("USD", "0.8", True),
+    ]
+    assert len(plain) == 4  # per currency: 31-60 has a row for each
+
+
 def test_service_metrics(crm: pycrm.CRM, company: SimpleNamespace) -> None:
     with crm.session(actor=crm.system_actor) as s:
         rows = {r.group: r for r in s.analytics.service(by="priority")}

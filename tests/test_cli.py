@@ -612,7 +612,7 @@ def test_a_report_in_the_reporting_currency_names_its_rates_and_others_refuse_it
     status, out, err = run(capsys, "report", "funnel", "--db", db, "--tenant", "t1",
                            "--in-reporting-currency")  # fmt: skip
     assert status != 0
-    assert "forecast and subscriptions" in err
+    assert "only forecast, aging, subscriptions" in err
 
 
 # -- charts from the command line -----------------------------------------------------------

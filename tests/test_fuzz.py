@@ -531,7 +531,9 @@ CALLS: dict[str, dict[str, Any]] = {
     "rates.to_reporting": {"money": Fresh(lambda: pycrm.Money.of("100", "USD")),
                            "on": date(2026, 3, 1)},
     # -- analytics -------------------------------------------------------------
-    "analytics.aging": {"as_of": date(2026, 8, 1)},
+    "analytics.aging": {
+        "as_of": date(2026, 8, 1), "in_reporting_currency": True, "rates_on": date(2026, 3, 1),
+    },
     "analytics.forecast": {
         "period": "month", "owner_id": Ref("rep"), "custom": OMIT,
         "in_reporting_currency": True, "rates_on": date(2026, 3, 1),

@@ -227,8 +227,8 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--in-reporting-currency",
         action="store_true",
-        help="forecast and subscriptions: every currency converted into the tenant's reporting "
-        "currency at today's rates (the rows name the rates used)",
+        help="forecast, aging and subscriptions: every currency converted into the tenant's "
+        "reporting currency at today's rates (the rows name the rates used)",
     )
     _json(report, "the report")
 

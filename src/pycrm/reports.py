@@ -134,8 +134,10 @@ def _forecast(
     return "Sales forecast by month of expected close", head, rows, data
 
 
-def _aging(s: Session) -> tuple[str, list[str], list[list[Any]], list[Any]]:
-    data = s.analytics.aging()
+def _aging(
+    s: Session, *, converted: bool = False
+) -> tuple[str, list[str], list[list[Any]], list[Any]]:
+    data = s.analytics.aging(in_reporting_currency=converted)
     found = {(r.bucket, r.currency): r for r in data}
     rows = [
         [bucket, currency, found[bucket, currency].count if (bucket, currency) in found else 0,
@@ -198,7 +200,7 @@ def _names(session: Session, data: list[Any]) -> dict[str, str]:
 
 
 #: The reports that can convert every currency into the reporting currency.
-CONVERTIBLE = ("forecast", "subscriptions")
+CONVERTIBLE = ("forecast", "aging", "subscriptions")
 
 
 def build_report(session: Session, name: str, *, in_reporting_currency: bool = False) -> Report:
@@ -216,7 +218,7 @@ def build_report(session: Session, name: str, *, in_reporting_currency: bool = F
     if in_reporting_currency:
         if name not in CONVERTIBLE:
             raise ConfigurationError(
-                f"the {name} report has no reporting currency; {' and '.join(CONVERTIBLE)} have"
+                f"the {name} report has no reporting currency; only {', '.join(CONVERTIBLE)}"
             )
         title, head, rows, data = REPORTS[name](session, converted=True)
         title = f"{title}, in {session.rates.reporting_currency}"

@@ -309,8 +309,11 @@ class AgingRow:
     bucket: str
     """``current``, ``0-30``, ``31-60``, ``61-90``, ``90+`` (days past due)."""
     currency: str
+    """The receivables' currency; the reporting currency with ``in_reporting_currency``."""
     count: int
     outstanding: Money
+    rates: tuple[RateUsed, ...] = ()
+    """With ``in_reporting_currency``: the rate each original currency was converted by."""
 
 
 @attrs.frozen
@@ -1003,26 +1006,53 @@ class AnalyticsService(Service):
             )
         ]
 
-    def aging(self, *, as_of: date | None = None) -> list[AgingRow]:
-        """Unpaid receivables by days past due: current, 0-30, 31-60, 61-90, 90+."""
+    def aging(
+        self,
+        *,
+        as_of: date | None = None,
+        in_reporting_currency: bool = False,
+        rates_on: date | None = None,
+    ) -> list[AgingRow]:
+        """Unpaid receivables by days past due: current, 0-30, 31-60, 61-90, 90+.
+
+        A row per bucket and currency; with ``in_reporting_currency`` a row
+        per bucket, each currency's outstanding sum converted as
+        :meth:`forecast` converts it.
+        """
         today = self._day(as_of)
+        convert = self._converter(in_reporting_currency, rates_on)
         rows = self._query(
             Receivable,
             In("status", _UNPAID),
             [AgeBucket("due", today), Field("amount.currency")],
             {"count": Count(), "amount": Sum("amount"), "paid": Sum("paid")},
         )
+        found = [
+            AgingRow(
+                r["due"],
+                r["amount.currency"],
+                r["count"],
+                Money.from_minor(r["amount"] - r["paid"], r["amount.currency"]),
+            )
+            for r in rows
+        ]
+        if convert is not None:
+            merged: dict[str, list[AgingRow]] = defaultdict(list)
+            for row in found:
+                merged[row.bucket].append(row)
+            found = [
+                AgingRow(
+                    bucket,
+                    convert.target,
+                    sum(r.count for r in parts),
+                    sum((convert(r.outstanding) for r in parts), convert.zero),
+                    rates=convert.rates(r.currency for r in parts),
+                )
+                for bucket, parts in merged.items()
+            ]
         order = ["current", "0-30", "31-60", "61-90", "90+"]
         return sorted(
-            (
-                AgingRow(
-                    r["due"],
-                    r["amount.currency"],
-                    r["count"],
-                    Money.from_minor(r["amount"] - r["paid"], r["amount.currency"]),
-                )
-                for r in rows
-            ),
+            found,
             key=lambda row: (order.index(row.bucket) if row.bucket in order else 99, row.currency),
         )
 
