@@ -196,6 +196,23 @@ def test_campaign_and_source_effectiveness(crm: pycrm.CRM, company: SimpleNamesp
     assert (sources["web"].leads, sources["web"].converted, sources["web"].revenue) == (2, 0, None)
 
 
+def test_a_won_deal_from_a_source_no_lead_has_still_counts_its_revenue(
+    crm: pycrm.CRM, company: SimpleNamespace
+) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        deal = s.deals.create(
+            "Walk-in", customer_id=company.customer.id, amount=eur("700"), source="referral"
+        )
+        s.deals.win(deal.id)
+        sources = {r.source: r for r in s.analytics.sources(by="source")}
+    assert set(sources) == {"fair", "web", "referral"}
+    referral = sources["referral"]
+    assert (referral.leads, referral.converted, referral.won_deals, referral.revenue) == (
+        0, 0, 1, eur("700"),
+    )  # fmt: skip
+    assert referral.conversion_rate == 0.0  # no lead to convert
+
+
 def test_receivables_aging(crm: pycrm.CRM, company: SimpleNamespace) -> None:
     with crm.session(actor=crm.system_actor) as s:
         march = [

@@ -1253,7 +1253,7 @@ def expect_sources(o: Oracle, t: Truth) -> dict[Any, tuple[int, ...]]:
     for lead in o.readable("lead", t):
         rows[lead.source][0] += 1
         rows[lead.source][1] += _status(lead) == "converted"
-    return {k: (*v, *won.get(k, [0, 0])) for k, v in rows.items()}
+    return {k: (*rows.get(k, [0, 0]), *won.get(k, [0, 0])) for k in rows.keys() | won.keys()}
 
 
 def got_sources(rows: Any) -> dict[Any, tuple[int, ...]]:

@@ -753,6 +753,8 @@ class AnalyticsService(Service):
     ) -> list[SourceRow]:
         """Lead-source (or campaign) effectiveness: leads, conversions, won deals, revenue, cost.
 
+        A row per source (or campaign) of the leads and of the won deals: a
+        deal entered with a source no lead has counts too, beside 0 leads.
         Revenue is the won deals' amounts; ``revenues`` holds them per
         currency and ``revenue`` one of them (the first currency by code).
         With ``in_reporting_currency``, ``revenue`` is every currency's
@@ -782,9 +784,10 @@ class AnalyticsService(Service):
             for campaign in self._s.read(Campaign, quiet=True).find():
                 if campaign.budget is not None:
                     costs[campaign.name] = campaign.budget
+        counted = {row[by]: row for row in leads}
         out = []
-        for row in leads:
-            key = row[by]
+        for key in counted.keys() | won.keys():  # a won deal's source may have no lead
+            row = counted.get(key, {"leads": 0, "converted": 0})
             won_rows = sorted(won.get(key, []), key=lambda d: str(d["amount.currency"]))
             revenues = tuple(Money.from_minor(d["revenue"], d["amount.currency"]) for d in won_rows)
             revenue = revenues[0] if revenues else None
