@@ -105,3 +105,27 @@ def test_more_activities_on_the_view_cost_no_extra_statements(sql_crm: pycrm.CRM
     with crm.session(actor=crm.system_actor) as s, counting(crm.engine) as many:
         assert len(s.customers.view(big, activities=200).activities) == 200
     assert len(few) == len(many)
+
+
+def test_a_quote_costs_one_statement_per_product_line_not_five(sql_crm: pycrm.CRM) -> None:
+    """The products are read in one query and the price lists once per draft; what each
+    product line adds is the query for its prices (quantity breaks)."""
+    euros = pycrm.Money.of
+    with sql_crm.session(actor=sql_crm.system_actor) as s:
+        acme = s.customers.create("Acme GmbH", tags=["wholesale"])
+        deal = s.deals.create("Order", customer_id=acme.id, amount=euros("1", "EUR"))
+        prices = s.price_lists.create("EUR", "EUR")
+        products = [s.products.create(f"P-{n}", f"Part {n}") for n in range(30)]
+        for product in products:
+            s.price_lists.set_price(prices.id, product.id, euros("10", "EUR"))
+    counts = {}
+    for size in (5, 30):
+        lines = [{"product_id": p.id, "quantity": 2} for p in products[:size]]
+        with (
+            sql_crm.session(actor=sql_crm.system_actor) as s,
+            counting(sql_crm.store.engine) as sql,
+        ):  # type: ignore[attr-defined]
+            quote = s.quotes.draft(deal.id, lines=lines)
+        assert len(quote.lines) == size
+        counts[size] = len(sql)
+    assert counts[30] - counts[5] == 25  # one per line more

@@ -77,6 +77,9 @@ class RuleContext:
         """True during a bulk import: the records are new and not stored yet."""
         self.crm = session.crm
         """The CRM (its settings)."""
+        self.memo: dict[Any, Any] = {}
+        """Scratch space for one call: a rule may keep here what it read for one record
+        (the applicable price lists) for the next records the same call handles."""
 
     def open_items(self, user_ids: Sequence[str]) -> dict[str, int]:
         """How many open items of this kind each user owns (one GROUP BY query)."""

@@ -36,12 +36,15 @@ class PriceLists:
         ctx: RuleContext,
     ) -> PriceLine | None:
         """The most specific applicable list's price for the quantity, or None."""
-        lists = ctx.session.read(PriceList, quiet=True).find(
-            all_of([Eq("active", True), Eq("currency", currency) if currency else None])
-        )
         tags = customer.tags if customer is not None else ()
         region = customer.region if customer is not None else None
-        usable = [p for p in lists if p.applies(on, tags, region)]
+        key = ("pycrm.pricing", currency, tuple(tags), region, on)
+        usable = ctx.memo.get(key)
+        if usable is None:  # once per call: a quote's lines share its customer and currency
+            lists = ctx.session.read(PriceList, quiet=True).find(
+                all_of([Eq("active", True), Eq("currency", currency) if currency else None])
+            )
+            usable = ctx.memo[key] = [p for p in lists if p.applies(on, tags, region)]
         if not usable:
             return None
         usable.sort(key=lambda p: (-p.specificity, -(p.valid_from or date.min).toordinal(), p.name))

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import attrs
 
 from pycrm.domain.contact_points import search_key
+from pycrm.domain.customers import Customer
 from pycrm.domain.fields import (
     check_bool,
     check_date,
@@ -476,11 +477,6 @@ class PriceListService(RecordService[PriceList]):
             list's terms (the quantity break, the unit price, the group,
             region, period or currency) from the actor.
         """
-        # Pricing reads the lists' terms and shows a unit price: refused where a
-        # field rule hides any of them (as filtering on them would be).
-        guard = self._s._guard
-        guard.check_fields(PriceList, [f.name for f in attrs.fields(PriceList) if f.name in _TERMS])
-        guard.check_fields(Price, ["min_quantity", "unit_price"])
         product = self._s.products._load(check_id("product_id", product_id))
         amount = check_quantity("quantity", quantity)
         customer = None
@@ -488,7 +484,28 @@ class PriceListService(RecordService[PriceList]):
             customer = self._s.customers._load(check_id("customer_id", customer_id))
         wanted = None if currency is None else check_currency("currency", currency)
         day = self._s._now().date() if on is None else _day("on", on)
-        line = self._s.crm.rules.price(product, amount, customer, wanted, day, RuleContext(self._s))
+        return self._price(product, amount, customer, wanted, day, RuleContext(self._s))
+
+    def _price(
+        self,
+        product: Product,
+        amount: Decimal,
+        customer: Customer | None,
+        wanted: str | None,
+        day: date,
+        ctx: RuleContext,
+    ) -> PriceLine:
+        """:meth:`price` of records already loaded and checked.
+
+        The lines of one call share ``ctx``: the built-in rule reads the
+        applicable lists once for them all (``ctx.memo``).
+        """
+        # Pricing reads the lists' terms and shows a unit price: refused where a
+        # field rule hides any of them (as filtering on them would be).
+        guard = self._s._guard
+        guard.check_fields(PriceList, [f.name for f in attrs.fields(PriceList) if f.name in _TERMS])
+        guard.check_fields(Price, ["min_quantity", "unit_price"])
+        line = self._s.crm.rules.price(product, amount, customer, wanted, day, ctx)
         if line is None:
             raise NotFound(
                 "price", f"{product.sku} x {amount}" + (f" in {wanted}" if wanted else "")

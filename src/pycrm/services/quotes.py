@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from datetime import date, timedelta
 from decimal import Decimal
@@ -12,6 +13,7 @@ from typing import Any, ClassVar
 import attrs
 
 from pycrm.domain.contracts import ApprovalStep, BillingPeriod, Decision
+from pycrm.domain.customers import Customer
 from pycrm.domain.deals import Deal, DealStatus
 from pycrm.domain.fields import (
     check_choice,
@@ -34,6 +36,7 @@ from pycrm.domain.products import Product
 from pycrm.domain.query import Eq, Filter, OrderBy, Range, all_of
 from pycrm.domain.quotes import EDITABLE, QUOTE_MOVES, Quote, QuoteStatus
 from pycrm.errors import InvalidTransition, NotFound, ValidationError
+from pycrm.rules.context import RuleContext
 from pycrm.services.approvals import Approvals
 from pycrm.services.records import checked_changes, write
 from pycrm.services.search import check_page
@@ -84,8 +87,35 @@ class QuoteService(Approvals[Quote]):
         except NotFound:
             return None
 
+    def _pricing(self, quote: Quote | Mapping[str, Any], lines: Sequence[Any] = ()) -> _Pricing:
+        """What the lines priced in one call share.
+
+        The customer (read once, when a line is priced from the lists), a rule
+        context, and the products ``lines`` name, read in one query (unreadable
+        ones are left to :meth:`_line`, which refuses them naming the line).
+        """
+        customer_id = _get(quote, "customer_id")
+
+        @functools.cache
+        def customer() -> Customer | None:
+            return None if customer_id is None else self._s.customers._load(customer_id)
+
+        ids = [
+            given["product_id"]
+            for given in lines
+            if isinstance(given, Mapping) and isinstance(given.get("product_id"), str)
+        ]
+        found = self._s.products._repo.get_many(ids) if ids else {}
+        readable = {k: p for k, p in found.items() if self._s._guard.allows(p, "read")}
+        self._s._saw(readable.values())
+        return _Pricing(customer, RuleContext(self._s), readable)
+
     def _line(
-        self, quote: Quote | Mapping[str, Any], given: Mapping[str, Any], prefix: str
+        self,
+        quote: Quote | Mapping[str, Any],
+        given: Mapping[str, Any],
+        prefix: str,
+        pricing: _Pricing,
     ) -> tuple[QuoteLine, Money | None]:
         """A line priced from ``given`` (see :meth:`add_line`) and its unit cost.
 
@@ -96,12 +126,13 @@ class QuoteService(Approvals[Quote]):
         unknown = sorted(set(given) - set(_LINE_KEYS))
         if unknown:
             raise ValidationError(f"{prefix}{unknown[0]}", given[unknown[0]], "is not a line field")
-        currency, customer_id = _get(quote, "currency"), _get(quote, "customer_id")
+        currency = _get(quote, "currency")
         quantity = check_quantity(f"{prefix}quantity", given.get("quantity", 1))
         discount = check_percent(f"{prefix}discount_percent", given.get("discount_percent", 0))
         product = None
         if given.get("product_id") is not None:
-            product = self._s.products._load(check_id(f"{prefix}product_id", given["product_id"]))
+            wanted = check_id(f"{prefix}product_id", given["product_id"])
+            product = pricing.products.get(wanted) or self._s.products._load(wanted)
             if not product.active:
                 raise ValidationError(
                     f"{prefix}product_id", product.id, f"{product.sku} is no longer offered"
@@ -121,8 +152,8 @@ class QuoteService(Approvals[Quote]):
                 raise ValidationError(
                     f"{prefix}unit_price", None, "is required for a line without a product"
                 )
-            priced = self._s.price_lists.price(
-                product.id, quantity=quantity, customer_id=customer_id, currency=currency
+            priced = self._s.price_lists._price(
+                product, quantity, pricing.customer(), currency, self._today(), pricing.ctx
             )
             unit_price, price_list_id = priced.unit_price, priced.price_list_id
         if unit_price.currency != currency:
@@ -225,7 +256,10 @@ class QuoteService(Approvals[Quote]):
         if isinstance(lines, str | bytes) or not isinstance(lines, Sequence):
             raise ValidationError("lines", lines, "must be a list of line mappings")
         context = {"currency": wanted, "customer_id": deal.customer_id}
-        priced = [self._line(context, given, f"lines[{i}].") for i, given in enumerate(lines)]
+        pricing = self._pricing(context, lines)
+        priced = [
+            self._line(context, given, f"lines[{i}].", pricing) for i, given in enumerate(lines)
+        ]
         fields = {
             "title": check_text("title", title or deal.name, required=True, limit=300),
             "deal_id": deal.id,
@@ -272,7 +306,7 @@ class QuoteService(Approvals[Quote]):
             "description": description,
             "tax_rate": tax_rate,
         }
-        line, cost = self._line(quote, given, "")
+        line, cost = self._line(quote, given, "", self._pricing(quote))
         return self._relined(quote, version, (*quote.lines, line), (*quote.costs, cost))
 
     def _index(self, quote: Quote, line: Any) -> int:
@@ -308,7 +342,7 @@ class QuoteService(Approvals[Quote]):
         if not repriced:
             given["unit_price"] = old.unit_price  # the price stays: by hand, or for this quantity
         given |= fields
-        new, cost = self._line(quote, given, "")
+        new, cost = self._line(quote, given, "", self._pricing(quote))
         if not repriced and "unit_price" not in fields:
             new = attrs.evolve(new, price_list_id=old.price_list_id)
         lines, costs = list(quote.lines), list(quote.costs)
@@ -602,6 +636,15 @@ class QuoteService(Approvals[Quote]):
             limit=limit,
             offset=offset,
         )
+
+
+@attrs.frozen
+class _Pricing:
+    """What the lines priced in one call share (see :meth:`QuoteService._pricing`)."""
+
+    customer: Callable[[], Customer | None]
+    ctx: RuleContext
+    products: Mapping[str, Product]
 
 
 def _period(value: Any) -> BillingPeriod | None:
