@@ -1,0 +1,384 @@
+"""Inbound email, read with the standard library: what a message says and who sent it.
+
+:func:`parse_mail` turns an RFC 5322 message (bytes, text or an
+:class:`email.message.Message`) into an :class:`InboundMail`: the sender,
+recipients, subject and sending time decoded (RFC 2047 words, any charset
+Python knows; undecodable bytes become U+FFFD rather than an error), the
+plain-text body (the ``text/plain`` part, else the HTML part turned into
+text), the attachments, the threading headers, and whether a machine sent it
+(an auto-reply, a bounce, a mailing list), which intake must not answer or
+open work for. :func:`read_mbox` and :func:`read_maildir` read a batch.
+
+This is the reading half of email intake: turning a message into a ticket or
+a lead is for the services that use it.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import mailbox
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
+from email.utils import getaddresses, parsedate_to_datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from pycrm.errors import ValidationError
+
+__all__ = [
+    "Attachment",
+    "InboundMail",
+    "find_token",
+    "html_to_text",
+    "parse_mail",
+    "read_maildir",
+    "read_mbox",
+    "ticket_token",
+]
+
+#: Subject beginnings of automatic replies (case-folded), in the languages seen most.
+AUTO_SUBJECTS = (
+    "auto:",
+    "automatic reply",
+    "autoreply",
+    "auto-reply",
+    "auto reply",
+    "out of office",
+    "out of the office",
+    "abwesenheitsnotiz",
+    "automatische antwort",
+    "réponse automatique",
+    "respuesta automática",
+    "risposta automatica",
+    "自动回复",
+    "自動回覆",
+    "自動応答",
+    "delivery status notification",
+    "undeliverable:",
+    "undelivered mail returned to sender",
+    "mail delivery failed",
+)
+
+#: Senders that are machines: bounces and mailer daemons (local part, case-folded).
+MACHINE_SENDERS = ("mailer-daemon", "postmaster", "no-reply", "noreply", "do-not-reply")
+
+_TOKEN = re.compile(r"\[#T-([0-9a-z]{8,40})\]", re.IGNORECASE)
+_SPACE = re.compile(r"\s+")
+
+
+@attrs.frozen
+class Attachment:
+    """A file that came with a message."""
+
+    filename: str
+    """Its name as sent (``attachment`` when none was given)."""
+    content_type: str
+    """Its MIME type, e.g. ``application/pdf``."""
+    data: bytes
+    """Its content, decoded from base64 or quoted-printable."""
+
+
+@attrs.frozen
+class InboundMail:
+    """What one inbound message says, decoded."""
+
+    message_id: str | None
+    """The ``Message-ID``, without angle brackets."""
+    sender: str | None
+    """The ``From`` address (``anna@acme.example``), or None when there is none."""
+    sender_name: str | None
+    """The display name in ``From``, decoded."""
+    to: tuple[str, ...]
+    """The ``To`` and ``Cc`` addresses."""
+    subject: str
+    """The subject, decoded, runs of white space made one space ("" without one)."""
+    text: str
+    """The plain-text body: the ``text/plain`` part, else the HTML part as text."""
+    html: str | None
+    """The HTML body, where there is one."""
+    in_reply_to: str | None
+    """The ``In-Reply-To`` message id, without angle brackets."""
+    references: tuple[str, ...]
+    """The ``References`` message ids, oldest first."""
+    attachments: tuple[Attachment, ...]
+    """The files sent with it (inline images too, when they have a file name)."""
+    sent_at: datetime | None
+    """The ``Date`` header in UTC (None when missing or unreadable)."""
+    automatic: str | None
+    """Why a machine sent it (an auto-reply, a bounce, a list), or None for a person."""
+
+    @property
+    def thread_ids(self) -> tuple[str, ...]:
+        """The message ids this one answers: ``In-Reply-To``, then ``References`` newest first."""
+        seen: list[str] = []
+        for found in (self.in_reply_to, *reversed(self.references)):
+            if found and found not in seen:
+                seen.append(found)
+        return tuple(seen)
+
+    @property
+    def token(self) -> str | None:
+        """The ticket id a ``[#T-…]`` token in the subject names (see :func:`ticket_token`)."""
+        return find_token(self.subject)
+
+
+def ticket_token(ticket_id: str) -> str:
+    """The token to put in a ticket's mail subjects, so replies find it: ``[#T-<id>]``."""
+    return f"[#T-{ticket_id}]"
+
+
+def find_token(subject: str) -> str | None:
+    """The ticket id of the first ``[#T-…]`` token in ``subject``, or None."""
+    found = _TOKEN.search(subject or "")
+    return found.group(1).lower() if found else None
+
+
+def parse_mail(raw: bytes | str | Message) -> InboundMail:
+    """Read one RFC 5322 message.
+
+    :raises ValidationError: (``message``) when ``raw`` is not bytes, text or a Message.
+    """
+    message = _message(raw)
+    sender_name, sender = _sender(message)
+    text, html, attachments = _bodies(message)
+    return InboundMail(
+        message_id=_msgid(message.get("Message-ID")),
+        sender=sender,
+        sender_name=sender_name,
+        to=tuple(_addresses(message, "To", "Cc")),
+        subject=_clean(_header(message, "Subject")),
+        text=text,
+        html=html,
+        in_reply_to=_msgid(message.get("In-Reply-To")),
+        references=tuple(_msgids(_header(message, "References"))),
+        attachments=tuple(attachments),
+        sent_at=_date(message.get("Date")),
+        automatic=_automatic(message, sender, _clean(_header(message, "Subject"))),
+    )
+
+
+def read_mbox(path: str | Path) -> Iterator[InboundMail]:
+    """Every message of an mbox file, in file order."""
+    box = mailbox.mbox(str(path), create=False)
+    try:
+        for key in box.iterkeys():
+            yield parse_mail(box.get_bytes(key))
+    finally:
+        box.close()
+
+
+def read_maildir(path: str | Path) -> Iterator[InboundMail]:
+    """Every message of a maildir (``new`` and ``cur``), oldest file name first."""
+    box = mailbox.Maildir(str(path), create=False)
+    for key in sorted(box.iterkeys()):
+        yield parse_mail(box.get_bytes(key))
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+def _message(raw: Any) -> EmailMessage:
+    if isinstance(raw, EmailMessage):
+        return raw
+    if isinstance(raw, Message):
+        return _message(raw.as_bytes())
+    if isinstance(raw, bytes | bytearray):
+        parsed = email.message_from_bytes(bytes(raw), policy=email.policy.default)
+    elif isinstance(raw, str):
+        parsed = email.message_from_string(raw, policy=email.policy.default)
+    else:
+        raise ValidationError(
+            "message", type(raw).__name__, "must be bytes, text or an email Message"
+        )
+    assert isinstance(parsed, EmailMessage)  # what the default policy makes
+    return parsed
+
+
+def _header(message: EmailMessage, name: str) -> str:
+    """A header's decoded text ("" when missing or beyond repair)."""
+    try:
+        value = message.get(name)
+    except Exception:  # a header the policy cannot parse: its raw text
+        wanted = name.lower()
+        value = next((v for k, v in message.raw_items() if k.lower() == wanted), None)
+    return "" if value is None else str(value)
+
+
+def _clean(text: str) -> str:
+    return _SPACE.sub(" ", text).strip()
+
+
+def _msgid(value: Any) -> str | None:
+    ids = _msgids("" if value is None else str(value))
+    return ids[0] if ids else None
+
+
+def _msgids(value: str) -> list[str]:
+    found = re.findall(r"<([^<>\s]+)>", value)
+    if not found and value.strip():
+        found = [part.strip("<>") for part in value.split() if part.strip("<>")]
+    return found
+
+
+def _sender(message: EmailMessage) -> tuple[str | None, str | None]:
+    try:
+        header = message["From"]
+    except Exception:
+        header = None
+    if header is None:
+        return None, None
+    addresses: tuple[Address, ...] = getattr(header, "addresses", ())
+    raw = next((str(v) for k, v in message.raw_items() if k.lower() == "from"), "")
+    pairs = getaddresses([raw])  # the raw text: also the old "a@b.example (Name)" form
+    if addresses:
+        name, address = addresses[0].display_name, addresses[0].addr_spec
+        if not name and pairs:
+            name = pairs[0][0]
+    else:
+        name, address = pairs[0] if pairs else ("", "")
+    return (name or None), (None if address in ("", "<>") else address)
+
+
+def _addresses(message: EmailMessage, *names: str) -> list[str]:
+    found: list[str] = []
+    for name in names:
+        for value in message.get_all(name, []):
+            for address in getattr(value, "addresses", ()):
+                if address.addr_spec and address.addr_spec not in found:
+                    found.append(address.addr_spec)
+    return found
+
+
+def _date(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    when = getattr(value, "datetime", None)
+    try:
+        if when is None:
+            when = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _content(part: EmailMessage) -> str:
+    """A text part's content, decoded: its charset, else UTF-8, bad bytes as U+FFFD."""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:  # a charset Python does not know
+        return payload.decode("utf-8", errors="replace")
+
+
+def _bodies(message: EmailMessage) -> tuple[str, str | None, list[Attachment]]:
+    plain: list[str] = []
+    html: list[str] = []
+    attachments: list[Attachment] = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        kind = part.get_content_type()
+        filename = part.get_filename()
+        disposition = part.get_content_disposition()
+        if filename or disposition == "attachment" or not kind.startswith("text/"):
+            if kind == "message/rfc822" or part.get_payload(decode=True) is None:
+                continue
+            data = part.get_payload(decode=True)
+            if isinstance(data, bytes):
+                attachments.append(Attachment(filename or "attachment", kind, data))
+            continue
+        if kind == "text/plain":
+            plain.append(_content(part))
+        elif kind == "text/html":
+            html.append(_content(part))
+    html_text = "\n".join(html) if html else None
+    if plain:
+        text = "\n".join(plain)
+    elif html_text is not None:
+        text = html_to_text(html_text)
+    else:
+        text = ""
+    return text.replace("\r\n", "\n").strip(), html_text, attachments
+
+
+def _automatic(message: EmailMessage, sender: str | None, subject: str) -> str | None:
+    """Why a machine sent ``message`` (RFC 3834 and the headers mail systems use), or None."""
+    auto = _header(message, "Auto-Submitted").strip().lower()
+    if auto and auto != "no":
+        return f"Auto-Submitted: {auto}"
+    for name in ("X-Autoreply", "X-Autorespond", "X-Autogenerated"):
+        if message.get(name) is not None:
+            return f"{name} header"
+    suppress = _header(message, "X-Auto-Response-Suppress").lower()
+    if any(word in suppress for word in ("all", "oof", "autoreply")):
+        return f"X-Auto-Response-Suppress: {suppress}"
+    precedence = _header(message, "Precedence").strip().lower()
+    if precedence in ("bulk", "junk", "list", "auto_reply"):
+        return f"Precedence: {precedence}"
+    if message.get("List-Id") is not None or message.get("List-Unsubscribe") is not None:
+        return "a mailing list (List-Id)"
+    if message.get_content_type() == "multipart/report":
+        return "a delivery report (multipart/report)"
+    if _header(message, "Return-Path").strip() == "<>":
+        return "a bounce (empty Return-Path)"
+    local = (sender or "").partition("@")[0].lower()
+    if local in MACHINE_SENDERS:
+        return f"sent by {local}"
+    folded = subject.casefold()
+    for start in AUTO_SUBJECTS:
+        if folded.startswith(start):
+            return f"an automatic subject ({subject[: len(start)]})"
+    return None
+
+
+# -- HTML to text ----------------------------------------------------------------------
+
+_BLOCKS = {
+    "p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre",
+    "table", "ul", "ol", "hr", "section", "article", "header", "footer",
+}  # fmt: skip
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style", "head", "title"):
+            self._skip += 1
+        elif tag in _BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "head", "title"):
+            self._skip = max(0, self._skip - 1)
+        elif tag in _BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """The text a reader sees in ``html``: tags gone, entities decoded, blocks on lines."""
+    parser = _Text()
+    parser.feed(html)
+    parser.close()
+    lines = (_clean(line) for line in "".join(parser.parts).splitlines())
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()

@@ -1,0 +1,300 @@
+"""Reading inbound mail (``pycrm.mail``) on messages pycrm did not write.
+
+Two sources: CPython's own email test messages (``tests/data/mail/cpython``,
+digests, forwards, delivery reports, broken headers), every one of which must
+parse; and messages in the shapes mail clients send (Outlook and Gmail
+auto-replies, an Exchange bounce, Foxmail in GB18030, a quoted-printable
+ISO-8859-1 reply, an HTML-only web-form mail, a forwarded chain), each
+written out as the client writes it, with what a reader sees worked out by
+hand.
+"""
+
+from __future__ import annotations
+
+import base64
+import mailbox
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from pycrm.errors import ValidationError
+from pycrm.mail import find_token, html_to_text, parse_mail, read_maildir, read_mbox, ticket_token
+
+CORPUS = Path(__file__).parent / "data" / "mail" / "cpython"
+
+
+def corpus(name: str) -> bytes:
+    return (CORPUS / name).read_bytes()
+
+
+# -- CPython's corpus ------------------------------------------------------------------------
+
+
+def test_every_message_of_cpythons_corpus_parses_into_text_without_raising() -> None:
+    names = sorted(p.name for p in CORPUS.glob("msg_*.txt"))
+    assert len(names) >= 47
+    for name in names:
+        mail = parse_mail(corpus(name))
+        assert isinstance(mail.subject, str)
+        assert isinstance(mail.text, str)
+        assert "\r" not in mail.text
+        assert all(isinstance(a.data, bytes) for a in mail.attachments)
+
+
+def test_a_plain_message_gives_its_sender_subject_date_and_body() -> None:
+    mail = parse_mail(corpus("msg_01.txt"))
+    # From: bbb@ddd.com (John X. Doe): the old form, the name in a comment
+    assert (mail.sender, mail.sender_name, mail.subject) == (
+        "bbb@ddd.com",
+        "John X. Doe",
+        "This is a test message",
+    )
+    assert mail.to == ("bbb@zzz.org",)
+    assert mail.message_id == "15090.61304.110929.45684@aaa.zzz.org"
+    assert mail.sent_at == datetime(2001, 5, 4, 18, 5, 44, tzinfo=UTC)  # 14:05:44 -0400
+    assert mail.text == "Hi,\n\nDo you like this message?\n\n-Me"
+    assert (mail.html, mail.attachments, mail.automatic) == (None, (), None)
+
+
+def test_an_image_attachment_comes_back_as_its_bytes() -> None:
+    mail = parse_mail(corpus("msg_07.txt"))  # "Here is your dingus fish", a GIF attached
+    (fish,) = mail.attachments
+    assert (fish.filename, fish.content_type) == ("dingusfish.gif", "image/gif")
+    assert fish.data[:6] in (b"GIF87a", b"GIF89a")
+    assert "dingus" in mail.text.lower()
+
+
+def test_delivery_reports_and_mailer_daemons_are_machines() -> None:
+    for name in ("msg_05.txt", "msg_25.txt", "msg_43.txt"):
+        assert parse_mail(corpus(name)).automatic is not None, name
+    assert parse_mail(corpus("msg_43.txt")).sender is None  # "MAILER DAEMON <>"
+
+
+# -- the shapes clients send -----------------------------------------------------------------
+
+OUTLOOK_OOF = b"""\
+From: Maria Keller <m.keller@acme.example>
+To: support@shop.example
+Subject: Automatic reply: Your order 4711
+Date: Mon, 2 Mar 2026 08:15:00 +0100
+Message-ID: <AM0PR01MB1234.eurprd01.prod.outlook.com>
+In-Reply-To: <ticket-1@shop.example>
+X-Auto-Response-Suppress: All
+Content-Type: text/plain; charset="us-ascii"
+
+I am out of the office until 9 March.
+"""
+
+GMAIL_VACATION = b"""\
+From: Tom <tom.novak@gmail.example>
+To: support@shop.example
+Subject: Re: Your order 4711
+Auto-Submitted: auto-replied
+Message-ID: <CAF=abc@mail.gmail.example>
+Content-Type: text/plain; charset="UTF-8"
+
+Thanks, I am on holiday.
+"""
+
+NEWSLETTER = b"""\
+From: Deals <news@vendor.example>
+To: support@shop.example
+Subject: Spring sale
+List-Id: Vendor news <news.vendor.example>
+List-Unsubscribe: <mailto:leave@vendor.example>
+Content-Type: text/plain; charset="UTF-8"
+
+20% off.
+"""
+
+EXCHANGE_NDR = b"""\
+From: Microsoft Outlook <postmaster@acme.example>
+To: support@shop.example
+Subject: Undeliverable: Your order 4711
+Content-Type: text/plain; charset="us-ascii"
+
+Delivery has failed to these recipients.
+"""
+
+# Foxmail writes Chinese mail in GB18030, the subject as an RFC 2047 word.
+_GB_BODY = "您好，我们的包装机显示错误E42，请尽快处理。\n王伟"
+FOXMAIL_GB18030 = (
+    b"From: =?GB18030?B?"
+    + base64.b64encode("王伟".encode("gb18030"))
+    + b"?= <wang.wei@factory.example>\n"
+    b"To: support@shop.example\n"
+    b"Subject: =?GB18030?B?"
+    + base64.b64encode("包装机故障 [#T-01a2b3c4d5e6f7a8]".encode("gb18030"))
+    + b"?=\n"
+    b"Date: Tue, 3 Mar 2026 10:00:00 +0800\n"
+    b"Message-ID: <202603031000.abc@foxmail.example>\n"
+    b"MIME-Version: 1.0\n"
+    b'Content-Type: text/plain; charset="GB18030"\n'
+    b"Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(_GB_BODY.encode("gb18030"))
+)
+
+THUNDERBIRD_LATIN1_QP = b"""\
+From: =?ISO-8859-1?Q?J=FCrgen_M=FCller?= <jm@werk.example>
+To: Support <support@shop.example>
+Cc: einkauf@werk.example
+Subject: =?ISO-8859-1?Q?Re:_Gr=FC=DFe_aus_K=F6ln?=
+Date: Wed, 4 Mar 2026 16:20:00 +0100
+Message-ID: <b7c1@werk.example>
+In-Reply-To: <reply-2@shop.example>
+References: <ticket-1@shop.example> <reply-2@shop.example>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=ISO-8859-1; format=flowed
+Content-Transfer-Encoding: quoted-printable
+
+Die Ma=DFe stimmen, vielen Dank f=FCr die schnelle L=F6sung.
+
+> Bitte pr=FCfen Sie die Ma=DFe.
+"""
+
+WEBFORM_HTML_ONLY = b"""\
+From: Website <forms@shop.example>
+To: sales@shop.example
+Subject: New enquiry
+MIME-Version: 1.0
+Content-Type: text/html; charset=utf-8
+Content-Transfer-Encoding: 8bit
+
+<html><head><title>Form</title><style>p{color:red}</style></head>
+<body><h1>Enquiry</h1><p>Name: Anna Schmidt</p><p>Message: 3 machines &amp; a service plan&nbsp;please</p>
+<script>track()</script></body></html>
+"""
+
+
+def _forwarded() -> bytes:
+    inner = EmailMessage()
+    inner["From"] = "Customer <c@client.example>"
+    inner["Subject"] = "Broken part"
+    inner.set_content("The part broke after a day.")
+    outer = EmailMessage()
+    outer["From"] = "Sales <sales@shop.example>"
+    outer["To"] = "support@shop.example"
+    outer["Subject"] = "Fwd: Broken part"
+    outer.set_content("Please take this one.")
+    outer.add_attachment(inner)  # as message/rfc822, as clients forward
+    outer.add_attachment(b"%PDF-1.4 invoice", maintype="application", subtype="pdf",
+                         filename="Rechnung Nr. 7 \u00e4.pdf")  # fmt: skip
+    return outer.as_bytes()
+
+
+def test_auto_replies_bounces_and_lists_are_told_from_people() -> None:
+    reasons = {
+        name: parse_mail(raw).automatic
+        for name, raw in (
+            ("outlook", OUTLOOK_OOF),
+            ("gmail", GMAIL_VACATION),
+            ("list", NEWSLETTER),
+            ("ndr", EXCHANGE_NDR),
+            ("person", THUNDERBIRD_LATIN1_QP),
+            ("gb18030", FOXMAIL_GB18030),
+        )
+    }
+    assert reasons["person"] is None
+    assert reasons["gb18030"] is None
+    assert reasons["gmail"] == "Auto-Submitted: auto-replied"
+    assert reasons["outlook"] == "X-Auto-Response-Suppress: all"
+    assert reasons["list"] == "a mailing list (List-Id)"
+    assert reasons["ndr"] == "sent by postmaster"
+
+
+def test_an_outlook_auto_reply_by_its_subject_alone_is_a_machine() -> None:
+    bare = OUTLOOK_OOF.replace(b"X-Auto-Response-Suppress: All\n", b"")
+    assert parse_mail(bare).automatic == "an automatic subject (Automatic reply)"
+
+
+def test_gb18030_names_subjects_and_bodies_are_decoded_and_the_token_found() -> None:
+    mail = parse_mail(FOXMAIL_GB18030)
+    assert (mail.sender_name, mail.sender) == ("王伟", "wang.wei@factory.example")
+    assert mail.subject == "包装机故障 [#T-01a2b3c4d5e6f7a8]"
+    assert mail.text == _GB_BODY
+    assert mail.token == "01a2b3c4d5e6f7a8"
+    assert mail.sent_at == datetime(2026, 3, 3, 2, 0, tzinfo=UTC)
+
+
+def test_a_quoted_printable_latin1_reply_is_decoded_and_threads_to_what_it_answers() -> None:
+    mail = parse_mail(THUNDERBIRD_LATIN1_QP)
+    assert (mail.sender_name, mail.subject) == ("Jürgen Müller", "Re: Grüße aus Köln")
+    assert mail.text.splitlines()[0] == "Die Maße stimmen, vielen Dank für die schnelle Lösung."
+    assert mail.to == ("support@shop.example", "einkauf@werk.example")
+    assert mail.thread_ids == ("reply-2@shop.example", "ticket-1@shop.example")
+
+
+def test_an_html_only_message_reads_as_its_visible_text() -> None:
+    mail = parse_mail(WEBFORM_HTML_ONLY)
+    assert mail.text == (
+        "Enquiry\n\nName: Anna Schmidt\n\nMessage: 3 machines & a service plan please"
+    )
+    assert mail.html is not None
+    assert "track()" not in mail.text
+
+
+def test_a_forward_keeps_its_note_and_an_attachment_with_a_non_ascii_name() -> None:
+    mail = parse_mail(_forwarded())
+    assert mail.subject == "Fwd: Broken part"
+    assert mail.text.splitlines()[0] == "Please take this one."
+    assert "The part broke after a day." in mail.text  # the forwarded message's text
+    (invoice,) = mail.attachments
+    assert (invoice.filename, invoice.content_type, invoice.data) == (
+        "Rechnung Nr. 7 ä.pdf",
+        "application/pdf",
+        b"%PDF-1.4 invoice",
+    )
+
+
+def test_an_unknown_charset_and_broken_bytes_become_replacement_characters() -> None:
+    raw = (
+        b"From: x@y.example\nSubject: odd\nContent-Type: text/plain; charset=x-unknown\n\n"
+        b"caf\xe9 \xff ok\n"
+    )
+    mail = parse_mail(raw)
+    assert mail.text == "caf\ufffd \ufffd ok"
+
+
+def test_text_and_message_objects_parse_like_bytes_and_other_input_is_refused() -> None:
+    as_bytes = parse_mail(THUNDERBIRD_LATIN1_QP)
+    assert parse_mail(THUNDERBIRD_LATIN1_QP.decode("ascii")) == as_bytes
+    import email
+
+    assert parse_mail(email.message_from_bytes(THUNDERBIRD_LATIN1_QP)) == as_bytes
+    for wrong in (None, 5, ["a"]):
+        with pytest.raises(ValidationError) as caught:
+            parse_mail(wrong)  # type: ignore[arg-type]
+        assert caught.value.field == "message"
+
+
+def test_ticket_tokens_round_trip_and_only_the_token_form_counts() -> None:
+    token = ticket_token("01a2b3c4d5e6f7a8")
+    assert find_token(f"Re: Re: your ticket {token}") == "01a2b3c4d5e6f7a8"
+    assert find_token("Re: [#T-01A2B3C4D5E6F7A8] upper case") == "01a2b3c4d5e6f7a8"
+    assert find_token("order #T-01a2b3c4 without brackets") is None
+    assert find_token("") is None
+
+
+def test_mbox_and_maildir_give_every_message_in_order(tmp_path: Path) -> None:
+    box = mailbox.mbox(tmp_path / "in.mbox")
+    for raw in (THUNDERBIRD_LATIN1_QP, OUTLOOK_OOF, corpus("msg_01.txt")):
+        box.add(raw)
+    box.close()
+    assert [m.subject for m in read_mbox(tmp_path / "in.mbox")] == [
+        "Re: Grüße aus Köln",
+        "Automatic reply: Your order 4711",
+        "This is a test message",
+    ]
+    maildir = mailbox.Maildir(tmp_path / "Maildir")
+    for raw in (GMAIL_VACATION, NEWSLETTER):
+        maildir.add(raw)
+    assert sorted(m.subject for m in read_maildir(tmp_path / "Maildir")) == [
+        "Re: Your order 4711",
+        "Spring sale",
+    ]
+
+
+def test_html_to_text_keeps_blocks_on_lines_and_drops_what_is_not_shown() -> None:
+    html = "<div>One<br>Two</div><ul><li>a &lt; b</li><li>c</li></ul><style>x{}</style>"
+    assert html_to_text(html) == "One\nTwo\n\na < b\n\nc"
