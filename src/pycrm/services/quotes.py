@@ -103,8 +103,8 @@ class QuoteService(Approvals[Quote]):
         ids = [
             given["product_id"]
             for given in lines
-            if isinstance(given, Mapping) and isinstance(given.get("product_id"), str)
-        ]
+            if isinstance(given, Mapping) and _an_id(given.get("product_id"))
+        ]  # a bad one is refused by _line, naming its line
         found = self._s.products._repo.get_many(ids) if ids else {}
         readable = {k: p for k, p in found.items() if self._s._guard.allows(p, "read")}
         self._s._saw(readable.values())
@@ -645,6 +645,14 @@ class _Pricing:
     customer: Callable[[], Customer | None]
     ctx: RuleContext
     products: Mapping[str, Product]
+
+
+def _an_id(value: Any) -> bool:
+    try:
+        check_id("product_id", value)
+    except ValidationError:
+        return False
+    return value is not None
 
 
 def _period(value: Any) -> BillingPeriod | None:
