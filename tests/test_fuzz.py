@@ -407,6 +407,10 @@ CALLS: dict[str, dict[str, Any]] = {
     },
     "tickets.rate": {"id": Ref("resolved"), "score": 5, "comment": "Great"},
     "tickets.reopen": {"id": Ref("resolved"), "reason": "Again"},
+    "tickets.receive_mail": {
+        "message": b"From: a@b.example\nSubject: Help\nMessage-ID: <m1@b.example>\n\nHi\n",
+        "category": "machines", "priority": "high",
+    },
     "tickets.reply": {"id": Ref("ticket"), "body": "Try this", "public": True},
     "tickets.resolve": {"id": Ref("working"), "note": "Fixed"},
     "tickets.route": {"id": Ref("ticket")},

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import pycrm
 from pycrm.errors import ValidationError
 from pycrm.mail import find_token, html_to_text, parse_mail, read_maildir, read_mbox, ticket_token
 
@@ -298,3 +299,112 @@ def test_mbox_and_maildir_give_every_message_in_order(tmp_path: Path) -> None:
 def test_html_to_text_keeps_blocks_on_lines_and_drops_what_is_not_shown() -> None:
     html = "<div>One<br>Two</div><ul><li>a &lt; b</li><li>c</li></ul><style>x{}</style>"
     assert html_to_text(html) == "One\nTwo\n\na < b\n\nc"
+
+
+# -- email to ticket (s.tickets.receive_mail) on every backend --------------------------------
+
+FIRST = b"""\
+From: =?ISO-8859-1?Q?J=FCrgen_M=FCller?= <JM@Werk.example>
+To: support@shop.example
+Subject: Maschine steht
+Date: Mon, 2 Mar 2026 09:00:00 +0100
+Message-ID: <ticket-1@shop.example>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="b1"
+
+--b1
+Content-Type: text/plain; charset=utf-8
+
+Die Presse zeigt E42.
+--b1
+Content-Type: image/png
+Content-Disposition: attachment; filename="display.png"
+Content-Transfer-Encoding: base64
+
+iVBORw0KGgo=
+--b1--
+"""
+
+
+def test_an_email_opens_a_ticket_for_the_contact_and_its_attachment_becomes_a_document(
+    crm: pycrm.CRM,
+) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        werk = s.customers.create("Werk AG")
+        jm = s.contacts.create("Jürgen Müller", customer_id=werk.id, emails=["jm@werk.example"])
+        receipt = s.tickets.receive_mail(FIRST, category="machines", priority="high")
+        ticket = receipt.ticket
+        assert ticket is not None
+        (document,) = s.documents.list("ticket", ticket.id)
+    assert (receipt.outcome, receipt.document_ids) == ("opened", (document.id,))
+    assert (ticket.subject, ticket.description, ticket.channel.value) == (
+        "Maschine steht",
+        "Die Presse zeigt E42.",
+        "email",
+    )
+    assert (ticket.contact_id, ticket.customer_id) == (jm.id, werk.id)  # by email, any case
+    assert (ticket.category, ticket.priority.value) == ("machines", "high")
+    assert ticket.mail_ids == ("ticket-1@shop.example",)
+    assert (document.name, document.content_type) == ("display.png", "image/png")
+
+
+def test_replies_thread_by_headers_or_token_reopen_resolved_tickets_and_run_once(
+    crm: pycrm.CRM,
+) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        agent = s.org.create_user(name="Li", email="li@shop.example", department="service")
+        opened = s.tickets.receive_mail(FIRST).ticket
+        assert opened is not None
+        s.tickets.assign(opened.id, agent.id)
+        s.tickets.start(opened.id)
+        s.tickets.resolve(opened.id)
+        again = s.tickets.receive_mail(FIRST)  # the mailbox read twice
+        reply = s.tickets.receive_mail(THUNDERBIRD_LATIN1_QP)  # In-Reply-To <reply-2@…>,
+        # References <ticket-1@…>: the first email's id
+        by_token = s.tickets.receive_mail(
+            "From: x@y.example\nSubject: AW: Re: "
+            + ticket_token(opened.id)
+            + "\nMessage-ID: <t-3@y.example>\n\nNoch eine Frage.\n"
+        )
+        ignored = s.tickets.receive_mail(OUTLOOK_OOF)  # answers ticket-1 too, but a machine
+        final = s.tickets.get(opened.id)
+        tickets = s.tickets.list()
+    assert (again.outcome, again.ticket and again.ticket.id) == ("duplicate", opened.id)
+    assert (reply.outcome, reply.reason) == ("replied", "it answers an email of the ticket")
+    assert (by_token.outcome, by_token.reason) == (
+        "replied",
+        f"the subject names ticket {opened.id}",
+    )
+    assert (ignored.outcome, ignored.ticket) == ("ignored", None)
+    assert len(tickets) == 1
+    assert (final.status.value, final.assignee_id) == ("assigned", agent.id)  # reopened
+    bodies = [m.body for m in final.messages if m.author_id == "customer"]
+    assert bodies == [
+        "Die Maße stimmen, vielen Dank für die schnelle Lösung.\n\n> Bitte prüfen Sie die Maße.",
+        "Noch eine Frage.",
+    ]
+    assert final.mail_ids == ("ticket-1@shop.example", "b7c1@werk.example", "t-3@y.example")
+
+
+def test_an_unknown_sender_opens_a_ticket_without_a_contact_and_says_so(
+    crm: pycrm.CRM,
+) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        receipt = s.tickets.receive_mail(FOXMAIL_GB18030)
+    assert receipt.outcome == "opened"
+    assert receipt.reason == "no contact has wang.wei@factory.example"
+    assert receipt.ticket is not None
+    assert (receipt.ticket.contact_id, receipt.ticket.subject) == (
+        None,
+        "包装机故障 [#T-01a2b3c4d5e6f7a8]",  # a token naming no ticket threads nothing
+    )
+
+
+def test_a_refused_email_leaves_no_ticket_behind(crm: pycrm.CRM) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        with pytest.raises(ValidationError) as caught:
+            s.tickets.receive_mail(FIRST, priority="whenever")
+        assert caught.value.field == "priority"
+        assert s.tickets.list() == []
+        with pytest.raises(ValidationError):
+            s.tickets.receive_mail(12)  # type: ignore[arg-type]

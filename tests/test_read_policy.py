@@ -2084,6 +2084,12 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     ),
     "tickets.rate": Write(pick("ticket", "resolved", score=5)),
     "tickets.reopen": Write(pick("ticket", "resolved")),
+    "tickets.receive_mail": Write(
+        once(
+            call(b"From: anna@acme.example\nSubject: Help\nMessage-ID: <m1@x>\n\nHi\n"),
+            call(b"From: anna@acme.example\nSubject: Re: Help\nIn-Reply-To: <m1@x>\n\nMore\n"),
+        )
+    ),
     "tickets.reply": Write(pick("ticket", body="hello")),
     "tickets.resolve": Write(pick("ticket", "in_progress")),
     "tickets.route": Write(pick("ticket", "new")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -21,12 +22,14 @@ __all__ = [
     "Article",
     "ArticleStatus",
     "Channel",
+    "MailReceipt",
     "Message",
     "Priority",
     "SlaPolicy",
     "SlaTarget",
     "Ticket",
     "TicketStatus",
+    "mail_key",
 ]
 
 
@@ -241,6 +244,28 @@ class SlaPolicy:
         return self.calendar.between(start, end)
 
 
+@attrs.frozen
+class MailReceipt:
+    """What ``s.tickets.receive_mail`` did with an email."""
+
+    outcome: str
+    """``opened`` (a new ticket), ``replied`` (added to the ticket it answers),
+    ``duplicate`` (received before: nothing done) or ``ignored`` (a machine sent it)."""
+    ticket: Ticket | None
+    """The ticket opened or answered (None when ignored)."""
+    reason: str | None = None
+    """Why it was ignored or how it was threaded."""
+    document_ids: tuple[str, ...] = ()
+    """The documents its attachments became, on the ticket."""
+
+
+def mail_key(message_id: str) -> str:
+    """The lookup key of an email's ``Message-ID``: itself, or a digest of a very long one."""
+    if len(message_id) <= 250:
+        return message_id
+    return "sha256:" + hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()
+
+
 @attrs.frozen(kw_only=True)
 class Ticket(Record):
     """A customer's request to service."""
@@ -316,6 +341,14 @@ class Ticket(Record):
     """Knowledge-base articles linked to it."""
     custom: dict[str, Any] = attrs.field(factory=dict)
     """Custom field values by key, in their JSON form (see :mod:`pycrm.domain.custom_fields`)."""
+    mail_ids: tuple[str, ...] = ()
+    """The ``Message-ID`` of every email the ticket was opened or answered by, so a
+    reply by email finds it (see ``s.tickets.receive_mail``)."""
+
+    def match_keys(self) -> Iterable[tuple[str, str]]:
+        """``("mail", key)`` for each email id (see :func:`mail_key`)."""
+        for mail_id in self.mail_ids:
+            yield "mail", mail_key(mail_id)
 
     @property
     def is_open(self) -> bool:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from typing import Any, ClassVar
 
 import attrs
 
 from pycrm.domain.audit import AuditEntry
-from pycrm.domain.contact_points import search_key
+from pycrm.domain.contact_points import email_point, search_key
 from pycrm.domain.contracts import Contract
 from pycrm.domain.customers import Contact, Customer
 from pycrm.domain.deals import Deal
@@ -23,7 +24,18 @@ from pycrm.domain.fields import (
     check_text,
 )
 from pycrm.domain.org import User
-from pycrm.domain.query import Contains, Eq, Filter, HasKey, In, Or, OrderBy, Range, all_of
+from pycrm.domain.query import (
+    AnyKey,
+    Contains,
+    Eq,
+    Filter,
+    HasKey,
+    In,
+    Or,
+    OrderBy,
+    Range,
+    all_of,
+)
 from pycrm.domain.tasks import TaskPriority
 from pycrm.domain.tickets import (
     OPEN_TICKET_STATUSES,
@@ -31,18 +43,26 @@ from pycrm.domain.tickets import (
     Article,
     ArticleStatus,
     Channel,
+    MailReceipt,
     Message,
     Priority,
     SlaPolicy,
     Ticket,
     TicketStatus,
+    mail_key,
 )
 from pycrm.errors import InvalidTransition, ValidationError
+from pycrm.mail import InboundMail, parse_mail
 from pycrm.rules.context import RuleContext
 from pycrm.services.records import RecordService, check_when, checked_changes, write
 from pycrm.services.search import check_page, referenced
 
 __all__ = ["ArticleService", "Breach", "TicketService"]
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis saying where."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @attrs.frozen
@@ -129,6 +149,108 @@ class TicketService(RecordService[Ticket]):
             **fields,
         )
         return self._route(ticket)
+
+    # -- email ------------------------------------------------------------------
+
+    @write
+    def receive_mail(
+        self,
+        message: bytes | str | EmailMessage,
+        *,
+        category: str | None = None,
+        priority: Priority | str = Priority.NORMAL,
+    ) -> MailReceipt:
+        """An email to the service desk: a reply to the ticket it answers, or a new ticket.
+
+        The message (RFC 5322 bytes or text, or an ``email`` Message; see
+        :mod:`pycrm.mail`) threads to a ticket by a ``[#T-<id>]`` token in its
+        subject (:func:`pycrm.mail.ticket_token`), else by ``In-Reply-To`` and
+        ``References`` naming an email the ticket was opened or answered by.
+        A reply is added as the customer's message (a resolved or closed
+        ticket is reopened first); otherwise a ticket is opened on the
+        ``email`` channel for the contact whose email the sender's is, with
+        ``category`` and ``priority``. Attachments become documents on the
+        ticket. Auto-replies, bounces and list mail are ignored, and an email
+        received before (the same ``Message-ID``) does nothing: intake can
+        run twice over the same mailbox.
+        """
+        mail = parse_mail(message)
+        if mail.automatic is not None:
+            return MailReceipt("ignored", None, mail.automatic)
+        repeat = self._by_mail([mail.message_id] if mail.message_id else [])
+        if repeat is not None:
+            return MailReceipt("duplicate", repeat, f"{mail.message_id} was received before")
+        ticket, how = self._thread(mail)
+        body = _clip(mail.text or mail.subject or "(empty email)", 20_000)
+        if ticket is None:
+            contact = self._sender(mail.sender)
+            ticket = self.open(
+                _clip(mail.subject or "(no subject)", 300),
+                channel=Channel.EMAIL,
+                contact_id=contact.id if contact else None,
+                description=body,
+                category=category,
+                priority=priority,
+            )
+            outcome, how = "opened", None if contact else f"no contact has {mail.sender}"
+        else:
+            if ticket.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
+                ticket = self.reopen(ticket.id, reason="the customer wrote again by email")
+            ticket = self.customer_reply(ticket.id, body)
+            outcome = "replied"
+        if mail.message_id:
+            ticket = self._change(
+                ticket, None, "update", mail_ids=(*ticket.mail_ids, mail.message_id)
+            )
+        documents = tuple(
+            self._s.documents.attach(
+                "ticket",
+                ticket.id,
+                _clip(a.filename, 255),
+                a.data,
+                content_type=_clip(a.content_type, 255),
+            ).id
+            for a in mail.attachments
+        )
+        return MailReceipt(outcome, self._s._guard.redact(ticket), how, documents)
+
+    def _by_mail(self, message_ids: Sequence[str]) -> Ticket | None:
+        """The readable ticket that holds one of these emails, oldest first."""
+        if not message_ids:
+            return None
+        keys = sorted({mail_key(m) for m in message_ids})
+        found = self._s.read(Ticket, quiet=True).find(
+            AnyKey("mail", keys), order_by=[OrderBy("opened_at")], limit=1
+        )
+        return self._load(found[0].id) if found else None
+
+    def _thread(self, mail: InboundMail) -> tuple[Ticket | None, str | None]:
+        """The ticket ``mail`` answers, and how it was found."""
+        token = mail.token
+        if token is not None:
+            ticket = self._repo.get(token)
+            if ticket is not None and self._s._guard.allows(ticket, "read"):
+                self._s._saw([ticket])
+                return ticket, f"the subject names ticket {token}"
+        ticket = self._by_mail(mail.thread_ids)
+        if ticket is not None:
+            return ticket, "it answers an email of the ticket"
+        return None, None
+
+    def _sender(self, address: str | None) -> Contact | None:
+        """The active contact whose email is ``address`` (the first one made), or None."""
+        if address is None:
+            return None
+        try:
+            key = email_point(address).match_key()
+        except ValidationError:
+            return None
+        found = self._s.read(Contact, quiet=True).find(
+            all_of([AnyKey("email", [key]), Eq("status", "active")]),
+            order_by=[OrderBy("created_at")],
+            limit=1,
+        )
+        return found[0] if found else None
 
     def candidates(self, at: datetime | None = None) -> list[User]:
         """Agents routing may give a ticket now: available and under capacity.
