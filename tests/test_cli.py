@@ -823,3 +823,54 @@ def test_skipped_postgresql_tests_are_counted_in_one_line() -> None:
         "1 skipped: no PostgreSQL server: set PYCRM_TEST_POSTGRES_URL (see the README)"
         in done.stdout
     )
+
+
+# -- a mailbox into the service desk ---------------------------------------------------------
+
+
+def test_pycrm_mail_reads_a_maildir_into_tickets_once_and_names_refused_emails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mailbox
+
+    db = f"sqlite:///{tmp_path / 'crm.db'}"
+    box = mailbox.Maildir(tmp_path / "support")
+    emails = [
+        "From: anna@acme.example\nSubject: Printer offline\nMessage-ID: <a1@acme.example>\n\n"
+        "Since this morning.\n",
+        "From: anna@acme.example\nSubject: Re: Printer offline\nMessage-ID: <a2@acme.example>\n"
+        "In-Reply-To: <a1@acme.example>\n\nStill offline.\n",
+        "From: Anna <anna@acme.example>\nSubject: Out of office\nAuto-Submitted: auto-replied\n"
+        "Message-ID: <a3@acme.example>\n\nBack on Monday.\n",
+    ]
+    for number, text in enumerate(emails):
+        key = box.add(text.encode())
+        box[key].set_date(1_700_000_000 + number)  # not read by pycrm; the key orders them
+    status, out, err = run(capsys, "mail", tmp_path / "support", "--db", db, "--json")
+    assert (status, err) == (0, "")
+    assert json.loads(out) == {
+        "opened": 1, "replied": 1, "duplicate": 0, "ignored": 1, "refused": 0, "refusals": [],
+    }  # fmt: skip
+    status, out, _ = run(capsys, "mail", tmp_path / "support", "--db", db)
+    assert status == 0
+    assert "0 opened, 0 replied, 2 duplicate, 1 ignored, 0 refused" in out
+    with pycrm.connect(db) as crm, crm.session(actor=crm.system_actor) as s:
+        (ticket,) = s.tickets.list()
+        assert [m.body for m in ticket.messages] == ["Still offline."]
+    mbox = mailbox.mbox(tmp_path / "more.mbox")
+    mbox.add(b"From: bob@acme.example\nSubject: New one\nMessage-ID: <b1@acme.example>\n\nHi\n")
+    mbox.close()
+    status, out, err = run(
+        capsys, "mail", tmp_path / "more.mbox", "--db", db, "--as", "nobody@x.example"
+    )
+    assert status == 1
+    assert "nobody@x.example" in err
+    long = "c" * 81  # a category is at most 80 characters: the desk refuses each email
+    status, out, err = run(capsys, "mail", tmp_path / "more.mbox", "--db", db, "--category", long)
+    assert status == 1
+    assert "1 refused" in out
+    assert err.startswith("email 1: ")
+    assert "category" in err
+    status, out, err = run(capsys, "mail", tmp_path / "nowhere", "--db", db)
+    assert status == 1
+    assert "no mailbox at" in err

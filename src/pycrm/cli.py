@@ -251,6 +251,27 @@ def parser() -> argparse.ArgumentParser:
     _db(export)
     _tenant(export, "tenant to export from")
 
+    mail = _command(
+        commands,
+        "mail",
+        "read a mailbox into the service desk (tickets opened and answered)",
+        description="Read every email of a Maildir folder or an mbox file into the service "
+        "desk: replies go to their tickets, other emails open tickets, machines' mail is "
+        "ignored, and emails read before are skipped.",
+    )
+    mail.add_argument("mailbox", help="a Maildir folder or an mbox file")
+    mail.add_argument("--category", help="category of the tickets opened")
+    mail.add_argument(
+        "--priority",
+        default="normal",
+        choices=["low", "normal", "high", "urgent"],
+        help="priority of the tickets opened",
+    )
+    _as(mail, what="receiving")
+    _db(mail)
+    _tenant(mail)
+    _json(mail, "the counts and refusals")
+
     users = _command(commands, "users", "create, list or deactivate users")
     user_commands = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
     create = _command(
@@ -340,6 +361,10 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
         from pycrm.exporting import run_export
 
         return run_export(args, err)
+    if args.command == "mail":
+        from pycrm.intake import run_mail
+
+        return run_mail(args, out, err)
     if args.command == "report":
         from pycrm.reports import run_report
 
