@@ -270,6 +270,10 @@ CALLS: dict[str, dict[str, Any]] = {
     "leads.as_of": {"id": Ref("lead"), "when": NOW},
     "leads.assign": {"id": Ref("lead"), "owner_id": Ref("rep"), "reason": "DACH"},
     "leads.candidates": {"at": NOW},
+    "leads.receive_mail": {
+        "message": b"From: Lou <lou@x.example>\nSubject: Offer\nMessage-ID: <q@x>\n\nPrices?\n",
+        "source": "email", "campaign": "Spring",
+    },
     "leads.capture": {
         "name": "Nina", "source": "webform", "email": "nina@n.example", "phone": "+49 30 4444444",
         "company": "Nina AG", "title": "CEO", "campaign": "Spring", "region": "DACH",

@@ -333,7 +333,7 @@ def test_an_email_opens_a_ticket_for_the_contact_and_its_attachment_becomes_a_do
         werk = s.customers.create("Werk AG")
         jm = s.contacts.create("Jürgen Müller", customer_id=werk.id, emails=["jm@werk.example"])
         receipt = s.tickets.receive_mail(FIRST, category="machines", priority="high")
-        ticket = receipt.ticket
+        ticket = receipt.record
         assert ticket is not None
         (document,) = s.documents.list("ticket", ticket.id)
     assert (receipt.outcome, receipt.document_ids) == ("opened", (document.id,))
@@ -353,7 +353,7 @@ def test_replies_thread_by_headers_or_token_reopen_resolved_tickets_and_run_once
 ) -> None:
     with crm.session(actor=crm.system_actor) as s:
         agent = s.org.create_user(name="Li", email="li@shop.example", department="service")
-        opened = s.tickets.receive_mail(FIRST).ticket
+        opened = s.tickets.receive_mail(FIRST).record
         assert opened is not None
         s.tickets.assign(opened.id, agent.id)
         s.tickets.start(opened.id)
@@ -369,13 +369,13 @@ def test_replies_thread_by_headers_or_token_reopen_resolved_tickets_and_run_once
         ignored = s.tickets.receive_mail(OUTLOOK_OOF)  # answers ticket-1 too, but a machine
         final = s.tickets.get(opened.id)
         tickets = s.tickets.list()
-    assert (again.outcome, again.ticket and again.ticket.id) == ("duplicate", opened.id)
+    assert (again.outcome, again.record and again.record.id) == ("duplicate", opened.id)
     assert (reply.outcome, reply.reason) == ("replied", "it answers an email of the ticket")
     assert (by_token.outcome, by_token.reason) == (
         "replied",
         f"the subject names ticket {opened.id}",
     )
-    assert (ignored.outcome, ignored.ticket) == ("ignored", None)
+    assert (ignored.outcome, ignored.record) == ("ignored", None)
     assert len(tickets) == 1
     assert (final.status.value, final.assignee_id) == ("assigned", agent.id)  # reopened
     bodies = [m.body for m in final.messages if m.author_id == "customer"]
@@ -393,8 +393,8 @@ def test_an_unknown_sender_opens_a_ticket_without_a_contact_and_says_so(
         receipt = s.tickets.receive_mail(FOXMAIL_GB18030)
     assert receipt.outcome == "opened"
     assert receipt.reason == "no contact has wang.wei@factory.example"
-    assert receipt.ticket is not None
-    assert (receipt.ticket.contact_id, receipt.ticket.subject) == (
+    assert receipt.record is not None
+    assert (receipt.record.contact_id, receipt.record.subject) == (
         None,
         "包装机故障 [#T-01a2b3c4d5e6f7a8]",  # a token naming no ticket threads nothing
     )
@@ -408,3 +408,32 @@ def test_a_refused_email_leaves_no_ticket_behind(crm: pycrm.CRM) -> None:
         assert s.tickets.list() == []
         with pytest.raises(ValidationError):
             s.tickets.receive_mail(12)  # type: ignore[arg-type]
+
+
+# -- email to lead (s.leads.receive_mail) -----------------------------------------------------
+
+
+def test_an_email_to_sales_is_captured_as_a_lead_once_with_its_attachment(
+    crm: pycrm.CRM,
+) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        first = s.leads.receive_mail(FIRST, campaign="Hannover fair")
+        again = s.leads.receive_mail(FIRST)
+        ignored = s.leads.receive_mail(GMAIL_VACATION)
+        lead = s.leads.get(first.record.id)
+        (document,) = s.documents.list("lead", lead.id)
+    assert (first.outcome, again.outcome, ignored.outcome) == ("captured", "duplicate", "ignored")
+    assert again.record.id == lead.id
+    assert (lead.name, lead.source, lead.campaign) == ("Jürgen Müller", "email", "Hannover fair")
+    assert [p.value for p in lead.contact_points] == ["JM@werk.example"]
+    assert lead.needs == "Die Presse zeigt E42."
+    assert first.document_ids == (document.id,)
+    assert document.name == "display.png"
+
+
+def test_an_email_without_a_sender_is_refused_naming_the_email(crm: pycrm.CRM) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        with pytest.raises(ValidationError) as caught:
+            s.leads.receive_mail(b"Subject: who?\nMessage-ID: <n@x>\n\nhello\n")
+        assert caught.value.field == "email"
+        assert s.leads.search() == []

@@ -1986,6 +1986,12 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "leads.archive": Write(pick("lead")),
     "leads.assign": Write(lambda w: [call(lead, u) for lead in w.of("lead") for u in w.users]),
     "leads.candidates": Read(once(call())),
+    "leads.receive_mail": Write(
+        lambda w: [
+            call(f"From: Lou <{e}>\nSubject: Offer?\nMessage-ID: <q@x>\n\nPrices?\n".encode())
+            for e in w.emails
+        ]
+    ),
     "leads.capture": Write(
         lambda w: [
             call("Probe", source="webform", email=e, on_duplicate=p)

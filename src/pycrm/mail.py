@@ -9,8 +9,8 @@ text), the attachments, the threading headers, and whether a machine sent it
 (an auto-reply, a bounce, a mailing list), which intake must not answer or
 open work for. :func:`read_mbox` and :func:`read_maildir` read a batch.
 
-This is the reading half of email intake: turning a message into a ticket or
-a lead is for the services that use it.
+``s.tickets.receive_mail`` and ``s.leads.receive_mail`` turn messages into
+tickets and leads and answer with a :class:`MailReceipt`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import email
 import email.policy
 import mailbox
 import re
+import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -35,6 +36,7 @@ from pycrm.errors import ValidationError
 __all__ = [
     "Attachment",
     "InboundMail",
+    "MailReceipt",
     "find_token",
     "html_to_text",
     "parse_mail",
@@ -129,6 +131,22 @@ class InboundMail:
         return find_token(self.subject)
 
 
+@attrs.frozen
+class MailReceipt:
+    """What intake did with one email (``s.tickets.receive_mail``, ``s.leads.receive_mail``)."""
+
+    outcome: str
+    """``opened`` (a new ticket), ``replied`` (added to the ticket it answers),
+    ``captured`` (a lead), ``duplicate`` (received before: nothing done) or
+    ``ignored`` (a machine sent it: nothing stored)."""
+    record: Any = None
+    """The ticket or lead it opened, answered or captured (None when ignored)."""
+    reason: str | None = None
+    """Why it was ignored, how it was threaded, or that no contact has the sender."""
+    document_ids: tuple[str, ...] = ()
+    """The documents its attachments became, on the record."""
+
+
 def ticket_token(ticket_id: str) -> str:
     """The token to put in a ticket's mail subjects, so replies find it: ``[#T-<id>]``."""
     return f"[#T-{ticket_id}]"
@@ -212,7 +230,20 @@ def _header(message: EmailMessage, name: str) -> str:
 
 
 def _clean(text: str) -> str:
-    return _SPACE.sub(" ", text).strip()
+    return _SPACE.sub(" ", _shown(text)).strip()
+
+
+def _shown(text: str) -> str:
+    """``text`` without control, surrogate and private-use characters (tabs and breaks kept).
+
+    Mail carries them (a NUL, a stray escape) where no reader sees them, and
+    pycrm's text fields refuse them: intake drops them instead.
+    """
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(
+        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs", "Co")
+    )
 
 
 def _msgid(value: Any) -> str | None:
@@ -310,7 +341,7 @@ def _bodies(message: EmailMessage) -> tuple[str, str | None, list[Attachment]]:
         text = html_to_text(html_text)
     else:
         text = ""
-    return text.replace("\r\n", "\n").strip(), html_text, attachments
+    return _shown(text.replace("\r\n", "\n")).strip(), html_text, attachments
 
 
 def _automatic(message: EmailMessage, sender: str | None, subject: str) -> str | None:

@@ -22,7 +22,6 @@ __all__ = [
     "Article",
     "ArticleStatus",
     "Channel",
-    "MailReceipt",
     "Message",
     "Priority",
     "SlaPolicy",
@@ -242,21 +241,6 @@ class SlaPolicy:
         if self.calendar is None:
             return max(end - start, timedelta(0))
         return self.calendar.between(start, end)
-
-
-@attrs.frozen
-class MailReceipt:
-    """What ``s.tickets.receive_mail`` did with an email."""
-
-    outcome: str
-    """``opened`` (a new ticket), ``replied`` (added to the ticket it answers),
-    ``duplicate`` (received before: nothing done) or ``ignored`` (a machine sent it)."""
-    ticket: Ticket | None
-    """The ticket opened or answered (None when ignored)."""
-    reason: str | None = None
-    """Why it was ignored or how it was threaded."""
-    document_ids: tuple[str, ...] = ()
-    """The documents its attachments became, on the ticket."""
 
 
 def mail_key(message_id: str) -> str:

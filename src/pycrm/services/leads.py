@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
+from email.message import EmailMessage
 from functools import partial
 from typing import Any, ClassVar
 
@@ -28,6 +30,7 @@ from pycrm.domain.normalise import company_key
 from pycrm.domain.org import User
 from pycrm.domain.query import Eq, Filter, HasKey, OrderBy, all_of
 from pycrm.errors import ConcurrencyError, InvalidTransition, ValidationError
+from pycrm.mail import MailReceipt, parse_mail
 from pycrm.rules.context import Assignment, RuleContext
 from pycrm.rules.engine import Decision
 from pycrm.services.records import RecordService, write
@@ -134,6 +137,58 @@ class LeadService(RecordService[Lead]):
         if lead.status is not LeadStatus.NEW:  # merged into an existing lead
             return lead
         return self._route(lead)
+
+    @write
+    def receive_mail(
+        self,
+        message: bytes | str | EmailMessage,
+        *,
+        source: str = "email",
+        campaign: str | None = None,
+    ) -> MailReceipt:
+        """An email to a sales address, captured as a lead (``captured``, see :meth:`capture`).
+
+        The sender's name and address become the lead's name and email, the
+        email's text (or its subject) its ``needs``; attachments become
+        documents on it. Auto-replies, bounces and list mail are ``ignored``;
+        an email captured before (the same ``Message-ID``, kept as the lead's
+        ``external_id``) is a ``duplicate``, so a mailbox can be read twice.
+        A sender already known as a lead goes through the duplicate policy,
+        as any capture does.
+
+        :raises ValidationError: (``email``) when the sender has no usable address.
+        """
+        mail = parse_mail(message)
+        if mail.automatic is not None:
+            return MailReceipt("ignored", None, mail.automatic)
+        external = None
+        if mail.message_id:
+            digest = hashlib.sha256(mail.message_id.encode("utf-8", "replace")).hexdigest()
+            external = f"mail:{digest[:40]}"
+            seen = self._s.read(Lead, quiet=True).find(HasKey("external_id", external), limit=1)
+            if seen:
+                return MailReceipt("duplicate", seen[0], f"{mail.message_id} was captured before")
+        if mail.sender is None:
+            raise ValidationError("email", None, "the email has no sender address")
+        name = mail.sender_name or mail.sender.partition("@")[0]
+        needs = mail.text or mail.subject or None
+        lead = self.capture(
+            name[:200],
+            source=source,
+            email=mail.sender,
+            campaign=campaign,
+            needs=None if needs is None else needs[:5000],
+        )
+        if external is not None and lead.external_id is None:
+            with self._s._guard.bypass():  # the intake's own bookkeeping, not the actor's edit
+                lead = self._change(self._load(lead.id), None, "update", external_id=external)
+        documents = tuple(
+            self._s.documents.attach(
+                "lead", lead.id, a.filename[:255], a.data, content_type=a.content_type[:255]
+            ).id
+            for a in mail.attachments
+        )
+        return MailReceipt("captured", self._s._guard.redact(lead), None, documents)
 
     def _route(self, lead: Lead) -> Lead:
         # Scoring and routing are pycrm's own rules at work, not the actor's edits.

@@ -43,7 +43,6 @@ from pycrm.domain.tickets import (
     Article,
     ArticleStatus,
     Channel,
-    MailReceipt,
     Message,
     Priority,
     SlaPolicy,
@@ -52,7 +51,7 @@ from pycrm.domain.tickets import (
     mail_key,
 )
 from pycrm.errors import InvalidTransition, ValidationError
-from pycrm.mail import InboundMail, parse_mail
+from pycrm.mail import InboundMail, MailReceipt, parse_mail
 from pycrm.rules.context import RuleContext
 from pycrm.services.records import RecordService, check_when, checked_changes, write
 from pycrm.services.search import check_page, referenced
