@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pycrm.domain.permissions import DEFAULT_POLICY, Policy, Scope
+from pycrm.domain.permissions import DEFAULT_POLICY, Grant, Policy, Scope, _g
 from pycrm.errors import ConfigurationError
 
 POLICY = Policy.from_dict(
@@ -163,3 +164,38 @@ def test_the_shortest_grant_and_field_rule_are_read() -> None:
     grant, rule = policy.grants[0], policy.fields[0]
     assert (grant.roles, grant.resources, grant.actions, grant.scope) == ((), (), (), Scope.ALL)
     assert (rule.hidden, rule.read_only, rule.allowed) == (False, False, ())
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"grants": [{"resources": ["zzz"], "scope": "own"}]},
+         "policy grant 0: no record kind is called 'zzz'"),
+        ({"fields": [{"resource": "contact", "field": "zzz", "hidden": True}]},
+         "policy field rule 0: contact has no field 'zzz'"),
+    ],
+    ids=["unknown-resource", "unknown-field"],
+)  # fmt: skip
+def test_a_name_close_to_no_known_one_is_refused_without_a_suggestion(
+    data: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Policy.from_dict(data)
+    assert str(raised.value) == message
+
+
+def test_the_default_policys_grant_shorthand_splits_its_names_and_keeps_its_conditions() -> None:
+    # DEFAULT_POLICY is written with ``_g``, which runs once, when the module is imported
+    data = _g("sales service", "deal pipeline", "read update", "own", unless={"status": "won"})
+    assert data == {
+        "roles": ["sales", "service"],
+        "resources": ["deal", "pipeline"],
+        "actions": ["read", "update"],
+        "scope": "own",
+        "unless": {"status": "won"},
+    }
+    grant = Grant(
+        ("sales", "service"), ("deal", "pipeline"), ("read", "update"), Scope.OWN,
+        unless={"status": "won"},
+    )  # fmt: skip
+    assert Policy.from_dict({"grants": [data]}).grants == (grant,)
