@@ -210,6 +210,27 @@ def _money_axes(
     return axes, 0.8 / len(currencies)
 
 
+def _money_finish(
+    drawn: Figure,
+    axes: Axes,
+    report: Report,
+    labels: Sequence[str],
+    xlabel: str,
+    counted: tuple[int, str],
+) -> None:
+    """The x ticks and label, a title counting ``counted``'s noun, a legend of currencies."""
+    axes.set_xticks(range(len(labels)), list(labels))
+    axes.set_xlabel(xlabel)
+    count, noun = counted
+    axes.set_title(
+        f"Tenant {report.tenant}: {count:,} {noun}{'s' if count != 1 else ''}",
+        fontsize=10,
+        loc="left",
+    )
+    if len({row.currency for row in report.data}) > 1:
+        drawn.legend(loc="outside right upper", frameon=False, title="Currency")
+
+
 def _label(value: str | None, missing: str) -> str:
     """A stored key as words: ``trade_show`` → ``trade show``."""
     return missing if not value else value.replace("_", " ")
@@ -402,16 +423,9 @@ def _aging(drawn: Figure, report: Report) -> None:
                 xycoords=("data", "data") if value > 0 else ("data", "axes fraction"),
                 xytext=(0, 3), textcoords="offset points", ha="center", va="bottom", fontsize=8,
             )  # fmt: skip
-    axes.set_xticks(range(len(AGING_BUCKETS)), [_BUCKET_LABELS[b] for b in AGING_BUCKETS])
-    axes.set_xlabel("Days past due")
+    labels = [_BUCKET_LABELS[b] for b in AGING_BUCKETS]
     total = sum(r.count for r in report.data)
-    axes.set_title(
-        f"Tenant {report.tenant}: {total:,} unpaid receivable{'s' if total != 1 else ''}",
-        fontsize=10,
-        loc="left",
-    )
-    if len(currencies) > 1:
-        drawn.legend(loc="outside right upper", frameon=False, title="Currency")
+    _money_finish(drawn, axes, report, labels, "Days past due", (total, "unpaid receivable"))
 
 
 def _service(drawn: Figure, report: Report) -> None:
@@ -504,13 +518,7 @@ def _subscriptions(drawn: Figure, report: Report) -> None:
                 _short(value) if value else "none", (x, value),
                 xytext=(0, 3), textcoords="offset points", ha="center", va="bottom", fontsize=8,
             )  # fmt: skip
-    axes.set_xticks(range(len(_BRIDGE)), [label for _, label in _BRIDGE])
-    axes.set_xlabel("Monthly recurring revenue over the last month")
+    labels = [label for _, label in _BRIDGE]
     total = sum(r.subscriptions for r in report.data)
-    axes.set_title(
-        f"Tenant {report.tenant}: {total:,} running subscription{'s' if total != 1 else ''}",
-        fontsize=10,
-        loc="left",
-    )
-    if len(currencies) > 1:
-        drawn.legend(loc="outside right upper", frameon=False, title="Currency")
+    xlabel = "Monthly recurring revenue over the last month"
+    _money_finish(drawn, axes, report, labels, xlabel, (total, "running subscription"))
