@@ -437,3 +437,15 @@ def test_an_email_without_a_sender_is_refused_naming_the_email(crm: pycrm.CRM) -
             s.leads.receive_mail(b"Subject: who?\nMessage-ID: <n@x>\n\nhello\n")
         assert caught.value.field == "email"
         assert s.leads.search() == []
+
+
+def test_control_characters_in_names_and_file_names_are_dropped() -> None:
+    raw = (
+        b"From: =?utf-8?q?Ann=00a_=1B?= <ann@x.example>\nSubject: Hi\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain\n\nHi\n'
+        b"--b\nContent-Type: application/pdf\nContent-Disposition: attachment;"
+        b' filename="=?utf-8?q?bill=07.pdf?="\nContent-Transfer-Encoding: base64\n\nJVBERg==\n--b--\n'
+    )
+    mail = parse_mail(raw)
+    assert mail.sender_name == "Anna"
+    assert [a.filename for a in mail.attachments] == ["bill.pdf"]

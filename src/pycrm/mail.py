@@ -274,7 +274,7 @@ def _sender(message: EmailMessage) -> tuple[str | None, str | None]:
             name = pairs[0][0]
     else:
         name, address = pairs[0] if pairs else ("", "")
-    return (name or None), (None if address in ("", "<>") else address)
+    return (_clean(name) or None), (None if address in ("", "<>") else address)
 
 
 def _addresses(message: EmailMessage, *names: str) -> list[str]:
@@ -328,7 +328,7 @@ def _bodies(message: EmailMessage) -> tuple[str, str | None, list[Attachment]]:
                 continue
             data = part.get_payload(decode=True)
             if isinstance(data, bytes):
-                attachments.append(Attachment(filename or "attachment", kind, data))
+                attachments.append(Attachment(_clean(filename or "") or "attachment", kind, data))
             continue
         if kind == "text/plain":
             plain.append(_content(part))
