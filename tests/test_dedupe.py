@@ -1080,3 +1080,35 @@ def test_a_kind_that_is_not_merged_and_an_unknown_policy_are_refused_naming_them
         call(system)
     assert (info.value.field, info.value.value) == (field, value)
     assert info.value.reason
+
+
+def test_the_matcher_reads_a_kind_page_by_page_each_record_once_in_id_order(
+    system: Session,
+) -> None:
+    ids = sorted(
+        system.contacts.create(f"Person{i} Page", on_duplicate="allow").id for i in range(5)
+    )
+    for page in (1, 2, 3, 5, 6):
+        assert [r.id for r in system.dedupe._all(Contact, page=page)] == ids
+
+
+def test_a_scan_of_a_kind_the_user_may_not_read_is_refused(crm: pycrm.CRM) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        clerk = s.org.create_user("Fay", "fay@x.example", "finance")  # no lead grant
+    with crm.session(actor=clerk.id) as s, pytest.raises(PermissionDenied):
+        s.dedupe.scan("lead")
+
+
+def test_a_record_folded_in_by_the_merge_policy_is_audited_as_an_update(
+    system: Session,
+) -> None:
+    a = system.customers.create("ACME Ltd.", phones=["030 1234567"])
+    system.customers.create(
+        "Acme", phones=["030 1234567"], website="acme.example", on_duplicate="merge"
+    )
+    actions = [
+        e.action
+        for e in system._uow.repo(AuditEntry).find(Eq("record_id", a.id))
+        if e.record_type == "customer"
+    ]
+    assert sorted(actions) == ["create", "update"]

@@ -507,3 +507,131 @@ def test_check_takes_identifying_custom_values(system: Session, town: dict[str, 
     with pytest.raises(ValidationError) as info:
         system.dedupe.check("contact", name="John Miller", custom={"shoe_size": 44})
     assert info.value.field == "custom.shoe_size"
+
+
+# -- clusters: pairs that were never blocked together, and the slack ----------------------
+
+KOELN = {"line1": "Ahornweg 5", "postcode": "50667", "city": "Köln", "country": "DE"}
+
+
+def test_a_record_like_two_others_that_share_no_key_does_not_chain_them(
+    system: Session,
+) -> None:
+    allow = {"on_duplicate": "allow"}
+    # b shares an email with a and name and mobile with c; a and c share no blocking key,
+    # so the clustering weighs a and c itself (they do not match) and keeps them apart.
+    a = system.contacts.create("K. Berg", emails=["kim@berg.example"], **allow)
+    b = system.contacts.create(
+        "Kim Berg", emails=["kim@berg.example"], phones=["0151 11112222"], **allow
+    )
+    c = system.contacts.create("Kim Berg", phones=["0151 11112222"], address=KOELN, **allow)
+    [cluster] = system.dedupe.scan()
+    assert cluster.record_ids == tuple(sorted([a.id, b.id]))
+    assert [(x, y) for x, y, _, _ in cluster.pairs] == [tuple(sorted([a.id, b.id]))]
+    assert c.id not in cluster.record_ids
+
+
+def test_a_pair_a_little_below_the_threshold_stays_in_a_cluster_its_links_make(
+    system: Session,
+) -> None:
+    allow = {"on_duplicate": "allow"}
+    # a~b (email) and b~c (name, mobile) match well; a~c match a little less than the
+    # threshold, within the cluster's slack: one cluster of three, listing two pairs.
+    a = system.contacts.create("Berg", emails=["kim@berg.example"], address=KOELN, **allow)
+    b = system.contacts.create(
+        "Kim Berg", emails=["kim@berg.example"], phones=["0151 11112222"], **allow
+    )
+    c = system.contacts.create("Kim Berg", phones=["0151 11112222"], address=KOELN, **allow)
+    [cluster] = system.dedupe.scan()
+    assert cluster.record_ids == tuple(sorted([a.id, b.id, c.id]))
+    pairs = {frozenset((x, y)): score for x, y, score, _ in cluster.pairs}
+    assert set(pairs) == {frozenset((a.id, b.id)), frozenset((b.id, c.id))}
+    for score in pairs.values():
+        assert 0.8 <= score < 1
+        assert score == round(score, 6) != round(score, 5)  # a probability to six places
+    assert [p[:2] for p in cluster.pairs] == sorted(p[:2] for p in cluster.pairs)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"phones": ["0151 44445555"]}, {"phones": ["+49 151 44445555"]}),
+        ({"emails": ["rita@vogel.example"]}, {"emails": ["Rita@Vogel.example"]}),
+    ],
+)
+def test_a_scanned_pair_weighs_an_email_or_phone_they_share_with_others_less(
+    system: Session, first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    allow = {"on_duplicate": "allow"}
+    a = system.contacts.create("Rita Vogel", **first, **allow)
+    b = system.contacts.create("Vogel, Rita", **second, **allow)
+    [alone] = system.dedupe.scan()
+    system.contacts.create("Otto Kranz", **first, **allow)
+    [shared] = system.dedupe.scan()
+    assert alone.record_ids == shared.record_ids == tuple(sorted([a.id, b.id]))
+    # Held by three records, the value says less about the pair than when only they hold it.
+    assert shared.pairs[0][2] < alone.pairs[0][2]
+
+
+@pytest.mark.parametrize(
+    ("who", "fits"),
+    [("seller", False), ("admin by role", True), ("admin by department", True), ("system", True)],
+)
+def test_a_scan_fits_a_kind_with_no_fit_yet_only_for_admins_and_the_system(
+    crm: pycrm.CRM, who: str, fits: bool
+) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        users: dict[str, Any] = {
+            "seller": s.org.create_user("Sam", "sam@x.example", "sales").id,
+            "admin by role": s.org.create_user("Ada", "ada@x.example", "sales", roles=["admin"]).id,
+            "admin by department": s.org.create_user("Bo", "bo@x.example", "admin").id,
+            "system": crm.system_actor,
+        }
+        for i in range(50):  # MIN_FIT_RECORDS, every one the seller's own
+            s.contacts.create(
+                f"Person{i} Number{i}",
+                emails=[f"p{i}@x.example"],
+                owner_id=users["seller"],
+                on_duplicate="allow",
+            )
+    with crm.session(actor=users[who]) as s:
+        s.dedupe.scan()
+    with crm.session(actor=crm.system_actor) as s:
+        assert len(s.dedupe.models("contact")) == (1 if fits else 0)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"phones": ["0151 44445555"]}, {"phones": ["+49 151 44445555"]}),
+        ({"emails": ["rita@vogel.example"]}, {"emails": ["Rita@Vogel.example"]}),
+    ],
+)
+def test_a_link_weighs_an_email_or_phone_others_share_too_less(
+    system: Session, first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    allow = {"on_duplicate": "allow"}
+    stored = system.contacts.create("Rita Vogel", **first, **allow)
+    rows = [{"name": "Vogel, Rita", **second}]
+    [alone] = system.dedupe.link(rows, "contact")
+    system.contacts.create("Otto Kranz", **first, **allow)
+    [shared] = system.dedupe.link(rows, "contact")
+    assert alone.right == shared.right == stored.id
+    assert shared.match_weight < alone.match_weight
+    assert shared.score < alone.score
+
+
+def test_a_new_session_decides_with_the_kinds_latest_stored_fit(crm: pycrm.CRM) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        labels = populate(s)  # fits contacts once
+        john = {"name": "John Miller", "emails": ["john.miller@mail.example"]}
+        assert {c.model_version for c in s.dedupe.check("contact", **john)} == {1}
+        s.dedupe.fit("contact")
+        assert {c.model_version for c in s.dedupe.check("contact", **john)} == {2}
+        s.customers.create("ACME Ltd.", phones=["030 1234567"])
+    with crm.session(actor=crm.system_actor) as s:
+        found = s.dedupe.check("contact", **john)
+        assert "john" in {labels[c.record_id] for c in found}
+        assert {c.model_version for c in found} == {2}
+        [customer] = s.dedupe.check("customer", name="Acme Limited", phones=["+49 30 1234567"])
+        assert customer.model_version == 0  # no fit of customers: the defaults
