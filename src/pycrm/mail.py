@@ -37,6 +37,7 @@ __all__ = [
     "Attachment",
     "InboundMail",
     "MailReceipt",
+    "clip",
     "find_token",
     "html_to_text",
     "parse_mail",
@@ -145,6 +146,11 @@ class MailReceipt:
     """Why it was ignored, how it was threaded, or that no contact has the sender."""
     document_ids: tuple[str, ...] = ()
     """The documents its attachments became, on the record."""
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis saying where (for fields with a limit)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def ticket_token(ticket_id: str) -> str:

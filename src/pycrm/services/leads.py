@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime
 from email.message import EmailMessage
@@ -29,8 +28,9 @@ from pycrm.domain.names import NameOrder
 from pycrm.domain.normalise import company_key
 from pycrm.domain.org import User
 from pycrm.domain.query import Eq, Filter, HasKey, OrderBy, all_of
+from pycrm.domain.tickets import mail_key
 from pycrm.errors import ConcurrencyError, InvalidTransition, ValidationError
-from pycrm.mail import MailReceipt, parse_mail
+from pycrm.mail import MailReceipt, clip, parse_mail
 from pycrm.rules.context import Assignment, RuleContext
 from pycrm.rules.engine import Decision
 from pycrm.services.records import RecordService, write
@@ -152,7 +152,7 @@ class LeadService(RecordService[Lead]):
         email's text (or its subject) its ``needs``; attachments become
         documents on it. Auto-replies, bounces and list mail are ``ignored``;
         an email captured before (the same ``Message-ID``, kept as the lead's
-        ``external_id``) is a ``duplicate``, so a mailbox can be read twice.
+        ``external_id`` ``mail:<id>``, see :func:`~pycrm.domain.tickets.mail_key`) is a ``duplicate``, so a mailbox can be read twice.
         A sender already known as a lead goes through the duplicate policy,
         as any capture does.
 
@@ -163,8 +163,7 @@ class LeadService(RecordService[Lead]):
             return MailReceipt("ignored", None, mail.automatic)
         external = None
         if mail.message_id:
-            digest = hashlib.sha256(mail.message_id.encode("utf-8", "replace")).hexdigest()
-            external = f"mail:{digest[:40]}"
+            external = f"mail:{mail_key(mail.message_id)}"
             seen = self._s.read(Lead, quiet=True).find(HasKey("external_id", external), limit=1)
             if seen:
                 return MailReceipt("duplicate", seen[0], f"{mail.message_id} was captured before")
@@ -173,18 +172,22 @@ class LeadService(RecordService[Lead]):
         name = mail.sender_name or mail.sender.partition("@")[0]
         needs = mail.text or mail.subject or None
         lead = self.capture(
-            name[:200],
+            clip(name, 200),
             source=source,
             email=mail.sender,
             campaign=campaign,
-            needs=None if needs is None else needs[:5000],
+            needs=None if needs is None else clip(needs, 5000),
         )
         if external is not None and lead.external_id is None:
             with self._s._guard.bypass():  # the intake's own bookkeeping, not the actor's edit
                 lead = self._change(self._load(lead.id), None, "update", external_id=external)
         documents = tuple(
             self._s.documents.attach(
-                "lead", lead.id, a.filename[:255], a.data, content_type=a.content_type[:255]
+                "lead",
+                lead.id,
+                clip(a.filename, 255),
+                a.data,
+                content_type=clip(a.content_type, 255),
             ).id
             for a in mail.attachments
         )

@@ -51,17 +51,12 @@ from pycrm.domain.tickets import (
     mail_key,
 )
 from pycrm.errors import InvalidTransition, ValidationError
-from pycrm.mail import InboundMail, MailReceipt, parse_mail
+from pycrm.mail import InboundMail, MailReceipt, clip, parse_mail
 from pycrm.rules.context import RuleContext
 from pycrm.services.records import RecordService, check_when, checked_changes, write
 from pycrm.services.search import check_page, referenced
 
 __all__ = ["ArticleService", "Breach", "TicketService"]
-
-
-def _clip(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, an ellipsis saying where."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @attrs.frozen
@@ -114,6 +109,37 @@ class TicketService(RecordService[Ticket]):
 
         When only ``contact_id`` is given, the contact's customer is filled in.
         """
+        return self._open(
+            subject,
+            channel=channel,
+            customer_id=customer_id,
+            contact_id=contact_id,
+            description=description,
+            category=category,
+            skills=skills,
+            priority=priority,
+            deal_id=deal_id,
+            contract_id=contract_id,
+            custom=custom,
+        )
+
+    def _open(
+        self,
+        subject: str,
+        *,
+        channel: Channel | str,
+        customer_id: str | None = None,
+        contact_id: str | None = None,
+        description: str | None = None,
+        category: str | None = None,
+        skills: Sequence[str] = (),
+        priority: Priority | str = Priority.NORMAL,
+        deal_id: str | None = None,
+        contract_id: str | None = None,
+        custom: dict[str, Any] | None = None,
+        mail_ids: tuple[str, ...] = (),
+    ) -> Ticket:
+        """:meth:`open`, with the ids of the email that opened it (``mail_ids``)."""
         with Checks() as checks:
             fields: dict[str, Any] = {
                 "subject": checks(check_text, "subject", subject, required=True, limit=300),
@@ -145,6 +171,7 @@ class TicketService(RecordService[Ticket]):
             custom=self._custom({}, custom, creating=True),
             first_response_due=policy.add(now, target.first_response),
             resolution_due=policy.add(now, target.resolution),
+            mail_ids=mail_ids,
             **fields,
         )
         return self._route(ticket)
@@ -179,35 +206,33 @@ class TicketService(RecordService[Ticket]):
         repeat = self._by_mail([mail.message_id] if mail.message_id else [])
         if repeat is not None:
             return MailReceipt("duplicate", repeat, f"{mail.message_id} was received before")
+        received = (mail.message_id,) if mail.message_id else ()
         ticket, how = self._thread(mail)
-        body = _clip(mail.text or mail.subject or "(empty email)", 20_000)
+        body = clip(mail.text or mail.subject or "(empty email)", 20_000)
         if ticket is None:
             contact = self._sender(mail.sender)
-            ticket = self.open(
-                _clip(mail.subject or "(no subject)", 300),
+            ticket = self._open(
+                clip(mail.subject or "(no subject)", 300),
                 channel=Channel.EMAIL,
                 contact_id=contact.id if contact else None,
                 description=body,
                 category=category,
                 priority=priority,
+                mail_ids=received,
             )
             outcome, how = "opened", None if contact else f"no contact has {mail.sender}"
         else:
             if ticket.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
                 ticket = self.reopen(ticket.id, reason="the customer wrote again by email")
-            ticket = self.customer_reply(ticket.id, body)
+            ticket = self._customer_reply(ticket.id, body, received)
             outcome = "replied"
-        if mail.message_id:
-            ticket = self._change(
-                ticket, None, "update", mail_ids=(*ticket.mail_ids, mail.message_id)
-            )
         documents = tuple(
             self._s.documents.attach(
                 "ticket",
                 ticket.id,
-                _clip(a.filename, 255),
+                clip(a.filename, 255),
                 a.data,
-                content_type=_clip(a.content_type, 255),
+                content_type=clip(a.content_type, 255),
             ).id
             for a in mail.attachments
         )
@@ -221,7 +246,7 @@ class TicketService(RecordService[Ticket]):
         found = self._s.read(Ticket, quiet=True).find(
             AnyKey("mail", keys), order_by=[OrderBy("opened_at")], limit=1
         )
-        return self._load(found[0].id) if found else None
+        return found[0] if found else None
 
     def _thread(self, mail: InboundMail) -> tuple[Ticket | None, str | None]:
         """The ticket ``mail`` answers, and how it was found."""
@@ -381,12 +406,19 @@ class TicketService(RecordService[Ticket]):
     @write
     def customer_reply(self, id: str, body: str) -> Ticket:
         """Record the customer's answer; a ticket waiting on the customer goes back to in_progress."""
+        return self._customer_reply(id, body)
+
+    def _customer_reply(self, id: str, body: str, mail_ids: tuple[str, ...] = ()) -> Ticket:
+        """:meth:`customer_reply`, adding the ids of the email it came by in the same update."""
         ticket = self._load(id)
         text = check_text("body", body, required=True, limit=20_000, multiline=True)
         messages = (*ticket.messages, Message("customer", text or "", True, self._s._now()))
+        changes = {"mail_ids": (*ticket.mail_ids, *mail_ids)} if mail_ids else {}
         if ticket.status is TicketStatus.WAITING_ON_CUSTOMER:
-            return self._move(ticket, TicketStatus.IN_PROGRESS, "update", messages=messages)
-        return self._change(ticket, None, "update", messages=messages)
+            return self._move(
+                ticket, TicketStatus.IN_PROGRESS, "update", messages=messages, **changes
+            )
+        return self._change(ticket, None, "update", messages=messages, **changes)
 
     @write
     def resolve(self, id: str, *, note: str | None = None) -> Ticket:
