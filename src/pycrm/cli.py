@@ -272,6 +272,70 @@ def parser() -> argparse.ArgumentParser:
     _tenant(mail)
     _json(mail, "the counts and refusals")
 
+    relay = _command(
+        commands,
+        "relay",
+        "relay the outbox's events to webhooks, Redis streams or plugins until stopped",
+        description="Deliver every tenant's outbox events to the relays a TOML file lists "
+        "(one [[relay]] table each), in batches, until SIGTERM or Ctrl-C; several workers "
+        "may run at once, on several machines.",
+        epilog="example relays.toml:\n"
+        '  [[relay]]\n  type = "webhook"\n  name = "erp"\n'
+        '  url = "https://erp.example/hooks/crm"\n  secret_env = "ERP_HOOK_SECRET"\n'
+        '  events = ["deal_won", "payment_*"]\n\n'
+        '  [[relay]]\n  type = "redis"\n  url_env = "REDIS_URL"\n',
+    )
+    relay.add_argument("--config", required=True, metavar="FILE", help="the relays, in TOML")
+    relay.add_argument(
+        "--tenant",
+        action="append",
+        metavar="NAME",
+        help="relay only this tenant's events (repeatable; default: every tenant)",
+    )
+    relay.add_argument("--batch", type=int, default=100, help="events claimed at once")
+    relay.add_argument(
+        "--poll", type=float, default=1.0, metavar="SECONDS", help="wait when nothing is due"
+    )
+    relay.add_argument(
+        "--lease",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long a claimed batch is this worker's (then another worker may take it)",
+    )
+    relay.add_argument(
+        "--max-attempts", type=int, default=10, help="failed attempts before dead-lettering"
+    )
+    relay.add_argument(
+        "--purge-after",
+        type=float,
+        metavar="DAYS",
+        help="also delete delivered events older than this, at start and hourly",
+    )
+    relay.add_argument(
+        "--health-every", type=float, default=60.0, metavar="SECONDS", help="health line interval"
+    )
+    relay.add_argument("--health-file", metavar="FILE", help="touch FILE with every health line")
+    relay.add_argument("--once", action="store_true", help="one round over the tenants, then exit")
+    _db(relay)
+    _json(relay, "the totals")
+
+    outbox = _command(commands, "outbox", "inspect the outbox, replay dead letters, purge")
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
+    stats = _command(outbox_commands, "stats", "pending, retrying and dead-lettered events")
+    dead = _command(outbox_commands, "dead", "list dead-lettered events and their last error")
+    dead.add_argument("--limit", type=int, default=100, help="at most this many")
+    replay = _command(outbox_commands, "replay", "make dead-lettered events pending again")
+    replay.add_argument("ids", nargs="*", metavar="EVENT_ID", help="the events to replay")
+    replay.add_argument("--all", action="store_true", help="every dead-lettered event")
+    purge = _command(outbox_commands, "purge", "delete delivered events older than some days")
+    purge.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    for command in (stats, dead, replay, purge):
+        _db(command)
+        _tenant(command)
+    _json(stats, "the counts")
+    _json(dead, "the dead letters")
+
     users = _command(commands, "users", "create, list or deactivate users")
     user_commands = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
     create = _command(
@@ -365,6 +429,10 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
         from pycrm.intake import run_mail
 
         return run_mail(args, out, err)
+    if args.command in ("relay", "outbox"):
+        from pycrm.relaying import run_outbox, run_relay
+
+        return (run_relay if args.command == "relay" else run_outbox)(args, out, err)
     if args.command == "report":
         from pycrm.reports import run_report
 

@@ -12,10 +12,19 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from pycrm.domain.aggregates import GroupKey, Measure
+from pycrm.domain.outbox import OutboxMessage
 from pycrm.domain.query import Filter, OrderBy
 from pycrm.domain.records import Stored
 
-__all__ = ["BlobStore", "Clock", "Repository", "Store", "SystemClock", "UnitOfWork"]
+__all__ = [
+    "BlobStore",
+    "Clock",
+    "OutboxQueue",
+    "Repository",
+    "Store",
+    "SystemClock",
+    "UnitOfWork",
+]
 
 S = TypeVar("S", bound=Stored)
 
@@ -115,6 +124,42 @@ class Repository(Protocol[S]):
         ...
 
 
+class OutboxQueue(Protocol):
+    """The outbox as a work queue for relay workers, inside one unit of work and one tenant.
+
+    SQL adapters claim with one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
+    LOCKED)`` on PostgreSQL (SQLite's single writer serialises the same
+    statement), so concurrent workers never claim the same message.
+    """
+
+    def claim(
+        self, worker: str, *, now: datetime, until: datetime, limit: int
+    ) -> list[OutboxMessage]:
+        """Lease up to ``limit`` due messages to ``worker`` until ``until``, oldest first.
+
+        A message is due when it is pending, not leased (or its lease ended
+        before ``now``), not waiting for a retry after ``now``, and no older
+        pending message is about the same record: so one record's events go
+        out one at a time, in order, however many workers run.
+        """
+        ...
+
+    def settle(self, ids: Sequence[str], *, now: datetime) -> int:
+        """Mark pending messages delivered and free their leases, in one statement.
+
+        Return how many were pending.
+        """
+        ...
+
+    def release(self, ids: Sequence[str]) -> None:
+        """Give leases back without counting an attempt (a worker that stops early)."""
+        ...
+
+    def purge(self, *, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` messages delivered before ``before``; return how many."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction in one tenant."""
 
@@ -126,6 +171,10 @@ class UnitOfWork(Protocol):
 
     def savepoint(self) -> AbstractContextManager[None]:
         """Undo every write made inside the block if the block raises."""
+        ...
+
+    def outbox(self) -> OutboxQueue:
+        """The outbox's queue operations in this unit of work."""
         ...
 
     def next_number(self, key: str) -> int:

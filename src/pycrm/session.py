@@ -387,7 +387,9 @@ class Session:
         )
         self._events.append(event)
         stamp = self._stamp(id=event.id)
-        self._uow.repo(OutboxMessage).add(OutboxMessage(**stamp, name=name, payload=to_dict(event)))
+        self._uow.repo(OutboxMessage).add(
+            OutboxMessage(**stamp, name=name, payload=to_dict(event), record_id=record.id)
+        )
         if name != "task_created":  # tasks do not beget tasks: no reminder loops
             self._create_tasks(self.crm.rules.followups(event, RuleContext(self)))
         return event

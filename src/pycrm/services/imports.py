@@ -755,7 +755,12 @@ class _Chunk:
         )
         self.events.append(event)
         self.outbox.append(
-            OutboxMessage(**self.s._stamp(id=event.id), name=name, payload=to_dict(event))
+            OutboxMessage(
+                **self.s._stamp(id=event.id),
+                name=name,
+                payload=to_dict(event),
+                record_id=record.id,
+            )
         )
         return event
 

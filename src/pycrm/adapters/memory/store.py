@@ -6,6 +6,7 @@ import copy
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -13,6 +14,7 @@ import attrs
 from pycrm.domain import RECORD_BY_RESOURCE
 from pycrm.domain.aggregates import GroupKey, Measure
 from pycrm.domain.measure import aggregate, value_of
+from pycrm.domain.outbox import OutboxMessage
 from pycrm.domain.query import (
     And,
     Filter,
@@ -164,6 +166,10 @@ class MemoryUnitOfWork:
             for key, (before, last) in taken.items():
                 if self._store._counters.get((self.tenant_id, key)) == last:
                     self._store._counters[(self.tenant_id, key)] = before
+
+    def outbox(self) -> MemoryOutboxQueue:
+        """The outbox's queue operations in this unit of work."""
+        return MemoryOutboxQueue(self)
 
     def next_number(self, key: str) -> int:
         """Increment counter ``key`` at once, so concurrent units of work never share a number."""
@@ -370,3 +376,85 @@ class MemoryRepository(Generic[S]):
                 value = plain(getattr(record, field))
                 counts[value] = counts.get(value, 0) + 1
         return counts
+
+
+class MemoryOutboxQueue:
+    """:class:`~pycrm.ports.OutboxQueue` in memory: the same rules, applied record by record.
+
+    Two units of work claiming the same message both write it; the second
+    to commit gets a ConcurrencyError, as with any other record.
+    """
+
+    def __init__(self, uow: MemoryUnitOfWork) -> None:
+        self._uow = uow
+        self._repo = uow.repo(OutboxMessage)
+
+    def _pending(self) -> list[OutboxMessage]:
+        return sorted(
+            (m for m in self._uow._visible(OutboxMessage).values() if m.pending),
+            key=lambda m: m.id,
+        )
+
+    def claim(
+        self, worker: str, *, now: datetime, until: datetime, limit: int
+    ) -> list[OutboxMessage]:
+        """Lease due messages to ``worker`` (see :class:`~pycrm.ports.OutboxQueue`)."""
+        claimed: list[OutboxMessage] = []
+        heads: set[str] = set()
+        for message in self._pending():
+            first = message.record_id not in heads
+            heads.add(message.record_id)
+            if len(claimed) == limit or not first:
+                continue
+            if message.claimed_until is not None and message.claimed_until >= now:
+                continue
+            if message.next_attempt_at is not None and message.next_attempt_at > now:
+                continue
+            leased = attrs.evolve(
+                message, claimed_by=worker, claimed_until=until, version=message.version + 1
+            )
+            self._repo.replace(leased, message.version)
+            claimed.append(leased)
+        return claimed
+
+    def settle(self, ids: Sequence[str], *, now: datetime) -> int:
+        """Mark pending messages delivered."""
+        marked = 0
+        for message in self._repo.get_many(list(ids)).values():
+            if message.pending:
+                done = attrs.evolve(
+                    message,
+                    delivered=True,
+                    delivered_at=now,
+                    updated_at=now,
+                    claimed_by=None,
+                    claimed_until=None,
+                    next_attempt_at=None,
+                    version=message.version + 1,
+                )
+                self._repo.replace(done, message.version)
+                marked += 1
+        return marked
+
+    def release(self, ids: Sequence[str]) -> None:
+        """Give leases back."""
+        for message in self._repo.get_many(list(ids)).values():
+            if message.claimed_by is not None:
+                freed = attrs.evolve(
+                    message, claimed_by=None, claimed_until=None, version=message.version + 1
+                )
+                self._repo.replace(freed, message.version)
+
+    def purge(self, *, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` messages delivered before ``before``."""
+        old = sorted(
+            (
+                m
+                for m in self._uow._visible(OutboxMessage).values()
+                if m.delivered and m.delivered_at is not None and m.delivered_at < before
+            ),
+            key=lambda m: m.id,
+        )[:limit]
+        for message in old:
+            self._repo.delete(message.id, message.version)
+        return len(old)

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.util import ClauseAdapter
 
+from pycrm.adapters.sqlalchemy.outbox import SqlOutboxQueue
 from pycrm.adapters.sqlalchemy.tables import Codec, Schema, UTCDateTime
 from pycrm.domain import RECORD_BY_RESOURCE
 from pycrm.domain.aggregates import (
@@ -367,6 +368,10 @@ class SqlUnitOfWork:
         with translate_errors("create index"):
             self.connection.execute(sa.schema.CreateIndex(index, if_not_exists=True))
 
+    def outbox(self) -> SqlOutboxQueue:
+        """The outbox's queue operations in this unit of work."""
+        return SqlOutboxQueue(self)
+
     def next_number(self, key: str) -> int:
         """Increment counter ``key`` with one upsert; its row stays locked until commit."""
         table = self._store.schema.counters
@@ -667,8 +672,8 @@ class SqlRepository(Generic[S]):
                 col = column(field, value)
                 return col.is_(None) if value is None else col == bind(json_value(field, value))
             case In(field, values):
-                if not values:
-                    return sa.false()
+                if not values:  # no row; not sa.false(), which swallows the AND'ed tenant_id
+                    return self._table.c.id.is_(None)
                 items = [json_value(field, v) for v in values]
                 return column(field, values[0]).in_(bind(items, expanding=True))
             case Range(field, low, high):
@@ -694,8 +699,8 @@ class SqlRepository(Generic[S]):
                     )
                 )
             case AnyKey(kind, keys):
-                if not keys:
-                    return sa.false()
+                if not keys:  # no row; not sa.false(), which swallows the AND'ed tenant_id
+                    return self._table.c.id.is_(None)
                 k = self._keys
                 return self._table.c.id.in_(
                     sa.select(k.c.record_id).where(
