@@ -581,7 +581,7 @@ CALLS: dict[str, dict[str, Any]] = {
             {"not": {"field": "tag", "op": "has", "value": "do not contact"}},
         ]},
     },
-    "campaigns.count": {"segment": "Machinery"},
+    "campaigns.count": {"segment": "Machinery", "purpose": OMIT, "channel": "email"},
     "campaigns.create": {
         "name": "Autumn", "channel": "email", "budget": EUR, "start": date(2026, 9, 1),
         "end": date(2026, 9, 30), "segment": "Machinery",
@@ -597,13 +597,27 @@ CALLS: dict[str, dict[str, Any]] = {
     "campaigns.finish": {"id": Ref("campaign")},
     "campaigns.get": {"id": Ref("campaign")},
     "campaigns.history": {"id": Ref("campaign"), "field": "status"},
-    "campaigns.members": {"segment": "Machinery", "limit": 10, "offset": 0},
+    "campaigns.members": {
+        "segment": "Buyers", "limit": 10, "offset": 0, "purpose": "marketing", "channel": "email",
+    },
     "campaigns.record_response": {
         "id": Ref("running"), "response": "clicked", "customer_id": Ref("customer"),
         "contact_id": OMIT,
     },
     "campaigns.segments": {},
-    "campaigns.snapshot": {"id": Ref("campaign")},
+    "campaigns.snapshot": {"id": Ref("campaign"), "purpose": OMIT, "channel": "email"},
+    # -- consent ---------------------------------------------------------------
+    "consent.allows": {"subject_id": Ref("contact"), "purpose": "marketing", "channel": "sms"},
+    "consent.current": {"subject_id": Ref("contact")},
+    "consent.grant": {
+        "subject_id": Ref("lead"), "purpose": "marketing", "channel": "email", "method": "form",
+        "proof": {"form": "contact-us", "ip": "203.0.113.9"}, "at": NOW,
+    },
+    "consent.history": {"subject_id": Ref("lead")},
+    "consent.withdraw": {
+        "subject_id": Ref("contact"), "purpose": "profiling", "channel": "any", "method": "call",
+        "proof": {"call": "2026-01-05"}, "at": NOW,
+    },
     # -- fields and categories -------------------------------------------------
     "fields.as_of": {"id": Ref("tier"), "when": NOW},
     "fields.define": {
@@ -889,6 +903,9 @@ def build_world(crm: pycrm.CRM) -> SimpleNamespace:
         w.segment = s.campaigns.create_segment("Machinery", "customer", rule).id
         w.campaign = s.campaigns.create("Spring", channel="email", segment="Machinery").id
         w.running = s.campaigns.create("Summer", channel="email", segment="Machinery").id
+        buyers = {"field": "status", "op": "eq", "value": "active"}
+        s.campaigns.create_segment("Buyers", "contact", buyers)
+        s.consent.grant(w.contact, "marketing", channel="any", method="double_opt_in")
         s.campaigns.snapshot(w.running)
         document = s.documents.attach("customer", w.customer, "a.txt", b"hello")
         w.document, w.document_key = document.id, document.document_key

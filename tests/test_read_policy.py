@@ -527,6 +527,9 @@ def build_world(builder: pycrm.CRM, data: st.DataObject) -> World:
         )
         s.deals.move(deals[1].id, "proposal")
         s.activities.track(ann.id, "viewed_pricing_page", lead_id=leads[1].id)
+        s.consent.grant(ann.id, "marketing", method="form", proof={"form": "contact-us"})
+        s.consent.withdraw(bob.id, "marketing", channel="any")
+        s.consent.grant(leads[0].id, "marketing", channel="any", method="double_opt_in")
         s.settings.set("default_region", "DE")
     # Activities (and a few edits) by the users themselves, so authors and audit actors vary.
     for k in range(data.draw(st.integers(2, 5), label="activities")):
@@ -725,6 +728,11 @@ class Oracle:
                 return None
             why = self.why_not(record.record_type, parent, truth)
             return None if why is None else f"a document on a {record.record_type} that is {why}"
+        if kind in ("consent", "consent_state"):
+            subject = truth.get(record.subject_type, record.subject_id)
+            why = None if subject is None else self.why_not(record.subject_type, subject, truth)
+            if why is not None:
+                return f"consent of a {record.subject_type} that is {why}"
         if self.actor is None:
             return None
         if kind == "audit_entry":
@@ -1453,6 +1461,20 @@ def snapshot_count(judge: Judge, where: str, result: Any, how: Call) -> None:
         judge.fail(where, f"snapshot took {result} members, the readable records give {len(want)}")
 
 
+#: The kinds of record consent is kept for.
+PEOPLE = ("lead", "contact")
+
+
+def consent_allowed(judge: Judge, where: str, result: Any, how: Call) -> None:
+    """A yes is read from a grant the actor may read (a no tells nothing)."""
+    subject, purpose = how.args[:2]
+    if result is True and not any(
+        c.subject_id == subject and c.purpose == purpose and c.granted  # type: ignore[attr-defined]
+        for c in judge.o.readable("consent", judge.truth)
+    ):
+        judge.fail(where, f"said {subject} consents from a grant the actor may not read")
+
+
 def import_report(judge: Judge, where: str, result: Any, how: Call) -> None:
     """Skipping a row as a duplicate reveals a stored record: it must be one the actor may read."""
     kind, email = how.args
@@ -1800,6 +1822,21 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     ),
     "campaigns.segments": Read(once(call())),
     "campaigns.snapshot": Write(lambda w: [call(w.campaigns["Autumn"])], snapshot_count),
+    # -- consent
+    "consent.allows": Read(
+        lambda w: [call(i, "marketing", "sms", subject=(k, i)) for k in PEOPLE for i in w.of(k)],
+        consent_allowed,
+    ),
+    "consent.current": Read(lambda w: [call(i, subject=(k, i)) for k in PEOPLE for i in w.of(k)]),
+    "consent.grant": Write(
+        lambda w: [call(i, "profiling", subject=(k, i)) for k in PEOPLE for i in w.of(k)]
+    ),
+    "consent.history": Read(lambda w: [call(i, subject=(k, i)) for k in PEOPLE for i in w.of(k)]),
+    "consent.withdraw": Write(
+        lambda w: [
+            call(i, "marketing", channel="any", subject=(k, i)) for k in PEOPLE for i in w.of(k)
+        ]
+    ),
     # -- categories
     "categories.by_path": Read(once(call("industry"), call("industry/machinery"))),
     "categories.check_paths": Nothing("returns the paths it was given, once they exist"),

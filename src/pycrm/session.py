@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pycrm.services.analytics import AnalyticsService
     from pycrm.services.audit import AuditService
     from pycrm.services.campaigns import CampaignService
+    from pycrm.services.consent import ConsentService
     from pycrm.services.contacts import ContactService
     from pycrm.services.contracts import ContractService
     from pycrm.services.customers import CustomerService
@@ -527,6 +528,13 @@ class Session:
         from pycrm.services.campaigns import CampaignService
 
         return CampaignService(self)
+
+    @cached_property
+    def consent(self) -> ConsentService:
+        """Consent per lead and contact, purpose and channel: grants, withdrawals, proof."""
+        from pycrm.services.consent import ConsentService
+
+        return ConsentService(self)
 
     @cached_property
     def fields(self) -> FieldService:

@@ -27,6 +27,7 @@ from pycrm.domain.events import Event
 __all__ = [
     "activity_logged",
     "approval_delegated",
+    "consent_changed",
     "contact_archived",
     "contact_created",
     "contact_updated",
@@ -239,6 +240,13 @@ contacts_merged = _signal(
 leads_merged = _signal("leads_merged", "Duplicate leads were merged. ``after``: the merge.")
 merge_undone = _signal(
     "merge_undone", "A merge was undone; the records are as they were before it."
+)
+
+# Privacy.
+consent_changed = _signal(
+    "consent_changed",
+    "A lead or contact granted or withdrew consent (``s.consent``). ``after``: the consent "
+    "(``subject_type``, ``subject_id``, ``purpose``, ``channel``, ``granted``, ``at``, ``method``).",
 )
 
 # Everyone.

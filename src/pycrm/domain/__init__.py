@@ -9,6 +9,7 @@ from pycrm.domain.assessments import Assessment
 from pycrm.domain.audit import AuditEntry, FieldChange
 from pycrm.domain.campaigns import Campaign, CampaignMember, Quota, Segment
 from pycrm.domain.classification import Category
+from pycrm.domain.consent import Consent, ConsentState
 from pycrm.domain.contact_points import Address, ContactPoint, PointKind
 from pycrm.domain.contracts import Contract
 from pycrm.domain.custom_fields import FieldDefinition
@@ -38,6 +39,8 @@ __all__ = [
     "Address",
     "Article",
     "BehaviourEvent",
+    "Consent",
+    "ConsentState",
     "Contract",
     "Deal",
     "ExchangeRate",
@@ -107,6 +110,8 @@ RECORD_TYPES: tuple[type[Stored], ...] = (
     Price,
     ExchangeRate,
     Quote,
+    Consent,
+    ConsentState,
     AuditEntry,
 )
 

@@ -356,6 +356,11 @@ DEFAULT_POLICY = Policy.from_dict(
             _g("sales legal finance", "quote", "read", "all"),
             _g("sales", "quote", "create update", "own"),
             _g("sales_manager", "quote", "approve update", "all"),
+            # Consent: the front line records and reads it for the people it may read;
+            # the privacy role reads everything (to answer for what is kept about a person).
+            _g("marketing sales service", "consent", "create read", "all"),
+            _g("marketing sales service", "consent_state", "read", "all"),
+            _g("privacy", "*", "read", "all"),
         ],
         "fields": [
             {"resource": "receivable", "field": "payments", "hidden": True, "allowed": ["finance", "admin"]},

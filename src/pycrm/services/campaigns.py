@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 
 from pycrm.domain.campaigns import Campaign, CampaignMember, CampaignStatus, Segment
+from pycrm.domain.consent import check_slug, consented
 from pycrm.domain.contact_points import search_key
 from pycrm.domain.contracts import ContractStatus
 from pycrm.domain.custom_fields import check_value, comparable
@@ -336,27 +337,64 @@ class CampaignService(RecordService[Campaign]):
         """
         return self._s.read(Segment).find(order_by=[OrderBy("name")])
 
-    def members(self, segment: str, *, limit: int = 1000, offset: int = 0) -> list[Any]:
+    def _consented(self, segment: Segment, purpose: Any, channel: Any) -> Filter | None:
+        """The condition ``purpose`` on ``channel`` adds to a segment's rule (None: no purpose).
+
+        Consent is kept for people: a customer segment cannot be for a purpose.
+        """
+        with Checks() as checks:
+            if purpose is not None:
+                checks(check_slug, "purpose", purpose)
+            checks(check_slug, "channel", channel)
+        if purpose is None:
+            return None
+        if segment.target != "contact":
+            raise ValidationError(
+                "purpose", purpose, "consent is kept for contacts: this is a customer segment"
+            )
+        return consented(purpose, channel)
+
+    def members(
+        self,
+        segment: str,
+        *,
+        limit: int = 1000,
+        offset: int = 0,
+        purpose: str | None = None,
+        channel: str = "email",
+    ) -> list[Any]:
         """The customers or contacts in a segment now (evaluated in the database).
 
         Returns the first 1,000 by name by default (``limit`` up to 1,000, ``offset``
-        to page on); :meth:`count` says how many there are.
+        to page on); :meth:`count` says how many there are. With ``purpose``
+        (a contact segment only), only the contacts whose consent for it on
+        ``channel`` (or ``any``) is granted now, decided in the same query.
         """
         limit, offset = check_page(limit, offset)
         chosen = self._segment(segment)
         cls: type[Any] = Customer if chosen.target == "customer" else Contact
         where = all_of(
-            [self.compile(chosen.target, chosen.rule), Not(Eq("status", RecordStatus.MERGED))]
+            [
+                self.compile(chosen.target, chosen.rule),
+                Not(Eq("status", RecordStatus.MERGED)),
+                self._consented(chosen, purpose, channel),
+            ]
         )
         return self._s.read(cls).find(
             where, order_by=[OrderBy("name_key")], limit=limit, offset=offset
         )
 
-    def count(self, segment: str) -> int:
-        """How many records a segment holds now."""
+    def count(self, segment: str, *, purpose: str | None = None, channel: str = "email") -> int:
+        """How many records a segment holds now (with ``purpose``: as :meth:`members` counts)."""
         chosen = self._segment(segment)
         cls: type[Any] = Customer if chosen.target == "customer" else Contact
-        return self._s.read(cls).count(self.compile(chosen.target, chosen.rule))
+        where = all_of(
+            [
+                self.compile(chosen.target, chosen.rule),
+                self._consented(chosen, purpose, channel),
+            ]
+        )
+        return self._s.read(cls).count(where)
 
     # -- campaigns -----------------------------------------------------------
 
@@ -394,18 +432,26 @@ class CampaignService(RecordService[Campaign]):
         return found[0]
 
     @write
-    def snapshot(self, id: str) -> int:
-        """Take the member snapshot: everyone in the target segment now. Returns how many."""
+    def snapshot(self, id: str, *, purpose: str | None = None, channel: str = "email") -> int:
+        """Take the member snapshot: everyone in the target segment now. Returns how many.
+
+        With ``purpose`` (a contact segment only), contacts without a grant
+        of consent for it on ``channel`` (or ``any``) now are left out (see
+        :meth:`members`).
+        """
         campaign = self._load(id)
         if campaign.segment_id is None:
             raise ValidationError("segment_id", None, "the campaign has no target segment")
         if campaign.members_added_at is not None:
             raise ValidationError("members", campaign.id, "the snapshot was taken already")
         segment = self._segment(campaign.segment_id)
+        self._consented(segment, purpose, channel)  # refused before anything is read
         key = "customer_id" if segment.target == "customer" else "contact_id"
         members, offset = [], 0
         while True:
-            page = self.members(segment.id, limit=1000, offset=offset)
+            page = self.members(
+                segment.id, limit=1000, offset=offset, purpose=purpose, channel=channel
+            )
             members += [
                 CampaignMember(**self._s._stamp(campaign_id=id, **{key: m.id})) for m in page
             ]

@@ -350,7 +350,10 @@ class LeadService(RecordService[Lead]):
         name matches the lead's company (ignoring case and spacing), else a new
         one. The contact is an existing contact with one of the lead's emails
         or phones, else a new one. The deal starts in the pipeline's first
-        stage, owned by the lead's owner.
+        stage, owned by the lead's owner. The consents in force for the lead
+        are copied to the contact (see :meth:`ConsentService.grant
+        <pycrm.services.consent.ConsentService.grant>`), their proof naming
+        the lead (``from_lead``).
         """
         if customer_id is not None:
             check_id("customer_id", customer_id)
@@ -381,6 +384,7 @@ class LeadService(RecordService[Lead]):
             deal_id=deal.id,
             converted_at=self._s._now(),
         )
+        self._s.consent._copy(lead, contact)
         self._close_tasks(id, None, done=True)
         return customer, contact, deal
 
