@@ -170,12 +170,22 @@ class Outbox:
         by then is presumed dead and its events go to another worker.
         """
         _limit(limit)
-        if not relays or not all(isinstance(r, Relay) for r in relays):
-            raise ValidationError("relays", relays, "must be one or more relays")
-        if len({r.name for r in relays}) != len(relays):
-            raise ValidationError("relays", [r.name for r in relays], "names must be unique")
+        if (
+            isinstance(relays, str)
+            or not isinstance(relays, Sequence)
+            or not relays
+            or not all(isinstance(r, Relay) for r in relays)
+        ):
+            raise ValidationError("relays", relays, "must be a list of one or more relays")
+        names = [r.name for r in relays]
+        if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+            raise ValidationError("relays", names, "names must be unique, non-empty strings")
         if not isinstance(lease, timedelta) or lease <= timedelta(0):
             raise ValidationError("lease", lease, "must be a positive timedelta")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ValidationError("retry", retry, "must be a RetryPolicy")
+        if worker is not None and (not isinstance(worker, str) or not worker.strip()):
+            raise ValidationError("worker", worker, "must be a non-empty string")
         policy = RetryPolicy() if retry is None else retry
         me = worker or worker_name()
         now = self._crm.clock.now()
@@ -188,7 +198,12 @@ class Outbox:
         report = RelayReport(tenant=self._crm._tenant(tenant), claimed=len(claimed))
         if not claimed:
             return report
-        outcomes = self._send(claimed, relays)
+        try:
+            outcomes = self._send(claimed, relays)
+        except BaseException:  # a relay's filter raised, or the worker is interrupted
+            ids = [m.id for m in claimed]
+            self._run(tenant, lambda uow: uow.outbox().release(ids))
+            raise
         return self._run(tenant, lambda uow: self._settle(uow, claimed, outcomes, policy, report))
 
     def _send(

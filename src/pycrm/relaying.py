@@ -55,10 +55,14 @@ def run_relay(args: argparse.Namespace, out: Console, err: Console) -> int:
     stop = threading.Event()
 
     def stopping(signum: int, frame: FrameType | None) -> None:
-        err.print("stopping after the batch in hand", highlight=False)
+        err.print("stopping after the batch in hand", highlight=False, soft_wrap=True)
         stop.set()
 
-    previous = {s: signal.signal(s, stopping) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = (
+        {s: signal.signal(s, stopping) for s in (signal.SIGTERM, signal.SIGINT)}
+        if threading.current_thread() is threading.main_thread()
+        else {}  # signals reach only the main thread: elsewhere the caller stops the process
+    )
     totals: Counter[str] = Counter()
     window: Counter[str] = Counter()
     me = worker_name()
@@ -69,6 +73,7 @@ def run_relay(args: argparse.Namespace, out: Console, err: Console) -> int:
                 f"relay {me}: {len(relays)} relays ({', '.join(r.name for r in relays)}), "
                 f"batch {args.batch}, poll {args.poll} s",
                 highlight=False,
+                soft_wrap=True,
             )
             if args.purge_after is not None:
                 _purge(crm, args, err)
@@ -86,7 +91,9 @@ def run_relay(args: argparse.Namespace, out: Console, err: Console) -> int:
                         for key in ("delivered", "failed", "dead"):
                             totals[key] += getattr(report, key)
                             window[key] += getattr(report, key)
-                        if report.claimed < args.batch:
+                        # A full batch may have more behind it, and a delivered event
+                        # may have let its record's next one become due.
+                        if report.claimed < args.batch and not report.delivered:
                             break
                 now = time.monotonic()
                 if now - last_health >= args.health_every:
@@ -134,6 +141,7 @@ def _health(
         f"{window['dead']:,} dead-lettered in {seconds:,.0f} s; {pending:,} pending ({lag}), "
         f"{dead:,} dead letters",
         highlight=False,
+        soft_wrap=True,
     )
     if args.health_file:
         Path(args.health_file).touch()
@@ -143,7 +151,11 @@ def _purge(crm: CRM, args: argparse.Namespace, err: Console) -> None:
     age = timedelta(days=args.purge_after)
     gone = sum(crm.outbox.purge(age, tenant=t) for t in _tenants(crm, args.tenant))
     if gone:
-        err.print(f"purged {gone:,} delivered events older than {args.purge_after} days")
+        err.print(
+            f"purged {gone:,} delivered events older than {args.purge_after} days",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def run_outbox(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -192,6 +204,7 @@ def run_outbox(args: argparse.Namespace, out: Console, err: Console) -> int:
                         f"{row['id']}  {row['name']}  {row['attempts']} attempts  "
                         f"{escape(str(row['last_error']))}",
                         highlight=False,
+                        soft_wrap=True,
                     )
                 err.print(f"{len(rows):,} dead letters", highlight=False)
             return 0

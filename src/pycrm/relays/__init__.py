@@ -181,10 +181,13 @@ class RetryPolicy:
             raise ConfigurationError("max_attempts must be a whole number")
         if self.max_attempts < 1:
             raise ConfigurationError("max_attempts must be at least 1")
+        if not isinstance(self.first_delay, timedelta) or not isinstance(self.max_delay, timedelta):
+            raise ConfigurationError("first_delay and max_delay must be timedeltas")
         if self.first_delay < timedelta(0) or self.max_delay < self.first_delay:
             raise ConfigurationError("retry delays must satisfy 0 <= first_delay <= max_delay")
-        if not 0 <= self.jitter <= 1:
-            raise ConfigurationError("jitter must be between 0 and 1")
+        jitter = self.jitter
+        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 1:
+            raise ConfigurationError("jitter must be a number between 0 and 1")
 
     def delay(self, failures: int, *, rand: Callable[[], float] = random.random) -> timedelta:
         """The wait after the ``failures``-th failed attempt (1 for the first)."""

@@ -36,6 +36,10 @@ SIGNATURE_HEADER = "Pycrm-Signature"
 """The header that carries the timestamp and the HMAC."""
 
 
+# What a kept-alive connection the subscriber has closed fails with on reuse.
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
 class WebhookError(Exception):
     """A subscriber did not answer 2xx."""
 
@@ -82,7 +86,8 @@ class WebhookRelay:
     ``secret`` (or ``secret_env``, the name of an environment variable holding
     it) is shared with the subscriber; ``events`` filters by signal name
     (``fnmatch`` patterns: ``["deal_*", "payment_received"]``). One connection
-    is kept open between requests.
+    is kept open between requests; when the subscriber has closed it meanwhile
+    (an idle timeout), the request goes once more on a new connection.
     """
 
     def __init__(
@@ -131,6 +136,17 @@ class WebhookRelay:
             self._connection = kind(self._host, self._port, timeout=self._timeout)
         return self._connection
 
+    def _exchange(self, body: bytes, headers: dict[str, str]) -> http.client.HTTPResponse:
+        connection = self._connect()
+        try:
+            connection.request("POST", self._path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            self.close()  # a broken connection is not reused
+            raise
+        return response
+
     def _post(self, envelope: Envelope) -> None:
         body = envelope.body()
         headers = {
@@ -143,14 +159,15 @@ class WebhookRelay:
             "Pycrm-Attempt": str(envelope.attempt),
             SIGNATURE_HEADER: sign(self._secret, int(self._clock()), body),
         }
-        connection = self._connect()
+        reused = self._connection is not None
         try:
-            connection.request("POST", self._path, body=body, headers=headers)
-            response = connection.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException):
-            self.close()  # a broken connection is not reused
-            raise
+            response = self._exchange(body, headers)
+        except _STALE:
+            if not reused:
+                raise
+            # The subscriber closed the kept connection while it was idle (a keep-alive
+            # timeout): not a failure of the subscriber, so once more on a new connection.
+            response = self._exchange(body, headers)
         if response.will_close:
             self.close()
         if not 200 <= response.status < 300:
