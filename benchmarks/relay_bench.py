@@ -57,7 +57,7 @@ TENANT = "default"
 class _Receiver(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a real webhook endpoint would
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:  # http.server's name for the method
         self.rfile.read(int(self.headers["Content-Length"]))
         self.send_response(204)
         self.send_header("Content-Length", "0")
