@@ -17,6 +17,7 @@ import pycrm
 import support
 from pycrm.domain.contact_points import PointKind
 from pycrm.domain.leads import Lead, LeadStatus
+from pycrm.domain.query import HasKey
 from pycrm.domain.tasks import TaskPriority, TaskStatus
 from pycrm.errors import (
     ConcurrencyError,
@@ -118,10 +119,24 @@ def test_capture_of_bad_input_and_get_of_an_unknown_id_are_refused_and_store_not
         (ValidationError, lambda s: s.leads.capture("Anna", source="")),
         (ValidationError, lambda s: s.leads.capture("Anna", source="webform", email="nope")),
         (ValidationError, lambda s: s.leads.capture("Anna", source="webform", budget=5)),
+        (ValidationError, lambda s: s.leads.capture("Anna", source="web", external_id=" ")),
+        (ValidationError, lambda s: s.leads.capture("Anna", source="web", external_id=7)),
+        (ValidationError, lambda s: s.leads.capture("Anna", source="web", external_id="a\0b")),
         (NotFound, lambda s: s.leads.get("no-such-lead")),
     )
-    fields = [e.field for e in errors[:4]]  # type: ignore[attr-defined]
-    assert fields == ["name", "source", "email", "budget"]
+    fields = [e.field for e in errors[:7]]  # type: ignore[attr-defined]
+    assert fields == ["name", "source", "email", "budget", *["external_id"] * 3]
+
+
+def test_a_lead_captured_with_its_id_elsewhere_is_found_by_it(crm: pycrm.CRM) -> None:
+    people = staff(crm)
+    with crm.session(actor=people.mia.id) as s:
+        lead = s.leads.capture("Anna", source="shop", external_id="order-4711")
+        s.leads.capture("Ben", source="shop", external_id="order-4712")
+    assert lead.external_id == "order-4711"
+    with crm.session(actor=people.mia.id) as s:
+        found = s.read(Lead).find(HasKey("external_id", "order-4711"))
+    assert [f.id for f in found] == [lead.id]
 
 
 # -- assignment -----------------------------------------------------------------

@@ -18,6 +18,7 @@ from pycrm.domain.fields import (
     check_bool,
     check_choice,
     check_id,
+    check_key,
     check_tags,
     check_text,
     fold_points,
@@ -68,6 +69,16 @@ class _Preview(Exception):
         self.decision = decision
 
 
+def _external_id(field: str, value: Any) -> str | None:
+    """The lead's id in the system it came from: exact text, 1 to 200 characters."""
+    if value is None:
+        return None
+    key = check_key(field, value, limit=200)
+    if not key.strip():
+        raise ValidationError(field, value, "must not be empty")
+    return key
+
+
 def _source(field: str, value: Any) -> str:
     text = check_text(field, value, required=True, limit=60)
     assert text is not None
@@ -101,6 +112,7 @@ class LeadService(RecordService[Lead]):
             "region": check_text,
             "industry": check_text,
             "needs": partial(check_text, limit=5000, multiline=True),
+            "external_id": _external_id,
             "tags": check_tags,
             "categories": self._s.categories.check_paths,
         }
@@ -125,7 +137,10 @@ class LeadService(RecordService[Lead]):
             applies, or ``phone_region=`` (or pass ``phones=[...]``).
         :param fields: ``given_name``, ``family_name``, ``name_order``, ``company``,
             ``title``, ``campaign``, ``region`` (the sales territory), ``industry``,
-            ``needs``, ``tags``, ``categories``, ``phone_region``.
+            ``needs``, ``tags``, ``categories``, ``phone_region``, ``external_id``
+            (the lead's id in the system it came from: a form submission, an
+            email, a shop; look it up with ``HasKey("external_id", …)`` before
+            capturing again).
 
         When the CRM has a lead router, the lead is assigned at once.
         """
@@ -177,10 +192,8 @@ class LeadService(RecordService[Lead]):
             email=mail.sender,
             campaign=campaign,
             needs=None if needs is None else clip(needs, 5000),
+            external_id=external,
         )
-        if external is not None and lead.external_id is None:
-            with self._s._guard.bypass():  # the intake's own bookkeeping, not the actor's edit
-                lead = self._change(self._load(lead.id), None, "update", external_id=external)
         documents = tuple(
             self._s.documents.attach(
                 "lead",

@@ -595,20 +595,21 @@ class FormApp:
             if external_id is not None and _by_external_id(s, external_id) is not None:
                 return "known"
             try:
-                lead = self._capture_in(s, form, values)
+                lead = self._capture_in(s, form, values, external_id)
             except DuplicateError:
                 return "duplicate"  # the dedupe policy blocks it: nothing is stored
-            if external_id is not None and lead.external_id is None:
-                with s._guard.bypass():  # pycrm's own bookkeeping, not the actor's edit
-                    s.leads._change(s.leads._load(lead.id), None, "update", external_id=external_id)
             for purpose in consents:
                 _grant(s, lead.id, purpose, method=method, proof=proof, at=at)
         return "captured"
 
     @staticmethod
-    def _capture_in(s: Session, form: LeadForm, values: Mapping[str, str]) -> Lead:
+    def _capture_in(
+        s: Session, form: LeadForm, values: Mapping[str, str], external_id: str | None = None
+    ) -> Lead:
         given = dict(values)
         name = given.pop("name", None)
+        if external_id is not None:
+            given["external_id"] = external_id
         try:
             return s.leads.capture(name, source=form.source, **form.fixed, **given)
         except ValidationError as exc:
