@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, TypeVar
 import attrs
 
 from pycrm.domain.events import Event
-from pycrm.domain.outbox import OutboxMessage
+from pycrm.domain.outbox import Claim, OutboxMessage
 from pycrm.domain.query import And, Eq, IsNull, Not, OrderBy
 from pycrm.errors import ConcurrencyError, ValidationError
 from pycrm.relays import Envelope, FunctionRelay, NotTried, Relay, RelayReport, RetryPolicy
@@ -207,7 +207,7 @@ class Outbox:
         return self._run(tenant, lambda uow: self._settle(uow, claimed, outcomes, policy, report))
 
     def _send(
-        self, claimed: list[OutboxMessage], relays: Sequence[Relay]
+        self, claimed: list[Claim], relays: Sequence[Relay]
     ) -> dict[str, dict[str, BaseException | None]]:
         """Each claimed event's outcome per relay that takes it and lacks it."""
         envelopes = [
@@ -251,54 +251,52 @@ class Outbox:
     def _settle(
         self,
         uow: UnitOfWork,
-        claimed: list[OutboxMessage],
+        claimed: list[Claim],
         outcomes: dict[str, dict[str, BaseException | None]],
         policy: RetryPolicy,
         report: RelayReport,
     ) -> RelayReport:
         now = self._crm.clock.now()
-        queue, repo = uow.outbox(), uow.repo(OutboxMessage)
+        queue = uow.outbox()
         delivered: list[str] = []
         released: list[str] = []
         failed = dead = 0
-        for message in claimed:
-            results = outcomes[message.id]
+        for claim in claimed:
+            results = outcomes[claim.id]
             took = tuple(name for name, result in results.items() if result is None)
             errors = [(n, r) for n, r in results.items() if r is not None]
             real = [(n, r) for n, r in errors if not isinstance(r, NotTried)]
             if not errors:
-                delivered.append(message.id)
+                delivered.append(claim.id)
                 continue
             if not real and not took:
-                released.append(message.id)
+                released.append(claim.id)
                 continue
-            changes: dict[str, object] = {
-                "sent_to": message.sent_to + took,
-                "claimed_by": None,
-                "claimed_until": None,
-                "updated_at": now,
-            }
-            if real:
-                attempts = message.attempts + 1
+            attempts, last_error, retry_at, dead_at = claim.attempts, None, None, None
+            if real:  # else some relays took it and the others did not try: no attempt spent
+                attempts += 1
                 name, error = real[0]
-                changes |= {
-                    "attempts": attempts,
-                    "last_error": f"{name}: {type(error).__name__}: {error}"[:_ERROR_LENGTH],
-                }
+                last_error = f"{name}: {type(error).__name__}: {error}"[:_ERROR_LENGTH]
                 if attempts >= policy.max_attempts:
-                    changes["dead_at"] = now
-                    dead += 1
-                    log.error("event %s (%s) is dead-lettered: %s", message.id, message.name, error)
+                    dead_at = now
                 else:
-                    changes["next_attempt_at"] = now + policy.delay(attempts)
-                    failed += 1
-            try:
-                repo.replace(
-                    attrs.evolve(message, **changes, version=message.version + 1),  # type: ignore[arg-type]
-                    message.version,
-                )
-            except ConcurrencyError:  # the lease ran out and another worker holds it now
-                log.warning("event %s was claimed again before this worker settled it", message.id)
+                    retry_at = now + policy.delay(attempts)
+            kept = queue.reschedule(
+                claim,
+                now=now,
+                sent_to=claim.sent_to + took,
+                attempts=attempts,
+                last_error=last_error,
+                next_attempt_at=retry_at,
+                dead_at=dead_at,
+            )
+            if not kept:  # the lease ran out and another worker holds it now
+                log.warning("event %s was claimed again before this worker settled it", claim.id)
+            elif dead_at is not None:
+                dead += 1
+                log.error("event %s (%s) is dead-lettered: %s", claim.id, claim.name, last_error)
+            elif real:
+                failed += 1
         queue.settle(delivered, now=now)
         queue.release(released)
         return attrs.evolve(

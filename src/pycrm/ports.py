@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from pycrm.domain.aggregates import GroupKey, Measure
-from pycrm.domain.outbox import OutboxMessage
+from pycrm.domain.outbox import Claim
 from pycrm.domain.query import Filter, OrderBy
 from pycrm.domain.records import Stored
 
@@ -71,7 +71,9 @@ class Repository(Protocol[S]):
     def replace(self, record: S, expected_version: int) -> None:
         """Overwrite the stored record if it is still at ``expected_version``.
 
-        Raises ConcurrencyError when it is not, NotFound when it is gone.
+        Raises ConcurrencyError when it is not, NotFound when it is gone. A
+        record kind without a version (an audit entry, rewritten only by an
+        erasure) is overwritten whatever version is given.
         """
         ...
 
@@ -132,9 +134,7 @@ class OutboxQueue(Protocol):
     statement), so concurrent workers never claim the same message.
     """
 
-    def claim(
-        self, worker: str, *, now: datetime, until: datetime, limit: int
-    ) -> list[OutboxMessage]:
+    def claim(self, worker: str, *, now: datetime, until: datetime, limit: int) -> list[Claim]:
         """Lease up to ``limit`` due messages to ``worker`` until ``until``, oldest first.
 
         A message is due when it is pending, not leased (or its lease ended
@@ -153,6 +153,24 @@ class OutboxQueue(Protocol):
 
     def release(self, ids: Sequence[str]) -> None:
         """Give leases back without counting an attempt (a worker that stops early)."""
+        ...
+
+    def reschedule(
+        self,
+        claim: Claim,
+        *,
+        now: datetime,
+        sent_to: tuple[str, ...],
+        attempts: int,
+        last_error: str | None,
+        next_attempt_at: datetime | None,
+        dead_at: datetime | None,
+    ) -> bool:
+        """Free a claimed message for a later attempt, or dead-letter it (``dead_at``).
+
+        Only while it is still at the claim's version: False when another
+        worker claimed it since (the lease ran out), and nothing is written.
+        """
         ...
 
     def purge(self, *, before: datetime, limit: int) -> int:

@@ -9,7 +9,7 @@ import attrs
 
 from pycrm.domain.records import Record
 
-__all__ = ["OutboxMessage"]
+__all__ = ["Claim", "OutboxMessage"]
 
 
 @attrs.frozen(kw_only=True)
@@ -59,3 +59,25 @@ class OutboxMessage(Record):
     def pending(self) -> bool:
         """Neither delivered nor dead-lettered."""
         return not self.delivered and self.dead_at is None
+
+
+@attrs.frozen(kw_only=True)
+class Claim:
+    """An outbox message leased to a relay worker: what sending and settling it needs."""
+
+    id: str
+    """The event id."""
+    tenant_id: str
+    """The tenant."""
+    name: str
+    """The signal name."""
+    record_id: str
+    """The record the event is about."""
+    payload: dict[str, Any]
+    """The event in JSON form."""
+    attempts: int
+    """Failed attempts so far."""
+    sent_to: tuple[str, ...]
+    """The relays that already have it."""
+    version: int
+    """The message's version after the claim: settling checks it is still the claimer's."""

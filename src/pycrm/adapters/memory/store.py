@@ -14,7 +14,7 @@ import attrs
 from pycrm.domain import RECORD_BY_RESOURCE
 from pycrm.domain.aggregates import GroupKey, Measure
 from pycrm.domain.measure import aggregate, value_of
-from pycrm.domain.outbox import OutboxMessage
+from pycrm.domain.outbox import Claim, OutboxMessage
 from pycrm.domain.query import (
     And,
     Filter,
@@ -137,7 +137,7 @@ class MemoryUnitOfWork:
                     current = base.get(id)
                     if replaced is None and current is not None:
                         raise DuplicateError(f"{cls.resource} {id!r} exists", [id])
-                    if replaced is not None:
+                    if replaced is not None and issubclass(cls, Record):
                         actual = current.version if isinstance(current, Record) else None
                         if actual != replaced:
                             raise ConcurrencyError(cls.resource, id, replaced, actual)
@@ -254,7 +254,8 @@ class MemoryRepository(Generic[S]):
         current = rows.get(record.id)
         if current is None:
             raise NotFound(self._cls.resource, record.id)
-        actual = current.version if isinstance(current, Record) else None
+        # A record without a version (an audit entry) is replaced whatever version is given.
+        actual = current.version if isinstance(current, Record) else expected_version
         if actual != expected_version:
             raise ConcurrencyError(self._cls.resource, record.id, expected_version, actual)
         self._uow._check_unique(self._cls, record, rows)  # type: ignore[arg-type]
@@ -265,7 +266,7 @@ class MemoryRepository(Generic[S]):
         current = self._uow._visible(self._cls).get(id)
         if current is None:
             raise NotFound(self._cls.resource, id)
-        actual = current.version if isinstance(current, Record) else None
+        actual = current.version if isinstance(current, Record) else expected_version
         if actual != expected_version:
             raise ConcurrencyError(self._cls.resource, id, expected_version, actual)
         writes = self._uow._writes.setdefault(self._cls, {})
@@ -395,11 +396,9 @@ class MemoryOutboxQueue:
             key=lambda m: m.id,
         )
 
-    def claim(
-        self, worker: str, *, now: datetime, until: datetime, limit: int
-    ) -> list[OutboxMessage]:
+    def claim(self, worker: str, *, now: datetime, until: datetime, limit: int) -> list[Claim]:
         """Lease due messages to ``worker`` (see :class:`~pycrm.ports.OutboxQueue`)."""
-        claimed: list[OutboxMessage] = []
+        claimed: list[Claim] = []
         heads: set[str] = set()
         for message in self._pending():
             first = message.record_id not in heads
@@ -414,7 +413,18 @@ class MemoryOutboxQueue:
                 message, claimed_by=worker, claimed_until=until, version=message.version + 1
             )
             self._repo.replace(leased, message.version)
-            claimed.append(leased)
+            claimed.append(
+                Claim(
+                    id=leased.id,
+                    tenant_id=leased.tenant_id,
+                    name=leased.name,
+                    record_id=leased.record_id,
+                    payload=leased.payload,
+                    attempts=leased.attempts,
+                    sent_to=leased.sent_to,
+                    version=leased.version,
+                )
+            )
         return claimed
 
     def settle(self, ids: Sequence[str], *, now: datetime) -> int:
@@ -444,6 +454,36 @@ class MemoryOutboxQueue:
                     message, claimed_by=None, claimed_until=None, version=message.version + 1
                 )
                 self._repo.replace(freed, message.version)
+
+    def reschedule(
+        self,
+        claim: Claim,
+        *,
+        now: datetime,
+        sent_to: tuple[str, ...],
+        attempts: int,
+        last_error: str | None,
+        next_attempt_at: datetime | None,
+        dead_at: datetime | None,
+    ) -> bool:
+        """Free a claimed message for later (or dead-letter it) if still at the claim's version."""
+        message = self._repo.get(claim.id)
+        if message is None or message.version != claim.version:
+            return False
+        later = attrs.evolve(
+            message,
+            sent_to=sent_to,
+            attempts=attempts,
+            last_error=last_error,
+            next_attempt_at=next_attempt_at,
+            dead_at=dead_at,
+            claimed_by=None,
+            claimed_until=None,
+            updated_at=now,
+            version=message.version + 1,
+        )
+        self._repo.replace(later, message.version)
+        return True
 
     def purge(self, *, before: datetime, limit: int) -> int:
         """Delete up to ``limit`` messages delivered before ``before``."""

@@ -8,13 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from pycrm.domain.outbox import OutboxMessage
+from pycrm.domain.outbox import Claim, OutboxMessage
 from pycrm.ports import chunks
 
 if TYPE_CHECKING:
     from pycrm.adapters.sqlalchemy.store import SqlUnitOfWork
 
 __all__ = ["SqlOutboxQueue"]
+
+#: The columns a claim returns, in :class:`Claim`'s order (only what sending needs).
+_CLAIMED = ("id", "tenant_id", "name", "record_id", "payload", "attempts", "sent_to", "version")
 
 
 class SqlOutboxQueue:
@@ -75,12 +78,10 @@ class SqlOutboxQueue:
                 claimed_until=sa.bindparam("until", type_=self._stamp),
                 version=t.c.version + 1,
             )
-            .returning(*t.columns)
+            .returning(*(t.c[name] for name in _CLAIMED))
         )
 
-    def claim(
-        self, worker: str, *, now: datetime, until: datetime, limit: int
-    ) -> list[OutboxMessage]:
+    def claim(self, worker: str, *, now: datetime, until: datetime, limit: int) -> list[Claim]:
         """Lease due messages to ``worker`` (see :class:`~pycrm.ports.OutboxQueue`)."""
         self._uow.write_lock()
         statement = self._uow._store.statement(("outbox", "claim"), self._claim_statement)
@@ -92,7 +93,21 @@ class SqlOutboxQueue:
             "limit": limit,
         }
         rows = self._uow.execute(statement, params).all()
-        claimed: list[OutboxMessage] = [self._codec.from_values(row) for row in rows]
+        claimed = [
+            Claim(
+                id=id,
+                tenant_id=tenant_id,
+                name=name,
+                record_id=record_id,
+                payload=payload,
+                attempts=attempts,
+                sent_to=tuple(sent_to or ()),
+                version=version,
+            )
+            for id, tenant_id, name, record_id, payload, attempts, sent_to, version in map(
+                tuple, rows
+            )
+        ]
         claimed.sort(key=lambda m: m.id)  # RETURNING gives no order
         return claimed
 
@@ -145,6 +160,55 @@ class SqlOutboxQueue:
         statement = self._uow._store.statement(("outbox", "release"), self._release_statement)
         for part in chunks(list(ids)):
             self._uow.execute(statement, {"tenant": self._uow.tenant_id, "ids": part})
+
+    def _reschedule_statement(self) -> sa.Executable:
+        t = self._table
+        return (
+            sa.update(t)
+            .where(
+                t.c.tenant_id == sa.bindparam("tenant"),
+                t.c.id == sa.bindparam("b_id"),
+                t.c.version == sa.bindparam("b_version"),
+            )
+            .values(
+                sent_to=sa.bindparam("b_sent_to", type_=t.c.sent_to.type),
+                attempts=sa.bindparam("b_attempts"),
+                last_error=sa.bindparam("b_last_error"),
+                next_attempt_at=sa.bindparam("b_next_attempt_at", type_=self._stamp),
+                dead_at=sa.bindparam("b_dead_at", type_=self._stamp),
+                claimed_by=None,
+                claimed_until=None,
+                updated_at=sa.bindparam("now", type_=self._stamp),
+                version=t.c.version + 1,
+            )
+        )
+
+    def reschedule(
+        self,
+        claim: Claim,
+        *,
+        now: datetime,
+        sent_to: tuple[str, ...],
+        attempts: int,
+        last_error: str | None,
+        next_attempt_at: datetime | None,
+        dead_at: datetime | None,
+    ) -> bool:
+        """Free a claimed message for later (or dead-letter it) if still at the claim's version."""
+        self._uow.write_lock()
+        statement = self._uow._store.statement(("outbox", "reschedule"), self._reschedule_statement)
+        params = {
+            "tenant": self._uow.tenant_id,
+            "b_id": claim.id,
+            "b_version": claim.version,
+            "b_sent_to": list(sent_to),
+            "b_attempts": attempts,
+            "b_last_error": last_error,
+            "b_next_attempt_at": next_attempt_at,
+            "b_dead_at": dead_at,
+            "now": now,
+        }
+        return bool(self._uow.execute(statement, params).rowcount == 1)
 
     def _purge_statement(self) -> sa.Executable:
         t = self._table
