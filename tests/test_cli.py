@@ -401,7 +401,7 @@ def test_the_demo_ends_with_its_tenant_users_and_commands_that_work_as_pasted(
     ):
         assert email in tail
     commands = [line.strip() for line in tail.splitlines() if line.strip().startswith("pycrm ")]
-    assert len(commands) == 6
+    assert len(commands) == 7
     assert all(f"--tenant {tenant[1]}" in c and f"--db {db}" in c for c in commands)
 
     results = {}
@@ -416,6 +416,11 @@ def test_the_demo_ends_with_its_tenant_users_and_commands_that_work_as_pasted(
     assert {row["bucket"] for row in report["rows"]} == {"current"}  # signed today, due next month
     assert (tmp_path / "funnel.png").read_bytes().startswith(b"\x89PNG")
     assert {"Clara Vogel", "Deniz Aydin"} <= set(leads(db, tenant[1]))
+    # Every event the demo's work emitted is waiting for a relay, none dead.
+    pending = re.search(r"(\d+) pending \((\d+) retrying\), (\d+) dead", results["outbox stats"][1])
+    assert pending is not None
+    assert int(pending[1]) > 0
+    assert (pending[2], pending[3]) == ("0", "0")
 
     # The default tenant is empty: say where the data is instead of an empty table alone.
     status, out, err = run(capsys, "report", "funnel", "--db", db)

@@ -142,9 +142,11 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
         )  # fmt: skip
         s.leads.capture("王芳", source="webform", company="上海星辰贸易有限公司", phone="+86 21 6232 1234",
                         region="APAC", needs="Catalogue")  # fmt: skip
-        s.leads.capture(
+        tom = s.leads.capture(
             "Tom Novak", source="webform", email="tom@example.org", needs="Student project"
         )
+        # The form's newsletter box was ticked: the consent goes with the lead, with its proof.
+        s.consent.grant(tom.id, "marketing", method="form", proof={"form": "contact-us"})
     with session(mia.id) as s:  # the importer commits chunk by chunk, so in a session of its own
         imported = s.importer.leads(
             csv.DictReader(io.StringIO(TRADE_SHOW)), source="trade show", campaign="Hannover Messe"
@@ -160,9 +162,13 @@ def _flow(crm: CRM, tenant: str, console: Console, heard: list[str]) -> dict[str
         _table(
             console,
             "New leads",
-            ["name", "company", "source", "campaign", "status"],
-            [(x.name, x.company, x.source, x.campaign, x.status.value) for x in s.leads.search()],
-        )
+            ["name", "company", "source", "campaign", "status", "newsletter"],
+            [
+                (x.name, x.company, x.source, x.campaign, x.status.value,
+                 "agreed" if s.consent.allows(x.id, "marketing") else "")
+                for x in s.leads.search()
+            ],
+        )  # fmt: skip
     # -- Sales manager -----------------------------------------------------
     with session(boss.id) as s:
         leads = {x.name: x for x in s.leads.search()}
@@ -442,6 +448,8 @@ def next_steps(console: Console, db: str, tenant: str, figures: dict[str, Any]) 
         ("receivables aging, as JSON for a script",
          f"pycrm report aging{scope} --json"),
         ("who works here", f"pycrm users list{scope}"),
+        ("the events waiting for a relay (pycrm relay sends them on)",
+         f"pycrm outbox stats{scope}"),
     ]  # fmt: skip
     console.print(
         f"The demo's data is in tenant [bold]{escape(tenant)}[/bold]; "
