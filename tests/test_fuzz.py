@@ -270,6 +270,11 @@ CALLS: dict[str, dict[str, Any]] = {
     "leads.as_of": {"id": Ref("lead"), "when": NOW},
     "leads.assign": {"id": Ref("lead"), "owner_id": Ref("rep"), "reason": "DACH"},
     "leads.candidates": {"at": NOW},
+    "mail.receive": {
+        "message": b"From: a@b.example\nSubject: Help\nMessage-ID: <m2@b.example>\n\nHi\n",
+        "to": "ticket", "category": "machines", "priority": "high",
+        "source": OMIT, "campaign": OMIT,
+    },
     "leads.receive_mail": {
         "message": b"From: Lou <lou@x.example>\nSubject: Offer\nMessage-ID: <q@x>\n\nPrices?\n",
         "source": "email", "campaign": "Spring",
@@ -618,13 +623,19 @@ CALLS: dict[str, dict[str, Any]] = {
         "subject_id": Ref("contact"), "purpose": "profiling", "channel": "any", "method": "call",
         "proof": {"call": "2026-01-05"}, "at": NOW,
     },
+    # -- privacy ---------------------------------------------------------------
+    "privacy.access_request": {"subject_id": Ref("contact")},
+    "privacy.erase": {"subject_id": Ref("lead"), "reason": "asked by letter"},
+    "privacy.hold": {"subject_id": Ref("contact"), "reason": "case 2026-17"},
+    "privacy.on_hold": {"subject_id": Ref("lead")},
+    "privacy.release": {"subject_id": Ref("held"), "reason": "case closed"},
     # -- fields and categories -------------------------------------------------
     "fields.as_of": {"id": Ref("tier"), "when": NOW},
     "fields.define": {
         "entity": "deal", "key": "region_code", "type": "text", "label": "Region code",
         "required": False, "pattern": "[A-Z]{2}", "group": "geo", "searchable": True,
         "readable_by": ["sales"], "writable_by": ["sales"], "default": OMIT, "minimum": OMIT,
-        "maximum": OMIT, "choices": OMIT, "reference": OMIT,
+        "maximum": OMIT, "choices": OMIT, "reference": OMIT, "personal": False,
     },
     "fields.definitions": {"entity": "customer", "include_retired": True},
     "fields.get": {"id": Ref("tier")},
@@ -692,6 +703,17 @@ CALLS: dict[str, dict[str, Any]] = {
     "settings.list": {},
     "settings.reset": {"name": "default_region", "version": OMIT},
     "settings.set": {"name": "routing_rules", "value": [{"name": "all", "pick": "first"}], "version": OMIT},
+    # -- retention -------------------------------------------------------------
+    "retention.preview": {"rule_name": OMIT, "limit": 10},
+    "retention.rules": {},
+    "retention.run": {"rule_name": OMIT, "batch": 50, "dry_run": True},
+    "retention.set_rules": {
+        "rules": [{
+            "name": "stale-leads", "record_type": "lead", "action": "erase", "after": "24 months",
+            "measured_from": "last_activity", "when": {"status": ["new", "disqualified"]},
+        }],
+        "version": OMIT,
+    },
     # -- tasks -----------------------------------------------------------------
     "tasks.as_of": {"id": Ref("task"), "when": NOW},
     "tasks.cancel": {"id": Ref("task"), "version": OMIT},
@@ -724,6 +746,7 @@ NAMED_AS: dict[str, dict[str, str]] = {
 SELF_COMMITTING = frozenset(
     {"importer.leads", "importer.contacts", "importer.customers"}
     | {"export.csv", "export.jsonl", "export.rows"}
+    | {"retention.run"}  # batch by batch, and audited in a transaction of its own
 )
 
 
@@ -841,6 +864,8 @@ def build_world(crm: pycrm.CRM) -> SimpleNamespace:
         w.activity = s.activities.log("call", "Hello", customer_id=w.customer).id
         s.customers.assess(w.customer, "grade", "A")
         w.lead = s.leads.capture("Leo", source="webform", email="leo@x.example").id
+        w.held = s.leads.capture("Hal", source="webform", email="hal@x.example").id
+        s.privacy.hold(w.held, reason="case 2026-16")
         lead = functools.partial(s.leads.capture, source="webform")
         w.lead_assigned = lead("Lia", email="lia@x.example").id
         s.leads.assign(w.lead_assigned, w.rep)

@@ -12,18 +12,40 @@ hand.
 from __future__ import annotations
 
 import base64
+import logging
 import mailbox
+import socket
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 import pycrm
-from pycrm.errors import ValidationError
-from pycrm.mail import find_token, html_to_text, parse_mail, read_maildir, read_mbox, ticket_token
+from pycrm.errors import ConfigurationError, ValidationError
+from pycrm.mail import (
+    MailAcknowledgement,
+    MemorySender,
+    SmtpSender,
+    TextMailer,
+    find_token,
+    html_to_text,
+    parse_mail,
+    read_maildir,
+    read_mbox,
+    ticket_token,
+)
+from pycrm.rules import hookimpl
 
 CORPUS = Path(__file__).parent / "data" / "mail" / "cpython"
+
+#: The test SMTP server asks for a password without TLS (on 127.0.0.1), which aiosmtpd warns of.
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
 
 def corpus(name: str) -> bytes:
@@ -431,11 +453,11 @@ def test_an_email_to_sales_is_captured_as_a_lead_once_with_its_attachment(
     assert document.name == "display.png"
 
 
-def test_an_email_without_a_sender_is_refused_naming_the_email(crm: pycrm.CRM) -> None:
+def test_an_email_without_a_sender_is_refused_naming_the_message(crm: pycrm.CRM) -> None:
     with crm.session(actor=crm.system_actor) as s:
         with pytest.raises(ValidationError) as caught:
             s.leads.receive_mail(b"Subject: who?\nMessage-ID: <n@x>\n\nhello\n")
-        assert caught.value.field == "email"
+        assert caught.value.field == "message"
         assert s.leads.search() == []
 
 
@@ -449,3 +471,337 @@ def test_control_characters_in_names_and_file_names_are_dropped() -> None:
     mail = parse_mail(raw)
     assert mail.sender_name == "Anna"
     assert [a.filename for a in mail.attachments] == ["bill.pdf"]
+
+
+# -- s.mail.receive: one entry for both desks ---------------------------------------------------
+
+
+def test_s_mail_receive_takes_an_email_to_a_ticket_or_a_lead(crm: pycrm.CRM) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        ticket = s.mail.receive(FIRST, category="machines", priority="high")
+        lead = s.mail.receive(FIRST, to="lead", campaign="Fair")
+        again = s.mail.receive(FIRST)
+    assert (ticket.outcome, lead.outcome, again.outcome) == ("opened", "captured", "duplicate")
+    assert (ticket.record.category, ticket.record.priority.value) == ("machines", "high")
+    assert (lead.record.source, lead.record.campaign) == ("email", "Fair")
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"to": "deal"}, "to"),
+        ({"to": "lead", "category": "machines"}, "category"),
+        ({"to": "lead", "priority": "high"}, "priority"),
+        ({"source": "email"}, "source"),
+        ({"campaign": "Fair"}, "campaign"),
+        ({"priority": "whenever"}, "priority"),
+    ],
+)
+def test_s_mail_receive_refuses_options_for_the_other_desk_naming_them(
+    crm: pycrm.CRM, options: dict[str, Any], field: str
+) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        with pytest.raises(ValidationError) as caught:
+            s.mail.receive(FIRST, **options)
+        assert caught.value.field == field
+        assert (s.tickets.list(), s.leads.search()) == ([], [])
+
+
+# -- sending: a real SMTP server (aiosmtpd) on a free port ---------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Inbox:
+    """What the SMTP server received; refuses recipients at ``refused.example``."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[Any] = []
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook names
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address.endswith("@refused.example"):
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.envelopes.append(envelope)
+        return "250 OK"
+
+    def messages(self) -> list[EmailMessage]:
+        return [
+            message_from_bytes(e.content.replace(b"\r\n", b"\n"), policy=policy.default)
+            for e in self.envelopes
+        ]
+
+
+def _login(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+    ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"desk", b"s3cret")
+    return AuthResult(success=ok, handled=False)  # False: the server answers 535 itself
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server: AUTH required (user desk, password s3cret), no TLS."""
+    inbox = Inbox()
+    port = free_port()
+    server = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=_login,
+        auth_required=True,
+        auth_require_tls=False,
+        # aiosmtpd's LOGIN waits for what smtplib sends at once (an initial response);
+        # PLAIN is what real servers are asked first anyway.
+        auth_exclude_mechanism=["LOGIN"],
+    )
+    server.start()
+    try:
+        yield inbox, port
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def smtp_sender(
+    smtp: tuple[Inbox, int], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., SmtpSender]:
+    monkeypatch.setenv("PYCRM_TEST_SMTP_PASSWORD", "s3cret")
+
+    def make(**options: Any) -> SmtpSender:
+        settings: dict[str, Any] = {
+            "security": "plain",
+            "username": "desk",
+            "password_env": "PYCRM_TEST_SMTP_PASSWORD",
+            "from_address": "support@shop.example",
+            "timeout": 10,
+            **options,
+        }
+        return SmtpSender("127.0.0.1", smtp[1], **settings)
+
+    return make
+
+
+def test_smtp_sender_logs_in_and_delivers_with_from_date_and_message_id_added(
+    smtp: tuple[Inbox, int], smtp_sender: Callable[..., SmtpSender]
+) -> None:
+    message = EmailMessage()
+    message["To"] = "anna@acme.example"
+    message["Bcc"] = "archive@shop.example"
+    message["Subject"] = "Ihre Anfrage · 您的请求"
+    message.set_content("Grüße\n")
+    smtp_sender().send(message)
+    (envelope,) = smtp[0].envelopes
+    assert envelope.mail_from == "support@shop.example"
+    assert envelope.rcpt_tos == ["anna@acme.example", "archive@shop.example"]
+    (got,) = smtp[0].messages()
+    assert got["Bcc"] is None  # smtplib leaves Bcc out of what it sends
+    assert (got["From"], got["Subject"]) == ("support@shop.example", "Ihre Anfrage · 您的请求")
+    assert got["Message-ID"].endswith("@shop.example>")
+    assert got["Date"]
+    assert got.get_content() == "Grüße\n"
+
+
+def test_smtp_sender_errors_name_what_is_wrong(
+    smtp: tuple[Inbox, int],
+    smtp_sender: Callable[..., SmtpSender],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def message(to: str = "anna@acme.example") -> EmailMessage:
+        made = EmailMessage()
+        made["To"] = to
+        made["Subject"] = "Hi"
+        made.set_content("Hi")
+        return made
+
+    monkeypatch.setenv("PYCRM_TEST_SMTP_PASSWORD", "wrong")
+    with pytest.raises(ConfigurationError, match="refused the login of 'desk'"):
+        smtp_sender().send(message())
+    monkeypatch.setenv("PYCRM_TEST_SMTP_PASSWORD", "s3cret")
+    with pytest.raises(ConfigurationError, match="does not offer STARTTLS"):
+        smtp_sender(security="starttls").send(message())
+    with pytest.raises(ValidationError) as refused:
+        smtp_sender().send(message("x@refused.example"))
+    assert refused.value.field == "To"
+    with pytest.raises(ValidationError) as nobody:
+        smtp_sender().send(EmailMessage())
+    assert nobody.value.field == "To"
+    with pytest.raises(ValidationError) as no_from:
+        smtp_sender(from_address=None).send(message())
+    assert no_from.value.field == "From"
+    with pytest.raises(ConfigurationError, match="could not send through the SMTP server"):
+        SmtpSender("127.0.0.1", free_port(), security="plain", from_address="a@b.example").send(
+            message()
+        )
+    assert smtp[0].envelopes == []
+    monkeypatch.delenv("PYCRM_TEST_SMTP_PASSWORD")
+    for options, says in (
+        ({}, "PYCRM_TEST_SMTP_PASSWORD is not set"),
+        ({"security": "tls", "username": None, "password_env": None}, "security 'tls'"),
+        ({"password_env": None}, "username needs password_env"),
+        ({"from_address": "not an address", "username": None, "password_env": None}, "from_"),
+    ):
+        with pytest.raises(ConfigurationError, match=says):
+            smtp_sender(**options)
+    with pytest.raises(ConfigurationError, match="port 70000"):
+        SmtpSender("127.0.0.1", 70000)
+
+
+def test_text_mailer_gives_the_web_forms_mail_port_an_smtp_server(
+    smtp: tuple[Inbox, int], smtp_sender: Callable[..., SmtpSender]
+) -> None:
+    from pycrm.web import Mailer
+
+    mailer = TextMailer(smtp_sender())
+    assert isinstance(mailer, Mailer)
+    mailer.send("anna@acme.example", "Please confirm", "Click the link.")
+    (got,) = smtp[0].messages()
+    assert (got["To"], got["Subject"], got.get_content()) == (
+        "anna@acme.example",
+        "Please confirm",
+        "Click the link.\n",
+    )
+    with pytest.raises(ValidationError) as caught:
+        mailer.send("", "x", "y")
+    assert caught.value.field == "To"
+
+
+# -- acknowledging the email that opened a ticket ----------------------------------------------
+
+
+def test_hook_pycrm_mail_acknowledgement(
+    connect_crm: Callable[..., pycrm.CRM],
+    smtp: tuple[Inbox, int],
+    smtp_sender: Callable[..., SmtpSender],
+) -> None:
+    """A plugin's acknowledgement goes out through a real SMTP server after the commit,
+    completed so that the customer's reply threads back to the ticket."""
+    asked: list[tuple[str, str | None]] = []
+
+    class Ours:
+        @hookimpl
+        def pycrm_mail_acknowledgement(
+            self, ticket: Any, mail: Any, ctx: Any
+        ) -> EmailMessage | None:
+            asked.append((ticket.id, mail.message_id))
+            assert ctx.session.tickets.get(ticket.id).subject == "Maschine steht"
+            made = EmailMessage()
+            made["Subject"] = f"Wir kümmern uns: {mail.subject}"
+            made.set_content(f"Ticket {ticket.id}")
+            return made
+
+    crm = connect_crm(mail_sender=smtp_sender())
+    crm.plugins.register(Ours(), name="ours")
+    with crm.session(actor=crm.system_actor) as s:
+        receipt = s.mail.receive(FIRST)
+        assert smtp[0].envelopes == []  # nothing before the commit
+    ticket = receipt.record
+    assert asked == [(ticket.id, "ticket-1@shop.example")]
+    (got,) = smtp[0].messages()
+    assert smtp[0].envelopes[0].rcpt_tos == ["JM@Werk.example"]
+    assert got["Subject"] == f"Wir kümmern uns: Maschine steht {ticket_token(ticket.id)}"
+    assert (got["From"], got["To"]) == ("support@shop.example", "JM@Werk.example")
+    assert (got["In-Reply-To"], got["References"]) == (
+        "<ticket-1@shop.example>",
+        "<ticket-1@shop.example>",
+    )
+    assert got["Auto-Submitted"] == "auto-replied"
+    assert got.get_content().strip() == f"Ticket {ticket.id}"
+    # The customer answers the acknowledgement: it threads to the ticket, and a reply is
+    # never acknowledged; the acknowledgement itself coming back is a machine's mail.
+    answer = (
+        b"From: JM@Werk.example\nSubject: Re: " + got["Subject"].encode() + b"\n"
+        b"Message-ID: <ticket-2@shop.example>\nIn-Reply-To: " + got["Message-ID"].encode() + b"\n"
+        b"\nDanke.\n"
+    )
+    with crm.session(actor=crm.system_actor) as s:
+        replied = s.mail.receive(answer)
+        echoed = s.mail.receive(got.as_bytes())
+        duplicate = s.mail.receive(FIRST)
+    assert (replied.outcome, replied.record.id) == ("replied", ticket.id)
+    assert (echoed.outcome, duplicate.outcome) == ("ignored", "duplicate")
+    assert len(smtp[0].envelopes) == 1
+    assert len(asked) == 1
+
+
+def test_the_built_in_acknowledgement_answers_when_no_plugin_does(
+    connect_crm: Callable[..., pycrm.CRM],
+) -> None:
+    sender = MemorySender(from_address="support@shop.example")
+    crm = connect_crm(mail_sender=sender)
+    assert isinstance(crm.plugins.get_plugin("pycrm.acknowledgement"), MailAcknowledgement)
+    with crm.session(actor=crm.system_actor) as s:
+        ticket = s.mail.receive(FIRST.replace(b"Maschine steht", b"AW: Re: Maschine steht")).record
+        s.mail.receive(GMAIL_VACATION)  # a machine: no ticket, no answer
+        s.mail.receive(b"From: support@shop.example\nSubject: test\n\nour own\n")  # a loop
+    (sent,) = sender.sent
+    assert sent["Subject"] == f"Re: Maschine steht {ticket_token(ticket.id)}"
+    assert sent.get_content().startswith("Hello Jürgen Müller,")
+    assert ticket_token(ticket.id) in sent.get_content()
+    with pytest.raises(ConfigurationError, match="MailAcknowledgement text template"):
+        MailAcknowledgement(text="Dear {customer}")
+
+
+def test_no_acknowledgement_for_work_rolled_back_or_without_a_sender(
+    connect_crm: Callable[..., pycrm.CRM],
+) -> None:
+    sender = MemorySender(from_address="support@shop.example")
+    crm = connect_crm(mail_sender=sender)
+
+    def then_fail() -> None:
+        with crm.session(actor=crm.system_actor) as s:
+            assert s.mail.receive(FIRST).outcome == "opened"  # the plugin has answered
+            raise RuntimeError("the caller's own work failed")
+
+    with pytest.raises(RuntimeError):
+        then_fail()
+    with crm.session(actor=crm.system_actor) as s:
+        with pytest.raises(ValidationError):  # a refused email: no ticket, no mail
+            s.tickets.receive_mail(FIRST, priority="x")
+        assert s.tickets.list() == []
+    assert sender.sent == []
+    quiet = connect_crm()  # no mail_sender: nothing is asked or sent
+    assert quiet.plugins.get_plugin("pycrm.acknowledgement") is None
+    with quiet.session(actor=quiet.system_actor) as s:
+        assert s.mail.receive(FIRST).outcome == "opened"
+
+
+def test_a_broken_acknowledgement_plugin_undoes_the_intake_naming_the_plugin(
+    connect_crm: Callable[..., pycrm.CRM],
+) -> None:
+    class Wrong:
+        @hookimpl
+        def pycrm_mail_acknowledgement(self, ticket: Any) -> Any:
+            return "thanks!"
+
+    crm = connect_crm(mail_sender=MemorySender(from_address="support@shop.example"))
+    crm.plugins.register(Wrong(), name="wrong")
+    with crm.session(actor=crm.system_actor) as s:
+        with pytest.raises(ConfigurationError, match="plugin 'wrong' returned 'thanks!'"):
+            s.mail.receive(FIRST)
+        assert s.tickets.list() == []
+    with pytest.raises(ConfigurationError, match="mail_sender must have a send"):
+        connect_crm(mail_sender=object())
+
+
+def test_a_failed_send_is_logged_and_the_ticket_stays(
+    connect_crm: Callable[..., pycrm.CRM], caplog: pytest.LogCaptureFixture
+) -> None:
+    sender = MemorySender(from_address="support@shop.example", fail=OSError("relay down"))
+    crm = connect_crm(mail_sender=sender)
+    with (
+        caplog.at_level(logging.WARNING, logger="pycrm.mail"),
+        crm.session(actor=crm.system_actor) as s,
+    ):
+        ticket = s.mail.receive(FIRST).record
+    assert f"the acknowledgement of ticket {ticket.id} was not sent" in caplog.text
+    assert "relay down" in caplog.text
+    with crm.session(actor=crm.system_actor) as s:
+        assert [t.id for t in s.tickets.list()] == [ticket.id]

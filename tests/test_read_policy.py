@@ -531,6 +531,9 @@ def build_world(builder: pycrm.CRM, data: st.DataObject) -> World:
         s.consent.withdraw(bob.id, "marketing", channel="any")
         s.consent.grant(leads[0].id, "marketing", channel="any", method="double_opt_in")
         s.settings.set("default_region", "DE")
+        s.retention.set_rules(
+            [{"name": "stale-leads", "record_type": "lead", "action": "erase", "after": "30 days"}]
+        )
     # Activities (and a few edits) by the users themselves, so authors and audit actors vary.
     for k in range(data.draw(st.integers(2, 5), label="activities")):
         author = someone("author")
@@ -728,7 +731,7 @@ class Oracle:
                 return None
             why = self.why_not(record.record_type, parent, truth)
             return None if why is None else f"a document on a {record.record_type} that is {why}"
-        if kind in ("consent", "consent_state"):
+        if kind in ("consent", "consent_state", "legal_hold", "privacy_request"):
             subject = truth.get(record.subject_type, record.subject_id)
             why = None if subject is None else self.why_not(record.subject_type, subject, truth)
             if why is not None:
@@ -1475,6 +1478,17 @@ def consent_allowed(judge: Judge, where: str, result: Any, how: Call) -> None:
         judge.fail(where, f"said {subject} consents from a grant the actor may not read")
 
 
+def granted(kind: str, action: str) -> Check:
+    """An answer only for an actor with a grant of ``action`` on ``kind`` (privacy calls)."""
+
+    def check(judge: Judge, where: str, result: Any, how: Call) -> None:
+        if not judge.o.grants(kind, action):
+            judge.fail(where, f"answered without a {action} grant on {kind}")
+        judge.walk(where, result)
+
+    return check
+
+
 def import_report(judge: Judge, where: str, result: Any, how: Call) -> None:
     """Skipping a row as a duplicate reveals a stored record: it must be one the actor may read."""
     kind, email = how.args
@@ -1837,6 +1851,27 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
             call(i, "marketing", channel="any", subject=(k, i)) for k in PEOPLE for i in w.of(k)
         ]
     ),
+    # -- privacy
+    "privacy.access_request": Write(
+        lambda w: [call(i, subject=(k, i)) for k in PEOPLE for i in w.of(k)[:1]],
+        granted("privacy_request", "create"),
+    ),
+    "privacy.erase": Write(
+        lambda w: [call(i, reason="asked", subject=(k, i)) for k in PEOPLE for i in w.of(k)[:1]],
+        granted("privacy_request", "create"),
+    ),
+    "privacy.hold": Write(
+        lambda w: [call(i, reason="case 7", subject=(k, i)) for k in PEOPLE for i in w.of(k)[:1]],
+        granted("legal_hold", "create"),
+    ),
+    "privacy.on_hold": Read(
+        lambda w: [call(i, subject=(k, i)) for k in PEOPLE for i in w.of(k)],
+        granted("legal_hold", "read"),
+    ),
+    "privacy.release": Write(
+        lambda w: [call(i, reason="closed", subject=(k, i)) for k in PEOPLE for i in w.of(k)[:1]],
+        granted("legal_hold", "update"),
+    ),
     # -- categories
     "categories.by_path": Read(once(call("industry"), call("industry/machinery"))),
     "categories.check_paths": Nothing("returns the paths it was given, once they exist"),
@@ -2023,6 +2058,14 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     "leads.archive": Write(pick("lead")),
     "leads.assign": Write(lambda w: [call(lead, u) for lead in w.of("lead") for u in w.users]),
     "leads.candidates": Read(once(call())),
+    "mail.receive": Write(
+        once(
+            call(b"From: anna@acme.example\nSubject: Help\nMessage-ID: <m2@x>\n\nHi\n"),
+            call(
+                b"From: Lou <lou@x.example>\nSubject: Offer?\nMessage-ID: <q2@x>\n\nHi\n", to="lead"
+            ),
+        )
+    ),
     "leads.receive_mail": Write(
         lambda w: [
             call(f"From: Lou <{e}>\nSubject: Offer?\nMessage-ID: <q@x>\n\nPrices?\n".encode())
@@ -2097,6 +2140,11 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
     ),
     "session.rollback": Nothing("ends the unit of work; returns nothing"),
     # -- runtime settings
+    # A dry run only: a real run commits batch by batch, outside the session a write rolls back.
+    "retention.preview": Read(once(call(), call("stale-leads", limit=5))),
+    "retention.rules": Read(once(call())),
+    "retention.run": Read(once(call(dry_run=True), call("stale-leads", batch=2, dry_run=True))),
+    "retention.set_rules": Write(once(call([]))),
     "settings.get": Read(once(call("default_region"), call("routing_rules")), setting_value),
     "settings.list": Read(once(call())),
     "settings.reset": Write(once(call("default_region"))),

@@ -18,7 +18,7 @@ from pycrm.domain import RECORD_TYPES
 from pycrm.domain.leads import Lead
 from pycrm.errors import ConfigurationError
 
-HEAD = "0012"
+HEAD = "0013"
 
 
 def expected_tables(prefix: str) -> set[str]:

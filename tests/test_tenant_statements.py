@@ -471,6 +471,7 @@ SKIPPED: dict[str, dict[str, str]] = {
                 "first_contact_within",
                 "followups",
                 "lead_departments",
+                "mail_sender",
                 "merge_threshold",
                 "on_duplicate",
                 "policy",

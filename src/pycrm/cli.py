@@ -254,18 +254,61 @@ def parser() -> argparse.ArgumentParser:
     mail = _command(
         commands,
         "mail",
-        "read a mailbox into the service desk (tickets opened and answered)",
-        description="Read every email of a Maildir folder or an mbox file into the service "
-        "desk: replies go to their tickets, other emails open tickets, machines' mail is "
-        "ignored, and emails read before are skipped.",
+        "read a mailbox or an IMAP folder into the service desk (or into leads)",
+        description="Read every email of a Maildir folder or an mbox file, or the unseen "
+        "messages of an IMAP folder (--imap, polled until SIGTERM or Ctrl-C unless --once), "
+        "into the service desk: replies go to their tickets, other emails open tickets "
+        "(--to lead: leads are captured), machines' mail is ignored, and emails read before "
+        "are skipped.",
     )
-    mail.add_argument("mailbox", help="a Maildir folder or an mbox file")
+    mail.add_argument("mailbox", nargs="?", help="a Maildir folder or an mbox file (or --imap)")
+    mail.add_argument(
+        "--to",
+        default="ticket",
+        choices=["ticket", "lead"],
+        help="open tickets (the default) or capture leads",
+    )
     mail.add_argument("--category", help="category of the tickets opened")
     mail.add_argument(
         "--priority",
-        default="normal",
         choices=["low", "normal", "high", "urgent"],
-        help="priority of the tickets opened",
+        help="priority of the tickets opened (default: normal)",
+    )
+    mail.add_argument("--source", help="source of the leads captured (default: email)")
+    mail.add_argument("--campaign", help="campaign of the leads captured")
+    mail.add_argument(
+        "--imap",
+        metavar="URL",
+        help="an IMAP folder: imaps://USER@HOST[:PORT]/FOLDER (imap:// upgrades with STARTTLS)",
+    )
+    mail.add_argument(
+        "--password-env", metavar="VAR", help="the environment variable holding the IMAP password"
+    )
+    mail.add_argument(
+        "--imap-security",
+        choices=["ssl", "starttls", "plain"],
+        help="override the URL's scheme (plain: no TLS, for a server you trust)",
+    )
+    mail.add_argument(
+        "--processed-folder",
+        metavar="FOLDER",
+        help="move the IMAP messages taken here (default: mark them seen)",
+    )
+    mail.add_argument(
+        "--error-folder",
+        metavar="FOLDER",
+        help="move the IMAP messages refused here (default: leave them unseen)",
+    )
+    mail.add_argument(
+        "--poll",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between IMAP rounds",
+    )
+    mail.add_argument("--once", action="store_true", help="one IMAP round, then exit")
+    mail.add_argument(
+        "--batch", type=int, default=50, metavar="N", help="IMAP messages fetched at a time"
     )
     _as(mail, what="receiving")
     _db(mail)
@@ -319,6 +362,43 @@ def parser() -> argparse.ArgumentParser:
     relay.add_argument("--once", action="store_true", help="one round over the tenants, then exit")
     _db(relay)
     _json(relay, "the totals")
+
+    retention = _command(
+        commands,
+        "retention",
+        "list or run the tenant's retention rules (erase, delete, clear bodies)",
+        epilog="examples:\n"
+        "  pycrm retention rules --tenant acme\n"
+        "  pycrm retention run --tenant acme --as dpo@acme.example --dry-run\n"
+        "  pycrm retention run --tenant acme --as dpo@acme.example --rule stale-leads\n"
+        "Admins and the privacy role may; rules are set with s.retention.set_rules.",
+    )
+    retention_commands = retention.add_subparsers(
+        dest="retention_command", metavar="ACTION", required=True
+    )
+    retention_run = _command(
+        retention_commands,
+        "run",
+        "apply the retention rules, a batch (one transaction) at a time",
+        description="Apply the tenant's retention rules (or one of them): erase, delete or "
+        "clear what each selects, a batch at a time, each batch in a transaction of its own. "
+        "People under a legal hold are skipped. Running it again carries on where a stopped "
+        "run left off. Exit status 1 if an action failed for some record.",
+    )
+    retention_run.add_argument("--rule", metavar="NAME", help="run only this rule")
+    retention_run.add_argument(
+        "--dry-run", action="store_true", help="change nothing; say what would be done"
+    )
+    retention_run.add_argument(
+        "--batch", type=int, default=500, metavar="N", help="records per transaction, 1 to 10,000"
+    )
+    retention_rules = _command(retention_commands, "rules", "list the tenant's retention rules")
+    for command in (retention_run, retention_rules):
+        _as(command, what="acting")
+        _db(command)
+        _tenant(command)
+    _json(retention_run, "the counts per rule")
+    _json(retention_rules, "the rules")
 
     outbox = _command(commands, "outbox", "inspect the outbox, replay dead letters, purge")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
@@ -433,6 +513,10 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
         from pycrm.relaying import run_outbox, run_relay
 
         return (run_relay if args.command == "relay" else run_outbox)(args, out, err)
+    if args.command == "retention":
+        from pycrm.retaining import run_retention
+
+        return run_retention(args, out, err)
     if args.command == "report":
         from pycrm.reports import run_report
 

@@ -31,6 +31,7 @@ from pycrm.errors import (
     PermissionDenied,
     ValidationError,
 )
+from pycrm.mail import MailAcknowledgement, MailSender
 from pycrm.ports import BlobStore, Clock, Store, SystemClock, UnitOfWork
 from pycrm.regions import region_code
 from pycrm.rules.approvals import PolicyApprovals
@@ -90,6 +91,7 @@ class CRM:
         sla_policy: SlaPolicy | None = None,
         ticket_departments: Sequence[str] = ("service",),
         blob_store: BlobStore | None = None,
+        mail_sender: MailSender | None = None,
     ) -> None:
         try:
             Money.zero(currency)
@@ -180,7 +182,8 @@ class CRM:
         The built-in rules are registered as ``pycrm.routing`` (the
         ``routing_rules`` setting), ``pycrm.scoring`` (the ``scoring``
         setting), ``pycrm.reminders``, ``pycrm.approvals`` and
-        ``pycrm.pricing`` (prices from the price lists); unregister or
+        ``pycrm.pricing`` (prices from the price lists), and with a
+        ``mail_sender`` ``pycrm.acknowledgement``; unregister or
         outrank them to change pycrm's behaviour.
         """
         for name, plugin in (
@@ -196,6 +199,16 @@ class CRM:
             self.plugins.register(CallableRouter(lead_router), name="pycrm.lead_router")
         self.rules = RuleEngine(self.plugins)
         """Runs the plugins' hooks and checks what they return."""
+        if mail_sender is not None and not callable(getattr(mail_sender, "send", None)):
+            raise ConfigurationError("mail_sender must have a send(message) method")
+        self.mail_sender: MailSender | None = mail_sender
+        """Sends pycrm's mail (acknowledgements of tickets opened by email), or None: none is sent.
+
+        With one, the built-in plugin ``pycrm.acknowledgement``
+        (:class:`~pycrm.mail.MailAcknowledgement`) is registered.
+        """
+        if mail_sender is not None and self.plugins.get_plugin("pycrm.acknowledgement") is None:
+            self.plugins.register(MailAcknowledgement(), name="pycrm.acknowledgement")
 
     def approval_steps(self, session: Session, contract: Contract | Quote) -> list[ApprovalStep]:
         """The approval steps a contract or quote needs: what the ``pycrm_approvals`` hooks ask."""
@@ -371,7 +384,9 @@ def connect(
         ``policy`` (a :class:`~pycrm.domain.permissions.Policy`, dict or JSON path),
         ``sla_policy``, ``ticket_departments``, ``blob_store`` (where document
         bytes live: a :class:`~pycrm.adapters.blobs.FileBlobStore` beside a SQLite
-        file by default, ``./pycrm-files`` for other databases).
+        file by default, ``./pycrm-files`` for other databases), ``mail_sender``
+        (a :class:`~pycrm.mail.MailSender` such as :class:`~pycrm.mail.SmtpSender`:
+        tickets opened by email are acknowledged through it).
 
     ``routing_rules``, ``scoring``, ``sla_policy`` and ``default_region`` are
     defaults: each tenant may store its own at runtime with ``s.settings``

@@ -9,8 +9,14 @@ text), the attachments, the threading headers, and whether a machine sent it
 (an auto-reply, a bounce, a mailing list), which intake must not answer or
 open work for. :func:`read_mbox` and :func:`read_maildir` read a batch.
 
-``s.tickets.receive_mail`` and ``s.leads.receive_mail`` turn messages into
-tickets and leads and answer with a :class:`MailReceipt`.
+``s.mail.receive`` (or ``s.tickets.receive_mail`` and ``s.leads.receive_mail``)
+turns messages into tickets and leads and answers with a :class:`MailReceipt`;
+:mod:`pycrm.imap` fetches them from an IMAP folder.
+
+Outgoing mail goes through a :class:`MailSender`: :class:`SmtpSender` (the
+standard ``smtplib``), :class:`MemorySender` for tests, or your own.
+:class:`MailAcknowledgement` is the built-in ``pycrm_mail_acknowledgement``
+plugin that answers a customer whose email opened a ticket.
 """
 
 from __future__ import annotations
@@ -18,29 +24,44 @@ from __future__ import annotations
 import email
 import email.policy
 import mailbox
+import os
 import re
+import smtplib
+import ssl
+import threading
 import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import format_datetime, getaddresses, make_msgid, parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
-from pycrm.errors import ValidationError
+from pycrm.errors import ConfigurationError, ValidationError
+from pycrm.rules.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from pycrm.domain.tickets import Ticket
+    from pycrm.rules.context import RuleContext
 
 __all__ = [
     "Attachment",
     "InboundMail",
+    "MailAcknowledgement",
     "MailReceipt",
+    "MailSender",
+    "MemorySender",
+    "SmtpSender",
+    "TextMailer",
     "clip",
     "find_token",
     "html_to_text",
     "parse_mail",
+    "prepare_outgoing",
     "read_maildir",
     "read_mbox",
     "ticket_token",
@@ -203,6 +224,341 @@ def read_maildir(path: str | Path) -> Iterator[InboundMail]:
     box = mailbox.Maildir(str(path), create=False)
     for key in sorted(box.iterkeys()):
         yield parse_mail(box.get_bytes(key))
+
+
+# -- sending -------------------------------------------------------------------------
+
+
+@runtime_checkable
+class MailSender(Protocol):
+    """Sends one email: how pycrm sends mail (``pycrm.connect(mail_sender=...)``).
+
+    Implement it with your mail system (an API, a queue), or use
+    :class:`SmtpSender`. pycrm calls it after the unit of work committed,
+    outside any transaction, so it may block. A sender with a
+    ``from_address`` attribute names the address pycrm's mail comes from:
+    intake never acknowledges mail from that address (a loop).
+    """
+
+    def send(self, message: EmailMessage) -> None:
+        """Send ``message`` to the addresses in its ``To``, ``Cc`` and ``Bcc`` headers."""
+        ...
+
+
+def prepare_outgoing(message: Any, from_address: str | None) -> EmailMessage:
+    """``message`` ready to send, the headers it lacks added (to it: it is returned).
+
+    ``From`` becomes ``from_address`` when it has none; ``Date`` and
+    ``Message-ID`` are made when missing.
+
+    :raises ValidationError: (``message``) when it is not an EmailMessage, (``From``) when it
+        has no sender and there is no ``from_address``, (``To``) when it names no recipient.
+    """
+    if not isinstance(message, EmailMessage):
+        raise ValidationError(
+            "message", type(message).__name__, "must be an email.message.EmailMessage"
+        )
+    if message.get("From") is None:
+        if not from_address:
+            raise ValidationError("From", None, "the message has no From and no from_address")
+        message["From"] = from_address
+    if not _addresses(message, "To", "Cc", "Bcc"):
+        raise ValidationError("To", message.get("To"), "the message names no recipient")
+    if message.get("Date") is None:
+        message["Date"] = format_datetime(datetime.now(UTC))
+    if message.get("Message-ID") is None:
+        _, sender = _sender(message)
+        domain = (sender or "").rpartition("@")[2] or None
+        message["Message-ID"] = make_msgid(domain=domain)
+    return message
+
+
+class MemorySender:
+    """A :class:`MailSender` for tests: keeps what it is asked to send in :attr:`sent`.
+
+    :param from_address: the ``From`` of messages that have none.
+    :param fail: raise this exception on every send (to test a mail outage).
+    """
+
+    def __init__(self, *, from_address: str | None = None, fail: Exception | None = None) -> None:
+        self.from_address = from_address
+        """The ``From`` of messages that have none."""
+        self.sent: list[EmailMessage] = []
+        """Every message sent, oldest first."""
+        self.fail = fail
+        """The exception each send raises, or None."""
+        self._lock = threading.Lock()
+
+    def send(self, message: EmailMessage) -> None:
+        """Keep ``message`` (or raise :attr:`fail`).
+
+        :raises ValidationError: as :func:`prepare_outgoing`.
+        """
+        prepare_outgoing(message, self.from_address)
+        if self.fail is not None:
+            raise self.fail
+        with self._lock:
+            self.sent.append(message)
+
+
+#: How :class:`SmtpSender` secures its connection, and the port each uses by default.
+SMTP_SECURITY = {"ssl": 465, "starttls": 587, "plain": 25}
+
+
+class SmtpSender:
+    """A :class:`MailSender` for an SMTP server, with the standard :mod:`smtplib`.
+
+    Each message goes over a connection of its own (thread-safe; nothing
+    is left open between sends).
+
+    :param host: the server's name or address.
+    :param port: its port (default: 465 for ``ssl``, 587 for ``starttls``, 25 for ``plain``).
+    :param security: ``starttls`` (the default: the connection is upgraded
+        to TLS, and a server that does not offer it is refused), ``ssl``
+        (TLS from the start, "SMTPS") or ``plain`` (no TLS: a relay on the
+        same machine, tests).
+    :param username: log in as this user (then a password is needed).
+    :param password_env: the environment variable that holds the password
+        (read at every send, so a rotated secret is picked up).
+    :param password: the password itself (prefer ``password_env``).
+    :param from_address: the ``From`` of messages that have none.
+    :param timeout: seconds to wait for the server.
+    :param ssl_context: for ``ssl`` and ``starttls`` (default: the system's
+        trusted certificates, host names checked).
+    :raises ConfigurationError: naming the setting that is wrong.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int | None = None,
+        *,
+        security: str = "starttls",
+        username: str | None = None,
+        password_env: str | None = None,
+        password: str | None = None,
+        from_address: str | None = None,
+        timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if not isinstance(host, str) or not host.strip():
+            raise ConfigurationError("SmtpSender host must be a host name or address")
+        if security not in SMTP_SECURITY:
+            raise ConfigurationError(
+                f"SmtpSender security {security!r} must be one of {', '.join(SMTP_SECURITY)}"
+            )
+        if port is None:
+            port = SMTP_SECURITY[security]
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ConfigurationError(f"SmtpSender port {port!r} must be from 1 to 65535")
+        if username is not None and password_env is None and password is None:
+            raise ConfigurationError("SmtpSender username needs password_env (or password)")
+        if password_env is not None and password is not None:
+            raise ConfigurationError("SmtpSender takes password_env or password, not both")
+        if (password_env is not None or password is not None) and username is None:
+            raise ConfigurationError("SmtpSender password_env needs a username to log in as")
+        if password_env is not None and not os.environ.get(password_env):
+            raise ConfigurationError(
+                f"SmtpSender password_env: the environment variable {password_env} is not set"
+            )
+        if from_address is not None:
+            try:
+                from_address = str(Address(addr_spec=from_address))
+            except (ValueError, IndexError, TypeError):
+                raise ConfigurationError(
+                    f"SmtpSender from_address {from_address!r} is not an email address"
+                ) from None
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ConfigurationError("SmtpSender timeout must be a positive number of seconds")
+        self.host = host
+        """The server's name or address."""
+        self.port = port
+        """The server's port."""
+        self.security = security
+        """``ssl``, ``starttls`` or ``plain``."""
+        self.username = username
+        """Who it logs in as (None: no login)."""
+        self.password_env = password_env
+        """The environment variable holding the password."""
+        self._password = password
+        self.from_address = from_address
+        """The ``From`` of messages that have none (and the address intake never answers)."""
+        self.timeout = float(timeout)
+        """Seconds to wait for the server."""
+        self._context = ssl_context
+
+    def __repr__(self) -> str:
+        who = f"{self.username}@" if self.username else ""
+        return f"SmtpSender({self.security}://{who}{self.host}:{self.port})"
+
+    def _secret(self) -> str | None:
+        if self.password_env is None:
+            return self._password
+        secret = os.environ.get(self.password_env)
+        if not secret:
+            raise ConfigurationError(
+                f"SmtpSender password_env: the environment variable {self.password_env} is not set"
+            )
+        return secret
+
+    def send(self, message: EmailMessage) -> None:
+        """Send ``message`` (headers it lacks are added, see :func:`prepare_outgoing`).
+
+        :raises ValidationError: as :func:`prepare_outgoing`; (``To``) when
+            the server refuses every recipient; (``From``) when it refuses the sender.
+        :raises ConfigurationError: when the server cannot be reached, does
+            not offer STARTTLS, refuses the login, or fails.
+        """
+        prepare_outgoing(message, self.from_address)
+        secret = self._secret()
+        where = f"{self.host}:{self.port}"
+        context = self._context or ssl.create_default_context()
+        try:
+            smtp: smtplib.SMTP
+            if self.security == "ssl":
+                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            with smtp:
+                if self.security == "starttls":
+                    smtp.ehlo()
+                    if not smtp.has_extn("starttls"):
+                        raise ConfigurationError(
+                            f"the SMTP server {where} does not offer STARTTLS; "
+                            "use security='ssl', or 'plain' for a local relay"
+                        )
+                    smtp.starttls(context=context)
+                    smtp.ehlo()
+                if self.username is not None:
+                    smtp.login(self.username, secret or "")
+                smtp.send_message(message)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise ConfigurationError(
+                f"the SMTP server {where} refused the login of {self.username!r}: "
+                f"{exc.smtp_code} {_said(exc.smtp_error)}"
+            ) from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            said = "; ".join(f"{a}: {c} {_said(t)}" for a, (c, t) in exc.recipients.items())
+            raise ValidationError(
+                "To", list(exc.recipients), f"refused by {where}: {said}"
+            ) from None
+        except smtplib.SMTPSenderRefused as exc:
+            raise ValidationError(
+                "From", exc.sender, f"refused by {where}: {exc.smtp_code} {_said(exc.smtp_error)}"
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise ConfigurationError(
+                f"could not send through the SMTP server {where}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def _said(text: bytes | str) -> str:
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+
+
+class TextMailer:
+    """A plain-text mail port on a :class:`MailSender`, as ``pycrm.web`` takes it.
+
+    ``send(to, subject, text)`` is the shape of ``pycrm.web.Mailer``, so
+    ``App(..., mailer=TextMailer(SmtpSender(...)))`` sends the web forms'
+    confirmation emails over SMTP.
+
+    :param sender: what sends the messages.
+    :param from_address: their ``From`` (default: the sender's ``from_address``).
+    """
+
+    def __init__(self, sender: MailSender, *, from_address: str | None = None) -> None:
+        if not callable(getattr(sender, "send", None)):
+            raise ConfigurationError("TextMailer sender must have a send(message) method")
+        self.sender = sender
+        """What sends the messages."""
+        self.from_address = from_address
+        """Their ``From`` (None: the sender's own)."""
+
+    def send(self, to: str, subject: str, text: str) -> None:
+        """Send ``text`` with ``subject`` to the address ``to``.
+
+        :raises ValidationError: (``To``) when ``to`` is not an address; as the sender's ``send``.
+        """
+        message = EmailMessage()
+        try:
+            message["To"] = to
+        except (ValueError, IndexError, TypeError):
+            raise ValidationError("To", to, "is not an email address") from None
+        message["Subject"] = subject
+        if self.from_address is not None:
+            message["From"] = self.from_address
+        message.set_content(text)
+        self.sender.send(message)
+
+
+# -- acknowledging -------------------------------------------------------------------
+
+_REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|wg|fw|fwd|回复|答复)\s*[:：]\s*)+", re.IGNORECASE)
+
+
+class MailAcknowledgement:
+    """The built-in acknowledgement: "we have your email, it is ticket [#T-…]".
+
+    pycrm registers it as plugin ``pycrm.acknowledgement`` when a CRM is
+    connected with a ``mail_sender``. It answers last (``trylast``), so a
+    plugin of yours that returns a message wins; unregister it
+    (``crm.plugins.unregister(name="pycrm.acknowledgement")``) to send none.
+    The templates may use ``{name}`` (the sender's name, else their
+    address), ``{subject}`` (the customer's subject without "Re:"),
+    ``{token}`` (``[#T-<id>]``) and ``{ticket_id}``.
+
+    :param subject: the subject template (the token is added when it has none).
+    :param text: the body template.
+    :param from_address: the ``From`` (default: the sender's ``from_address``).
+    :raises ConfigurationError: when a template names another field.
+    """
+
+    SUBJECT = "Re: {subject} {token}"
+    """The default subject template."""
+    TEXT = (
+        "Hello {name},\n\n"
+        "thank you for your email. We have opened ticket {token} for it and will answer "
+        "as soon as we can. Please keep {token} in the subject when you write about it.\n\n"
+        "This message was sent automatically."
+    )
+    """The default body template."""
+
+    def __init__(
+        self, *, subject: str = SUBJECT, text: str = TEXT, from_address: str | None = None
+    ) -> None:
+        for name, template in (("subject", subject), ("text", text)):
+            try:
+                template.format(name="", subject="", token="", ticket_id="")
+            except (KeyError, IndexError, ValueError, AttributeError) as exc:
+                raise ConfigurationError(
+                    f"MailAcknowledgement {name} template: {type(exc).__name__}: {exc}; "
+                    "use {name}, {subject}, {token} and {ticket_id}"
+                ) from None
+        self.subject = subject
+        """The subject template."""
+        self.text = text
+        """The body template."""
+        self.from_address = from_address
+        """The ``From`` (None: the sender's)."""
+
+    @hookimpl(trylast=True)
+    def pycrm_mail_acknowledgement(
+        self, ticket: Ticket, mail: InboundMail, ctx: RuleContext
+    ) -> EmailMessage | None:
+        """The acknowledgement of ``mail``, which opened ``ticket``."""
+        values = {
+            "name": mail.sender_name or mail.sender or "",
+            "subject": _REPLY_PREFIX.sub("", mail.subject).strip() or "(no subject)",
+            "token": ticket_token(ticket.id),
+            "ticket_id": ticket.id,
+        }
+        message = EmailMessage()
+        message["Subject"] = _clean(self.subject.format(**values))
+        if self.from_address is not None:
+            message["From"] = self.from_address
+        message.set_content(self.text.format(**values))
+        return message
 
 
 # -- reading -------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
@@ -46,10 +46,13 @@ if TYPE_CHECKING:
     from pycrm.services.guard import Guard
     from pycrm.services.imports import ImporterService
     from pycrm.services.leads import LeadService
+    from pycrm.services.mail import MailService
     from pycrm.services.org import OrgService
+    from pycrm.services.privacy import PrivacyService
     from pycrm.services.products import PriceListService, ProductService, RateService
     from pycrm.services.quotes import QuoteService
     from pycrm.services.receivables import ReceivableService
+    from pycrm.services.retention import RetentionService
     from pycrm.services.settings import SettingsService
     from pycrm.services.tasks import TaskService
     from pycrm.services.tickets import ArticleService, TicketService
@@ -83,6 +86,8 @@ class Session:
         self._wrote = False
         self._lasting: list[AuditEntry] = []
         """Audit entries that outlive the session's outcome (see ``_audit_apart``)."""
+        self._afterwards: list[Callable[[], None]] = []
+        """Work for after the commit, such as sending mail (see ``_after_commit``)."""
 
     @property
     def _uow(self) -> UnitOfWork:
@@ -121,16 +126,23 @@ class Session:
                 raise
         self._open = False
         events, self._events = self._events, []
+        afterwards, self._afterwards = self._afterwards, []
         try:
             self._unit.commit()
         finally:
             self._flush_lasting()
+
+        def committed() -> None:
+            self.crm._dispatch(events)
+            for work in afterwards:
+                work()
+
         if getattr(self._unit, "joined", False):
             # Inside the caller's transaction: the signals wait for the caller's
             # commit, and are dropped on its rollback.
-            self._unit.after_outer_commit(lambda: self.crm._dispatch(events))  # type: ignore[attr-defined]
+            self._unit.after_outer_commit(committed)  # type: ignore[attr-defined]
         else:
-            self.crm._dispatch(events)
+            committed()
 
     def rollback(self) -> None:
         """Discard the work; no signal is sent. The session is closed afterwards."""
@@ -138,10 +150,20 @@ class Session:
             return
         self._open = False
         self._events = []
+        self._afterwards = []
         try:
             self._unit.rollback()
         finally:
             self._flush_lasting()
+
+    def _after_commit(self, work: Callable[[], None]) -> None:
+        """Do ``work`` once the session's work is committed (after its signals); never on rollback.
+
+        Work queued by a service call that raises is dropped with the call's
+        writes. ``work`` must not raise: it runs after the commit, when the
+        caller can no longer undo anything (log failures instead).
+        """
+        self._afterwards.append(work)
 
     def _audit_apart(self, entry: AuditEntry) -> None:
         """Audit ``entry`` whatever becomes of the session's work (a refusal, an export)."""
@@ -217,11 +239,13 @@ class Session:
             self._check_active()
             self._wrote = True
         events, versions = len(self._events), len(self._version_log)
+        afterwards = len(self._afterwards)
         try:
             with self._uow.savepoint():
                 yield
         except BaseException:
             del self._events[events:]
+            del self._afterwards[afterwards:]
             while len(self._version_log) > versions:
                 id, version = self._version_log.pop()
                 if version is None:
@@ -537,6 +561,20 @@ class Session:
         return ConsentService(self)
 
     @cached_property
+    def privacy(self) -> PrivacyService:
+        """Access requests, erasure (pseudonymisation) and legal holds for one person."""
+        from pycrm.services.privacy import PrivacyService
+
+        return PrivacyService(self)
+
+    @cached_property
+    def retention(self) -> RetentionService:
+        """Retention rules: which records are erased, deleted or cleared, when; preview and run."""
+        from pycrm.services.retention import RetentionService
+
+        return RetentionService(self)
+
+    @cached_property
     def fields(self) -> FieldService:
         """Custom field definitions (and typed values)."""
         from pycrm.services.fields import FieldService
@@ -549,6 +587,13 @@ class Session:
         from pycrm.services.fields import CategoryService
 
         return CategoryService(self)
+
+    @cached_property
+    def mail(self) -> MailService:
+        """Email intake: an email to a ticket or a lead (``receive``)."""
+        from pycrm.services.mail import MailService
+
+        return MailService(self)
 
     @cached_property
     def documents(self) -> DocumentService:

@@ -47,6 +47,7 @@ __all__ = [
     "deal_stage_changed",
     "deal_won",
     "dispatch",
+    "erasure_completed",
     "lead_archived",
     "lead_assigned",
     "lead_captured",
@@ -247,6 +248,12 @@ consent_changed = _signal(
     "consent_changed",
     "A lead or contact granted or withdrew consent (``s.consent``). ``after``: the consent "
     "(``subject_type``, ``subject_id``, ``purpose``, ``channel``, ``granted``, ``at``, ``method``).",
+)
+erasure_completed = _signal(
+    "erasure_completed",
+    "A person was erased (``s.privacy.erase``): erase your own copies. The event's record is "
+    "the lead or contact named; ``after``: ``person_ids`` (every lead and contact that is the "
+    "same person) and ``counts``. It carries none of the erased values.",
 )
 
 # Everyone.

@@ -24,6 +24,7 @@ from pycrm.domain.merging import Merge
 from pycrm.domain.money import Money
 from pycrm.domain.org import Actor, Department, Team, User
 from pycrm.domain.outbox import OutboxMessage
+from pycrm.domain.privacy import LegalHold, PrivacyRequest
 from pycrm.domain.products import ExchangeRate, Price, PriceList, Product
 from pycrm.domain.quotes import Quote
 from pycrm.domain.receivables import Receivable
@@ -45,12 +46,14 @@ __all__ = [
     "Deal",
     "ExchangeRate",
     "Lead",
+    "LegalHold",
     "MatchModel",
     "Merge",
     "OutboxMessage",
     "Pipeline",
     "Price",
     "PriceList",
+    "PrivacyRequest",
     "Product",
     "Quote",
     "Receivable",
@@ -112,6 +115,8 @@ RECORD_TYPES: tuple[type[Stored], ...] = (
     Quote,
     Consent,
     ConsentState,
+    LegalHold,
+    PrivacyRequest,
     AuditEntry,
 )
 

@@ -92,6 +92,9 @@ class FieldDefinition(Record):
     """Indexed for search (an expression index on SQL adapters)."""
     retired: bool = False
     """No longer offered; stored values are kept."""
+    personal: bool = False
+    """It holds a value about a person (a birthday, a passport number): an erasure
+    (``s.privacy.erase``) removes it from the person's records and those about them."""
 
 
 #: What a record id looks like (ids are made by :func:`pycrm.domain.ids.new_id`, or

@@ -361,6 +361,10 @@ DEFAULT_POLICY = Policy.from_dict(
             _g("marketing sales service", "consent", "create read", "all"),
             _g("marketing sales service", "consent_state", "read", "all"),
             _g("privacy", "*", "read", "all"),
+            # Retention: the privacy role keeps the tenant's retention rules (and runs them).
+            _g("privacy", "setting", "create update", "all", when={"name": "retention"}),
+            # Access requests, erasure and legal holds: the privacy role (and admins) alone.
+            _g("privacy", "privacy_request legal_hold", "create read update", "all"),
         ],
         "fields": [
             {"resource": "receivable", "field": "payments", "hidden": True, "allowed": ["finance", "admin"]},

@@ -25,6 +25,7 @@ SETTING_NAMES = (
     "default_region",
     "reporting_currency",
     "tax_rates",
+    "retention",
 )
 
 

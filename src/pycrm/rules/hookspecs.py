@@ -9,7 +9,8 @@ entry point in the group ``pycrm``::
     my_rules = "my_package.rules"
 
 pycrm's own rules are plugins too (named ``pycrm.routing``, ``pycrm.scoring``,
-``pycrm.reminders``, ``pycrm.approvals`` and ``pycrm.pricing``), so they can be unregistered or
+``pycrm.reminders``, ``pycrm.approvals``, ``pycrm.pricing`` and, with a mail sender,
+``pycrm.acknowledgement``), so they can be unregistered or
 outranked (``tryfirst=True``). The most recently registered plugin is asked
 first.
 
@@ -28,6 +29,7 @@ import pluggy
 if TYPE_CHECKING:
     from datetime import date
     from decimal import Decimal
+    from email.message import EmailMessage
 
     from pycrm.domain.contracts import ApprovalStep, Contract
     from pycrm.domain.customers import Customer
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from pycrm.domain.products import PriceLine, Product
     from pycrm.domain.quotes import Quote
     from pycrm.domain.tasks import BehaviourEvent
+    from pycrm.domain.tickets import Ticket
+    from pycrm.mail import InboundMail
     from pycrm.rules.context import Assignment, RuleContext, TaskSpec
 
 __all__ = ["PROJECT", "hookimpl", "hookspec"]
@@ -159,4 +163,35 @@ def pycrm_price_line(
     :returns: a :class:`~pycrm.domain.products.PriceLine` for this product
         and quantity (in ``currency`` when one is given), or None to let the
         next plugin price it.
+    """
+
+
+@hookspec(firstresult=True)
+def pycrm_mail_acknowledgement(
+    ticket: Ticket, mail: InboundMail, ctx: RuleContext
+) -> EmailMessage | None:
+    """Write the acknowledgement of an email that opened a ticket.
+
+    Called by email intake (``s.mail.receive``, ``s.tickets.receive_mail``)
+    when an email opens a new ticket and the CRM has a ``mail_sender``;
+    never for a reply to a ticket, a duplicate, or a machine's mail
+    (auto-replies, bounces, lists), and never for mail from the sender's
+    own ``from_address``. The built-in plugin ``pycrm.acknowledgement``
+    (:class:`pycrm.mail.MailAcknowledgement`) answers last.
+
+    pycrm completes the message: ``To`` (the customer's address), ``From``
+    (the sender's ``from_address``), the ticket's ``[#T-<id>]`` token in the
+    subject, ``In-Reply-To`` and ``References`` (the customer's email, so
+    their reply threads back), ``Auto-Submitted: auto-replied``,
+    ``Date`` and ``Message-ID``. It is sent after the session commits, never
+    for work that is rolled back; a send that fails is logged (logger
+    ``pycrm.mail``) and the ticket stays.
+
+    :param ticket: the ticket the email opened (routed already).
+    :param mail: the email, parsed (:class:`pycrm.mail.InboundMail`).
+    :param ctx: the rule context (``ctx.session`` reads as the intake's actor).
+    :returns: an :class:`email.message.EmailMessage` to send, or None to let
+        the next plugin decide (None from all: nothing is sent).
+
+    Stops at first non-None result.
     """

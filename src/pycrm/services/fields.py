@@ -37,7 +37,7 @@ __all__ = ["CategoryService", "FieldService"]
 _KEY = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _EDITABLE = (
     "label", "required", "default", "minimum", "maximum", "pattern", "choices", "group",
-    "readable_by", "writable_by", "searchable", "retired",
+    "readable_by", "writable_by", "searchable", "retired", "personal",
 )  # fmt: skip
 
 
@@ -65,7 +65,7 @@ class FieldService(RecordService[FieldDefinition]):
         with Checks() as checks:
             if "label" in values:
                 out["label"] = checks(check_text, "label", values["label"], required=True)
-            for name in ("required", "searchable", "retired"):
+            for name in ("required", "searchable", "retired", "personal"):
                 if name in values:
                     out[name] = checks(check_bool, name, values[name])
             for name in ("minimum", "maximum"):
@@ -109,7 +109,8 @@ class FieldService(RecordService[FieldDefinition]):
 
         ``options``: ``required``, ``default``, ``minimum``, ``maximum``, ``pattern``,
         ``choices``, ``reference`` (a record kind), ``group``, ``readable_by``,
-        ``writable_by`` (departments or roles), ``searchable`` (indexed).
+        ``writable_by`` (departments or roles), ``searchable`` (indexed),
+        ``personal`` (a value about a person, which an erasure removes).
         """
         self._require_org("create", "field_definition")
         if entity not in CUSTOMIZABLE:

@@ -171,7 +171,7 @@ class LeadService(RecordService[Lead]):
         A sender already known as a lead goes through the duplicate policy,
         as any capture does.
 
-        :raises ValidationError: (``email``) when the sender has no usable address.
+        :raises ValidationError: (``message``) when the sender has no usable address.
         """
         mail = parse_mail(message)
         if mail.automatic is not None:
@@ -183,7 +183,7 @@ class LeadService(RecordService[Lead]):
             if seen:
                 return MailReceipt("duplicate", seen[0], f"{mail.message_id} was captured before")
         if mail.sender is None:
-            raise ValidationError("email", None, "the email has no sender address")
+            raise ValidationError("message", None, "the email has no sender address")
         name = mail.sender_name or mail.sender.partition("@")[0]
         needs = mail.text or mail.subject or None
         lead = self.capture(

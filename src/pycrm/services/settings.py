@@ -31,6 +31,7 @@ from pycrm.domain.fields import check_json, check_key
 from pycrm.domain.lines import check_percent
 from pycrm.domain.money import check_currency
 from pycrm.domain.query import Eq
+from pycrm.domain.retention import parse_rules as parse_retention_rules
 from pycrm.domain.settings import SETTING_NAMES, Setting
 from pycrm.domain.tickets import SlaPolicy
 from pycrm.errors import ConcurrencyError, ConfigurationError, ValidationError
@@ -132,6 +133,13 @@ SETTINGS: dict[str, SettingKind] = {
             lambda rates: {name: str(rate) for name, rate in rates.items()},
             lambda crm: {},
         ),
+        SettingKind(
+            "retention",
+            "the retention rules: which records are erased, deleted or cleared, and when",
+            parse_retention_rules,
+            lambda rules: [rule.to_json() for rule in rules],
+            lambda crm: (),
+        ),
     )
 }
 assert tuple(SETTINGS) == SETTING_NAMES
@@ -147,6 +155,7 @@ class SettingsService(Service):
     ``default_region``        an ISO 3166 code such as ``"DE"``, or None
     ``reporting_currency``    an ISO 4217 code such as ``"EUR"`` (see ``s.rates``)
     ``tax_rates``             ``{"standard": "19", "reduced": "7"}`` (see ``s.quotes``)
+    ``retention``             a list of retention rules (see ``s.retention``)
     ========================  =====================================================
 
     Reading and changing them needs grants on the ``setting`` resource (the

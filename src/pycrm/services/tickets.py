@@ -53,6 +53,7 @@ from pycrm.domain.tickets import (
 from pycrm.errors import InvalidTransition, ValidationError
 from pycrm.mail import InboundMail, MailReceipt, clip, parse_mail
 from pycrm.rules.context import RuleContext
+from pycrm.services.mail import acknowledge
 from pycrm.services.records import RecordService, check_when, checked_changes, write
 from pycrm.services.search import check_page, referenced
 
@@ -198,7 +199,9 @@ class TicketService(RecordService[Ticket]):
         ``category`` and ``priority``. Attachments become documents on the
         ticket. Auto-replies, bounces and list mail are ignored, and an email
         received before (the same ``Message-ID``) does nothing: intake can
-        run twice over the same mailbox.
+        run twice over the same mailbox. With a ``mail_sender`` on the CRM, a
+        ticket it opens is acknowledged to the customer after the commit
+        (hook ``pycrm_mail_acknowledgement``).
         """
         mail = parse_mail(message)
         if mail.automatic is not None:
@@ -221,6 +224,7 @@ class TicketService(RecordService[Ticket]):
                 mail_ids=received,
             )
             outcome, how = "opened", None if contact else f"no contact has {mail.sender}"
+            acknowledge(self._s, ticket, mail)  # sent after the commit, if at all
         else:
             if ticket.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
                 ticket = self.reopen(ticket.id, reason="the customer wrote again by email")

@@ -540,8 +540,16 @@ class SqlRepository(Generic[S]):
             self._uow.connection.execute(sa.insert(self._table), [self._codec.to_row(record)])
             self._write_keys(record, replace=False)
 
+    def _version_is(self, expected_version: int) -> sa.ColumnElement[bool]:
+        """The row is at ``expected_version`` (always true for records without a version)."""
+        t = self._table
+        return t.c.version == expected_version if "version" in t.c else sa.true()
+
     def replace(self, record: S, expected_version: int) -> None:
-        """Update the row only if it is still at ``expected_version``."""
+        """Update the row only if it is still at ``expected_version``.
+
+        A record without a version (an audit entry) is updated whatever version is given.
+        """
         self._check_tenant(record)
         self._uow.write_lock()
         t = self._table
@@ -551,7 +559,7 @@ class SqlRepository(Generic[S]):
                 .where(
                     t.c.id == record.id,
                     t.c.tenant_id == record.tenant_id,
-                    t.c.version == expected_version,
+                    self._version_is(expected_version),
                 )
                 .values(self._codec.to_row(record))
             )
@@ -560,7 +568,9 @@ class SqlRepository(Generic[S]):
             raise ConcurrencyError(self._resource, record.id, expected_version, None) from exc
         if result.rowcount != 1:
             actual = self._uow.execute(
-                sa.select(t.c.version).where(t.c.id == record.id, t.c.tenant_id == record.tenant_id)
+                sa.select(t.c.version if "version" in t.c else sa.literal(0)).where(
+                    t.c.id == record.id, t.c.tenant_id == record.tenant_id
+                )
             ).scalar()
             if actual is None:
                 raise NotFound(self._resource, record.id)
@@ -568,20 +578,25 @@ class SqlRepository(Generic[S]):
         self._write_keys(record, replace=True)
 
     def delete(self, id: str, expected_version: int) -> None:
-        """Delete the row (and its match keys) only if it is still at ``expected_version``."""
+        """Delete the row (and its match keys) only if it is still at ``expected_version``.
+
+        A record without a version (an audit entry) is deleted whatever version is given.
+        """
         self._uow.write_lock()
         t, tenant = self._table, self._uow.tenant_id
         try:
             result = self._uow.execute(
                 sa.delete(t).where(
-                    t.c.id == id, t.c.tenant_id == tenant, t.c.version == expected_version
+                    t.c.id == id, t.c.tenant_id == tenant, self._version_is(expected_version)
                 )
             )
         except ConcurrencyError as exc:
             raise ConcurrencyError(self._resource, id, expected_version, None) from exc
         if result.rowcount != 1:
             actual = self._uow.execute(
-                sa.select(t.c.version).where(t.c.id == id, t.c.tenant_id == tenant)
+                sa.select(t.c.version if "version" in t.c else sa.literal(0)).where(
+                    t.c.id == id, t.c.tenant_id == tenant
+                )
             ).scalar()
             if actual is None:
                 raise NotFound(self._resource, id)
