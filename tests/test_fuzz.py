@@ -626,6 +626,7 @@ CALLS: dict[str, dict[str, Any]] = {
     # -- privacy ---------------------------------------------------------------
     "privacy.access_request": {"subject_id": Ref("contact")},
     "privacy.erase": {"subject_id": Ref("lead"), "reason": "asked by letter"},
+    "privacy.erase_many": {"subject_ids": [Ref("lead"), Ref("contact")], "reason": "asked by letter"},
     "privacy.hold": {"subject_id": Ref("contact"), "reason": "case 2026-17"},
     "privacy.on_hold": {"subject_id": Ref("lead")},
     "privacy.release": {"subject_id": Ref("held"), "reason": "case closed"},

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import re
 import unicodedata
 from collections.abc import Iterator
 from datetime import date
@@ -23,7 +24,14 @@ from pycrm import signals
 from pycrm.adapters.sqlalchemy.store import SqlStore
 from pycrm.domain import RECORD_TYPES
 from pycrm.domain.events import Event
-from pycrm.domain.privacy import ERASED, is_pseudonym
+from pycrm.domain.privacy import (
+    ERASED,
+    Identity,
+    Scrubber,
+    Scrubbers,
+    is_pseudonym,
+    pseudonym,
+)
 from pycrm.errors import InvalidTransition, NotFound, PermissionDenied, ValidationError
 from pycrm.services.privacy import PrivacyService
 from pycrm.session import Session
@@ -422,6 +430,214 @@ def test_bad_arguments_are_refused_by_name(crm: pycrm.CRM) -> None:
             s.privacy.erase(w.customer, reason="a company is no person")
         with pytest.raises(NotFound):
             s.privacy.on_hold("nobody")
+
+
+# -- erasing several people at once -------------------------------------------------------------
+
+
+def _someone(given: str, family: str, local: str, phone: str, street: str) -> SimpleNamespace:
+    number = phonenumbers.parse(phone)
+    return SimpleNamespace(
+        script="latin", given=given, family=family,
+        emails=[f"{local}@mail.example", f"{local[:2]}@post.example.org"],
+        phone=phone,
+        national=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL),
+        international=phonenumbers.format_number(
+            number, phonenumbers.PhoneNumberFormat.INTERNATIONAL
+        ),
+        line1=street,
+    )  # fmt: skip
+
+
+def _four() -> list[SimpleNamespace]:
+    return [
+        _ann(),
+        _someone("Børk", "Vanto", "bork.vanto", "+4915198765432", "Lindenweg 12"),
+        _someone("Дарья", "Белова", "daria.b", "+4917012121212", "Gartenstraße 77"),
+        _someone("Kåre", "Moss", "kare.moss", "+4916055566677", "Am Markt 3"),
+    ]
+
+
+def _many_world(crm: pycrm.CRM, tenant: str, persons: list[SimpleNamespace]) -> list[Any]:
+    """The persons' lives in one tenant, and a note that mentions two of them at once."""
+    with crm.session(actor=crm.system_actor, tenant=tenant) as s:
+        owner = s.org.create_user("Sam", "sam@corp.example", "sales").id
+        agent = s.org.create_user("Sue", "sue@corp.example", "service").id
+        worlds = [build(s, person, owner, agent) for person in persons]
+        first, second = worlds[0], worlds[1]
+        s.activities.log(
+            "note", "Joint call", customer_id=first.customer,
+            body=f"{first.name} and {second.name} agreed; call {persons[1].phone}.",
+        )  # fmt: skip
+    return worlds
+
+
+def _normalised(crm: pycrm.CRM, tenant: str) -> str:
+    """The tenant's records (the audit trail, outbox and requests aside) as JSON text, every
+    id replaced by its kind and rank (ids are time-ordered), versions and the random
+    document keys left out."""
+    skipped = {"audit_entry", "outbox_message", "privacy_request"}
+    uow = crm.store.begin(tenant)
+    try:
+        rows = {
+            cls.resource: sorted(uow.repo(cls).find(), key=lambda r: r.id)
+            for cls in RECORD_TYPES
+            if cls.resource not in skipped
+        }
+    finally:
+        uow.rollback()
+    labels = {r.id: f"{kind}#{n}" for kind, found in rows.items() for n, r in enumerate(found)}
+    dump = {
+        kind: [
+            {
+                k: v
+                for k, v in pycrm.serialization.to_dict(r).items()
+                if k not in ("version", "document_key")
+            }
+            for r in found
+        ]
+        for kind, found in rows.items()
+    }
+    text = json.dumps(dump, ensure_ascii=False, sort_keys=True)
+    for id, label in labels.items():
+        text = text.replace(pseudonym(id), f"erased:{label}").replace(id, label)
+    return re.sub(r"TX-\d+", "TX-#", text.replace(f'"{tenant}"', '"tenant"'))
+
+
+def test_erasing_several_at_once_leaves_what_erasing_them_one_by_one_leaves(
+    crm: pycrm.CRM,
+) -> None:
+    persons = _four()
+    one, many = f"one{next(_tenants)}", f"many{next(_tenants)}"
+    worlds = _many_world(crm, one, persons)
+    wanted = [n for p, w in zip(persons, worlds, strict=True) for n in needles(p, w.name)]
+    with crm.session(actor=crm.system_actor, tenant=one) as s:
+        singly = [s.privacy.erase(w.contact, reason="asked by letter") for w in worlds]
+    again = _many_world(crm, many, persons)
+    ids = [again[0].contact, again[0].lead, again[1].contact, again[2].contact, again[1].lead]
+    ids.append(again[3].contact)
+    assert leaks(crm, many, wanted)
+    with crm.session(actor=crm.system_actor, tenant=many) as s:
+        together = s.privacy.erase_many(ids, reason="asked by letter")
+    assert leaks(crm, one, wanted) == []
+    assert leaks(crm, many, wanted) == []
+    assert [r.subject_id for r in together] == [w.contact for w in again]  # each person once
+    assert [len(r.person_ids) for r in together] == [2, 2, 2, 2]
+    places = ("records", "match_keys", "activities", "tickets", "documents", "other_records")
+    assert [[r.counts()[k] for k in places] for r in together] == [
+        [r.counts()[k] for k in places] for r in singly
+    ]
+    assert all(r.audit_entries and r.outbox_messages for r in together)
+    assert _normalised(crm, many) == _normalised(crm, one)
+    with crm.session(actor=crm.system_actor, tenant=many) as s:
+        assert len(s.audit.find(action="erasure")) == 4
+        assert s.privacy.erase_many(ids, reason="asked again")[0].already_erased
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    person=people(),
+    mention=st.sampled_from(["name", "reversed", "email", "phone", "line1", "none"]),
+    around=st.text(max_size=20),
+    upper=st.booleans(),
+)
+def test_the_quick_literal_test_never_misses_a_mention(
+    person: SimpleNamespace, mention: str, around: str, upper: bool
+) -> None:
+    """Property: a text the patterns find the person in always passes the literal test."""
+    name = f"{person.given} {person.family}"
+    identity = Identity.gather(
+        [
+            {"name": name, "given_name": person.given, "family_name": person.family},
+            {"contact_points": [{"kind": "email", "value": e} for e in person.emails]},
+            {"contact_points": [{"kind": "phone", "value": person.phone}]},
+            {"address": {"line1": person.line1}},
+        ]
+    )
+    said = {
+        "name": name, "reversed": f"{person.family}, {person.given}", "email": person.emails[1],
+        "phone": person.national, "line1": person.line1, "none": "",
+    }[mention]  # fmt: skip
+    text = f"{around} {said.upper() if upper else said} {around[::-1]}"
+    for wide in (False, True):
+        scrubber = Scrubber(identity, pseudonym("x"), wide=wide)
+        if scrubber.mentions(text):
+            assert scrubber.may_mention(Scrubber.prepare(text))
+    far = Scrubber(identity, pseudonym("x"))
+    if far.mentions(text):
+        assert Scrubbers([Scrubber(Identity(), pseudonym("y")), far]).concerned(text) == [1]
+
+
+def test_erasing_several_refuses_them_all_when_one_is_on_hold(crm: pycrm.CRM) -> None:
+    persons = _four()[:2]
+    worlds = _many_world(crm, "default", persons)
+    with crm.session(actor=crm.system_actor) as s:
+        s.privacy.hold(worlds[1].lead, reason="case 2026-17")
+    stored = snapshot(crm)
+    with (
+        crm.session(actor=crm.system_actor) as s,
+        pytest.raises(InvalidTransition, match=f"lead {worlds[1].lead} is under a legal hold"),
+    ):
+        s.privacy.erase_many([worlds[0].contact, worlds[1].contact], reason="asked")
+    assert snapshot(crm) == stored  # nothing changed, not even the person not on hold
+
+
+def test_erasing_several_announces_and_audits_each_person_once_after_commit(
+    crm: pycrm.CRM,
+) -> None:
+    persons = _four()[:2]
+    worlds = _many_world(crm, "default", persons)
+    heard: list[Event] = []
+
+    def receiver(sender: Any, event: Event) -> None:
+        heard.append(event)
+
+    signals.erasure_completed.connect(receiver)
+    try:
+        with crm.session(actor=crm.system_actor) as s:
+            reports = s.privacy.erase_many(
+                [worlds[1].lead, worlds[0].contact, worlds[1].contact, worlds[1].lead],
+                reason=f"{worlds[0].name} and {worlds[1].name} wrote to us",
+            )
+            assert heard == []  # not before commit
+    finally:
+        signals.erasure_completed.disconnect(receiver)
+    assert [r.subject_id for r in reports] == [worlds[1].lead, worlds[0].contact]
+    assert [(e.record_type, e.record_id) for e in heard] == [
+        ("lead", worlds[1].lead),
+        ("contact", worlds[0].contact),
+    ]
+    with crm.session(actor=crm.system_actor) as s:
+        erasures = s.audit.find(action="erasure")
+    assert len(erasures) == 2
+    for entry in erasures:
+        assert entry.snapshot is not None
+        text = json.dumps(entry.snapshot, ensure_ascii=False).casefold()
+        for person, w in zip(persons, worlds, strict=True):
+            assert not [n for n in needles(person, w.name) if n in text]
+    assert [e.snapshot["counts"]["records"] >= 2 for e in erasures if e.snapshot] == [True, True]
+
+
+def test_erasing_several_refuses_bad_lists_by_name_and_needs_the_privacy_role(
+    crm: pycrm.CRM,
+) -> None:
+    _, w = _world(crm)
+    with crm.session(actor=crm.system_actor) as s:
+        for bad in ([], (), w.contact, None, {w.contact}, [w.contact, 42]):
+            with pytest.raises(ValidationError) as refused:
+                s.privacy.erase_many(bad, reason="asked")  # type: ignore[arg-type]
+            assert refused.value.field == "subject_ids"
+        with pytest.raises(ValidationError) as refused:
+            s.privacy.erase_many([w.contact], reason=" ")
+        assert refused.value.field == "reason"
+        with pytest.raises(NotFound):
+            s.privacy.erase_many([w.contact, w.customer], reason="a company is no person")
+    p = staff(crm, sal="sales", pat=("legal", ["privacy"]))
+    with crm.session(actor=p.sal.id) as s, pytest.raises(PermissionDenied):
+        s.privacy.erase_many([w.contact], reason="x")
+    with crm.session(actor=p.pat.id) as s:
+        (report,) = s.privacy.erase_many([w.lead, w.contact], reason="asked")
+    assert (report.subject_id, report.records) == (w.lead, 2)
 
 
 # -- access requests -----------------------------------------------------------------------------

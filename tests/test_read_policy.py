@@ -1860,6 +1860,10 @@ TABLE: dict[str, Read | Write | Import | Nothing] = {
         lambda w: [call(i, reason="asked", subject=(k, i)) for k in PEOPLE for i in w.of(k)[:1]],
         granted("privacy_request", "create"),
     ),
+    "privacy.erase_many": Write(
+        lambda w: [call([i], reason="asked", subject=(k, i)) for k in PEOPLE for i in w.of(k)[:1]],
+        granted("privacy_request", "create"),
+    ),
     "privacy.hold": Write(
         lambda w: [call(i, reason="case 7", subject=(k, i)) for k in PEOPLE for i in w.of(k)[:1]],
         granted("legal_hold", "create"),

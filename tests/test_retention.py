@@ -454,7 +454,7 @@ def test_a_run_stopped_midway_keeps_its_batches_and_the_next_run_completes(
         ids = [lead(s, name) for name in ("Ann", "Bo", "Cy", "Di", "Eve")]
         rules(s, STALE_LEADS)
     fake_clock.advance(timedelta(days=800))
-    real = RetentionService._act
+    real = RetentionService._audit
     calls: list[str] = []
 
     def crashing(self: RetentionService, s: Session, rule: RetentionRule, record: Any) -> None:
@@ -463,10 +463,10 @@ def test_a_run_stopped_midway_keeps_its_batches_and_the_next_run_completes(
         if len(calls) == 3:
             raise RuntimeError("the machine went down")
 
-    monkeypatch.setattr(RetentionService, "_act", crashing)
+    monkeypatch.setattr(RetentionService, "_audit", crashing)
     with crm.session(actor=crm.system_actor) as s, pytest.raises(RuntimeError):
         s.retention.run(batch=2)
-    monkeypatch.setattr(RetentionService, "_act", real)
+    monkeypatch.setattr(RetentionService, "_audit", real)
     with crm.session(actor=crm.system_actor) as s:
         erased = [id for id in ids if s.leads.get(id).name.startswith("erased:")]
         assert erased == ids[:2]  # the first batch committed, the second rolled back whole
@@ -508,6 +508,53 @@ def test_a_refused_action_is_counted_and_the_others_go_on(
             ids[0],
             ids[2],
         ]
+
+
+def test_an_erase_batch_is_one_erase_many_and_one_refused_person_fails_alone(
+    crm: pycrm.CRM, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with crm.session(actor=crm.system_actor) as s:
+        ids = [lead(s, name) for name in ("Ann", "Bo", "Cy", "Di")]
+        rules(s, STALE_LEADS)
+    fake_clock.advance(timedelta(days=800))
+    from pycrm.services.privacy import PrivacyService
+
+    real_many, real_rewrite = PrivacyService.erase_many, PrivacyService._rewrite
+    batches: list[list[str]] = []
+    refused = ""
+
+    def counted(self: PrivacyService, subject_ids: list[str], **kwargs: Any) -> Any:
+        batches.append(list(subject_ids))
+        return real_many(self, subject_ids, **kwargs)
+
+    def refusing(self: PrivacyService, record: Any, *args: Any) -> int:
+        if record.id == refused:
+            raise ConfigurationError("refused for the test")
+        return real_rewrite(self, record, *args)
+
+    monkeypatch.setattr(PrivacyService, "erase_many", counted)
+    with crm.session(actor=crm.system_actor) as s:
+        first = s.retention.run(batch=2).rules[0]
+    assert batches == [ids[:2], ids[2:]]  # one call per batch
+    assert (first.selected, first.done, first.failed) == (4, 4, 0)
+    with crm.session(actor=crm.system_actor) as s:
+        assert all(s.leads.get(id).name.startswith("erased:") for id in ids)
+
+    with crm.session(actor=crm.system_actor) as s:
+        more = [lead(s, name) for name in ("Eve", "Fay", "Gus")]
+    refused = more[1]
+    fake_clock.advance(timedelta(days=800))
+    monkeypatch.setattr(PrivacyService, "_rewrite", refusing)
+    with crm.session(actor=crm.system_actor) as s:
+        outcome = s.retention.run().rules[0]
+    assert (outcome.selected, outcome.done, outcome.failed) == (3, 2, 1)
+    assert outcome.failures == ((more[1], "refused for the test"),)
+    with crm.session(actor=crm.system_actor) as s:
+        assert s.leads.get(more[1]).name == "Fay"  # its erasure was undone whole
+        assert s.leads.get(more[0]).name.startswith("erased:")
+        assert s.leads.get(more[2]).name.startswith("erased:")
+        erased = [e.changes["record_id"][1] for e in s.audit.find(action="retention:stale-leads")]
+    assert sorted(erased) == sorted([*ids, more[0], more[2]])
 
 
 def test_run_needs_a_session_of_its_own(crm: pycrm.CRM) -> None:

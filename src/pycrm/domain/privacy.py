@@ -16,7 +16,8 @@ before-images and an event's payload:
   person's own records and of :data:`LINKED_FIELDS` to the records linked to
   them (activities, tickets, tasks, consents, behaviour events, documents);
 * a :class:`Scrubber` replaces the person's identifying values wherever they
-  are mentioned in text (a deal named after them, a note on their company).
+  are mentioned in text (a deal named after them, a note on their company);
+  :class:`Scrubbers` does so for several people at once.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "LegalHold",
     "PrivacyRequest",
     "Scrubber",
+    "Scrubbers",
     "empty_checksum",
     "erase_json",
     "is_pseudonym",
@@ -266,6 +268,24 @@ def _spaced(text: str) -> str:
     return r"\s+".join(re.escape(t) for t in text.split())
 
 
+def _words(text: str) -> tuple[str, ...]:
+    """The words of ``text``, case-folded, longest first."""
+    return tuple(sorted({_fold(w) for w in text.split()}, key=len, reverse=True))
+
+
+def _fold(text: str) -> str:
+    """``text`` case-folded, without the dot ``İ`` folds to (ignoring case, ``i`` matches ``İ``)."""
+    return text.casefold().replace("\u0307", "")
+
+
+def _number_digits(number: str) -> str:
+    """The digits every match of :func:`_phone`'s pattern for ``number`` holds in a row."""
+    try:
+        return phonenumbers.national_significant_number(phonenumbers.parse(number, None))
+    except phonenumbers.NumberParseException:
+        return re.sub(r"\D", "", number)
+
+
 def _phone(number: str) -> str | None:
     try:
         parsed = phonenumbers.parse(number, None)
@@ -292,8 +312,13 @@ class Scrubber:
     def __init__(self, identity: Identity, token: str, *, wide: bool = False) -> None:
         self.token = token
         patterns: list[str] = []
+        # The words every match of a pattern holds (case-folded), and the digits of each
+        # phone number: a text holding none of these cannot be mentioning the person.
+        literals: list[tuple[str, ...]] = []
+        numbers: list[str] = []
         for name in identity.names:
             if len(name) >= 2:
+                literals.append(_words(name))
                 patterns.append(_bounded(_spaced(name), name))
                 tokens = name.split()
                 if len(tokens) == 2:
@@ -301,16 +326,46 @@ class Scrubber:
                     patterns.append(_bounded(reverse, name))
         if wide:
             patterns += [_bounded(_spaced(p), p) for p in identity.parts if len(p) >= 2]
+            literals += [_words(p) for p in identity.parts if len(p) >= 2]
         for email in identity.emails:
             patterns.append(re.escape(email))
+            literals.append((_fold(email),))
             key = email_key(email)
             if key and key != email.casefold():
                 patterns.append(re.escape(key))
-        patterns += [p for p in map(_phone, identity.phones) if p]
-        patterns += [_spaced(t) for t in identity.texts if len(t) >= 6]
+                literals.append((_fold(key),))
+        for phone in identity.phones:
+            pattern = _phone(phone)
+            if pattern:
+                patterns.append(pattern)
+                numbers.append(_number_digits(phone))
+        texts = [t for t in identity.texts if len(t) >= 6]
+        patterns += [_spaced(t) for t in texts]
+        literals += [_words(t) for t in texts]
+        self._literals = tuple(dict.fromkeys(literals))
+        self._numbers = tuple(dict.fromkeys(numbers))
         # Longest first, so a full name is replaced before a part of it.
         patterns.sort(key=len, reverse=True)
         self._pattern = re.compile("|".join(patterns), re.IGNORECASE) if patterns else None
+
+    @staticmethod
+    def prepare(value: str) -> tuple[str, str]:
+        """``value`` as :meth:`may_mention` reads it: case-folded, and its digits alone."""
+        normal = unicodedata.normalize("NFKC", value)
+        return _fold(normal), re.sub(r"\D", "", normal)
+
+    def may_mention(self, prepared: tuple[str, str]) -> bool:
+        """Whether a text (made ready by :meth:`prepare`) may mention the person.
+
+        A quick test on literals alone: False means :meth:`mentions` is False;
+        True is to be checked with the patterns.
+        """
+        if self._pattern is None:
+            return False
+        folded, digits = prepared
+        return any(n in digits for n in self._numbers) or any(
+            all(word in folded for word in words) for words in self._literals
+        )
 
     def text(self, value: str) -> str:
         """``value`` with every mention replaced by the pseudonym."""
@@ -340,6 +395,33 @@ class Scrubber:
         if isinstance(value, list):
             return [self.json(v, key) for v in value]
         return value
+
+
+class Scrubbers:
+    """Several people's scrubbers, applied one after another in the order given.
+
+    An erasure of several people asks once which of them a text may mention
+    (:meth:`concerned`, a quick test on literals) and replaces each person's
+    values by that person's pseudonym (:meth:`text`), as erasing them one by
+    one in that order would.
+    """
+
+    def __init__(self, scrubbers: Iterable[Scrubber]) -> None:
+        self._each = tuple(scrubbers)
+
+    def text(self, value: str) -> str:
+        """``value`` with every person's mentions replaced by their pseudonyms."""
+        for scrubber in self._each:
+            value = scrubber.text(value)
+        return value
+
+    def concerned(self, value: str) -> list[int]:
+        """The positions of the scrubbers whose person ``value`` may mention.
+
+        Those left out certainly are not mentioned (see :meth:`Scrubber.may_mention`).
+        """
+        prepared = Scrubber.prepare(value)
+        return [i for i, scrubber in enumerate(self._each) if scrubber.may_mention(prepared)]
 
 
 def erase_json(

@@ -12,6 +12,8 @@ call itself is allowed.
 * :meth:`PrivacyService.erase` pseudonymises the person everywhere their
   identifying values live, in one unit of work, keeping ids, amounts, dates,
   statuses and owners, so reports keep their figures.
+* :meth:`PrivacyService.erase_many` erases several people with one pass
+  through the tenant, as erasing them one by one would.
 * :meth:`PrivacyService.hold` and :meth:`PrivacyService.release` place and
   lift a legal hold, which blocks erasure; :meth:`PrivacyService.on_hold`
   asks.
@@ -50,6 +52,7 @@ from pycrm.domain.privacy import (
     LegalHold,
     PrivacyRequest,
     Scrubber,
+    Scrubbers,
     empty_checksum,
     erase_json,
     pseudonym,
@@ -60,7 +63,7 @@ from pycrm.domain.records import Record, Stored
 from pycrm.domain.settings import Setting
 from pycrm.domain.tasks import BehaviourEvent, Task
 from pycrm.domain.tickets import Article, Ticket
-from pycrm.errors import InvalidTransition, NotFound
+from pycrm.errors import InvalidTransition, NotFound, ValidationError
 from pycrm.ports import chunks
 from pycrm.serialization import from_dict, to_dict
 from pycrm.services.records import Service, write
@@ -184,6 +187,59 @@ class _Person:
     @property
     def ids(self) -> list[str]:
         return sorted(self.people)
+
+
+#: The places an :class:`ErasureReport` counts.
+_PLACES = (
+    "records", "match_keys", "activities", "tickets", "documents", "audit_entries",
+    "outbox_messages", "other_records",
+)  # fmt: skip
+
+#: The kinds an erasure leaves alone, by name.
+_UNTOUCHED_KINDS = frozenset(cls.resource for cls in UNTOUCHED)
+
+
+def _texts(value: Any) -> str:
+    """Every text in a JSON value (keys too), one a line: what a scrubber could change."""
+    found: list[str] = []
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, Mapping):
+            found += [str(k) for k in item]
+            todo += item.values()
+        elif isinstance(item, list | tuple):
+            todo += item
+    return "\n".join(found)
+
+
+@attrs.frozen
+class _Step:
+    """Erasing one person: the rules that rewrite a record's JSON form."""
+
+    person: _Person
+    near_scrub: Scrubber
+    far_scrub: Scrubber
+    erased: dict[str, str]
+    near: set[str]
+    secret: Callable[[str], frozenset[str]]
+
+    def scrub(self, record_id: str, value: Any) -> Any:
+        """``value`` with the person's mentions replaced (widely in records about them)."""
+        return (self.near_scrub if record_id in self.near else self.far_scrub).json(value)
+
+    def erase(
+        self, resource: str, record_id: str, data: Mapping[str, Any], pairs: bool = False
+    ) -> Any:
+        """The JSON form ``data`` of ``resource`` ``record_id`` with the person erased."""
+        if resource in _UNTOUCHED_KINDS:
+            return dict(data)
+        return erase_json(
+            resource, record_id, data, erased=self.erased, near=self.near,
+            personal=self.secret, scrub=self.scrub, pairs=pairs,
+        )  # fmt: skip
 
 
 class PrivacyService(Service):
@@ -396,7 +452,57 @@ class PrivacyService(Service):
         self._allow(PrivacyRequest.resource, "create")
         subject = self._subject(subject_id)
         with self._s._guard.bypass():
+            return self._erase_all([subject], why or "")[0]
+
+    @write
+    def erase_many(self, subject_ids: Sequence[str], *, reason: str) -> list[ErasureReport]:
+        """Pseudonymise several people at once, as :meth:`erase` does each of them.
+
+        The tenant is read through once for all of them (erasing them one by
+        one reads it once per person), in one unit of work: all of it
+        commits, or none of it. The result is what erasing them one by one,
+        in the order given, leaves. Ids naming a person named before (the
+        same id twice, a lead and the contact it converted into) are that
+        person once. One report per person, in the order they were first
+        named, each as :meth:`erase` reports; each erasure is audited (action
+        ``erasure``) and announced (``erasure_completed``, after commit) on
+        its own. When any of the people is under a legal hold, the whole
+        call is refused and nothing changes: leave held people out (see
+        :meth:`on_hold`).
+
+        :raises ValidationError: naming ``subject_ids`` unless it is a non-empty
+            list (or tuple) of ids; naming ``reason`` (required text).
+        :raises NotFound: when an id names no lead or contact the actor may read.
+        :raises InvalidTransition: when a legal hold is on any record of any
+            of the people (release it first with :meth:`release`); nothing changes.
+        :raises PermissionDenied: unless the actor has the ``privacy`` role
+            (a ``create`` grant on ``privacy_request``) or is an admin.
+        """
+        if not isinstance(subject_ids, list | tuple):
+            raise ValidationError(
+                "subject_ids", subject_ids, "must be a list of lead or contact ids"
+            )
+        if not subject_ids:
+            raise ValidationError("subject_ids", subject_ids, "must name at least one person")
+        for one in subject_ids:
+            check_id("subject_ids", one)
+        why = check_text("reason", reason, required=True, limit=2000)
+        self._allow(PrivacyRequest.resource, "create")
+        subjects = [self._subject(i) for i in subject_ids]
+        with self._s._guard.bypass():
+            return self._erase_all(subjects, why or "")
+
+    def _erase_all(self, subjects: Sequence[Lead | Contact], reason: str) -> list[ErasureReport]:
+        """Erase the people ``subjects`` are (each once), unless one of them is on hold."""
+        persons: list[_Person] = []
+        seen: set[str] = set()
+        for subject in subjects:
+            if subject.id in seen:
+                continue
             person = self._person(subject)
+            seen.update(person.people)
+            persons.append(person)
+        for person in persons:
             held = self._held(person.ids)
             if held:
                 raise InvalidTransition(
@@ -406,7 +512,7 @@ class PrivacyService(Service):
                     f"{held[0].subject_type} {held[0].subject_id} is under a legal hold placed "
                     f"{held[0].placed_at:%Y-%m-%d}; release it with s.privacy.release first",
                 )
-            return self._erase(person, why or "")
+        return self._erase(persons, reason)
 
     def _identity(self, person: _Person) -> Identity:
         """The person's values: in their records now and in every earlier form of them."""
@@ -424,12 +530,10 @@ class PrivacyService(Service):
             forms += [c.before for c in merge.changes if c.record_id in person.people]
         return Identity.gather(forms)
 
-    def _erase(self, person: _Person, reason: str) -> ErasureReport:
-        s = self._s
+    def _step(self, person: _Person, secret: Callable[[str], frozenset[str]]) -> _Step:
+        """How erasing ``person`` rewrites a record's JSON form."""
         identity = self._identity(person)
         token = pseudonym(person.ids[0])
-        near_scrub = Scrubber(identity, token, wide=True)
-        far_scrub = Scrubber(identity, token)
         related = person.related
         erased: dict[str, str] = {r.id: r.resource for r in person.people.values()}
         for kind in ("activity", "ticket", "task", "consent", "behaviour_event"):
@@ -437,7 +541,17 @@ class PrivacyService(Service):
         cleared = {i for i, k in erased.items() if k in ("contact", "lead", "activity", "ticket")}
         erased.update((d.id, "document") for d in related["document"] if d.record_id in cleared)  # type: ignore[attr-defined]
         near: set[str] = {r.id for kind in related.values() for r in kind}
-        untouched = {cls.resource for cls in UNTOUCHED}
+        return _Step(
+            person,
+            near_scrub=Scrubber(identity, token, wide=True),
+            far_scrub=Scrubber(identity, token),
+            erased=erased,
+            near=near,
+            secret=secret,
+        )
+
+    def _erase(self, persons: Sequence[_Person], reason: str) -> list[ErasureReport]:
+        s = self._s
         personal: dict[str, frozenset[str]] = {}
 
         def secret(resource: str) -> frozenset[str]:
@@ -446,24 +560,19 @@ class PrivacyService(Service):
                 personal[resource] = frozenset(d.key for d in found if d.personal)
             return personal[resource]
 
-        def scrub(record_id: str, value: Any) -> Any:
-            return (near_scrub if record_id in near else far_scrub).json(value)
+        steps = [self._step(person, secret) for person in persons]
+        anyone = Scrubbers([step.far_scrub for step in steps])
 
-        def erase(
-            resource: str, record_id: str, data: Mapping[str, Any], pairs: bool = False
-        ) -> Any:
-            if resource in untouched:
-                return dict(data)
-            return erase_json(
-                resource, record_id, data, erased=erased, near=near, personal=secret,
-                scrub=scrub, pairs=pairs,
-            )  # fmt: skip
+        def involved(record_id: str, value: Any) -> list[int]:
+            """The steps that may change a record (by its id) or its JSON ``value``.
 
-        counts = dict.fromkeys(
-            ("records", "match_keys", "activities", "tickets", "documents", "audit_entries",
-             "outbox_messages", "other_records"),
-            0,
-        )  # fmt: skip
+            Those left out would change nothing: no rule of theirs applies to the
+            record and no text in it may mention their person.
+            """
+            mentioned = set(anyone.concerned(_texts(value)))
+            return [i for i, step in enumerate(steps) if i in mentioned or record_id in step.near]
+
+        counts = [dict.fromkeys(_PLACES, 0) for _ in steps]
         place = {"contact": "records", "lead": "records", "activity": "activities",
                  "ticket": "tickets", "document": "documents"}  # fmt: skip
         blobs: set[str] = set()
@@ -476,33 +585,57 @@ class PrivacyService(Service):
                 continue
             for record in self._each(cls):
                 data = to_dict(record)
-                if record.id not in near and not far_scrub.mentions(
-                    json.dumps(data, ensure_ascii=False)
-                ):
+                active = involved(record.id, data)
+                if not active:
                     continue
-                new = erase(cls.resource, record.id, data)
+                forms = [data]
+                for i in active:
+                    forms.append(steps[i].erase(cls.resource, record.id, forms[-1]))
+                new = forms[-1]
                 if new == data:
                     continue
                 if isinstance(record, Document) and record.blob_key != empty_checksum():
                     blobs.add(record.blob_key)
-                counts["match_keys"] += self._rewrite(record, data, new)
-                counts[place.get(cls.resource, "other_records")] += 1
+                lost = self._rewrite(record, data, new)
+                changers = [n for n in range(len(active)) if forms[n + 1] != forms[n]]
+                for n in changers:
+                    mine = counts[active[n]]
+                    mine[place.get(cls.resource, "other_records")] += 1
+                    if len(changers) == 1:
+                        mine["match_keys"] += lost
+                    else:
+                        mine["match_keys"] += len(
+                            set(from_dict(cls, forms[n]).match_keys())
+                            - set(from_dict(cls, forms[n + 1]).match_keys())
+                        )
         for entry in self._each(AuditEntry):
-            if entry.record_type in untouched:
+            if entry.record_type in _UNTOUCHED_KINDS:
                 continue
             kind, id = entry.record_type, entry.record_id
-            snapshot = None if entry.snapshot is None else erase(kind, id, entry.snapshot)
-            changes = erase(kind, id, entry.changes, pairs=True)
+            snapshot, changes = entry.snapshot, entry.changes
+            for i in involved(id, [snapshot, changes]):
+                step = steps[i]
+                erased_snapshot = None if snapshot is None else step.erase(kind, id, snapshot)
+                erased_changes = step.erase(kind, id, changes, pairs=True)
+                if erased_snapshot != snapshot or erased_changes != changes:
+                    counts[i]["audit_entries"] += 1
+                snapshot, changes = erased_snapshot, erased_changes
             if snapshot != entry.snapshot or changes != entry.changes:
                 s._uow.repo(AuditEntry).replace(
                     attrs.evolve(entry, snapshot=snapshot, changes=changes), 0
                 )
-                counts["audit_entries"] += 1
         for message in self._each(OutboxMessage):
-            if message.payload.get("record_type") in untouched:
+            if message.payload.get("record_type") in _UNTOUCHED_KINDS:
                 continue
-            payload = self._erase_payload(message.payload, erase, scrub)
-            error = None if message.last_error is None else far_scrub.text(message.last_error)
+            payload: dict[str, Any] = dict(message.payload)
+            error = message.last_error
+            for i in involved(str(payload.get("record_id")), [payload, error]):
+                step = steps[i]
+                erased_payload = self._erase_payload(payload, step.erase, step.scrub)
+                erased_error = None if error is None else step.far_scrub.text(error)
+                if erased_payload != payload or erased_error != error:
+                    counts[i]["outbox_messages"] += 1
+                payload, error = erased_payload, erased_error
             if payload != message.payload or error != message.last_error:
                 s._uow.repo(OutboxMessage).replace(
                     attrs.evolve(
@@ -514,16 +647,25 @@ class PrivacyService(Service):
                     ),
                     message.version,
                 )
-                counts["outbox_messages"] += 1
         self._drop_blobs(blobs)
-        why = far_scrub.text(near_scrub.text(reason))
-        report = ErasureReport(person.subject.id, tuple(person.ids), s._now(), **counts)
-        self._register("erasure", person, why, report.counts())
-        subject = s._uow.repo(type(person.subject)).get(person.subject.id) or person.subject
-        s._emit(
-            COMPLETED, subject, after={"person_ids": list(person.ids), "counts": report.counts()}
-        )
-        return report
+        reports: list[ErasureReport] = []
+        for i, step in enumerate(steps):
+            person = step.person
+            why = step.far_scrub.text(step.near_scrub.text(reason))
+            # Every other person's values go too (erased one by one, a later erasure
+            # would take them out of this one's reason, an earlier one would not).
+            for other in steps:
+                why = why if other is step else other.far_scrub.text(why)
+            report = ErasureReport(person.subject.id, tuple(person.ids), s._now(), **counts[i])
+            self._register("erasure", person, why, report.counts())
+            subject = s._uow.repo(type(person.subject)).get(person.subject.id) or person.subject
+            s._emit(
+                COMPLETED,
+                subject,
+                after={"person_ids": list(person.ids), "counts": report.counts()},
+            )
+            reports.append(report)
+        return reports
 
     @staticmethod
     def _erase_payload(
